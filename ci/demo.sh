@@ -1,0 +1,50 @@
+#!/bin/bash
+# The main job as a demo: build p11smime, make a throwaway SoftHSMv2 token with keys generated
+# on it and a test PKI, and use the token. Everything is removed at the end.
+# usage: ci/demo.sh
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+"$top/ci/deps.sh"
+
+build=$top/build-demo
+cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DP11S_TESTS=OFF >/dev/null
+cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
+bin=$build/src/cli/p11smime
+module=/usr/lib/softhsm/libsofthsm2.so
+
+work=$(mktemp -d /tmp/p11smime-demo.XXXXXX)
+cleanup() { "$top/tokens/remove-token.sh" "$work" >/dev/null 2>&1 || rm -rf "$work"; }
+trap cleanup EXIT
+umask 077
+# A random PIN in a file: the PIN never appears on a command line or in the environment.
+od -An -N4 -tu4 /dev/urandom | tr -d ' ' >"$work/user.pin"
+od -An -N4 -tu4 /dev/urandom | tr -d ' ' >"$work/so.pin"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '$ %s\n' "$*"; "$@"; }
+
+step "1. a throwaway SoftHSMv2 token: RSA-2048, RSA-3072, P-256, P-384 keys generated on it"
+"$top/tokens/make-token.sh" --dir "$work" --label demo --pin-file "$work/user.pin" \
+	--so-pin-file "$work/so.pin" --module "$module" >/dev/null
+export SOFTHSM2_CONF=$work/softhsm2.conf
+
+step "2. the slots and tokens the module offers"
+show "$bin" --module "$module" tokens
+
+step "3. the private keys on the token, with their certificates (PIN read from a file)"
+show "$bin" --module "$module" --pin-source "file:$work/user.pin" keys
+
+step "4. the same as JSON: each key's pkcs11: URI is what sign/decrypt take"
+"$bin" --module "$module" --pin-source "file:$work/user.pin" --json keys |
+	python3 -c 'import json,sys
+for k in json.load(sys.stdin)["keys"]:
+    print("  %-3s %4d  %-22s %s" % (k["type"], k["bits"], k["certificate"]["emails"][0], k["uri"]))'
+
+step "5. a wrong PIN is refused with exit status 3, and the token's PIN state is reported"
+echo 000000 >"$work/wrong.pin"
+set +e
+"$bin" --module "$module" --pin-source "file:$work/wrong.pin" keys
+echo "exit status: $?"
+set -e
+
+step "done: the token and its directory are removed"

@@ -1,0 +1,32 @@
+#!/bin/bash
+# Install the Debian 12 packages p11smime needs to build, test and run its demo.
+# Idempotent: apt-get runs only when something is missing. Needs root (or sudo).
+set -euo pipefail
+
+packages=(
+	# build
+	build-essential cmake pkg-config clang libclang-rt-14-dev
+	libssl-dev openssl libp11-kit-dev p11-kit libp11-dev libcmocka-dev
+	# the token and the tools that make test tokens
+	softhsm2 opensc gnutls-bin libengine-pkcs11-openssl
+	# test harness
+	python3 valgrind
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+	exit 0
+fi
+sudo=
+if [ "$(id -u)" -ne 0 ]; then
+	sudo=sudo
+fi
+echo "ci/deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

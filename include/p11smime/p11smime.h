@@ -1,0 +1,14 @@
+/* p11smime — S/MIME with private keys on PKCS#11 tokens. Umbrella header. */
+#ifndef P11SMIME_H
+#define P11SMIME_H
+
+#include "common.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include "pin.h"
+#include "secret.h"
+#include "token.h"
+#include "uri.h"
+
+#endif

@@ -1,0 +1,640 @@
+/*
+ * Private keys on tokens: lookup by RFC 7512 URI (exactly one match, or an error listing the
+ * candidates), the certificate with the same CKA_ID, the public key, and the private
+ * operations the bridge forwards (capability check, login, backend call).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+
+#include "bridge/bridge.h"
+#include <p11smime/log.h>
+
+#include "core/error_int.h"
+#include "core/pin_int.h"
+#include "token/token_int.h"
+#include "token/uri_int.h"
+
+/* At most this many candidates are named in an "ambiguous URI" message. */
+#define AMBIGUOUS_LIST_MAX 8
+
+typedef struct key_vec {
+	p11s_key **v;
+	size_t n, cap;
+} key_vec;
+
+static int bytes_dup(p11s_bytes *dst, const p11s_bytes *src)
+{
+	dst->data = NULL;
+	dst->len = 0;
+	if (src->len == 0) {
+		return P11S_OK;
+	}
+	if ((dst->data = malloc(src->len)) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	memcpy(dst->data, src->data, src->len);
+	dst->len = src->len;
+	return P11S_OK;
+}
+
+static void obj_clear(p11s_object *o)
+{
+	free(o->label);
+	free(o->id.data);
+	free(o->modulus.data);
+	free(o->public_exponent.data);
+	free(o->ec_params.data);
+	free(o->ec_point.data);
+	free(o->value.data);
+	memset(o, 0, sizeof(*o));
+}
+
+/* Copy what a key needs of a backend object (the backend's array is freed afterwards). */
+static int obj_copy(p11s_object *dst, const p11s_object *src)
+{
+	int rc;
+
+	*dst = *src;
+	dst->label = NULL;
+	dst->id = dst->modulus = dst->public_exponent = dst->ec_params = dst->ec_point =
+	    dst->value = (p11s_bytes){ NULL, 0 };
+	if ((dst->label = strdup(src->label ? src->label : "")) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	if ((rc = bytes_dup(&dst->id, &src->id)) < 0 ||
+	    (rc = bytes_dup(&dst->modulus, &src->modulus)) < 0 ||
+	    (rc = bytes_dup(&dst->public_exponent, &src->public_exponent)) < 0 ||
+	    (rc = bytes_dup(&dst->ec_params, &src->ec_params)) < 0 ||
+	    (rc = bytes_dup(&dst->ec_point, &src->ec_point)) < 0) {
+		return rc;
+	}
+	return P11S_OK;
+}
+
+static int same_id(const p11s_object *a, const p11s_object *b)
+{
+	return a->id.len == b->id.len && (a->id.len == 0 || memcmp(a->id.data, b->id.data,
+	                                                         a->id.len) == 0);
+}
+
+static const char *curve_name(int nid)
+{
+	switch (nid) {
+	case NID_X9_62_prime256v1:
+		return "P-256";
+	case NID_secp384r1:
+		return "P-384";
+	case NID_secp521r1:
+		return "P-521";
+	default:
+		return OBJ_nid2sn(nid);
+	}
+}
+
+/* The curve NID of a DER OID in CKA_EC_PARAMS (named curves only, RFC 5480 §2.1.1). */
+static int ec_params_nid(const p11s_bytes *params)
+{
+	const unsigned char *p = params->data;
+	ASN1_OBJECT *oid;
+	int nid;
+
+	if (params->len == 0 || (oid = d2i_ASN1_OBJECT(NULL, &p, (long)params->len)) == NULL) {
+		return NID_undef;
+	}
+	nid = OBJ_obj2nid(oid);
+	ASN1_OBJECT_free(oid);
+	return nid;
+}
+
+/*
+ * CKA_EC_POINT is a DER OCTET STRING holding the point (PKCS#11 v2.40 §2.3.3); some tokens
+ * give the raw point. Unwrap when the bytes parse as exactly one OCTET STRING.
+ */
+static int ec_point_raw(const p11s_bytes *pt, unsigned char **out, size_t *outlen)
+{
+	const unsigned char *p = pt->data;
+	ASN1_OCTET_STRING *os = d2i_ASN1_OCTET_STRING(NULL, &p, (long)pt->len);
+
+	if (os != NULL && p == pt->data + pt->len && ASN1_STRING_length(os) > 0) {
+		*outlen = (size_t)ASN1_STRING_length(os);
+		*out = malloc(*outlen);
+		if (*out != NULL) {
+			memcpy(*out, ASN1_STRING_get0_data(os), *outlen);
+		}
+	} else {
+		*outlen = pt->len;
+		*out = malloc(pt->len ? pt->len : 1);
+		if (*out != NULL) {
+			memcpy(*out, pt->data, pt->len);
+		}
+	}
+	ASN1_OCTET_STRING_free(os);
+	return *out ? P11S_OK : p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+}
+
+/* A public EVP_PKEY from RSA attributes or EC params and point. NULL if there is not enough. */
+static EVP_PKEY *pub_from_attrs(const p11s_object *key, const p11s_object *pubobj)
+{
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *pctx = NULL;
+	EVP_PKEY *pkey = NULL;
+	BIGNUM *n = NULL, *e = NULL;
+	unsigned char *point = NULL;
+	size_t point_len = 0;
+	const char *type = NULL;
+
+	if (bld == NULL) {
+		return NULL;
+	}
+	if (key->key_type == P11S_KEY_RSA) {
+		const p11s_object *src = key->modulus.len ? key : pubobj;
+
+		if (src == NULL || src->modulus.len == 0 || src->public_exponent.len == 0) {
+			goto out;
+		}
+		n = BN_bin2bn(src->modulus.data, (int)src->modulus.len, NULL);
+		e = BN_bin2bn(src->public_exponent.data, (int)src->public_exponent.len, NULL);
+		if (n == NULL || e == NULL || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+		    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e)) {
+			goto out;
+		}
+		type = "RSA";
+	} else if (key->key_type == P11S_KEY_EC) {
+		const p11s_bytes *ecp = key->ec_params.len ? &key->ec_params
+		    : pubobj                               ? &pubobj->ec_params
+		                                           : NULL;
+		int nid = ecp ? ec_params_nid(ecp) : NID_undef;
+
+		if (nid == NID_undef || pubobj == NULL || pubobj->ec_point.len == 0 ||
+		    ec_point_raw(&pubobj->ec_point, &point, &point_len) < 0) {
+			goto out;
+		}
+		if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, OBJ_nid2sn(nid),
+		        0) ||
+		    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, point_len)) {
+			goto out;
+		}
+		type = "EC";
+	} else {
+		goto out;
+	}
+	if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
+	    (pctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL)) == NULL ||
+	    EVP_PKEY_fromdata_init(pctx) <= 0 ||
+	    EVP_PKEY_fromdata(pctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
+		pkey = NULL;
+	}
+out:
+	free(point);
+	BN_free(n);
+	BN_free(e);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	EVP_PKEY_CTX_free(pctx);
+	return pkey;
+}
+
+void p11s_key_free(p11s_key *key)
+{
+	if (key == NULL) {
+		return;
+	}
+	obj_clear(&key->obj);
+	X509_free(key->cert);
+	EVP_PKEY_free(key->pub);
+	free(key->uri);
+	p11s_pin_source_free(key->uri_pins);
+	free(key);
+}
+
+/* Make a key from the private key objs[i] of a token and its neighbours (cert, public key). */
+static int key_new(p11s_ctx *ctx, const p11s_slot *slot, const p11s_object *objs, size_t n,
+    size_t i, p11s_key **out)
+{
+	const p11s_object *priv = &objs[i], *cert = NULL, *pubobj = NULL;
+	p11s_key *k;
+	int rc;
+
+	*out = NULL;
+	if ((k = calloc(1, sizeof(*k))) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	k->ctx = ctx;
+	k->slot = *slot;
+	if ((rc = obj_copy(&k->obj, priv)) < 0) {
+		goto out;
+	}
+	for (size_t j = 0; j < n; j++) {
+		if (!same_id(&objs[j], priv) || priv->id.len == 0) {
+			continue;
+		}
+		if (objs[j].cls == P11S_OBJ_CERTIFICATE && cert == NULL) {
+			cert = &objs[j];
+		} else if (objs[j].cls == P11S_OBJ_PUBLIC_KEY && pubobj == NULL) {
+			pubobj = &objs[j];
+		}
+	}
+	if (cert != NULL && cert->value.len > 0) {
+		const unsigned char *p = cert->value.data;
+
+		/* An unparsable certificate is reported by `keys`, not fatal for the key itself. */
+		k->cert = d2i_X509(NULL, &p, (long)cert->value.len);
+		if (k->cert == NULL) {
+			p11s_log(P11S_LOG_WARN, "token '%s': certificate '%s' does not parse",
+			    slot->info.label, cert->label);
+		}
+	}
+	if (k->cert != NULL && (k->pub = X509_get_pubkey(k->cert)) != NULL) {
+		/* The certificate's key is the one that must match the token's private key. */
+	} else {
+		k->pub = pub_from_attrs(priv, pubobj);
+	}
+	if (k->obj.key_type == P11S_KEY_EC) {
+		const p11s_bytes *ecp = priv->ec_params.len ? &priv->ec_params
+		    : pubobj                                ? &pubobj->ec_params
+		                                            : NULL;
+		int nid = ecp ? ec_params_nid(ecp) : NID_undef;
+
+		if (nid == NID_undef && k->pub != NULL) {
+			char gname[64];
+
+			if (EVP_PKEY_get_utf8_string_param(k->pub, OSSL_PKEY_PARAM_GROUP_NAME, gname,
+			        sizeof(gname), NULL)) {
+				nid = OBJ_sn2nid(gname);
+			}
+		}
+		if (nid != NID_undef) {
+			snprintf(k->curve, sizeof(k->curve), "%s", curve_name(nid));
+		}
+	}
+	if ((rc = p11s_uri__format_key(&slot->info, &k->obj, &k->uri)) < 0) {
+		goto out;
+	}
+	*out = k;
+	k = NULL;
+out:
+	p11s_key_free(k);
+	return rc;
+}
+
+static int vec_push(key_vec *kv, p11s_key *k)
+{
+	if (kv->n == kv->cap) {
+		size_t cap = kv->cap ? kv->cap * 2 : 8;
+		p11s_key **v = realloc(kv->v, cap * sizeof(*v));
+
+		if (v == NULL) {
+			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		}
+		kv->v = v;
+		kv->cap = cap;
+	}
+	kv->v[kv->n++] = k;
+	return P11S_OK;
+}
+
+static void vec_free(key_vec *kv)
+{
+	for (size_t i = 0; i < kv->n; i++) {
+		p11s_key_free(kv->v[i]);
+	}
+	free(kv->v);
+	kv->v = NULL;
+	kv->n = kv->cap = 0;
+}
+
+/* The PIN source a URI carries (pin-value or pin-source, RFC 7512 §2.4), or NULL. */
+static int uri_pins(const p11s_uri *uri, p11s_pin_source **out)
+{
+	const char *v = p11s_uri__pin_value(uri);
+
+	*out = NULL;
+	if (v != NULL) {
+		return p11s_pin_source__literal(out, v, strlen(v));
+	}
+	if (p11s_uri_pin_source(uri) != NULL) {
+		return p11s_pin_source_parse(out, p11s_uri_pin_source(uri));
+	}
+	return P11S_OK;
+}
+
+/*
+ * Every private key matching `uri` (NULL: all) on every matching token. `*matched_tokens`
+ * counts the present tokens that matched, `*absent` the matching slots without a token.
+ */
+static int collect(p11s_ctx *ctx, const p11s_uri *uri, p11s_pin_source *pins, key_vec *kv,
+    size_t *matched_tokens, size_t *absent)
+{
+	p11s_slot *slots = NULL;
+	size_t nslots;
+	int rc;
+
+	*matched_tokens = *absent = 0;
+	if ((rc = p11s_token__slots(ctx)) < 0) {
+		return rc;
+	}
+	/* Our own copy: logging in re-enumerates ctx->slots. */
+	nslots = ctx->nslots;
+	if ((slots = malloc((nslots ? nslots : 1) * sizeof(*slots))) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	memcpy(slots, ctx->slots, nslots * sizeof(*slots));
+	for (size_t s = 0; s < nslots; s++) {
+		p11s_object *objs = NULL;
+		size_t n = 0;
+
+		if (uri != NULL && !p11s_uri__match_slot(uri, &slots[s])) {
+			continue;
+		}
+		if (!(slots[s].info.flags & P11S_TOKEN_PRESENT)) {
+			(*absent)++;
+			continue;
+		}
+		if (!(slots[s].info.flags & P11S_TOKEN_INITIALIZED)) {
+			/* A blank token (SoftHSM's spare slot) holds no keys and cannot log in. */
+			continue;
+		}
+		(*matched_tokens)++;
+		if ((rc = p11s_token__login(ctx, &slots[s], pins)) < 0) {
+			goto out;
+		}
+		if ((rc = ctx->prov.ops->objects(&ctx->prov, &slots[s], &objs, &n)) < 0) {
+			p11s_error__prefix("token '%s': ", slots[s].info.label);
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			p11s_key *k = NULL;
+
+			if (objs[i].cls != P11S_OBJ_PRIVATE_KEY ||
+			    (uri != NULL && !p11s_uri__match_object(uri, &objs[i]))) {
+				continue;
+			}
+			if ((rc = key_new(ctx, &slots[s], objs, n, i, &k)) < 0 ||
+			    (rc = vec_push(kv, k)) < 0) {
+				p11s_key_free(k);
+				p11s_objects_free(objs, n);
+				goto out;
+			}
+		}
+		p11s_objects_free(objs, n);
+	}
+	rc = P11S_OK;
+out:
+	free(slots);
+	return rc;
+}
+
+/* Stable listing order: token serial, then CKA_ID, then label. */
+static int key_cmp(const void *a, const void *b)
+{
+	const p11s_key *x = *(p11s_key *const *)a, *y = *(p11s_key *const *)b;
+	size_t l = x->obj.id.len < y->obj.id.len ? x->obj.id.len : y->obj.id.len;
+	int c = strcmp(x->slot.info.serial, y->slot.info.serial);
+
+	if (c == 0 && l > 0) {
+		c = memcmp(x->obj.id.data, y->obj.id.data, l);
+	}
+	if (c == 0) {
+		c = (x->obj.id.len > y->obj.id.len) - (x->obj.id.len < y->obj.id.len);
+	}
+	return c ? c : strcmp(x->obj.label, y->obj.label);
+}
+
+int p11s_key_list(p11s_ctx *ctx, const char *token_uri, p11s_key ***out, size_t *count)
+{
+	p11s_uri *uri = NULL;
+	p11s_pin_source *pins = NULL;
+	key_vec kv = { 0 };
+	size_t matched, absent;
+	int rc;
+
+	*out = NULL;
+	*count = 0;
+	if (token_uri != NULL) {
+		if ((rc = p11s_uri_parse(&uri, token_uri)) < 0 || (rc = uri_pins(uri, &pins)) < 0) {
+			goto out;
+		}
+	}
+	if ((rc = collect(ctx, uri, pins, &kv, &matched, &absent)) < 0) {
+		goto out;
+	}
+	if (token_uri != NULL && matched == 0) {
+		rc = absent ? p11s_error__set(P11S_ERR_TOKEN_ABSENT, "no token present in the slot "
+		                                                     "that %s names", token_uri)
+		            : p11s_error__set(P11S_ERR_NOT_FOUND, "no token matches %s", token_uri);
+		goto out;
+	}
+	if (kv.n > 1) {
+		qsort(kv.v, kv.n, sizeof(*kv.v), key_cmp);
+	}
+	*out = kv.v;
+	*count = kv.n;
+	kv.v = NULL;
+	kv.n = 0;
+out:
+	vec_free(&kv);
+	p11s_pin_source_free(pins);
+	p11s_uri_free(uri);
+	return rc;
+}
+
+int p11s_key_find(p11s_ctx *ctx, const char *text, p11s_key **out)
+{
+	p11s_uri *uri = NULL;
+	p11s_pin_source *pins = NULL;
+	key_vec kv = { 0 };
+	size_t matched, absent;
+	int rc;
+
+	*out = NULL;
+	if ((rc = p11s_uri_parse(&uri, text)) < 0) {
+		goto out;
+	}
+	if (p11s_uri__type_is_not_private(uri)) {
+		rc = p11s_error__set(P11S_ERR_USAGE,
+		    "%s does not name a private key (use type=private, as `keys` prints)", text);
+		goto out;
+	}
+	if ((rc = uri_pins(uri, &pins)) < 0 ||
+	    (rc = collect(ctx, uri, pins, &kv, &matched, &absent)) < 0) {
+		goto out;
+	}
+	if (kv.n == 0) {
+		if (matched == 0 && absent > 0) {
+			rc = p11s_error__set(P11S_ERR_TOKEN_ABSENT, "no token present in the slot for %s",
+			    text);
+		} else if (matched == 0) {
+			rc = p11s_error__set(P11S_ERR_NOT_FOUND, "no token matches %s", text);
+		} else {
+			rc = p11s_error__set(P11S_ERR_NOT_FOUND, "no private key matches %s", text);
+		}
+		goto out;
+	}
+	if (kv.n > 1) {
+		char list[900] = "";
+		size_t off = 0;
+
+		for (size_t i = 0; i < kv.n && i < AMBIGUOUS_LIST_MAX && off < sizeof(list); i++) {
+			int w = snprintf(list + off, sizeof(list) - off, "%s%s", i ? " | " : "",
+			    kv.v[i]->uri);
+			off += w > 0 ? (size_t)w : 0;
+		}
+		rc = p11s_error__set(P11S_ERR_AMBIGUOUS, "%zu keys match %s: %s%s", kv.n, text, list,
+		    kv.n > AMBIGUOUS_LIST_MAX ? " | ..." : "");
+		goto out;
+	}
+	*out = kv.v[0];
+	(*out)->uri_pins = pins;
+	pins = NULL;
+	kv.n = 0;
+out:
+	vec_free(&kv);
+	p11s_pin_source_free(pins);
+	p11s_uri_free(uri);
+	return rc;
+}
+
+const char *p11s_key_uri(const p11s_key *key)
+{
+	return key->uri;
+}
+
+const char *p11s_key_label(const p11s_key *key)
+{
+	return key->obj.label;
+}
+
+const unsigned char *p11s_key_id(const p11s_key *key, size_t *len)
+{
+	*len = key->obj.id.len;
+	return key->obj.id.data;
+}
+
+p11s_key_type p11s_key_get_type(const p11s_key *key)
+{
+	return key->obj.key_type;
+}
+
+int p11s_key_bits(const p11s_key *key)
+{
+	if (key->pub != NULL) {
+		return EVP_PKEY_get_bits(key->pub);
+	}
+	if (key->obj.key_type == P11S_KEY_RSA && key->obj.modulus.len > 0) {
+		return (int)key->obj.modulus.len * 8;
+	}
+	return 0;
+}
+
+const char *p11s_key_curve(const p11s_key *key)
+{
+	return key->curve[0] ? key->curve : NULL;
+}
+
+int p11s_key_always_authenticate(const p11s_key *key)
+{
+	return key->obj.always_authenticate;
+}
+
+const p11s_token_info *p11s_key_token(const p11s_key *key)
+{
+	return &key->slot.info;
+}
+
+X509 *p11s_key_cert(const p11s_key *key)
+{
+	return key->cert;
+}
+
+int p11s_key_pkey(p11s_key *key, EVP_PKEY **out)
+{
+	*out = NULL;
+	if (key->pub == NULL) {
+		return p11s_error__set(P11S_ERR_NOT_FOUND,
+		    "no public key known for %s (no certificate, public key object or attributes)",
+		    key->uri);
+	}
+	return p11s_bridge__pkey(key->ctx->libctx, key, out);
+}
+
+/* The capability a mechanism needs, for the refusal message and the check. */
+static uint32_t cap_for(unsigned long mech, int decrypt)
+{
+	switch (mech) {
+	case P11S_MECH_RSA_PKCS:
+		return decrypt ? P11S_CAP_RSA_PKCS_DECRYPT : P11S_CAP_RSA_PKCS_SIGN;
+	case P11S_MECH_RSA_PKCS_PSS:
+		return P11S_CAP_RSA_PSS;
+	case P11S_MECH_RSA_PKCS_OAEP:
+		return P11S_CAP_RSA_OAEP;
+	case P11S_MECH_ECDSA:
+		return P11S_CAP_ECDSA;
+	case P11S_MECH_EDDSA:
+		return P11S_CAP_EDDSA;
+	case P11S_MECH_ECDH1_DERIVE:
+		return P11S_CAP_ECDH;
+	default:
+		return 0;
+	}
+}
+
+/* Capability and login checks shared by every private operation. */
+static int before_op(p11s_key *key, unsigned long mech, int decrypt)
+{
+	const struct p11s_provider_ops *ops = key->ctx->prov.ops;
+	uint32_t cap = cap_for(mech, decrypt);
+
+	/* DESIGN.md decision 2: a backend that cannot do a mechanism natively says so. */
+	if (cap == 0 || !(ops->caps & cap)) {
+		return p11s_error__set(P11S_ERR_UNSUPPORTED, "backend %s cannot do %s", ops->name,
+		    p11s_token__mech_name(mech));
+	}
+	if (key->obj.always_authenticate && !(ops->caps & P11S_CAP_CONTEXT_LOGIN)) {
+		return p11s_error__set(P11S_ERR_UNSUPPORTED,
+		    "key %s needs a PIN per operation (CKA_ALWAYS_AUTHENTICATE) and backend %s cannot "
+		    "log in for it", key->uri, ops->name);
+	}
+	return p11s_token__login(key->ctx, &key->slot, key->uri_pins);
+}
+
+int p11s_token__sign(p11s_key *key, const p11s_mech *mech, const unsigned char *in, size_t inlen,
+    p11s_buf **out)
+{
+	int rc;
+
+	*out = NULL;
+	if ((rc = before_op(key, mech->type, 0)) < 0) {
+		return rc;
+	}
+	return key->ctx->prov.ops->sign(&key->ctx->prov, &key->obj, mech, in, inlen, out);
+}
+
+int p11s_token__decrypt(p11s_key *key, const p11s_mech *mech, const unsigned char *in,
+    size_t inlen, p11s_buf **out)
+{
+	int rc;
+
+	*out = NULL;
+	if ((rc = before_op(key, mech->type, 1)) < 0) {
+		return rc;
+	}
+	return key->ctx->prov.ops->decrypt(&key->ctx->prov, &key->obj, mech, in, inlen, out);
+}
+
+int p11s_token__derive(p11s_key *key, const unsigned char *peer, size_t peer_len, p11s_buf **out)
+{
+	int rc;
+
+	*out = NULL;
+	if ((rc = before_op(key, P11S_MECH_ECDH1_DERIVE, 0)) < 0) {
+		return rc;
+	}
+	return key->ctx->prov.ops->derive(&key->ctx->prov, &key->obj, peer, peer_len, out);
+}

@@ -1,0 +1,73 @@
+/* Token layer internals shared with the backends (src/pkcs11/) and the bridge (src/bridge/). */
+#ifndef P11S_TOKEN_INT_H
+#define P11S_TOKEN_INT_H
+
+#include <openssl/types.h>
+
+#include <p11smime/pin.h>
+#include <p11smime/sys/provider.h>
+#include <p11smime/token.h>
+
+/*
+ * Translate a PKCS#11 return value into a P11S_ERR_* code, record it with the CK_RV and
+ * `what` ("C_Sign"), and return the code. CKR_OK gives P11S_OK. Used by every backend at its
+ * boundary, so the mapping lives in one place (src/token/ckr.c).
+ */
+int p11s_token__ckr(unsigned long rv, const char *what);
+
+/* The PKCS#11 name of a CK_RV ("CKR_PIN_INCORRECT"), or "CKR_0x..." */
+const char *p11s_token__ckr_name(unsigned long rv);
+
+/* The PKCS#11 name of a mechanism ("CKM_RSA_PKCS_PSS"). */
+const char *p11s_token__mech_name(unsigned long mech);
+
+/* Copy a space-padded PKCS#11 string field into a NUL-terminated, right-trimmed string. */
+void p11s_token__trim(char *dst, size_t dstlen, const unsigned char *src, size_t srclen);
+
+/* The backend registry (src/token/registry.c). NULL when `name` is not compiled in. */
+const struct p11s_provider_ops *p11s_token__backend(const char *name);
+
+struct p11s_ctx {
+	p11s_provider prov;
+	char *module_path;
+	p11s_pin_source *pins;      /* from opts->pin_source, may be NULL */
+	int batch;
+	OSSL_LIB_CTX *libctx;       /* holds the default provider and the bridge provider */
+	p11s_slot *slots;           /* last enumeration */
+	size_t nslots;
+};
+
+struct p11s_key {
+	p11s_ctx *ctx;
+	p11s_slot slot;             /* copy of the slot (info included) */
+	p11s_object obj;            /* the private key; strings owned by `owner` */
+	p11s_object *owner;         /* array the object came from (freed with the key) */
+	size_t owner_n;
+	X509 *cert;                 /* same CKA_ID on the token, may be NULL */
+	EVP_PKEY *pub;              /* public key (from cert, key attributes or public key object) */
+	char *uri;
+	char curve[16];
+	p11s_pin_source *uri_pins;  /* the URI's pin-value or pin-source, may be NULL */
+};
+
+/* Enumerate slots into ctx->slots, with token URIs filled in. */
+int p11s_token__slots(p11s_ctx *ctx);
+
+/*
+ * Log in to the token in `slot` if it needs it and is not logged in yet: refuse a locked PIN
+ * without trying it, use the PIN pad on a protected authentication path, otherwise read a PIN
+ * from `pins` (or the context's source) and report the tries left on failure.
+ */
+int p11s_token__login(p11s_ctx *ctx, const p11s_slot *slot, p11s_pin_source *pins);
+
+/*
+ * Private-key operations used by the bridge: check the backend's capabilities (a missing one
+ * is P11S_ERR_UNSUPPORTED naming it), make sure the token is logged in, then call the backend.
+ */
+int p11s_token__sign(p11s_key *key, const p11s_mech *mech, const unsigned char *in, size_t inlen,
+    p11s_buf **out);
+int p11s_token__decrypt(p11s_key *key, const p11s_mech *mech, const unsigned char *in,
+    size_t inlen, p11s_buf **out);
+int p11s_token__derive(p11s_key *key, const unsigned char *peer, size_t peer_len, p11s_buf **out);
+
+#endif
