@@ -9,6 +9,9 @@ packages=(
 	libssl-dev openssl libp11-kit-dev p11-kit libp11-dev libcmocka-dev
 	# the token and the tools that make test tokens
 	softhsm2 opensc gnutls-bin libengine-pkcs11-openssl
+	libgmime-3.0-dev
+	# interop peers and test vectors (PKITS S/MIME messages)
+	libnss3-tools gpgsm python3-cryptography-vectors
 	# test harness
 	python3 valgrind
 )

@@ -43,6 +43,24 @@ int cli_open(cli_globals *g, const char *uri, p11s_ctx **out);
 /* Non-zero if argv holds -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);
 
+/*
+ * Input (io.c): `path` NULL or "-" means stdin. The FILE is seekable: stdin that is not a
+ * regular file is spooled to an unlinked temporary file first. Prints its own error.
+ */
+int cli_input_open(const char *path, FILE **out);
+
+/*
+ * Atomic output (io.c, CLI.md): write to cli_output_file(), then cli_output_commit() renames
+ * the temporary file over `path` (or copies the spool to stdout when `path` is NULL or "-").
+ * cli_output_abort() removes everything: on failure the destination is untouched and nothing
+ * reaches stdout. commit and abort free the handle. Both open and commit print their errors.
+ */
+typedef struct cli_output cli_output;
+int cli_output_open(const char *path, cli_output **out);
+FILE *cli_output_file(cli_output *o);
+int cli_output_commit(cli_output *o);
+void cli_output_abort(cli_output *o);
+
 /* JSON output helpers (json.c). */
 void json_str(FILE *f, const char *s);
 void json_key(FILE *f, const char *key); /* "key": */

@@ -1,0 +1,163 @@
+/*
+ * Inputs and atomic outputs (CLI.md: "An output file is written atomically (temporary file +
+ * rename): on any failure the destination is left untouched and no partial output appears on
+ * stdout").
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+struct cli_output {
+	char *dest;       /* NULL: stdout */
+	char *tmp_path;   /* temporary file beside dest, or NULL for an unlinked spool */
+	FILE *f;
+};
+
+/* Copy `in` from its start to `out`. */
+static int copy_all(FILE *in, FILE *out)
+{
+	char buf[65536];
+	size_t n;
+
+	if (fseek(in, 0, SEEK_SET) != 0) {
+		return -1;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0) {
+		if (fwrite(buf, 1, n, out) != n) {
+			return -1;
+		}
+	}
+	return ferror(in) ? -1 : 0;
+}
+
+int cli_input_open(const char *path, FILE **out)
+{
+	FILE *f;
+	struct stat st;
+
+	*out = NULL;
+	if (path != NULL && strcmp(path, "-") != 0) {
+		if ((f = fopen(path, "rb")) == NULL) {
+			fprintf(stderr, "p11smime: error: cannot open %s: %s\n", path, strerror(errno));
+			return EXIT_USAGE;
+		}
+		*out = f;
+		return EXIT_OK;
+	}
+	/* stdin: use it as is when it is a regular file, else spool it (parsers need to seek). */
+	if (fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode)) {
+		int fd = dup(STDIN_FILENO);
+
+		if (fd >= 0 && (f = fdopen(fd, "rb")) != NULL) {
+			*out = f;
+			return EXIT_OK;
+		}
+		if (fd >= 0) {
+			close(fd);
+		}
+	}
+	if ((f = tmpfile()) == NULL || copy_all(stdin, f) < 0 || fflush(f) != 0 ||
+	    fseek(f, 0, SEEK_SET) != 0) {
+		fprintf(stderr, "p11smime: error: cannot read standard input: %s\n", strerror(errno));
+		if (f != NULL) {
+			fclose(f);
+		}
+		return EXIT_USAGE;
+	}
+	*out = f;
+	return EXIT_OK;
+}
+
+int cli_output_open(const char *path, cli_output **out)
+{
+	cli_output *o;
+	int fd;
+
+	*out = NULL;
+	if ((o = calloc(1, sizeof(*o))) == NULL) {
+		fprintf(stderr, "p11smime: error: out of memory\n");
+		return EXIT_USAGE;
+	}
+	if (path == NULL || strcmp(path, "-") == 0) {
+		/* stdout: spool, so that nothing appears unless the command succeeds. */
+		o->f = tmpfile();
+	} else {
+		size_t l = strlen(path) + 16;
+
+		if ((o->dest = strdup(path)) == NULL || (o->tmp_path = malloc(l)) == NULL) {
+			cli_output_abort(o);
+			fprintf(stderr, "p11smime: error: out of memory\n");
+			return EXIT_USAGE;
+		}
+		/* Same directory as the destination, so that rename() is atomic. */
+		snprintf(o->tmp_path, l, "%s.XXXXXX", path);
+		if ((fd = mkstemp(o->tmp_path)) >= 0) {
+			(void)fchmod(fd, 0600);
+			o->f = fdopen(fd, "w+b");
+			if (o->f == NULL) {
+				close(fd);
+			}
+		}
+	}
+	if (o->f == NULL) {
+		fprintf(stderr, "p11smime: error: cannot create output %s: %s\n",
+		    path ? path : "spool", strerror(errno));
+		cli_output_abort(o);
+		return EXIT_USAGE;
+	}
+	*out = o;
+	return EXIT_OK;
+}
+
+FILE *cli_output_file(cli_output *o)
+{
+	return o->f;
+}
+
+int cli_output_commit(cli_output *o)
+{
+	int rc = EXIT_OK;
+
+	if (fflush(o->f) != 0) {
+		fprintf(stderr, "p11smime: error: writing output: %s\n", strerror(errno));
+		cli_output_abort(o);
+		return EXIT_USAGE;
+	}
+	if (o->dest == NULL) {
+		if (copy_all(o->f, stdout) < 0 || fflush(stdout) != 0) {
+			fprintf(stderr, "p11smime: error: writing standard output: %s\n", strerror(errno));
+			rc = EXIT_USAGE;
+		}
+	} else if (fsync(fileno(o->f)) != 0 || rename(o->tmp_path, o->dest) != 0) {
+		fprintf(stderr, "p11smime: error: cannot write %s: %s\n", o->dest, strerror(errno));
+		rc = EXIT_USAGE;
+	} else {
+		free(o->tmp_path);
+		o->tmp_path = NULL; /* renamed: nothing to remove */
+	}
+	cli_output_abort(o);
+	return rc;
+}
+
+void cli_output_abort(cli_output *o)
+{
+	if (o == NULL) {
+		return;
+	}
+	if (o->f != NULL) {
+		fclose(o->f);
+	}
+	if (o->tmp_path != NULL) {
+		unlink(o->tmp_path);
+	}
+	free(o->tmp_path);
+	free(o->dest);
+	free(o);
+}
