@@ -3,6 +3,7 @@
 #define P11SMIME_TOKEN_H
 
 #include <openssl/types.h>
+#include <openssl/x509.h>
 
 #include "common.h"
 
@@ -125,6 +126,13 @@ P11S_EXTERN int p11s_key_always_authenticate(const p11s_key *key);
 P11S_EXTERN const p11s_token_info *p11s_key_token(const p11s_key *key);
 /** The certificate with the same CKA_ID on the token, or NULL. Owned by `key`. */
 P11S_EXTERN X509 *p11s_key_cert(const p11s_key *key);
+
+/**
+ * CA certificates stored on the key's token (basicConstraints CA:TRUE), for inclusion in a
+ * SignedData next to the signer's certificate. `*out` may be empty, never NULL on success.
+ * @return P11S_OK or P11S_ERR_NOMEM. Free with sk_X509_pop_free(*out, X509_free).
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_key_ca_certs(const p11s_key *key, STACK_OF(X509) **out);
 
 /**
  * An EVP_PKEY, in p11s_ctx_libctx(), whose private operations go to the token through the

@@ -11,6 +11,7 @@
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "bridge/bridge.h"
 #include <p11smime/log.h>
@@ -208,6 +209,7 @@ void p11s_key_free(p11s_key *key)
 	}
 	obj_clear(&key->obj);
 	X509_free(key->cert);
+	sk_X509_pop_free(key->cas, X509_free);
 	EVP_PKEY_free(key->pub);
 	free(key->uri);
 	p11s_pin_source_free(key->uri_pins);
@@ -249,6 +251,22 @@ static int key_new(p11s_ctx *ctx, const p11s_slot *slot, const p11s_object *objs
 		if (k->cert == NULL) {
 			p11s_log(P11S_LOG_WARN, "token '%s': certificate '%s' does not parse",
 			    slot->info.label, cert->label);
+		}
+	}
+	if ((k->cas = sk_X509_new_null()) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t j = 0; j < n; j++) {
+		const unsigned char *p = objs[j].value.data;
+		X509 *ca;
+
+		if (objs[j].cls != P11S_OBJ_CERTIFICATE || &objs[j] == cert || objs[j].value.len == 0 ||
+		    (ca = d2i_X509(NULL, &p, (long)objs[j].value.len)) == NULL) {
+			continue;
+		}
+		if (X509_check_ca(ca) <= 0 || !sk_X509_push(k->cas, ca)) {
+			X509_free(ca);
 		}
 	}
 	if (k->cert != NULL && (k->pub = X509_get_pubkey(k->cert)) != NULL) {
@@ -551,6 +569,12 @@ const p11s_token_info *p11s_key_token(const p11s_key *key)
 X509 *p11s_key_cert(const p11s_key *key)
 {
 	return key->cert;
+}
+
+int p11s_key_ca_certs(const p11s_key *key, STACK_OF(X509) **out)
+{
+	*out = X509_chain_up_ref(key->cas);
+	return *out ? P11S_OK : p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 }
 
 int p11s_key_pkey(p11s_key *key, EVP_PKEY **out)

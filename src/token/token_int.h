@@ -3,6 +3,7 @@
 #define P11S_TOKEN_INT_H
 
 #include <openssl/types.h>
+#include <openssl/x509.h>
 
 #include <p11smime/pin.h>
 #include <p11smime/sys/provider.h>
@@ -44,6 +45,7 @@ struct p11s_key {
 	p11s_object *owner;         /* array the object came from (freed with the key) */
 	size_t owner_n;
 	X509 *cert;                 /* same CKA_ID on the token, may be NULL */
+	STACK_OF(X509) *cas;        /* CA certificates on the same token */
 	EVP_PKEY *pub;              /* public key (from cert, key attributes or public key object) */
 	char *uri;
 	char curve[16];
