@@ -69,7 +69,8 @@ void p11s_error_clear(void)
 	memset(&last, 0, sizeof(last));
 }
 
-static void set_message(int code, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void set_message(int code, const char *fmt,
+    va_list ap)
 {
 	last.code = code;
 	last.has_ck_rv = 0;
