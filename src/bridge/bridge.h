@@ -12,9 +12,16 @@
 
 /*
  * Create a library context with the default provider and the bridge provider loaded.
- * Free with OSSL_LIB_CTX_free() (after every EVP_PKEY made in it).
+ * Free with p11s_bridge__libctx_free() (after every EVP_PKEY made in it).
  */
 int p11s_bridge__libctx_new(OSSL_LIB_CTX **out);
+
+/*
+ * Unload the providers p11s_bridge__libctx_new() loaded and free the context; NULL is
+ * accepted. (OpenSSL 3.0 leaks a provider added with OSSL_PROVIDER_add_builtin() when its
+ * library context is freed while it is still loaded.)
+ */
+void p11s_bridge__libctx_free(OSSL_LIB_CTX *libctx);
 
 /*
  * An EVP_PKEY in `libctx` for `key`: public operations use key->pub's parameters, private

@@ -116,7 +116,7 @@ void p11s_ctx_free(p11s_ctx *ctx)
 	}
 	free(ctx->prov.priv);
 	free(ctx->slots);
-	OSSL_LIB_CTX_free(ctx->libctx);
+	p11s_bridge__libctx_free(ctx->libctx);
 	p11s_pin_source_free(ctx->pins);
 	free(ctx->module_path);
 	free(ctx);
