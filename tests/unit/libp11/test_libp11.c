@@ -5,7 +5,7 @@
  *   P11S_TEST_MODULE   PKCS#11 module (SoftHSM's libsofthsm2.so, or pkcs11-spy.so in front)
  *   SOFTHSM2_CONF      the throwaway token's configuration (read by SoftHSM itself)
  *   P11S_TEST_TOKEN    token label
- *   P11S_TEST_PIN      user PIN
+ *   P11S_TEST_PIN      user PIN (or P11S_TEST_PIN_FILE: its first line)
  *   P11S_TEST_AA_LABEL optional: label of a private key with CKA_ALWAYS_AUTHENTICATE
  * The token holds at least one RSA and/or one EC P-256 key pair (pkcs11-tool --keypairgen);
  * the cases for a key type the token lacks are skipped.
@@ -62,6 +62,19 @@ static int get_env(struct env *e)
 	e->module = getenv("P11S_TEST_MODULE");
 	e->token = getenv("P11S_TEST_TOKEN");
 	e->pin = getenv("P11S_TEST_PIN");
+	if (e->pin == NULL && getenv("P11S_TEST_PIN_FILE") != NULL) {
+		/* The harness gives the PIN in a file, never in the environment. */
+		static char line[256];
+		FILE *f = fopen(getenv("P11S_TEST_PIN_FILE"), "r");
+
+		if (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+			line[strcspn(line, "\r\n")] = '\0';
+			e->pin = line;
+		}
+		if (f != NULL) {
+			fclose(f);
+		}
+	}
 	e->aa_label = getenv("P11S_TEST_AA_LABEL");
 	return e->module != NULL && e->token != NULL && e->pin != NULL &&
 	    getenv("SOFTHSM2_CONF") != NULL;
