@@ -258,12 +258,14 @@ static void test_bridge_softhsm__wrong_pin(void **state)
 	p11s_ctx *ctx;
 	p11s_key **keys = NULL;
 	size_t n = 0;
-	FILE *f;
+	FILE *f = NULL;
 	int fd;
 
 	(void)state;
 	fd = mkstemp(path);
-	assert_true(fd >= 0 && (f = fdopen(fd, "w")) != NULL);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
 	fputs("99999999\n", f);
 	fclose(f);
 	snprintf(spec, sizeof(spec), "file:%s", path);
