@@ -10,5 +10,6 @@
 #include "secret.h"
 #include "token.h"
 #include "uri.h"
+#include "verify.h"
 
 #endif

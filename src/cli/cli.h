@@ -72,5 +72,6 @@ void certinfo_json(FILE *f, X509 *cert);
 
 extern const cli_command cmd_tokens;
 extern const cli_command cmd_keys;
+extern const cli_command cmd_verify;
 
 #endif

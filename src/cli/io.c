@@ -20,13 +20,13 @@ struct cli_output {
 	FILE *f;
 };
 
-/* Copy `in` from its start to `out`. */
-static int copy_all(FILE *in, FILE *out)
+/* Copy `in` to `out`, from the start of `in` when `rewind_in` (a pipe cannot seek). */
+static int copy_all(FILE *in, FILE *out, int rewind_in)
 {
 	char buf[65536];
 	size_t n;
 
-	if (fseek(in, 0, SEEK_SET) != 0) {
+	if (rewind_in && fseek(in, 0, SEEK_SET) != 0) {
 		return -1;
 	}
 	while ((n = fread(buf, 1, sizeof(buf), in)) > 0) {
@@ -63,7 +63,7 @@ int cli_input_open(const char *path, FILE **out)
 			close(fd);
 		}
 	}
-	if ((f = tmpfile()) == NULL || copy_all(stdin, f) < 0 || fflush(f) != 0 ||
+	if ((f = tmpfile()) == NULL || copy_all(stdin, f, 0) < 0 || fflush(f) != 0 ||
 	    fseek(f, 0, SEEK_SET) != 0) {
 		fprintf(stderr, "p11smime: error: cannot read standard input: %s\n", strerror(errno));
 		if (f != NULL) {
@@ -131,7 +131,7 @@ int cli_output_commit(cli_output *o)
 		return EXIT_USAGE;
 	}
 	if (o->dest == NULL) {
-		if (copy_all(o->f, stdout) < 0 || fflush(stdout) != 0) {
+		if (copy_all(o->f, stdout, 1) < 0 || fflush(stdout) != 0) {
 			fprintf(stderr, "p11smime: error: writing standard output: %s\n", strerror(errno));
 			rc = EXIT_USAGE;
 		}

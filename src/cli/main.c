@@ -13,7 +13,7 @@
 
 #include "cli.h"
 
-static const cli_command *const commands[] = { &cmd_tokens, &cmd_keys };
+static const cli_command *const commands[] = { &cmd_tokens, &cmd_keys, &cmd_verify };
 
 /* Error class -> exit status (CLI.md "Exit status"). SYSTEM has no status of its own: 2. */
 static const int class_exit[] = {

@@ -1,0 +1,130 @@
+/* p11smime — verifying S/MIME signed messages (RFC 8551, RFC 5652, RFC 5280, RFC 8550). */
+#ifndef P11SMIME_VERIFY_H
+#define P11SMIME_VERIFY_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common.h"
+
+/** Version of p11s_verify_opts understood by this library. */
+#define P11S_VERIFY_OPTS_VERSION 1
+
+/**
+ * Options of p11s_verify_message(). Initialise with P11S_VERIFY_OPTS_INIT, then set fields:
+ * `p11s_verify_opts o = P11S_VERIFY_OPTS_INIT; o.trust_files = files; o.n_trust_files = 1;`.
+ * The arrays and strings are borrowed for the duration of the call only.
+ */
+typedef struct p11s_verify_opts {
+	unsigned int version;            /**< P11S_VERIFY_OPTS_VERSION */
+	const char *const *trust_files;  /**< trust anchors: PEM or DER files, several per file */
+	size_t n_trust_files;
+	const char *const *cert_files;   /**< untrusted intermediates (PEM or DER) */
+	size_t n_cert_files;
+	const char *const *crl_files;    /**< CRLs (PEM or DER); any CRL turns on revocation
+	                                      checking of every certificate in the path */
+	size_t n_crl_files;
+	int has_time;                    /**< non-zero: validate at `time`, else now */
+	int64_t time;                    /**< seconds since the epoch (UTC) */
+	int no_sender_check;             /**< non-zero: skip the RFC 8550 §3 From/Sender check
+	                                      (for callers that check it themselves, e.g. a
+	                                      mail reader handing over only the signed part);
+	                                      reported as warning "sender-not-checked" */
+} p11s_verify_opts;
+
+#define P11S_VERIFY_OPTS_INIT { P11S_VERIFY_OPTS_VERSION, NULL, 0, NULL, 0, NULL, 0, 0, 0, 0 }
+
+/**
+ * One reason why something is not valid (or one warning). `code` is a stable token meant for
+ * programs (see docs/verify.md for the list: "untrusted", "expired", "revoked",
+ * "content-altered", "address-mismatch", ...); `message` is a human-readable line that may
+ * include OpenSSL's text. Both are owned by the result.
+ */
+typedef struct p11s_verify_reason {
+	const char *code;
+	const char *message;
+} p11s_verify_reason;
+
+/** What is known about one SignerInfo (RFC 5652 §5.3). All strings are owned by the result. */
+typedef struct p11s_verify_signer {
+	int valid;                       /**< signature, content, path and RFC 8550 checks passed */
+	const char *subject;             /**< signer certificate subject (RFC 2253), NULL if the
+	                                      certificate was not found */
+	const char *issuer;              /**< issuer from the certificate or the SignerIdentifier */
+	const char *serial;              /**< serial number in hex, or NULL (SKI identifier) */
+	const char *const *emails;       /**< addresses in the certificate (RFC 8550 §3) */
+	size_t n_emails;
+	const char *signing_time;        /**< signingTime attribute, RFC 3339 UTC, NULL if absent;
+	                                      claimed by the signer, not a trusted time */
+	const char *digest;              /**< digest algorithm ("sha256") */
+	const char *signature_algorithm; /**< signature algorithm ("rsaEncryption", "RSASSA-PSS",
+	                                      "ecdsa-with-SHA256", ...) */
+	const char *const *chain;        /**< subjects from the signer up to the trust anchor as
+	                                      far as the path could be built */
+	size_t n_chain;
+	const p11s_verify_reason *reasons; /**< every reason this signer is not valid */
+	size_t n_reasons;
+} p11s_verify_signer;
+
+/**
+ * The verdict on a message. `valid` is non-zero only when the whole message (the root entity)
+ * is signed, there is at least one signer and every signer is valid.
+ */
+typedef struct p11s_verify_result {
+	int valid;
+	const char *structure;   /**< "multipart/signed", "opaque", or NULL if the root entity is
+	                              not signed */
+	const char *signed_part; /**< "whole-message"; "nested-part" when only a part inside the
+	                              message is signed (then the message is NOT valid, STANDARDS
+	                              §12 M1-M4); "none" */
+	const char *signed_part_path; /**< for "nested-part": MIME part number ("2", "1.2") and
+	                                   type, else NULL */
+	const p11s_verify_signer *signers;
+	size_t n_signers;
+	const p11s_verify_reason *reasons;  /**< message-level reasons ("no-signers", ...) */
+	size_t n_reasons;
+	const p11s_verify_reason *warnings; /**< not failures ("micalg-mismatch", ...) */
+	size_t n_warnings;
+	struct p11s_verify_priv *priv;      /**< internal; do not touch */
+} p11s_verify_result;
+
+/**
+ * Verify a signed message: multipart/signed (RFC 8551 §3.5.3) or opaque signed-data
+ * (application/pkcs7-mime; smime-type=signed-data, or a .p7m file, §3.9). Each signer's
+ * signature and content digest are checked, its certificate path is validated to one of the
+ * trust anchors (RFC 5280, with CRLs when given), and key usage, extended key usage and the
+ * From/Sender address are checked (RFC 8550). Every reason is collected.
+ *
+ * @param out   the result; free with p11s_verify_result_free(). Set only on P11S_OK.
+ * @param in    the message; must be seekable and stay open (and unchanged) until the result
+ *              is freed, because p11s_verify_write_content() reads the signed part from it.
+ *              A multipart/signed message is streamed, not loaded into memory.
+ * @param opts  options, or NULL for the defaults (no trust anchors: nothing is trusted).
+ * @return P11S_OK when a verdict was reached (valid or not: see `(*out)->valid`);
+ *         P11S_ERR_MALFORMED for input that is not a MIME message, bad base64 or DER, a
+ *         missing boundary; P11S_ERR_IO for unreadable option files; P11S_ERR_NOMEM,
+ *         P11S_ERR_CRYPTO. Thread-safe (no shared state).
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_verify_message(p11s_verify_result **out, FILE *in,
+    const p11s_verify_opts *opts);
+
+/**
+ * Write the verified inner entity: the signed part 1 of a multipart/signed message in its
+ * canonical (CRLF) form, or the eContent of an opaque signed-data. Refuses unless the result
+ * is valid, and re-checks that the bytes written are the bytes that were verified.
+ * @return P11S_OK, P11S_ERR_VERIFY (result not valid, or the input changed since), P11S_ERR_IO.
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_verify_write_content(const p11s_verify_result *r,
+    FILE *out);
+
+/** Free a result; NULL is accepted. */
+P11S_EXTERN void p11s_verify_result_free(p11s_verify_result *r);
+
+/**
+ * Parse an RFC 3339 date-time ("2024-01-31T12:00:00Z", "2024-01-31T13:00:00+01:00",
+ * fractional seconds ignored) into seconds since the epoch.
+ * @return P11S_OK or P11S_ERR_USAGE.
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_verify_parse_time(const char *s, int64_t *out);
+
+#endif

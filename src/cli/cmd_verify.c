@@ -1,0 +1,308 @@
+/*
+ * `p11smime verify [--trust FILE]... [--certs FILE]... [--crl FILE]... [--at TIME] [--in FILE]
+ * [--out FILE]` (CLI.md): verify a signed message, report every signer and every reason.
+ * Exit 0 only when the whole message is signed and every signer is valid and trusted; 1 for
+ * any verification failure; 2 for malformed input or usage errors. The signed entity is
+ * written to --out only after a valid verdict, atomically.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void text_reason(FILE *f, const char *indent, const char *what,
+    const p11s_verify_reason *r)
+{
+	fprintf(f, "%s%s: %s: %s\n", indent, what, r->code, r->message);
+}
+
+static void print_text(FILE *f, const p11s_verify_result *r)
+{
+	size_t bad = 0;
+
+	for (size_t i = 0; i < r->n_signers; i++) {
+		bad += !r->signers[i].valid;
+	}
+	if (r->valid) {
+		fprintf(f, "verdict: VALID (%zu signer%s, all valid and trusted)\n", r->n_signers,
+		    r->n_signers == 1 ? "" : "s");
+	} else if (r->structure == NULL) {
+		fprintf(f, "verdict: NOT SIGNED\n");
+	} else {
+		fprintf(f, "verdict: INVALID (%zu of %zu signer%s not valid)\n", bad, r->n_signers,
+		    r->n_signers == 1 ? "" : "s");
+	}
+	fprintf(f, "structure: %s\n", r->structure ? r->structure : "not signed");
+	if (strcmp(r->signed_part, "whole-message") == 0) {
+		fprintf(f, "signed part: the whole message\n");
+	} else if (strcmp(r->signed_part, "nested-part") == 0) {
+		fprintf(f, "signed part: only part %s inside the message; the message itself is NOT "
+		           "signed\n", r->signed_part_path ? r->signed_part_path : "?");
+	} else {
+		fprintf(f, "signed part: none\n");
+	}
+	for (size_t i = 0; i < r->n_reasons; i++) {
+		text_reason(f, "", "reason", &r->reasons[i]);
+	}
+	for (size_t i = 0; i < r->n_warnings; i++) {
+		text_reason(f, "", "warning", &r->warnings[i]);
+	}
+	for (size_t i = 0; i < r->n_signers; i++) {
+		const p11s_verify_signer *s = &r->signers[i];
+
+		fprintf(f, "signer %zu: %s\n", i + 1, s->valid ? "VALID" : "INVALID");
+		fprintf(f, "  subject: %s\n", s->subject ? s->subject : "(certificate not found)");
+		fprintf(f, "  e-mail:");
+		for (size_t j = 0; j < s->n_emails; j++) {
+			fprintf(f, "%s %s", j ? "," : "", s->emails[j]);
+		}
+		fprintf(f, "%s\n", s->n_emails ? "" : " (none)");
+		fprintf(f, "  issuer: %s\n", s->issuer ? s->issuer : "?");
+		fprintf(f, "  serial: %s\n", s->serial ? s->serial : "?");
+		if (s->signing_time != NULL) {
+			fprintf(f, "  signing time: %s (claimed by the signer, not verified)\n",
+			    s->signing_time);
+		} else {
+			fprintf(f, "  signing time: (none)\n");
+		}
+		fprintf(f, "  digest: %s\n", s->digest ? s->digest : "?");
+		fprintf(f, "  signature algorithm: %s\n",
+		    s->signature_algorithm ? s->signature_algorithm : "?");
+		fprintf(f, "  chain:%s\n", s->n_chain ? "" : " (not built)");
+		for (size_t j = 0; j < s->n_chain; j++) {
+			fprintf(f, "    %zu: %s\n", j, s->chain[j]);
+		}
+		for (size_t j = 0; j < s->n_reasons; j++) {
+			text_reason(f, "  ", "reason", &s->reasons[j]);
+		}
+	}
+}
+
+static void json_reasons(FILE *f, const p11s_verify_reason *v, size_t n)
+{
+	fputc('[', f);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "%s{", i ? "," : "");
+		json_key(f, "code");
+		json_str(f, v[i].code);
+		fputc(',', f);
+		json_key(f, "message");
+		json_str(f, v[i].message);
+		fputc('}', f);
+	}
+	fputc(']', f);
+}
+
+static void json_opt_str(FILE *f, const char *s)
+{
+	if (s != NULL) {
+		json_str(f, s);
+	} else {
+		fputs("null", f);
+	}
+}
+
+static void json_strv(FILE *f, const char *const *v, size_t n)
+{
+	fputc('[', f);
+	for (size_t i = 0; i < n; i++) {
+		if (i) {
+			fputc(',', f);
+		}
+		json_str(f, v[i]);
+	}
+	fputc(']', f);
+}
+
+static void print_json(FILE *f, const p11s_verify_result *r)
+{
+	fputc('{', f);
+	json_key(f, "valid");
+	fputs(r->valid ? "true," : "false,", f);
+	json_key(f, "structure");
+	json_opt_str(f, r->structure);
+	fputc(',', f);
+	json_key(f, "signed_part");
+	json_str(f, r->signed_part);
+	fputc(',', f);
+	json_key(f, "signed_part_path");
+	json_opt_str(f, r->signed_part_path);
+	fputc(',', f);
+	json_key(f, "signers");
+	fputc('[', f);
+	for (size_t i = 0; i < r->n_signers; i++) {
+		const p11s_verify_signer *s = &r->signers[i];
+
+		fprintf(f, "%s{", i ? "," : "");
+		json_key(f, "valid");
+		fputs(s->valid ? "true," : "false,", f);
+		json_key(f, "subject");
+		json_opt_str(f, s->subject);
+		fputc(',', f);
+		json_key(f, "emails");
+		json_strv(f, s->emails, s->n_emails);
+		fputc(',', f);
+		json_key(f, "issuer");
+		json_opt_str(f, s->issuer);
+		fputc(',', f);
+		json_key(f, "serial");
+		json_opt_str(f, s->serial);
+		fputc(',', f);
+		json_key(f, "signing_time");
+		json_opt_str(f, s->signing_time);
+		fputc(',', f);
+		json_key(f, "digest");
+		json_opt_str(f, s->digest);
+		fputc(',', f);
+		json_key(f, "signature_algorithm");
+		json_opt_str(f, s->signature_algorithm);
+		fputc(',', f);
+		json_key(f, "chain");
+		json_strv(f, s->chain, s->n_chain);
+		fputc(',', f);
+		json_key(f, "reasons");
+		json_reasons(f, s->reasons, s->n_reasons);
+		fputc('}', f);
+	}
+	fputs("],", f);
+	json_key(f, "reasons");
+	json_reasons(f, r->reasons, r->n_reasons);
+	fputc(',', f);
+	json_key(f, "warnings");
+	json_reasons(f, r->warnings, r->n_warnings);
+	fputs("}\n", f);
+}
+
+/* Append to a growing argv-like list. */
+static int push(const char ***v, size_t *n, const char *s)
+{
+	const char **nv = realloc(*v, (*n + 1) * sizeof(**v));
+
+	if (nv == NULL) {
+		return -1;
+	}
+	nv[(*n)++] = s;
+	*v = nv;
+	return 0;
+}
+
+static int run(cli_globals *g, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "trust", required_argument, NULL, 't' },
+		{ "certs", required_argument, NULL, 'c' },
+		{ "crl", required_argument, NULL, 'r' },
+		{ "at", required_argument, NULL, 'a' },
+		{ "in", required_argument, NULL, 'i' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "no-sender-check", no_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	p11s_verify_opts o = P11S_VERIFY_OPTS_INIT;
+	const char **trust = NULL, **certs = NULL, **crls = NULL;
+	const char *in_path = NULL, *out_path = NULL, *at = NULL;
+	p11s_verify_result *res = NULL;
+	cli_output *out = NULL;
+	FILE *in = NULL, *report;
+	int c, status = EXIT_USAGE, rc;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		int bad = 0;
+
+		switch (c) {
+		case 't':
+			bad = push(&trust, &o.n_trust_files, optarg);
+			break;
+		case 'c':
+			bad = push(&certs, &o.n_cert_files, optarg);
+			break;
+		case 'r':
+			bad = push(&crls, &o.n_crl_files, optarg);
+			break;
+		case 'a':
+			at = optarg;
+			break;
+		case 'i':
+			in_path = optarg;
+			break;
+		case 'o':
+			out_path = optarg;
+			break;
+		case 'n':
+			o.no_sender_check = 1;
+			break;
+		default:
+			status = cli_usage_error("verify: unknown option or missing value '%s'",
+			    argv[optind - 1]);
+			goto out;
+		}
+		if (bad) {
+			fprintf(stderr, "p11smime: error: out of memory\n");
+			goto out;
+		}
+	}
+	if (optind < argc) {
+		status = cli_usage_error("verify: unexpected argument '%s'", argv[optind]);
+		goto out;
+	}
+	o.trust_files = trust;
+	o.cert_files = certs;
+	o.crl_files = crls;
+	if (at != NULL) {
+		if (p11s_verify_parse_time(at, &o.time) < 0) {
+			status = cli_fail();
+			goto out;
+		}
+		o.has_time = 1;
+	}
+	if ((status = cli_input_open(in_path, &in)) != EXIT_OK) {
+		goto out;
+	}
+	if ((rc = p11s_verify_message(&res, in, &o)) < 0) {
+		status = cli_fail();
+		goto out;
+	}
+	/* The report never mixes with content: on stderr when the content goes to stdout. */
+	report = out_path != NULL && strcmp(out_path, "-") == 0 ? stderr : stdout;
+	if (g->json) {
+		print_json(report, res);
+	} else {
+		print_text(report, res);
+	}
+	fflush(report);
+	status = res->valid ? EXIT_OK : EXIT_VERIFY;
+	if (res->valid && out_path != NULL) {
+		/* CLI.md: atomic output, and only verified content (RFC 8551 §6). */
+		if ((status = cli_output_open(out_path, &out)) != EXIT_OK) {
+			goto out;
+		}
+		if (p11s_verify_write_content(res, cli_output_file(out)) < 0) {
+			cli_output_abort(out);
+			out = NULL;
+			status = cli_fail();
+			goto out;
+		}
+		status = cli_output_commit(out);
+		out = NULL;
+	}
+out:
+	p11s_verify_result_free(res);
+	if (in != NULL) {
+		fclose(in);
+	}
+	free(trust);
+	free(certs);
+	free(crls);
+	return status;
+}
+
+const cli_command cmd_verify = {
+	"verify",
+	"verify a signed message (multipart/signed or opaque) and its signers' certificates",
+	"verify [--trust FILE]... [--certs FILE]... [--crl FILE]... [--at TIME] [--in FILE] "
+	"[--out FILE] [--no-sender-check]",
+	run,
+};

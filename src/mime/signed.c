@@ -1,0 +1,678 @@
+/*
+ * Reading signed messages for `verify`. GMime 3 parses header fields (Content-Type parameters
+ * with RFC 2231, From/Sender addr-specs) and finds which entity is S/MIME; the bytes that a
+ * signature covers are located by our own boundary scanner and read raw from the input, then
+ * canonicalised to CRLF (DESIGN.md decision 5): a re-serialised tree could differ from what
+ * was signed, and two parsers disagreeing about part boundaries is a spoofing vector.
+ */
+#define _GNU_SOURCE /* asprintf, vasprintf, memmem */
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <gmime/gmime.h>
+
+#include "core/error_int.h"
+#include "mime/signed.h"
+
+/* The p7s part and an opaque body are decoded in memory; refuse absurd sizes. */
+#define MAX_P7S_SIZE (64L * 1024 * 1024)
+/* Longest line we keep for delimiter matching: "--" boundary(70) "--" + transport padding. */
+#define LINE_KEEP 1024
+
+int p11s_mime__canon_feed(p11s_mime_canon *c, const unsigned char *p, size_t n,
+    p11s_mime_sink sink, void *payload)
+{
+	static const unsigned char crlf[2] = { '\r', '\n' };
+	size_t run = 0; /* bytes of p[] before i not yet passed on */
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\n' && !c->prev_cr) {
+			/* RFC 8551 §3.1.1: bare LF (Unix storage) becomes CRLF. */
+			if (i > run && (rc = sink(p + run, i - run, payload)) < 0) {
+				return rc;
+			}
+			if ((rc = sink(crlf, 2, payload)) < 0) {
+				return rc;
+			}
+			run = i + 1;
+		}
+		c->prev_cr = p[i] == '\r';
+	}
+	if (n > run) {
+		return sink(p + run, n - run, payload);
+	}
+	return P11S_OK;
+}
+
+/*
+ * Read one line. Keeps at most LINE_KEEP bytes of its content in `buf`; `*content` is the full
+ * length without the line break, `*eol` the length of the line break (2 CRLF, 1 LF, 0 at EOF),
+ * `*total` the bytes consumed. @return 1, 0 at EOF, or P11S_ERR_IO.
+ */
+static int read_line(FILE *f, unsigned char *buf, off_t *content, int *eol, off_t *total)
+{
+	off_t t = 0;
+	int c = EOF, prev_cr = 0;
+
+	*eol = 0;
+	while ((c = getc_unlocked(f)) != EOF) {
+		t++;
+		if (c == '\n') {
+			*eol = prev_cr ? 2 : 1;
+			break;
+		}
+		if (t <= LINE_KEEP) {
+			buf[t - 1] = (unsigned char)c;
+		}
+		prev_cr = c == '\r';
+	}
+	if (c == EOF && ferror(f)) {
+		return p11s_error__set(P11S_ERR_IO, "reading the message: %s", strerror(errno));
+	}
+	*total = t;
+	*content = t - *eol;
+	return t > 0;
+}
+
+/*
+ * RFC 2046 §5.1.1: a delimiter line is "--" boundary, optionally "--" (close delimiter), then
+ * only transport padding (linear white space).
+ */
+static int is_delimiter(const unsigned char *line, off_t len, const char *b, size_t blen,
+    int *close)
+{
+	off_t i;
+
+	*close = 0;
+	if (len > LINE_KEEP || len < (off_t)blen + 2 || line[0] != '-' || line[1] != '-' ||
+	    memcmp(line + 2, b, blen) != 0) {
+		return 0;
+	}
+	i = (off_t)blen + 2;
+	if (len - i >= 2 && line[i] == '-' && line[i + 1] == '-') {
+		*close = 1;
+		i += 2;
+	}
+	for (; i < len; i++) {
+		if (line[i] != ' ' && line[i] != '\t') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+int p11s_mime__scan_multipart(FILE *f, off_t body_start, const char *boundary,
+    p11s_mime_parts *out)
+{
+	unsigned char line[LINE_KEEP];
+	size_t blen = strlen(boundary);
+	off_t pos = body_start, part_start = -1, content, total;
+	int eol, prev_eol = 0, closed = 0, r, close;
+
+	memset(out, 0, sizeof(*out));
+	if (blen == 0 || blen > 200) {
+		return p11s_error__set(P11S_ERR_MALFORMED, "multipart boundary is empty or too long");
+	}
+	if (fseeko(f, body_start, SEEK_SET) != 0) {
+		return p11s_error__set(P11S_ERR_IO, "seeking in the message: %s", strerror(errno));
+	}
+	while ((r = read_line(f, line, &content, &eol, &total)) > 0) {
+		off_t line_start = pos;
+
+		pos += total;
+		if (is_delimiter(line, content, boundary, blen, &close)) {
+			/* The line break before the delimiter belongs to the delimiter. */
+			off_t end = line_start - prev_eol;
+
+			if (part_start >= 0) {
+				if (end < part_start) {
+					end = part_start;
+				}
+				if (out->n_parts == 0) {
+					out->part1_start = part_start;
+					out->part1_end = end;
+				} else if (out->n_parts == 1) {
+					out->part2_start = part_start;
+					out->part2_end = end;
+				}
+				out->n_parts++;
+			}
+			if (close) {
+				closed = 1;
+				break;
+			}
+			part_start = pos;
+		}
+		prev_eol = eol;
+	}
+	if (r < 0) {
+		return r;
+	}
+	if (part_start < 0) {
+		return p11s_error__set(P11S_ERR_MALFORMED,
+		    "multipart/signed: boundary \"%s\" not found in the body", boundary);
+	}
+	if (!closed) {
+		return p11s_error__set(P11S_ERR_MALFORMED,
+		    "multipart/signed: close delimiter \"--%s--\" missing (truncated message?)",
+		    boundary);
+	}
+	if (out->n_parts != 2) {
+		/* RFC 1847 §2.1: exactly two body parts. */
+		return p11s_error__set(P11S_ERR_MALFORMED,
+		    "multipart/signed has %zu body parts; RFC 1847 requires exactly 2", out->n_parts);
+	}
+	return P11S_OK;
+}
+
+int p11s_mime__header_end(FILE *f, off_t start, off_t *out)
+{
+	unsigned char line[LINE_KEEP];
+	off_t pos = start, content, total;
+	int eol, r;
+
+	if (fseeko(f, start, SEEK_SET) != 0) {
+		return p11s_error__set(P11S_ERR_IO, "seeking in the message: %s", strerror(errno));
+	}
+	while ((r = read_line(f, line, &content, &eol, &total)) > 0) {
+		pos += total;
+		if (content == 0 && eol > 0) {
+			*out = pos;
+			return P11S_OK;
+		}
+	}
+	if (r < 0) {
+		return r;
+	}
+	return p11s_error__set(P11S_ERR_MALFORMED, "no empty line after the header fields");
+}
+
+int p11s_mime__stream_canonical(FILE *f, off_t start, off_t end, p11s_mime_sink sink,
+    void *payload)
+{
+	unsigned char buf[65536];
+	p11s_mime_canon c = { 0 };
+	off_t left = end - start;
+	int rc;
+
+	if (fseeko(f, start, SEEK_SET) != 0) {
+		return p11s_error__set(P11S_ERR_IO, "seeking in the message: %s", strerror(errno));
+	}
+	while (left > 0) {
+		size_t want = left > (off_t)sizeof(buf) ? sizeof(buf) : (size_t)left;
+		size_t n = fread(buf, 1, want, f);
+
+		if (n == 0) {
+			return p11s_error__set(P11S_ERR_IO, "reading the message: %s",
+			    ferror(f) ? strerror(errno) : "unexpected end of file");
+		}
+		if ((rc = p11s_mime__canon_feed(&c, buf, n, sink, payload)) < 0) {
+			return rc;
+		}
+		left -= (off_t)n;
+	}
+	return P11S_OK;
+}
+
+/* ---- GMime side ---------------------------------------------------------------------- */
+
+static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
+
+static void gmime_init(void)
+{
+	/* g_mime_init() counts its callers, so another module calling it too is harmless. */
+	g_mime_init();
+}
+
+static int ends_with_ci(const char *s, const char *suffix)
+{
+	size_t ls = s ? strlen(s) : 0, lx = strlen(suffix);
+
+	return ls >= lx && strcasecmp(s + ls - lx, suffix) == 0;
+}
+
+/* The file name of an entity: Content-Disposition filename, else Content-Type name. */
+static const char *entity_filename(GMimeObject *o)
+{
+	const char *name = NULL;
+
+	if (GMIME_IS_PART(o)) {
+		name = g_mime_part_get_filename(GMIME_PART(o));
+	}
+	if (name == NULL) {
+		name = g_mime_content_type_get_parameter(g_mime_object_get_content_type(o), "name");
+	}
+	return name;
+}
+
+/* Which S/MIME signed form an entity is (RFC 8551 §3.2, §3.5.3, §3.9), by media type. */
+static enum p11s_mime_kind entity_kind(GMimeObject *o)
+{
+	GMimeContentType *ct = g_mime_object_get_content_type(o);
+	const char *p;
+
+	if (ct == NULL) {
+		return P11S_MIME_NOT_SIGNED;
+	}
+	if (g_mime_content_type_is_type(ct, "multipart", "signed")) {
+		p = g_mime_content_type_get_parameter(ct, "protocol");
+		if (p != NULL && (strcasecmp(p, "application/pkcs7-signature") == 0 ||
+		                     strcasecmp(p, "application/x-pkcs7-signature") == 0)) {
+			return P11S_MIME_MULTIPART_SIGNED;
+		}
+		return P11S_MIME_NOT_SIGNED;
+	}
+	if (g_mime_content_type_is_type(ct, "application", "pkcs7-mime") ||
+	    g_mime_content_type_is_type(ct, "application", "x-pkcs7-mime")) {
+		p = g_mime_content_type_get_parameter(ct, "smime-type");
+		if (p != NULL) {
+			return strcasecmp(p, "signed-data") == 0 ? P11S_MIME_OPAQUE : P11S_MIME_NOT_SIGNED;
+		}
+		/* No smime-type: the CMS content type decides (checked by the caller). */
+		return ends_with_ci(entity_filename(o), ".p7c") ? P11S_MIME_NOT_SIGNED : P11S_MIME_OPAQUE;
+	}
+	if (g_mime_content_type_is_type(ct, "application", "octet-stream") &&
+	    ends_with_ci(entity_filename(o), ".p7m")) {
+		return P11S_MIME_OPAQUE;
+	}
+	return P11S_MIME_NOT_SIGNED;
+}
+
+static char *type_string(GMimeObject *o)
+{
+	GMimeContentType *ct = g_mime_object_get_content_type(o);
+	char *s = NULL;
+
+	if (asprintf(&s, "%s/%s", ct && g_mime_content_type_get_media_type(ct)
+	                                ? g_mime_content_type_get_media_type(ct) : "text",
+	        ct && g_mime_content_type_get_media_subtype(ct)
+	            ? g_mime_content_type_get_media_subtype(ct) : "plain") < 0) {
+		return NULL;
+	}
+	return s;
+}
+
+/* Depth-first search for a signed entity below the root; `*found` = "PATH (TYPE)". */
+static void find_nested(GMimeObject *o, const char *path, char **found, int depth)
+{
+	if (*found != NULL || depth > 64) {
+		return;
+	}
+	if (path[0] != '\0' && entity_kind(o) != P11S_MIME_NOT_SIGNED) {
+		char *t = type_string(o);
+
+		if (asprintf(found, "%s (%s)", path, t ? t : "?") < 0) {
+			*found = NULL;
+		}
+		free(t);
+		return;
+	}
+	if (GMIME_IS_MULTIPART(o)) {
+		int n = g_mime_multipart_get_count(GMIME_MULTIPART(o));
+
+		for (int i = 0; i < n; i++) {
+			char sub[256];
+
+			snprintf(sub, sizeof(sub), "%s%s%d", path, path[0] ? "." : "", i + 1);
+			find_nested(g_mime_multipart_get_part(GMIME_MULTIPART(o), i), sub, found, depth + 1);
+		}
+	} else if (GMIME_IS_MESSAGE_PART(o)) {
+		GMimeMessage *m = g_mime_message_part_get_message(GMIME_MESSAGE_PART(o));
+
+		if (m != NULL && g_mime_message_get_mime_part(m) != NULL) {
+			char sub[256];
+
+			snprintf(sub, sizeof(sub), "%s%s1", path, path[0] ? "." : "");
+			find_nested(g_mime_message_get_mime_part(m), sub, found, depth + 1);
+		}
+	}
+}
+
+/* addr-specs of an address field value (RFC 5322 §3.4). */
+static int parse_addresses(const char *value, char ***out, size_t *n, int *has_group)
+{
+	InternetAddressList *l = internet_address_list_parse(NULL, value);
+	int count = l ? internet_address_list_length(l) : 0;
+	char **v = NULL;
+	size_t k = 0;
+	int rc = P11S_OK;
+
+	*out = NULL;
+	*n = 0;
+	if (l == NULL) {
+		*has_group = 1; /* unparsable: treated like a group, never as a match */
+		return P11S_OK;
+	}
+	if (count > 0 && (v = calloc((size_t)count, sizeof(*v))) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < count; i++) {
+		InternetAddress *ia = internet_address_list_get_address(l, i);
+
+		if (INTERNET_ADDRESS_IS_GROUP(ia)) {
+			*has_group = 1;
+			continue;
+		}
+		if ((v[k] = strdup(internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia)))) ==
+		    NULL) {
+			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		k++;
+	}
+	*out = v;
+	*n = k;
+	v = NULL;
+out:
+	p11s_x509__strv_free(v, k);
+	g_object_unref(l);
+	return rc;
+}
+
+static int read_sender(GMimeMessage *msg, p11s_x509_sender *s)
+{
+	GMimeHeaderList *hl = g_mime_object_get_header_list(GMIME_OBJECT(msg));
+	int n = hl ? g_mime_header_list_get_count(hl) : 0, rc;
+
+	for (int i = 0; i < n; i++) {
+		GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
+		const char *name = g_mime_header_get_name(h);
+		const char *value = g_mime_header_get_raw_value(h);
+
+		if (strcasecmp(name, "From") == 0) {
+			if (s->n_from_fields++ == 0 &&
+			    (rc = parse_addresses(value ? value : "", &s->from, &s->n_from,
+			         &s->from_has_group)) < 0) {
+				return rc;
+			}
+		} else if (strcasecmp(name, "Sender") == 0) {
+			if (s->n_sender_fields++ == 0) {
+				char **v = NULL;
+				size_t k = 0;
+				int group = 0;
+
+				if ((rc = parse_addresses(value ? value : "", &v, &k, &group)) < 0) {
+					return rc;
+				}
+				if (k == 1 && !group) {
+					s->sender = v[0];
+					v[0] = NULL;
+				}
+				p11s_x509__strv_free(v, k);
+			}
+		}
+	}
+	return P11S_OK;
+}
+
+/*
+ * RFC 2045 §6.8: a base64 body holds only the alphabet, "=" padding at the end and line
+ * breaks. GMime's decoder skips anything else silently; a damaged p7s must be an error.
+ */
+static int check_base64(GMimePart *part)
+{
+	GMimeDataWrapper *w = g_mime_part_get_content(part);
+	GMimeStream *s = w ? g_mime_data_wrapper_get_stream(w) : NULL;
+	char buf[4096];
+	ssize_t n;
+	size_t sig = 0, pad = 0;
+
+	if (s == NULL || g_mime_part_get_content_encoding(part) != GMIME_CONTENT_ENCODING_BASE64) {
+		return P11S_OK;
+	}
+	if (g_mime_stream_reset(s) < 0) {
+		return p11s_error__set(P11S_ERR_IO, "cannot read the S/MIME part");
+	}
+	while ((n = g_mime_stream_read(s, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			unsigned char c = (unsigned char)buf[i];
+
+			if (c == '\r' || c == '\n' || c == ' ' || c == '\t') {
+				continue;
+			}
+			if (c == '=') {
+				pad++;
+				continue;
+			}
+			if (pad > 0 || !(isalnum(c) || c == '+' || c == '/')) {
+				g_mime_stream_reset(s);
+				return p11s_error__set(P11S_ERR_MALFORMED,
+				    "bad base64 in the S/MIME part (byte 0x%02x)", c);
+			}
+			sig++;
+		}
+	}
+	g_mime_stream_reset(s);
+	if (pad > 2 || (sig + pad) % 4 != 0) {
+		return p11s_error__set(P11S_ERR_MALFORMED,
+		    "bad base64 in the S/MIME part: %zu characters, not a multiple of 4 (truncated?)",
+		    sig + pad);
+	}
+	return P11S_OK;
+}
+
+/* Decode the content of a leaf entity (transfer encoding undone) into memory. */
+static int decode_part(GMimeObject *o, unsigned char **out, size_t *len)
+{
+	GMimeDataWrapper *w;
+	GMimeStream *ms = NULL;
+	GByteArray *ba;
+	int rc = P11S_OK;
+
+	*out = NULL;
+	*len = 0;
+	if (!GMIME_IS_PART(o) || (w = g_mime_part_get_content(GMIME_PART(o))) == NULL) {
+		return p11s_error__set(P11S_ERR_MALFORMED, "the S/MIME part has no content");
+	}
+	if ((rc = check_base64(GMIME_PART(o))) < 0) {
+		return rc;
+	}
+	if ((ms = g_mime_stream_mem_new()) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	if (g_mime_data_wrapper_write_to_stream(w, ms) < 0) {
+		rc = p11s_error__set(P11S_ERR_MALFORMED, "cannot decode the S/MIME part");
+		goto out;
+	}
+	ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(ms));
+	if (ba == NULL || ba->len == 0) {
+		rc = p11s_error__set(P11S_ERR_MALFORMED, "the S/MIME part is empty");
+		goto out;
+	}
+	if (ba->len > MAX_P7S_SIZE) {
+		rc = p11s_error__set(P11S_ERR_MALFORMED, "the S/MIME part is too large");
+		goto out;
+	}
+	if ((*out = malloc(ba->len)) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(*out, ba->data, ba->len);
+	*len = ba->len;
+out:
+	g_object_unref(ms);
+	return rc;
+}
+
+/* Part 2 of multipart/signed, from the raw byte range our scanner found. */
+static int read_p7s(FILE *f, const p11s_mime_parts *parts, p11s_mime_signed *m)
+{
+	off_t size = parts->part2_end - parts->part2_start;
+	unsigned char *raw = NULL;
+	GMimeStream *s = NULL;
+	GMimeParser *parser = NULL;
+	GMimeObject *part = NULL;
+	GMimeContentType *ct;
+	int rc = P11S_OK;
+
+	if (size <= 0 || size > MAX_P7S_SIZE) {
+		return p11s_error__set(P11S_ERR_MALFORMED, "multipart/signed: signature part is %s",
+		    size <= 0 ? "empty" : "too large");
+	}
+	if ((raw = malloc((size_t)size)) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	if (fseeko(f, parts->part2_start, SEEK_SET) != 0 || fread(raw, 1, (size_t)size, f) != (size_t)size) {
+		rc = p11s_error__set(P11S_ERR_IO, "reading the signature part: %s", strerror(errno));
+		goto out;
+	}
+	s = g_mime_stream_mem_new_with_buffer((const char *)raw, (size_t)size);
+	parser = g_mime_parser_new_with_stream(s);
+	if ((part = g_mime_parser_construct_part(parser, NULL)) == NULL) {
+		rc = p11s_error__set(P11S_ERR_MALFORMED, "multipart/signed: cannot parse the signature part");
+		goto out;
+	}
+	ct = g_mime_object_get_content_type(part);
+	if (ct == NULL || !(g_mime_content_type_is_type(ct, "application", "pkcs7-signature") ||
+	                      g_mime_content_type_is_type(ct, "application", "x-pkcs7-signature") ||
+	                      (g_mime_content_type_is_type(ct, "application", "octet-stream") &&
+	                          ends_with_ci(entity_filename(part), ".p7s")))) {
+		char *t = type_string(part);
+
+		rc = p11s_error__set(P11S_ERR_MALFORMED,
+		    "multipart/signed: second part is %s, not application/pkcs7-signature",
+		    t ? t : "?");
+		free(t);
+		goto out;
+	}
+	rc = decode_part(part, &m->der, &m->der_len);
+out:
+	if (part != NULL) {
+		g_object_unref(part);
+	}
+	if (parser != NULL) {
+		g_object_unref(parser);
+	}
+	if (s != NULL) {
+		g_object_unref(s);
+	}
+	free(raw);
+	return rc;
+}
+
+void p11s_mime__signed_free(p11s_mime_signed *m)
+{
+	if (m == NULL) {
+		return;
+	}
+	free(m->not_signed_why);
+	free(m->nested);
+	free(m->micalg);
+	free(m->der);
+	p11s_x509__strv_free(m->sender.from, m->sender.n_from);
+	free(m->sender.sender);
+	free(m);
+}
+
+int p11s_mime__read_signed(p11s_mime_signed **out, FILE *in)
+{
+	p11s_mime_signed *m = NULL;
+	GMimeStream *stream = NULL;
+	GMimeParser *parser = NULL;
+	GMimeMessage *msg = NULL;
+	GMimeObject *root;
+	GMimeHeaderList *hl;
+	char *boundary = NULL;
+	off_t body;
+	int rc = P11S_OK, fd = -1;
+
+	*out = NULL;
+	pthread_once(&gmime_once, gmime_init);
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	/* A message has a header block ended by an empty line (RFC 5322 §2.1). */
+	if ((rc = p11s_mime__header_end(in, 0, &body)) < 0) {
+		if (rc == P11S_ERR_MALFORMED) {
+			p11s_error__set(P11S_ERR_MALFORMED, "not a MIME message: no header block");
+		}
+		goto out;
+	}
+	/* GMime reads its own descriptor from offset 0; our FILE re-seeks before each use. */
+	if ((fd = dup(fileno(in))) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+		rc = p11s_error__set(P11S_ERR_IO, "cannot read the message: %s", strerror(errno));
+		goto out;
+	}
+	stream = g_mime_stream_fs_new(fd); /* owns fd */
+	fd = -1;
+	parser = g_mime_parser_new_with_stream(stream);
+	/* Keep bodies in the file, not in memory (streaming; DESIGN.md decision 4). */
+	g_mime_parser_set_persist_stream(parser, TRUE);
+	if ((msg = g_mime_parser_construct_message(parser, NULL)) == NULL ||
+	    (root = g_mime_message_get_mime_part(msg)) == NULL) {
+		rc = p11s_error__set(P11S_ERR_MALFORMED, "not a MIME message");
+		goto out;
+	}
+	hl = g_mime_object_get_header_list(GMIME_OBJECT(msg));
+	if (hl == NULL || (!g_mime_header_list_contains(hl, "MIME-Version") &&
+	                      !g_mime_header_list_contains(hl, "Content-Type"))) {
+		rc = p11s_error__set(P11S_ERR_MALFORMED,
+		    "not a MIME message: neither MIME-Version nor Content-Type");
+		goto out;
+	}
+	if ((rc = read_sender(msg, &m->sender)) < 0) {
+		goto out;
+	}
+	m->kind = entity_kind(root);
+	if (m->kind == P11S_MIME_NOT_SIGNED) {
+		/* STANDARDS.md §12 M1-M4: name a signed part inside, but never call it signed. */
+		m->not_signed_why = type_string(root);
+		find_nested(root, "", &m->nested, 0);
+	} else if (m->kind == P11S_MIME_MULTIPART_SIGNED) {
+		GMimeContentType *ct = g_mime_object_get_content_type(root);
+		const char *b = g_mime_content_type_get_parameter(ct, "boundary");
+		const char *mic = g_mime_content_type_get_parameter(ct, "micalg");
+
+		if (b == NULL || *b == '\0') {
+			rc = p11s_error__set(P11S_ERR_MALFORMED, "multipart/signed without a boundary parameter");
+			goto out;
+		}
+		if ((boundary = strdup(b)) == NULL || (mic != NULL && (m->micalg = strdup(mic)) == NULL)) {
+			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	} else {
+		/* Opaque: RFC 8551 §3.2; decoded in memory (docs/verify.md). */
+		if ((rc = decode_part(root, &m->der, &m->der_len)) < 0) {
+			goto out;
+		}
+	}
+	/* Done with GMime's descriptor before our FILE reads the same file again. */
+	g_object_unref(msg);
+	msg = NULL;
+	g_object_unref(parser);
+	parser = NULL;
+	g_object_unref(stream);
+	stream = NULL;
+	if (m->kind == P11S_MIME_MULTIPART_SIGNED) {
+		if ((rc = p11s_mime__scan_multipart(in, body, boundary, &m->parts)) < 0 ||
+		    (rc = read_p7s(in, &m->parts, m)) < 0) {
+			goto out;
+		}
+	}
+	*out = m;
+	m = NULL;
+out:
+	if (msg != NULL) {
+		g_object_unref(msg);
+	}
+	if (parser != NULL) {
+		g_object_unref(parser);
+	}
+	if (stream != NULL) {
+		g_object_unref(stream);
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	free(boundary);
+	p11s_mime__signed_free(m);
+	return rc;
+}

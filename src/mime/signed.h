@@ -1,0 +1,75 @@
+/*
+ * Reading signed S/MIME messages for `verify`: which entity is signed, where its bytes are
+ * (taken raw from the input, never re-serialised: DESIGN.md decision 5), the SignedData, and
+ * the From/Sender addresses. Internal to the library.
+ */
+#ifndef P11S_MIME_SIGNED_H
+#define P11S_MIME_SIGNED_H
+
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "x509/x509_int.h"
+
+/*
+ * CRLF canonicalisation (RFC 8551 §3.1.1): a bare LF becomes CRLF, everything else passes
+ * through. Stateful, so it may be fed in chunks of any size.
+ */
+typedef int (*p11s_mime_sink)(const unsigned char *p, size_t n, void *payload);
+typedef struct p11s_mime_canon {
+	int prev_cr;
+} p11s_mime_canon;
+int p11s_mime__canon_feed(p11s_mime_canon *c, const unsigned char *p, size_t n,
+    p11s_mime_sink sink, void *payload);
+
+/*
+ * Byte ranges of the two body parts of a multipart/signed entity (RFC 1847, RFC 2046 §5.1.1):
+ * the line break before each delimiter belongs to the delimiter; transport padding (LWSP)
+ * after the boundary is allowed. Offsets are absolute file offsets, [start, end).
+ */
+typedef struct p11s_mime_parts {
+	off_t part1_start, part1_end;
+	off_t part2_start, part2_end;
+	size_t n_parts;
+} p11s_mime_parts;
+
+/*
+ * Scan `f` from `body_start` to EOF for the delimiters of `boundary`, streaming (memory does
+ * not grow with the message). @return P11S_OK, P11S_ERR_MALFORMED (no delimiter, no close
+ * delimiter, not exactly two parts), P11S_ERR_IO.
+ */
+int p11s_mime__scan_multipart(FILE *f, off_t body_start, const char *boundary,
+    p11s_mime_parts *out);
+
+/* Offset just past the header block (the empty line) of the entity starting at `start`. */
+int p11s_mime__header_end(FILE *f, off_t start, off_t *out);
+
+/* Read [start, end) of `f` through the canonicaliser into `sink`. */
+int p11s_mime__stream_canonical(FILE *f, off_t start, off_t end, p11s_mime_sink sink,
+    void *payload);
+
+enum p11s_mime_kind {
+	P11S_MIME_NOT_SIGNED = 0,
+	P11S_MIME_MULTIPART_SIGNED,
+	P11S_MIME_OPAQUE,
+};
+
+typedef struct p11s_mime_signed {
+	enum p11s_mime_kind kind;
+	char *not_signed_why;      /* NOT_SIGNED: what the root entity is */
+	char *nested;              /* NOT_SIGNED: a signed part inside ("2 (multipart/signed)") */
+	char *micalg;              /* multipart/signed micalg parameter, may be NULL */
+	p11s_mime_parts parts;     /* multipart/signed: part 1 is the signed entity */
+	unsigned char *der;        /* the CMS ContentInfo (p7s, or the opaque body), decoded */
+	size_t der_len;
+	p11s_x509_sender sender;   /* From / Sender of the outer message */
+} p11s_mime_signed;
+
+/*
+ * Parse the message in `in` (seekable). @return P11S_OK (look at kind), P11S_ERR_MALFORMED
+ * (not a MIME message, missing boundary, bad transfer encoding), P11S_ERR_IO, P11S_ERR_NOMEM.
+ */
+int p11s_mime__read_signed(p11s_mime_signed **out, FILE *in);
+void p11s_mime__signed_free(p11s_mime_signed *m);
+
+#endif

@@ -1,0 +1,680 @@
+/*
+ * Certificate path validation for `verify` (DESIGN.md decision 6): OpenSSL's X509_STORE builds
+ * and checks the RFC 5280 path (policy processing, CRLs of every certificate including delta
+ * and indirect CRLs); p11smime adds the S/MIME checks of RFC 8550 (key usage, extended key
+ * usage, From/Sender address) itself, because OpenSSL's "smimesign" purpose rejects an EKU
+ * holding only anyExtendedKeyUsage and never looks at the sender.
+ *
+ * Every error is collected: the verify callback records it and lets validation continue, so a
+ * report names all the reasons, not only the first.
+ */
+#define _GNU_SOURCE /* asprintf, vasprintf, memmem */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "core/error_int.h"
+#include "x509/x509_int.h"
+
+/* Largest option file we read (certificate bundles and CRLs). */
+#define MAX_FILE_SIZE (256L * 1024 * 1024)
+
+int p11s_reasons__add(p11s_reasons *r, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg = NULL;
+	int n;
+
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 4;
+		p11s_verify_reason *v = realloc(r->v, cap * sizeof(*v));
+
+		if (v == NULL) {
+			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		}
+		r->v = v;
+		r->cap = cap;
+	}
+	va_start(ap, fmt);
+	n = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	r->v[r->n].code = code;
+	r->v[r->n].message = msg;
+	r->n++;
+	return P11S_OK;
+}
+
+int p11s_reasons__has(const p11s_reasons *r, const char *code)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		if (strcmp(r->v[i].code, code) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+void p11s_reasons__clear(p11s_reasons *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		free((char *)r->v[i].message);
+	}
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}
+
+char *p11s_x509__name(const X509_NAME *name)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *s = NULL, *p;
+	long n;
+
+	if (b == NULL) {
+		return NULL;
+	}
+	/* RFC 2253 order and escaping, UTF-8 kept as is. */
+	if (name != NULL && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
+		n = BIO_get_mem_data(b, &p);
+		s = strndup(p, (size_t)n);
+	} else {
+		s = strdup("");
+	}
+	BIO_free(b);
+	return s;
+}
+
+char *p11s_x509__time(const ASN1_TIME *t)
+{
+	struct tm tm;
+	char buf[32];
+
+	if (t == NULL || !ASN1_TIME_to_tm(t, &tm)) {
+		return NULL;
+	}
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return strdup(buf);
+}
+
+/* Read a whole option file (these are small: certificates and CRLs). */
+static int read_file(const char *path, unsigned char **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *buf = NULL;
+	long size;
+	int rc = P11S_OK;
+
+	*out = NULL;
+	if (f == NULL) {
+		return p11s_error__set(P11S_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+	}
+	if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+		rc = p11s_error__set(P11S_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (size == 0 || size > MAX_FILE_SIZE) {
+		rc = p11s_error__set(P11S_ERR_MALFORMED, "%s: %s", path, size ? "too large" : "empty");
+		goto out;
+	}
+	if ((buf = malloc((size_t)size + 1)) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
+		rc = p11s_error__set(P11S_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+		goto out;
+	}
+	buf[size] = '\0';
+	*out = buf;
+	*len = (size_t)size;
+	buf = NULL;
+out:
+	free(buf);
+	fclose(f);
+	return rc;
+}
+
+static int is_pem(const unsigned char *p, size_t len)
+{
+	return memmem(p, len, "-----BEGIN ", 11) != NULL;
+}
+
+/*
+ * Load certificates and/or CRLs from one file: PEM (any number of blocks, other text ignored)
+ * or DER (one or several concatenated structures).
+ */
+static int load_file(const char *path, STACK_OF(X509) *certs, STACK_OF(X509_CRL) *crls)
+{
+	unsigned char *data = NULL;
+	size_t len = 0;
+	int rc, found = 0;
+
+	if ((rc = read_file(path, &data, &len)) < 0) {
+		return rc;
+	}
+	if (is_pem(data, len)) {
+		BIO *b = BIO_new_mem_buf(data, (int)len);
+		STACK_OF(X509_INFO) *infos = b ? PEM_X509_INFO_read_bio(b, NULL, NULL, NULL) : NULL;
+
+		for (int i = 0; infos != NULL && i < sk_X509_INFO_num(infos); i++) {
+			X509_INFO *xi = sk_X509_INFO_value(infos, i);
+
+			if (certs != NULL && xi->x509 != NULL) {
+				if (!sk_X509_push(certs, xi->x509)) {
+					break;
+				}
+				xi->x509 = NULL;
+				found++;
+			}
+			if (crls != NULL && xi->crl != NULL) {
+				if (!sk_X509_CRL_push(crls, xi->crl)) {
+					break;
+				}
+				xi->crl = NULL;
+				found++;
+			}
+		}
+		sk_X509_INFO_pop_free(infos, X509_INFO_free);
+		BIO_free(b);
+		ERR_clear_error();
+		if (found == 0) {
+			rc = p11s_error__set(P11S_ERR_MALFORMED, "%s: no %s found in PEM", path,
+			    certs ? "certificate" : "CRL");
+		}
+	} else {
+		const unsigned char *p = data, *end = data + len;
+
+		while (p < end) {
+			const unsigned char *q = p;
+
+			if (certs != NULL) {
+				X509 *x = d2i_X509(NULL, &q, end - p);
+
+				if (x == NULL || !sk_X509_push(certs, x)) {
+					X509_free(x);
+					rc = p11s_error__ossl(P11S_ERR_MALFORMED,
+					    "%s: not a PEM or DER certificate (at byte %ld)", path,
+					    (long)(p - data));
+					break;
+				}
+			} else {
+				X509_CRL *c = d2i_X509_CRL(NULL, &q, end - p);
+
+				if (c == NULL || !sk_X509_CRL_push(crls, c)) {
+					X509_CRL_free(c);
+					rc = p11s_error__ossl(P11S_ERR_MALFORMED,
+					    "%s: not a PEM or DER CRL (at byte %ld)", path, (long)(p - data));
+					break;
+				}
+			}
+			p = q;
+		}
+	}
+	free(data);
+	return rc;
+}
+
+int p11s_x509__load_certs(STACK_OF(X509) *out, const char *path)
+{
+	return load_file(path, out, NULL);
+}
+
+int p11s_x509__load_crls(STACK_OF(X509_CRL) *out, const char *path)
+{
+	return load_file(path, NULL, out);
+}
+
+void p11s_x509__store_free(p11s_x509_store *s)
+{
+	if (s == NULL) {
+		return;
+	}
+	X509_STORE_free(s->store);
+	sk_X509_pop_free(s->certs, X509_free);
+	sk_X509_CRL_pop_free(s->crls, X509_CRL_free);
+	free(s);
+}
+
+int p11s_x509__store_new(p11s_x509_store **out, const p11s_verify_opts *opts)
+{
+	p11s_x509_store *s;
+	STACK_OF(X509) *anchors = NULL;
+	STACK_OF(X509_CRL) *crls = NULL;
+	int rc = P11S_OK;
+
+	*out = NULL;
+	if ((s = calloc(1, sizeof(*s))) == NULL || (s->store = X509_STORE_new()) == NULL ||
+	    (s->certs = sk_X509_new_null()) == NULL || (anchors = sk_X509_new_null()) == NULL ||
+	    (crls = sk_X509_CRL_new_null()) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < opts->n_trust_files; i++) {
+		if ((rc = p11s_x509__load_certs(anchors, opts->trust_files[i])) < 0) {
+			goto out;
+		}
+	}
+	for (int i = 0; i < sk_X509_num(anchors); i++) {
+		/* A duplicate anchor is harmless: X509_STORE_add_cert ignores it. */
+		if (!X509_STORE_add_cert(s->store, sk_X509_value(anchors, i))) {
+			rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot add a trust anchor");
+			goto out;
+		}
+	}
+	s->n_anchors = (size_t)sk_X509_num(anchors);
+	for (size_t i = 0; i < opts->n_cert_files; i++) {
+		if ((rc = p11s_x509__load_certs(s->certs, opts->cert_files[i])) < 0) {
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < opts->n_crl_files; i++) {
+		if ((rc = p11s_x509__load_crls(crls, opts->crl_files[i])) < 0) {
+			goto out;
+		}
+	}
+	for (int i = 0; i < sk_X509_CRL_num(crls); i++) {
+		if (!X509_STORE_add_crl(s->store, sk_X509_CRL_value(crls, i))) {
+			rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot add a CRL");
+			goto out;
+		}
+	}
+	/* CLI.md: --crl turns on revocation checking of every certificate in the path. */
+	s->crl_check = opts->n_crl_files > 0;
+	s->crls = crls;
+	crls = NULL;
+	s->has_time = opts->has_time;
+	s->time = opts->time;
+	*out = s;
+	s = NULL;
+out:
+	sk_X509_pop_free(anchors, X509_free);
+	sk_X509_CRL_pop_free(crls, X509_CRL_free);
+	p11s_x509__store_free(s);
+	ERR_clear_error();
+	return rc;
+}
+
+const char *p11s_x509__reason_code(int err)
+{
+	switch (err) {
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_CERT_UNTRUSTED:
+	case X509_V_ERR_CERT_REJECTED:
+	case X509_V_ERR_CERT_CHAIN_TOO_LONG:
+		return "untrusted";
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD:
+		return "expired";
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+	case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD:
+		return "not-yet-valid";
+	case X509_V_ERR_CERT_REVOKED:
+		return "revoked";
+	case X509_V_ERR_UNABLE_TO_GET_CRL:
+		return "crl-missing";
+	case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+		return "crl-issuer-unknown";
+	case X509_V_ERR_DIFFERENT_CRL_SCOPE:
+		return "crl-scope";
+	case X509_V_ERR_CRL_HAS_EXPIRED:
+		return "crl-expired";
+	case X509_V_ERR_CRL_NOT_YET_VALID:
+		return "crl-not-yet-valid";
+	case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
+	case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+		return "crl-invalid";
+	case X509_V_ERR_CRL_PATH_VALIDATION_ERROR:
+		return "crl-path";
+	case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE:
+	case X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY:
+	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+		return "bad-chain-signature";
+	case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+	case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+		return "bad-crl-signature";
+	case X509_V_ERR_INVALID_CA:
+	case X509_V_ERR_INVALID_NON_CA:
+	case X509_V_ERR_PROXY_CERTIFICATES_NOT_ALLOWED:
+		return "invalid-ca";
+	case X509_V_ERR_PATH_LENGTH_EXCEEDED:
+	case X509_V_ERR_PROXY_PATH_LENGTH_EXCEEDED:
+		return "path-length";
+	case X509_V_ERR_KEYUSAGE_NO_CERTSIGN:
+		return "ca-key-usage";
+	case X509_V_ERR_KEYUSAGE_NO_CRL_SIGN:
+		return "crl-key-usage";
+	case X509_V_ERR_KEYUSAGE_NO_DIGITAL_SIGNATURE:
+		return "key-usage";
+	case X509_V_ERR_INVALID_PURPOSE:
+		return "invalid-purpose";
+	case X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION:
+	case X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION:
+		return "unknown-critical-extension";
+	case X509_V_ERR_INVALID_EXTENSION:
+	case X509_V_ERR_UNNESTED_RESOURCE:
+		return "invalid-extension";
+	case X509_V_ERR_UNSUPPORTED_EXTENSION_FEATURE:
+		return "unsupported-extension";
+	case X509_V_ERR_INVALID_POLICY_EXTENSION:
+	case X509_V_ERR_NO_EXPLICIT_POLICY:
+		return "policy";
+	case X509_V_ERR_PERMITTED_VIOLATION:
+	case X509_V_ERR_EXCLUDED_VIOLATION:
+	case X509_V_ERR_SUBTREE_MINMAX:
+	case X509_V_ERR_UNSUPPORTED_CONSTRAINT_TYPE:
+	case X509_V_ERR_UNSUPPORTED_CONSTRAINT_SYNTAX:
+	case X509_V_ERR_UNSUPPORTED_NAME_SYNTAX:
+		return "name-constraints";
+	default:
+		return "path-invalid";
+	}
+}
+
+/* What the verify callback collects. */
+typedef struct collect {
+	p11s_reasons *reasons;
+	int seen[64][2];  /* (error, depth) pairs already recorded */
+	size_t n_seen;
+	int failed;       /* a reason could not be stored (no memory) */
+} collect;
+
+static int app_index(void)
+{
+	/* Index 0 is the application data slot (X509_STORE_CTX_set_app_data). */
+	return 0;
+}
+
+/*
+ * Record each error and continue (return 1), so that every reason is reported. The verdict
+ * comes from the recorded list, never from X509_verify_cert()'s return value alone.
+ */
+static int verify_cb(int ok, X509_STORE_CTX *ctx)
+{
+	collect *c = X509_STORE_CTX_get_ex_data(ctx, app_index());
+	int err = X509_STORE_CTX_get_error(ctx);
+	int depth = X509_STORE_CTX_get_error_depth(ctx);
+	X509 *cert = X509_STORE_CTX_get_current_cert(ctx);
+	char *subj;
+
+	if (ok || c == NULL) {
+		return ok;
+	}
+	for (size_t i = 0; i < c->n_seen; i++) {
+		if (c->seen[i][0] == err && c->seen[i][1] == depth) {
+			return 1;
+		}
+	}
+	if (c->n_seen < sizeof(c->seen) / sizeof(c->seen[0])) {
+		c->seen[c->n_seen][0] = err;
+		c->seen[c->n_seen][1] = depth;
+		c->n_seen++;
+	}
+	subj = cert ? p11s_x509__name(X509_get_subject_name(cert)) : NULL;
+	if (p11s_reasons__add(c->reasons, p11s_x509__reason_code(err),
+	        "%s (X509 error %d at depth %d%s%s)", X509_verify_cert_error_string(err), err, depth,
+	        subj && *subj ? ": " : "", subj ? subj : "") < 0) {
+		c->failed = 1;
+	}
+	free(subj);
+	return 1;
+}
+
+int p11s_x509__validate(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *untrusted,
+    STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons, STACK_OF(X509) **chain)
+{
+	X509_STORE_CTX *ctx = NULL;
+	STACK_OF(X509_CRL) *crls = NULL;
+	ASN1_OBJECT *any = NULL;
+	X509_VERIFY_PARAM *param;
+	collect c = { .reasons = reasons };
+	unsigned long flags;
+	size_t before = reasons->n;
+	int rc = P11S_OK, ret;
+
+	*chain = NULL;
+	if ((ctx = X509_STORE_CTX_new()) == NULL ||
+	    !X509_STORE_CTX_init(ctx, s->store, leaf, untrusted)) {
+		rc = p11s_error__ossl(P11S_ERR_NOMEM, "cannot set up path validation");
+		goto out;
+	}
+	param = X509_STORE_CTX_get0_param(ctx);
+	/*
+	 * RFC 5280 §6.1.1 default inputs: policy processing on, initial-policy-set anyPolicy,
+	 * initial-explicit-policy, -policy-mapping-inhibit and -any-policy-inhibit all false (the
+	 * OpenSSL defaults once X509_V_FLAG_POLICY_CHECK is set). No purpose: RFC 8550 checks are
+	 * ours (OpenSSL's smimesign rejects anyExtendedKeyUsage). X509_V_FLAG_X509_STRICT is not
+	 * set: it rejects paths that RFC 5280 and PKITS call valid (docs/verify.md).
+	 * PARTIAL_CHAIN: a --trust certificate is an anchor even when not self-signed (RFC 5280
+	 * §6.1.1 (d): the anchor is any trusted public key and name).
+	 */
+	flags = X509_V_FLAG_POLICY_CHECK | X509_V_FLAG_PARTIAL_CHAIN;
+	if (s->crl_check) {
+		/* Every certificate of the path, indirect CRLs (§5.2.5), delta CRLs (§5.2.4). */
+		flags |= X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL |
+		    X509_V_FLAG_EXTENDED_CRL_SUPPORT | X509_V_FLAG_USE_DELTAS;
+	}
+	X509_VERIFY_PARAM_set_flags(param, flags);
+	/*
+	 * initial-policy-set = {anyPolicy} stated explicitly: OpenSSL 3.0 with an empty user
+	 * policy set reports "no explicit policy" for valid policy paths (PKITS 4.8.6, 4.8.11,
+	 * 4.10.x), although it never requires one.
+	 */
+	if ((any = OBJ_nid2obj(NID_any_policy)) == NULL || (any = OBJ_dup(any)) == NULL ||
+	    !X509_VERIFY_PARAM_add0_policy(param, any)) {
+		ASN1_OBJECT_free(any);
+		rc = p11s_error__ossl(P11S_ERR_NOMEM, "cannot set up policy processing");
+		goto out;
+	}
+	/*
+	 * The store finds CRLs by the certificate's issuer name only; an indirect CRL (RFC 5280
+	 * §5.2.5, cRLIssuer) has another issuer and is found only in the context's own list.
+	 */
+	if ((crls = sk_X509_CRL_new_null()) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < sk_X509_CRL_num(s->crls); i++) {
+		if (!sk_X509_CRL_push(crls, sk_X509_CRL_value(s->crls, i))) {
+			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	for (int i = 0; msg_crls != NULL && i < sk_X509_CRL_num(msg_crls); i++) {
+		if (!sk_X509_CRL_push(crls, sk_X509_CRL_value(msg_crls, i))) {
+			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	X509_STORE_CTX_set0_crls(ctx, crls);
+	if (s->has_time) {
+		X509_VERIFY_PARAM_set_time(param, (time_t)s->time);
+	}
+	X509_STORE_CTX_set_verify_cb(ctx, verify_cb);
+	X509_STORE_CTX_set_ex_data(ctx, app_index(), &c);
+	ret = X509_verify_cert(ctx);
+	if (c.failed) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (ret <= 0 && reasons->n == before) {
+		/* A failure that did not pass through the callback (internal or memory). */
+		int err = X509_STORE_CTX_get_error(ctx);
+
+		if ((rc = p11s_reasons__add(reasons, p11s_x509__reason_code(err),
+		         "%s (X509 error %d)", X509_verify_cert_error_string(err), err)) < 0) {
+			goto out;
+		}
+	}
+	*chain = X509_STORE_CTX_get1_chain(ctx);
+out:
+	X509_STORE_CTX_free(ctx);
+	sk_X509_CRL_free(crls); /* borrowed elements */
+	ERR_clear_error();
+	return rc;
+}
+
+int p11s_x509__check_signer_usage(X509 *cert, p11s_reasons *reasons)
+{
+	uint32_t flags = X509_get_extension_flags(cert); /* also caches the extensions */
+	int rc;
+
+	/* RFC 8550 §4.4.2: absent keyUsage means every usage; present needs one of the two. */
+	if ((flags & EXFLAG_KUSAGE) != 0 &&
+	    (X509_get_key_usage(cert) & (KU_DIGITAL_SIGNATURE | KU_NON_REPUDIATION)) == 0) {
+		if ((rc = p11s_reasons__add(reasons, "key-usage",
+		         "signer certificate keyUsage has neither digitalSignature nor "
+		         "nonRepudiation (RFC 8550 section 4.4.2)")) < 0) {
+			return rc;
+		}
+	}
+	/* §4.4.4: a present extKeyUsage must allow emailProtection or anyExtendedKeyUsage. */
+	if ((flags & EXFLAG_XKUSAGE) != 0 &&
+	    (X509_get_extended_key_usage(cert) & (XKU_SMIME | XKU_ANYEKU)) == 0) {
+		if ((rc = p11s_reasons__add(reasons, "ext-key-usage",
+		         "signer certificate extendedKeyUsage has neither emailProtection nor "
+		         "anyExtendedKeyUsage (RFC 8550 section 4.4.4)")) < 0) {
+			return rc;
+		}
+	}
+	if ((flags & EXFLAG_INVALID) != 0) {
+		if ((rc = p11s_reasons__add(reasons, "invalid-extension",
+		         "signer certificate has an invalid or duplicated extension")) < 0) {
+			return rc;
+		}
+	}
+	return P11S_OK;
+}
+
+void p11s_x509__strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; v != NULL && i < n; i++) {
+		free(v[i]);
+	}
+	free(v);
+}
+
+int p11s_x509__emails(X509 *cert, char ***out, size_t *n)
+{
+	/* X509_get1_email: pkcs-9 emailAddress of the subject and SAN rfc822Name, deduplicated. */
+	STACK_OF(OPENSSL_STRING) *sk = X509_get1_email(cert);
+	char **v = NULL;
+	size_t k = 0;
+	int rc = P11S_OK;
+
+	*out = NULL;
+	*n = 0;
+	if (sk == NULL || sk_OPENSSL_STRING_num(sk) == 0) {
+		X509_email_free(sk);
+		ERR_clear_error();
+		return P11S_OK;
+	}
+	if ((v = calloc((size_t)sk_OPENSSL_STRING_num(sk), sizeof(*v))) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < sk_OPENSSL_STRING_num(sk); i++) {
+		if ((v[k++] = strdup(sk_OPENSSL_STRING_value(sk, i))) == NULL) {
+			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	*out = v;
+	*n = k;
+	v = NULL;
+out:
+	p11s_x509__strv_free(v, k);
+	X509_email_free(sk);
+	return rc;
+}
+
+int p11s_x509__addr_equal(const char *a, const char *b)
+{
+	const char *at_a = strrchr(a, '@'), *at_b = strrchr(b, '@');
+	size_t la, lb;
+
+	if (at_a == NULL || at_b == NULL) {
+		return at_a == at_b && strcasecmp(a, b) == 0;
+	}
+	la = (size_t)(at_a - a);
+	lb = (size_t)(at_b - b);
+	/* RFC 8550 §3: domain case-insensitive (MUST); local part case-insensitive (SHOULD). */
+	return la == lb && strncasecmp(a, b, la) == 0 && strcasecmp(at_a + 1, at_b + 1) == 0 &&
+	    la > 0 && at_a[1] != '\0';
+}
+
+static int in_list(const char *addr, char **v, size_t n)
+{
+	for (size_t i = 0; addr != NULL && i < n; i++) {
+		if (p11s_x509__addr_equal(addr, v[i])) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int p11s_x509__check_sender(X509 *cert, const p11s_x509_sender *who, p11s_reasons *reasons)
+{
+	char **emails = NULL, *list = NULL;
+	size_t n = 0, len = 0;
+	int rc;
+
+	if ((rc = p11s_x509__emails(cert, &emails, &n)) < 0 || n == 0) {
+		/* RFC 8550 §3: a certificate without addresses is not a mismatch. */
+		return rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		len += strlen(emails[i]) + 2;
+	}
+	if ((list = calloc(1, len + 1)) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		strcat(list, i ? ", " : "");
+		strcat(list, emails[i]);
+	}
+	/* STANDARDS.md §2/§12 I1-I3: a missing, repeated or multi-mailbox From is a failure. */
+	if (who->n_from_fields == 0) {
+		rc = p11s_reasons__add(reasons, "address-mismatch",
+		    "the message has no From field; the certificate is for %s", list);
+	} else if (who->n_from_fields > 1) {
+		rc = p11s_reasons__add(reasons, "address-mismatch",
+		    "the message has %zu From fields; the certificate is for %s", who->n_from_fields,
+		    list);
+	} else if (who->from_has_group || who->n_from != 1) {
+		rc = p11s_reasons__add(reasons, "address-mismatch",
+		    "the From field holds %zu mailboxes%s, not one; the certificate is for %s",
+		    who->n_from, who->from_has_group ? " or a group" : "", list);
+	} else if (!in_list(who->from[0], emails, n) &&
+	    !(who->n_sender_fields == 1 && in_list(who->sender, emails, n))) {
+		if (who->sender != NULL) {
+			rc = p11s_reasons__add(reasons, "address-mismatch",
+			    "neither From <%s> nor Sender <%s> is an address of the signer certificate "
+			    "(%s)", who->from[0], who->sender, list);
+		} else {
+			rc = p11s_reasons__add(reasons, "address-mismatch",
+			    "From <%s> is not an address of the signer certificate (%s)", who->from[0],
+			    list);
+		}
+	}
+out:
+	free(list);
+	p11s_x509__strv_free(emails, n);
+	return rc < 0 ? rc : P11S_OK;
+}

@@ -1,0 +1,99 @@
+/*
+ * Certificate path validation (RFC 5280) and the S/MIME certificate checks of RFC 8550, for
+ * `verify`. Internal to the library.
+ */
+#ifndef P11S_X509_INT_H
+#define P11S_X509_INT_H
+
+#include <stdint.h>
+
+#include <openssl/x509.h>
+
+#include <p11smime/verify.h>
+
+/* A growing list of reasons (or warnings); strings are owned by the list. */
+typedef struct p11s_reasons {
+	p11s_verify_reason *v;
+	size_t n, cap;
+} p11s_reasons;
+
+/* Append a reason. `code` must be a string literal (stable reason code). */
+int p11s_reasons__add(p11s_reasons *r, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Non-zero if the list holds `code`. */
+int p11s_reasons__has(const p11s_reasons *r, const char *code);
+void p11s_reasons__clear(p11s_reasons *r);
+
+/* Trust anchors, extra untrusted certificates and CRLs, loaded from the option files. */
+typedef struct p11s_x509_store {
+	X509_STORE *store;       /* anchors and CRLs */
+	STACK_OF(X509) *certs;   /* --certs: untrusted */
+	STACK_OF(X509_CRL) *crls; /* --crl: also handed to each validation (indirect CRLs) */
+	int crl_check;           /* any --crl given: check every certificate of the path */
+	int has_time;
+	int64_t time;
+	size_t n_anchors;
+} p11s_x509_store;
+
+/* Load every file of `opts`. P11S_ERR_IO / P11S_ERR_MALFORMED name the file. */
+int p11s_x509__store_new(p11s_x509_store **out, const p11s_verify_opts *opts);
+void p11s_x509__store_free(p11s_x509_store *s);
+
+/* Certificates (or CRLs) from a PEM file (several blocks) or DER (one or several concatenated). */
+int p11s_x509__load_certs(STACK_OF(X509) *out, const char *path);
+int p11s_x509__load_crls(STACK_OF(X509_CRL) *out, const char *path);
+
+/*
+ * RFC 5280 path validation of `leaf` with the default inputs (initial policy set anyPolicy,
+ * no explicit policy required, mapping and anyPolicy allowed), CRLs of every certificate when
+ * the store has them. Every error is recorded in `reasons` (validation continues past each);
+ * `msg_crls` (may be NULL): CRLs carried in the SignedData (RFC 5652 §5.1), used like --crl.
+ * `*chain` receives the path as far as it was built (caller frees with sk_X509_pop_free).
+ * @return P11S_OK (look at reasons), P11S_ERR_NOMEM or P11S_ERR_CRYPTO.
+ */
+int p11s_x509__validate(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *untrusted,
+    STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons, STACK_OF(X509) **chain);
+
+/* Stable reason code of an X509_V_ERR_* value. */
+const char *p11s_x509__reason_code(int err);
+
+/*
+ * RFC 8550 §4.4.2 / §4.4.4 on a signer certificate: keyUsage (if present) has
+ * digitalSignature or nonRepudiation; extKeyUsage (if present) has emailProtection or
+ * anyExtendedKeyUsage. Failures are added to `reasons`.
+ */
+int p11s_x509__check_signer_usage(X509 *cert, p11s_reasons *reasons);
+
+/* E-mail addresses of a certificate: SAN rfc822Name, then pkcs-9 emailAddress (RFC 8550 §3). */
+int p11s_x509__emails(X509 *cert, char ***out, size_t *n);
+void p11s_x509__strv_free(char **v, size_t n);
+
+/*
+ * addr-spec equality for RFC 8550 §3: domain case-insensitive (MUST), local part
+ * case-insensitive (SHOULD). Returns 1 if equal.
+ */
+int p11s_x509__addr_equal(const char *a, const char *b);
+
+/* The sender as the message states it (filled by the MIME layer). */
+typedef struct p11s_x509_sender {
+	size_t n_from_fields;    /* number of From header fields */
+	char **from;             /* addr-specs of the (first) From field's mailboxes */
+	size_t n_from;
+	int from_has_group;      /* the From field held a group or could not be parsed */
+	size_t n_sender_fields;
+	char *sender;            /* addr-spec of Sender, if exactly one mailbox */
+} p11s_x509_sender;
+
+/*
+ * RFC 8550 §3: when `cert` carries addresses, the From (or Sender) addr-spec must be one of
+ * them; a missing, repeated or multi-mailbox From is then a failure. A certificate without
+ * addresses is not a mismatch. Failures are added to `reasons` as "address-mismatch".
+ */
+int p11s_x509__check_sender(X509 *cert, const p11s_x509_sender *who, p11s_reasons *reasons);
+
+/* RFC 2253 text of a name (malloc'd, "" on failure, NULL on no memory). */
+char *p11s_x509__name(const X509_NAME *name);
+/* RFC 3339 UTC text of an ASN1_TIME (malloc'd), NULL if it cannot be read. */
+char *p11s_x509__time(const ASN1_TIME *t);
+
+#endif

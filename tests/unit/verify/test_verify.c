@@ -1,0 +1,170 @@
+/* Unit tests of the verify path's MIME layer: CRLF canonicalisation, boundary scanning. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <p11smime/error.h>
+#include <p11smime/verify.h>
+
+#include "mime/signed.h"
+
+typedef struct sinkbuf {
+	char data[4096];
+	size_t len;
+} sinkbuf;
+
+static int sink(const unsigned char *p, size_t n, void *payload)
+{
+	sinkbuf *b = payload;
+
+	assert_true(b->len + n < sizeof(b->data));
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+/* Feed `in` in chunks of `chunk` bytes and compare with `want`. */
+static void canon_case(const char *in, const char *want, size_t chunk)
+{
+	p11s_mime_canon c = { 0 };
+	sinkbuf b = { .len = 0 };
+	size_t n = strlen(in);
+
+	for (size_t i = 0; i < n; i += chunk) {
+		size_t k = n - i < chunk ? n - i : chunk;
+
+		assert_int_equal(p11s_mime__canon_feed(&c, (const unsigned char *)in + i, k, sink, &b), 0);
+	}
+	assert_int_equal(b.len, strlen(want));
+	assert_memory_equal(b.data, want, b.len);
+}
+
+static void test_verify__canon(void **state)
+{
+	(void)state;
+	for (size_t chunk = 1; chunk <= 8; chunk++) {
+		canon_case("a\nb\n", "a\r\nb\r\n", chunk);
+		canon_case("a\r\nb\r\n", "a\r\nb\r\n", chunk);
+		canon_case("a\r\n\nb", "a\r\n\r\nb", chunk);
+		canon_case("\n\n", "\r\n\r\n", chunk);
+		canon_case("bare\rcr\n", "bare\rcr\r\n", chunk);
+		canon_case("", "", chunk);
+	}
+}
+
+static FILE *file_of(const char *s)
+{
+	FILE *f = tmpfile();
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(s, 1, strlen(s), f), strlen(s));
+	fflush(f);
+	return f;
+}
+
+static void range_is(FILE *f, off_t a, off_t b, const char *want)
+{
+	char buf[512];
+
+	assert_true(b >= a && (size_t)(b - a) < sizeof(buf));
+	fseeko(f, a, SEEK_SET);
+	assert_int_equal(fread(buf, 1, (size_t)(b - a), f), (size_t)(b - a));
+	assert_int_equal((size_t)(b - a), strlen(want));
+	assert_memory_equal(buf, want, (size_t)(b - a));
+}
+
+static void test_verify__scan_crlf(void **state)
+{
+	const char *msg = "preamble\r\n--B\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
+	                  "--B\r\nContent-Type: application/pkcs7-signature\r\n\r\nAAAA\r\n--B--\r\nepilogue\r\n";
+	FILE *f = file_of(msg);
+	p11s_mime_parts p;
+
+	(void)state;
+	assert_int_equal(p11s_mime__scan_multipart(f, 0, "B", &p), 0);
+	assert_int_equal(p.n_parts, 2);
+	/* RFC 2046 §5.1.1: the CRLF before "--B" belongs to the delimiter. */
+	range_is(f, p.part1_start, p.part1_end, "Content-Type: text/plain\r\n\r\nbody");
+	range_is(f, p.part2_start, p.part2_end, "Content-Type: application/pkcs7-signature\r\n\r\nAAAA");
+	fclose(f);
+}
+
+static void test_verify__scan_lf_padding(void **state)
+{
+	/* LF storage, transport padding after the boundary, a look-alike line inside. */
+	const char *msg = "--b-1 \t\nA\n--b-1x not a delimiter\n\n--b-1\nS\n--b-1-- \n";
+	FILE *f = file_of(msg);
+	p11s_mime_parts p;
+
+	(void)state;
+	assert_int_equal(p11s_mime__scan_multipart(f, 0, "b-1", &p), 0);
+	range_is(f, p.part1_start, p.part1_end, "A\n--b-1x not a delimiter\n");
+	range_is(f, p.part2_start, p.part2_end, "S");
+	fclose(f);
+}
+
+static void test_verify__scan_errors(void **state)
+{
+	p11s_mime_parts p;
+	FILE *f;
+
+	(void)state;
+	f = file_of("no delimiters here\n");
+	assert_int_equal(p11s_mime__scan_multipart(f, 0, "B", &p), P11S_ERR_MALFORMED);
+	fclose(f);
+	f = file_of("--B\nA\n--B\nS\n"); /* truncated: no close delimiter */
+	assert_int_equal(p11s_mime__scan_multipart(f, 0, "B", &p), P11S_ERR_MALFORMED);
+	fclose(f);
+	f = file_of("--B\nA\n--B\nS\n--B\nT\n--B--\n"); /* three parts: RFC 1847 wants two */
+	assert_int_equal(p11s_mime__scan_multipart(f, 0, "B", &p), P11S_ERR_MALFORMED);
+	fclose(f);
+}
+
+static void test_verify__header_end(void **state)
+{
+	FILE *f = file_of("From: a@b\r\nSubject: x\r\n\r\nbody");
+	off_t end = 0;
+
+	(void)state;
+	assert_int_equal(p11s_mime__header_end(f, 0, &end), 0);
+	assert_int_equal((int)end, 25);
+	fclose(f);
+	f = file_of("just text without a blank line");
+	assert_int_equal(p11s_mime__header_end(f, 0, &end), P11S_ERR_MALFORMED);
+	fclose(f);
+}
+
+static void test_verify__parse_time(void **state)
+{
+	int64_t t = 0;
+
+	(void)state;
+	assert_int_equal(p11s_verify_parse_time("2024-01-31T12:00:00Z", &t), 0);
+	assert_int_equal(t, 1706702400);
+	assert_int_equal(p11s_verify_parse_time("2024-01-31T13:30:00+01:30", &t), 0);
+	assert_int_equal(t, 1706702400);
+	assert_int_equal(p11s_verify_parse_time("2024-01-31t12:00:00.123z", &t), 0);
+	assert_int_equal(t, 1706702400);
+	assert_int_equal(p11s_verify_parse_time("2024-01-31", &t), P11S_ERR_USAGE);
+	assert_int_equal(p11s_verify_parse_time("2024-13-31T12:00:00Z", &t), P11S_ERR_USAGE);
+	assert_int_equal(p11s_verify_parse_time("2024-01-31T12:00:00", &t), P11S_ERR_USAGE);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_verify__canon),
+		cmocka_unit_test(test_verify__scan_crlf),
+		cmocka_unit_test(test_verify__scan_lf_padding),
+		cmocka_unit_test(test_verify__scan_errors),
+		cmocka_unit_test(test_verify__header_end),
+		cmocka_unit_test(test_verify__parse_time),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
