@@ -4,6 +4,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "envelope.h"
 #include "error.h"
 #include "log.h"
 #include "pin.h"

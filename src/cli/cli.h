@@ -73,5 +73,7 @@ void certinfo_json(FILE *f, X509 *cert);
 extern const cli_command cmd_tokens;
 extern const cli_command cmd_keys;
 extern const cli_command cmd_verify;
+extern const cli_command cmd_encrypt;
+extern const cli_command cmd_decrypt;
 
 #endif
