@@ -7,6 +7,7 @@
 #include "envelope.h"
 #include "error.h"
 #include "log.h"
+#include "message.h"
 #include "pin.h"
 #include "secret.h"
 #include "token.h"
