@@ -10,6 +10,7 @@
 #include "message.h"
 #include "pin.h"
 #include "secret.h"
+#include "sign.h"
 #include "token.h"
 #include "uri.h"
 #include "verify.h"

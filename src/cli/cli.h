@@ -72,6 +72,7 @@ void certinfo_json(FILE *f, X509 *cert);
 
 extern const cli_command cmd_tokens;
 extern const cli_command cmd_keys;
+extern const cli_command cmd_sign;
 extern const cli_command cmd_verify;
 extern const cli_command cmd_encrypt;
 extern const cli_command cmd_decrypt;

@@ -1,0 +1,36 @@
+/* CMS internals (RFC 5652): building SignedData for S/MIME signing. */
+#ifndef P11S_CMS_INT_H
+#define P11S_CMS_INT_H
+
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/x509.h>
+
+#include <p11smime/common.h>
+#include <p11smime/sign.h>
+
+/* Who signs and how. Everything is borrowed. */
+typedef struct p11s_cms_signer {
+	OSSL_LIB_CTX *libctx;       /* of `pkey`; NULL: default */
+	EVP_PKEY *pkey;             /* private key (software or bridge) */
+	X509 *cert;                 /* its certificate */
+	STACK_OF(X509) *certs;      /* more certificates to include (duplicates are skipped) */
+	X509 *encryption_cert;      /* SMIMEEncryptionKeyPreference when != cert; may be NULL */
+	p11s_digest digest;
+	int pss;                    /* RSASSA-PSS, salt length = digest length */
+	time_t signing_time;        /* 0: now (tests pin it to check UTCTime/GeneralizedTime) */
+} p11s_cms_signer;
+
+/*
+ * Sign `content` (already canonical; read to its end, streaming) as a SignedData without
+ * eContent (RFC 8551 §3.5.3). The token's signature is verified with the certificate's
+ * public key before `*out` is set.
+ * @return P11S_OK, P11S_ERR_USAGE (certificate/key mismatch, PSS without RSA),
+ *         P11S_ERR_TOKEN (the signature does not verify), token errors, P11S_ERR_CRYPTO.
+ *         Free `*out` with p11s_buf_free().
+ */
+int p11s_cms__sign_detached(const p11s_cms_signer *s, BIO *content, p11s_buf **out);
+
+#endif

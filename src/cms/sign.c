@@ -1,0 +1,615 @@
+/*
+ * SignedData for S/MIME 4.0 (RFC 5652 §5, RFC 8551 §2.5) and the public signing entry points,
+ * which compose src/mime (canonical entity, MIME wrappers) with the CMS built here.
+ *
+ * Signed attributes: contentType, messageDigest and signingTime (OpenSSL adds them at
+ * finalisation; signingTime is UTCTime until 2049, GeneralizedTime from 2050, RFC 8551
+ * §2.5.1), our own SMIMECapabilities (CMS_NOSMIMECAP turns off OpenSSL's list with 3DES, RC2
+ * and DES), ESS signingCertificateV2 with SHA-256 (RFC 5035) and SMIMEEncryptionKeyPreference
+ * (RFC 8551 §2.5.3). Every signature is verified with the certificate before it is used
+ * (DESIGN.md decision 3).
+ */
+#include <string.h>
+
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/ess.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include <p11smime/sign.h>
+
+#include "cms/cms_int.h"
+#include "core/error_int.h"
+#include "mime/mime.h"
+#include "token/token_int.h"
+
+const char *p11s_digest_micalg(p11s_digest digest)
+{
+	switch (digest) {
+	case P11S_DIGEST_SHA256:
+		return "sha-256";
+	case P11S_DIGEST_SHA384:
+		return "sha-384";
+	case P11S_DIGEST_SHA512:
+		return "sha-512";
+	default:
+		return NULL;
+	}
+}
+
+static const char *digest_name(p11s_digest digest)
+{
+	switch (digest) {
+	case P11S_DIGEST_SHA256:
+		return "SHA256";
+	case P11S_DIGEST_SHA384:
+		return "SHA384";
+	case P11S_DIGEST_SHA512:
+		return "SHA512";
+	default:
+		return NULL;
+	}
+}
+
+/*
+ * RFC 8551 §2.5.2: our capabilities in preference order. Content encryption first (RFC 8551
+ * §2.7: AES-GCM MUST, AES-CBC for older peers), then the signature algorithms we verify.
+ * Parameters are omitted (never NULL) unless the algorithm's registration defines them: the
+ * RSA PKCS#1 v1.5 signature OIDs carry NULL (RFC 4055 §5, RFC 5754 §3.2).
+ */
+static const struct {
+	int nid;
+	int null_params;
+} smime_caps[] = {
+	{ NID_aes_256_gcm, 0 },
+	{ NID_aes_128_gcm, 0 },
+	{ NID_aes_256_cbc, 0 },
+	{ NID_aes_128_cbc, 0 },
+	{ NID_ecdsa_with_SHA256, 0 },
+	{ NID_ecdsa_with_SHA384, 0 },
+	{ NID_ecdsa_with_SHA512, 0 },
+	{ NID_rsassaPss, 0 },
+	{ NID_sha256WithRSAEncryption, 1 },
+	{ NID_sha384WithRSAEncryption, 1 },
+	{ NID_sha512WithRSAEncryption, 1 },
+};
+
+static int add_smime_caps(CMS_SignerInfo *si)
+{
+	STACK_OF(X509_ALGOR) *algs = sk_X509_ALGOR_new_null();
+	int rc = P11S_OK;
+
+	if (algs == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < sizeof(smime_caps) / sizeof(smime_caps[0]); i++) {
+		X509_ALGOR *a = X509_ALGOR_new();
+
+		if (a == NULL || !X509_ALGOR_set0(a, OBJ_nid2obj(smime_caps[i].nid),
+		                     smime_caps[i].null_params ? V_ASN1_NULL : V_ASN1_UNDEF, NULL) ||
+		    !sk_X509_ALGOR_push(algs, a)) {
+			X509_ALGOR_free(a);
+			rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot build SMIMECapabilities");
+			goto out;
+		}
+	}
+	if (CMS_add_smimecap(si, algs) <= 0) {
+		rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot add SMIMECapabilities");
+	}
+out:
+	sk_X509_ALGOR_pop_free(algs, X509_ALGOR_free);
+	return rc;
+}
+
+/*
+ * ESS signingCertificateV2 (RFC 5035 §3): one ESSCertIDv2 for the signer, certHash = SHA-256
+ * of the whole DER certificate (hashAlgorithm omitted: DEFAULT sha256) with issuerSerial.
+ * Built here rather than with CMS_CADES, which hashes with the signature's digest.
+ */
+static int add_signing_cert_v2(CMS_SignerInfo *si, X509 *cert, OSSL_LIB_CTX *libctx)
+{
+	EVP_MD *sha256 = EVP_MD_fetch(libctx, "SHA256", NULL);
+	ESS_SIGNING_CERT_V2 *sc = NULL;
+	unsigned char *der = NULL;
+	int len, rc = P11S_OK;
+
+	if (sha256 == NULL || (sc = OSSL_ESS_signing_cert_v2_new_init(sha256, cert, NULL, 1)) == NULL ||
+	    (len = i2d_ESS_SIGNING_CERT_V2(sc, &der)) <= 0 ||
+	    CMS_signed_add1_attr_by_NID(si, NID_id_smime_aa_signingCertificateV2, V_ASN1_SEQUENCE,
+	        der, len) <= 0) {
+		rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot add the signingCertificateV2 attribute");
+	}
+	OPENSSL_free(der);
+	ESS_SIGNING_CERT_V2_free(sc);
+	EVP_MD_free(sha256);
+	return rc;
+}
+
+/* DER tag and definite length (X.690 §8.1.3); `p` has room for 10 bytes. */
+static size_t der_header(unsigned char *p, unsigned char tag, size_t len)
+{
+	size_t n = 0, bytes = 0;
+
+	p[n++] = tag;
+	if (len < 0x80) {
+		p[n++] = (unsigned char)len;
+		return n;
+	}
+	for (size_t l = len; l > 0; l >>= 8) {
+		bytes++;
+	}
+	p[n++] = (unsigned char)(0x80 | bytes);
+	while (bytes > 0) {
+		p[n++] = (unsigned char)(len >> (8 * --bytes));
+	}
+	return n;
+}
+
+/* Read one DER TLV at `p` (within `end`): its header length and content length. */
+static int der_tlv(const unsigned char *p, const unsigned char *end, size_t *hl, size_t *cl)
+{
+	size_t n = 2, len;
+
+	if (end - p < 2) {
+		return -1;
+	}
+	len = p[1];
+	if (len & 0x80) {
+		size_t bytes = len & 0x7f;
+
+		if (bytes == 0 || bytes > sizeof(size_t) || (size_t)(end - p) < 2 + bytes) {
+			return -1;
+		}
+		len = 0;
+		for (size_t i = 0; i < bytes; i++) {
+			len = len << 8 | p[2 + i];
+		}
+		n += bytes;
+	}
+	if ((size_t)(end - p) - n < len) {
+		return -1;
+	}
+	*hl = n;
+	*cl = len;
+	return 0;
+}
+
+/*
+ * SMIMEEncryptionKeyPreference (RFC 8551 §2.5.3) ::= CHOICE { issuerAndSerialNumber [0]
+ * IssuerAndSerialNumber, ... } — implicit tagging (the module's default), so the [0] replaces
+ * the SEQUENCE tag: A0 len { issuer Name, serialNumber INTEGER }.
+ */
+static int add_enc_key_pref(CMS_SignerInfo *si, X509 *enc)
+{
+	unsigned char *name = NULL, *serial = NULL, *der = NULL;
+	int nlen, slen, rc = P11S_OK;
+	size_t hl, total;
+
+	nlen = i2d_X509_NAME(X509_get_issuer_name(enc), &name);
+	slen = i2d_ASN1_INTEGER(X509_get0_serialNumber(enc), &serial);
+	if (nlen <= 0 || slen <= 0 ||
+	    (der = OPENSSL_malloc((size_t)nlen + (size_t)slen + 8)) == NULL) {
+		rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot encode the encryption certificate's "
+		                                       "issuer and serial number");
+		goto out;
+	}
+	hl = der_header(der, 0xa0, (size_t)nlen + (size_t)slen);
+	memcpy(der + hl, name, (size_t)nlen);
+	memcpy(der + hl + nlen, serial, (size_t)slen);
+	total = hl + (size_t)nlen + (size_t)slen;
+	/*
+	 * An ASN1_TYPE of V_ASN1_SEQUENCE holds the complete encoding, tag included, and writes it
+	 * as is: the [0] tag survives. (V_ASN1_OTHER would be taken for a multibyte string type.)
+	 */
+	if (CMS_signed_add1_attr_by_NID(si, NID_id_smime_aa_encrypKeyPref, V_ASN1_SEQUENCE, der,
+	        (int)total) <= 0) {
+		rc = p11s_error__ossl(P11S_ERR_CRYPTO,
+		    "cannot add the SMIMEEncryptionKeyPreference attribute");
+	}
+out:
+	OPENSSL_free(name);
+	OPENSSL_free(serial);
+	OPENSSL_free(der);
+	return rc;
+}
+
+/* Build the partial SignedData: signer, attributes, certificates. */
+static int build(const p11s_cms_signer *s, unsigned int flags, CMS_ContentInfo **cms_out,
+    CMS_SignerInfo **si_out)
+{
+	CMS_ContentInfo *cms = NULL;
+	CMS_SignerInfo *si;
+	EVP_MD *md = NULL;
+	const char *mdname = digest_name(s->digest);
+	EVP_PKEY *certkey;
+	int rc = P11S_OK;
+
+	*cms_out = NULL;
+	*si_out = NULL;
+	if (mdname == NULL) {
+		return p11s_error__set(P11S_ERR_USAGE, "unknown digest");
+	}
+	if (s->cert == NULL) {
+		return p11s_error__set(P11S_ERR_USAGE, "no signer certificate");
+	}
+	if ((certkey = X509_get0_pubkey(s->cert)) == NULL || EVP_PKEY_eq(certkey, s->pkey) != 1) {
+		ERR_clear_error();
+		return p11s_error__set(P11S_ERR_USAGE,
+		    "the certificate's public key is not the signing key's");
+	}
+	if (s->pss && !EVP_PKEY_is_a(s->pkey, "RSA")) {
+		return p11s_error__set(P11S_ERR_USAGE, "--pss needs an RSA key");
+	}
+	if ((md = EVP_MD_fetch(s->libctx, mdname, NULL)) == NULL) {
+		return p11s_error__ossl(P11S_ERR_CRYPTO, "digest %s unavailable", mdname);
+	}
+	if ((cms = CMS_sign_ex(NULL, NULL, NULL, NULL, flags, s->libctx, NULL)) == NULL) {
+		rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot create a SignedData");
+		goto out;
+	}
+	if ((si = CMS_add1_signer(cms, s->cert, s->pkey, md,
+	         flags | (s->pss ? CMS_KEY_PARAM : 0))) == NULL) {
+		rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot add the signer");
+		goto out;
+	}
+	if (s->pss) {
+		EVP_PKEY_CTX *pctx = CMS_SignerInfo_get0_pkey_ctx(si);
+
+		/*
+		 * RFC 4056 §3, RFC 8551 §2.2: PSS hash = MGF1 hash = the content digest; the salt
+		 * length is the digest length, set explicitly (OpenSSL defaults to the maximum).
+		 */
+		if (pctx == NULL || EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
+		    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) <= 0 ||
+		    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, EVP_MD_get_size(md)) <= 0) {
+			rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot set the RSASSA-PSS parameters");
+			goto out;
+		}
+	}
+	if ((rc = add_smime_caps(si)) < 0 || (rc = add_signing_cert_v2(si, s->cert, s->libctx)) < 0) {
+		goto out;
+	}
+	if (s->encryption_cert != NULL && X509_cmp(s->encryption_cert, s->cert) != 0 &&
+	    (rc = add_enc_key_pref(si, s->encryption_cert)) < 0) {
+		goto out;
+	}
+	if (s->signing_time != 0) {
+		ASN1_TIME *t = ASN1_TIME_set(NULL, s->signing_time);
+
+		/* ASN1_TIME_set picks UTCTime for 1950-2049, GeneralizedTime otherwise. */
+		if (t == NULL || CMS_signed_add1_attr_by_NID(si, NID_pkcs9_signingTime, t->type, t,
+		                     -1) <= 0) {
+			ASN1_TIME_free(t);
+			rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot add signingTime");
+			goto out;
+		}
+		ASN1_TIME_free(t);
+	}
+	/* Intermediates and CA certificates, each once (the signer's is already there). */
+	for (int i = 0; i < sk_X509_num(s->certs); i++) {
+		X509 *x = sk_X509_value(s->certs, i);
+		STACK_OF(X509) *have = CMS_get1_certs(cms);
+		int dup = 0;
+
+		for (int j = 0; j < sk_X509_num(have); j++) {
+			if (X509_cmp(sk_X509_value(have, j), x) == 0) {
+				dup = 1;
+			}
+		}
+		sk_X509_pop_free(have, X509_free);
+		if (!dup && CMS_add1_cert(cms, x) <= 0) {
+			rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot add a chain certificate");
+			goto out;
+		}
+	}
+	*cms_out = cms;
+	*si_out = si;
+	cms = NULL;
+out:
+	CMS_ContentInfo_free(cms);
+	EVP_MD_free(md);
+	return rc;
+}
+
+/*
+ * DESIGN.md decision 3: the token's signature must verify with the certificate's public key
+ * (over the DER signedAttrs, RFC 5652 §5.4) before anything uses it. Replaces the signer's
+ * key by the certificate's public key, so this runs after signing.
+ */
+static int check_signature(CMS_SignerInfo *si, X509 *cert)
+{
+	ASN1_OCTET_STRING *sig = CMS_SignerInfo_get0_signature(si);
+
+	if (sig == NULL || ASN1_STRING_length(sig) <= 0) {
+		return p11s_error__ossl(P11S_ERR_TOKEN, "the token returned no signature");
+	}
+	CMS_SignerInfo_set1_signer_cert(si, cert);
+	if (CMS_SignerInfo_verify(si) != 1) {
+		return p11s_error__ossl(P11S_ERR_TOKEN, "the signature returned by the token does not "
+		                                        "verify with the signer's certificate");
+	}
+	return P11S_OK;
+}
+
+/* Keep a token error recorded by the bridge; otherwise report the OpenSSL failure. */
+static int sign_failed(void)
+{
+	const p11s_error *e = p11s_error_last();
+
+	if (e->code != P11S_OK) {
+		return p11s_error__prefix("signing: ");
+	}
+	return p11s_error__ossl(P11S_ERR_CRYPTO, "signing failed");
+}
+
+int p11s_cms__sign_detached(const p11s_cms_signer *s, BIO *content, p11s_buf **out)
+{
+	const unsigned int flags = CMS_PARTIAL | CMS_BINARY | CMS_DETACHED | CMS_NOSMIMECAP;
+	CMS_ContentInfo *cms = NULL;
+	CMS_SignerInfo *si;
+	unsigned char *der = NULL;
+	p11s_buf *b = NULL;
+	int len, rc;
+
+	*out = NULL;
+	if ((rc = build(s, flags, &cms, &si)) < 0) {
+		return rc;
+	}
+	p11s_error_clear();
+	/* CMS_BINARY: the entity is canonical already; copied in chunks through the digest. */
+	if (CMS_final(cms, content, NULL, CMS_BINARY | CMS_DETACHED) != 1) {
+		rc = sign_failed();
+		goto out;
+	}
+	if ((rc = check_signature(si, s->cert)) < 0) {
+		goto out;
+	}
+	if ((len = i2d_CMS_ContentInfo(cms, &der)) <= 0) {
+		rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot encode the SignedData");
+		goto out;
+	}
+	if ((rc = p11s_buf_new(&b, (size_t)len)) < 0) {
+		goto out;
+	}
+	memcpy(b->data, der, (size_t)len);
+	*out = b;
+out:
+	OPENSSL_free(der);
+	CMS_ContentInfo_free(cms);
+	return rc;
+}
+
+/*
+ * Turn a verified detached SignedData into one that carries the content as eContent (RFC 5652
+ * §5.2: [0] EXPLICIT OCTET STRING), streaming the `n` content bytes from `content` into `out`
+ * between the re-encoded headers and the unchanged certificates and signerInfos. The
+ * signature covers the content through messageDigest, which does not depend on where the
+ * content travels; the output is DER with definite lengths, and nothing is written before the
+ * signature was checked.
+ */
+static int embed_content(const p11s_buf *det, FILE *content, size_t n, BIO *out)
+{
+	const unsigned char *p = det->data, *end = det->data + det->len, *sd, *sd_end, *q;
+	unsigned char h_os[12], h_ex[12], h_encap[12], h_sd[12], h_x[12], h_ci[12];
+	size_t hl, cl, l_os, l_ex, l_encap, l_sd, l_x, l_ci, oid_len, pre_len;
+	const unsigned char *oid, *encap, *after_encap;
+	char buf[65536];
+	size_t r;
+
+	/* ContentInfo SEQUENCE { contentType, [0] EXPLICIT SignedData } */
+	if (der_tlv(p, end, &hl, &cl) < 0 || p[0] != 0x30) {
+		goto bad;
+	}
+	q = p + hl;
+	oid = q;
+	if (der_tlv(q, end, &hl, &cl) < 0 || q[0] != 0x06) {
+		goto bad;
+	}
+	oid_len = hl + cl;
+	q += oid_len;
+	if (der_tlv(q, end, &hl, &cl) < 0 || q[0] != 0xa0) {
+		goto bad;
+	}
+	q += hl;
+	/* SignedData SEQUENCE { version, digestAlgorithms, encapContentInfo, ... } */
+	if (der_tlv(q, end, &hl, &cl) < 0 || q[0] != 0x30) {
+		goto bad;
+	}
+	sd = q + hl;
+	sd_end = sd + cl;
+	q = sd;
+	for (int i = 0; i < 2; i++) {
+		if (der_tlv(q, sd_end, &hl, &cl) < 0) {
+			goto bad;
+		}
+		q += hl + cl;
+	}
+	pre_len = (size_t)(q - sd);
+	encap = q;
+	if (der_tlv(q, sd_end, &hl, &cl) < 0 || q[0] != 0x30) {
+		goto bad;
+	}
+	after_encap = q + hl + cl;
+	/* encapContentInfo holds only eContentType (detached): keep that OID. */
+	{
+		const unsigned char *ect = encap + hl;
+		size_t ehl, ecl;
+
+		if (der_tlv(ect, after_encap, &ehl, &ecl) < 0 || ect[0] != 0x06 ||
+		    ect + ehl + ecl != after_encap) {
+			goto bad;
+		}
+		size_t tail = (size_t)(sd_end - after_encap), sd_total, l_ex0;
+
+		l_os = der_header(h_os, 0x04, n);
+		l_ex = der_header(h_ex, 0xa0, l_os + n);
+		l_x = ehl + ecl + l_ex + l_os + n; /* content of the new encapContentInfo */
+		l_encap = der_header(h_encap, 0x30, l_x);
+		l_sd = der_header(h_sd, 0x30, pre_len + l_encap + l_x + tail);
+		sd_total = l_sd + pre_len + l_encap + l_x + tail;
+		l_ex0 = der_header(h_x, 0xa0, sd_total);
+		l_ci = der_header(h_ci, 0x30, oid_len + l_ex0 + sd_total);
+		if (BIO_write(out, h_ci, (int)l_ci) <= 0 || BIO_write(out, oid, (int)oid_len) <= 0 ||
+		    BIO_write(out, h_x, (int)l_ex0) <= 0 || BIO_write(out, h_sd, (int)l_sd) <= 0 ||
+		    BIO_write(out, sd, (int)pre_len) <= 0 || BIO_write(out, h_encap, (int)l_encap) <= 0 ||
+		    BIO_write(out, ect, (int)(ehl + ecl)) <= 0 || BIO_write(out, h_ex, (int)l_ex) <= 0 ||
+		    BIO_write(out, h_os, (int)l_os) <= 0) {
+			return p11s_error__set(P11S_ERR_IO, "writing the output failed");
+		}
+	}
+	rewind(content);
+	while (n > 0 && (r = fread(buf, 1, n < sizeof(buf) ? n : sizeof(buf), content)) > 0) {
+		if (BIO_write(out, buf, (int)r) != (int)r) {
+			return p11s_error__set(P11S_ERR_IO, "writing the output failed");
+		}
+		n -= r;
+	}
+	if (n != 0) {
+		return p11s_error__set(P11S_ERR_IO, "the signed entity changed while signing");
+	}
+	if (BIO_write(out, after_encap, (int)(sd_end - after_encap)) <= 0) {
+		return p11s_error__set(P11S_ERR_IO, "writing the output failed");
+	}
+	return P11S_OK;
+bad:
+	return p11s_error__set(P11S_ERR_CRYPTO, "unexpected SignedData encoding");
+}
+
+/* ---------------------------------------------------------------- public API ------------ */
+
+static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, FILE *in, FILE *out)
+{
+	p11s_mime_msg *m = NULL;
+	p11s_buf *sig = NULL;
+	BIO *content = NULL, *b64 = NULL;
+	int rc;
+
+	if ((rc = p11s_mime__prepare(&m, in)) < 0) {
+		goto out;
+	}
+	if ((content = BIO_new_fp(p11s_mime__entity(m), BIO_NOCLOSE)) == NULL) {
+		rc = p11s_error__ossl(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (!o->opaque) {
+		if ((rc = p11s_cms__sign_detached(s, content, &sig)) < 0 ||
+		    (rc = p11s_mime__write_signed(m, out, p11s_digest_micalg(o->digest), sig->data,
+		         sig->len)) < 0) {
+			goto out;
+		}
+	} else {
+		/* Sign (and check the signature) first; only then write anything. */
+		if ((rc = p11s_cms__sign_detached(s, content, &sig)) < 0 ||
+		    (rc = p11s_mime__write_pkcs7_head(m, out, "signed-data")) < 0) {
+			goto out;
+		}
+		if ((b64 = p11s_mime__b64w_new(out)) == NULL) {
+			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		if ((rc = embed_content(sig, p11s_mime__entity(m),
+		         (size_t)p11s_mime__entity_size(m), b64)) < 0 ||
+		    (rc = p11s_mime__b64w_finish(b64)) < 0) {
+			goto out;
+		}
+	}
+	if (fflush(out) != 0) {
+		rc = p11s_error__set(P11S_ERR_IO, "writing the output failed");
+	}
+out:
+	BIO_free(b64);
+	BIO_free(content);
+	p11s_buf_free(sig);
+	p11s_mime__free(m);
+	return rc;
+}
+
+int p11s_sign_message_pkey(OSSL_LIB_CTX *libctx, EVP_PKEY *pkey, X509 *cert,
+    const p11s_sign_opts *opts, FILE *in, FILE *out)
+{
+	p11s_sign_opts defaults = P11S_SIGN_OPTS_INIT;
+	const p11s_sign_opts *o = opts ? opts : &defaults;
+	p11s_cms_signer s = { 0 };
+
+	if (pkey == NULL || cert == NULL || in == NULL || out == NULL) {
+		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_sign_message_pkey: NULL argument");
+	}
+	if (o->version != P11S_SIGN_OPTS_VERSION) {
+		return p11s_error__set(P11S_ERR_INVALID_ARG, "unknown p11s_sign_opts version %u",
+		    o->version);
+	}
+	if (p11s_digest_micalg(o->digest) == NULL) {
+		return p11s_error__set(P11S_ERR_USAGE, "unknown digest");
+	}
+	s.libctx = libctx;
+	s.pkey = pkey;
+	s.cert = cert;
+	s.certs = o->chain;
+	s.encryption_cert = o->encryption_cert;
+	s.digest = o->digest;
+	s.pss = o->pss;
+	return sign_entity(&s, o, in, out);
+}
+
+int p11s_sign_message(p11s_key *key, const p11s_sign_opts *opts, FILE *in, FILE *out)
+{
+	p11s_sign_opts defaults = P11S_SIGN_OPTS_INIT, o;
+	STACK_OF(X509) *cas = NULL, *all = NULL;
+	EVP_PKEY *pkey = NULL;
+	X509 *cert;
+	int rc;
+
+	if (key == NULL || in == NULL || out == NULL) {
+		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_sign_message: NULL argument");
+	}
+	o = opts ? *opts : defaults;
+	cert = o.cert ? o.cert : p11s_key_cert(key);
+	if (cert == NULL) {
+		return p11s_error__set(P11S_ERR_USAGE, "no certificate for %s on the token; give one "
+		                                       "with --cert", p11s_key_uri(key));
+	}
+	if ((rc = p11s_key_pkey(key, &pkey)) < 0) {
+		goto out;
+	}
+	/* --cert must carry the token key's public key (compared with the token's cert or key). */
+	if (o.cert != NULL) {
+		X509 *tc = p11s_key_cert(key);
+		EVP_PKEY *tpub = tc ? X509_get0_pubkey(tc) : pkey;
+
+		if (EVP_PKEY_eq(X509_get0_pubkey(o.cert), tpub) != 1) {
+			ERR_clear_error();
+			rc = p11s_error__set(P11S_ERR_USAGE, "the certificate given with --cert does not "
+			                                     "belong to the key %s", p11s_key_uri(key));
+			goto out;
+		}
+	}
+	if ((rc = p11s_key_ca_certs(key, &cas)) < 0) {
+		goto out;
+	}
+	if ((all = sk_X509_new_null()) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < sk_X509_num(o.chain); i++) {
+		if (!sk_X509_push(all, sk_X509_value(o.chain, i))) {
+			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	for (int i = 0; i < sk_X509_num(cas); i++) {
+		if (!sk_X509_push(all, sk_X509_value(cas, i))) {
+			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	o.chain = all;
+	rc = p11s_sign_message_pkey(p11s_ctx_libctx(key->ctx), pkey, cert, &o, in, out);
+out:
+	sk_X509_free(all);
+	sk_X509_pop_free(cas, X509_free);
+	EVP_PKEY_free(pkey);
+	return rc;
+}

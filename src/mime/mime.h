@@ -1,0 +1,82 @@
+/*
+ * MIME side of signing (RFC 5322, RFC 2045-2049, RFC 8551 §3): split a message into its outer
+ * header fields and the MIME entity to be signed, bring that entity into canonical, 7-bit form
+ * (RFC 8551 §3.1.1-3.1.3) in a temporary file, and write the S/MIME wrappers around it.
+ * Knows nothing about CMS: the signature arrives as bytes or through a BIO.
+ */
+#ifndef P11S_MIME_H
+#define P11S_MIME_H
+
+#include <stdio.h>
+
+#include <openssl/bio.h>
+
+/* Limits on the input message (documented in docs/sign.md). */
+#define P11S_MIME_LINE_MAX 998           /* RFC 5322 §2.1.1: octets per line, CRLF excluded */
+#define P11S_MIME_HEADER_MAX (1u << 20)  /* total size of the header section */
+
+/* A message prepared for signing. */
+typedef struct p11s_mime_msg p11s_mime_msg;
+
+/* How the signed entity was produced (for tests and diagnostics). */
+typedef enum p11s_mime_path {
+	P11S_MIME_RAW = 1,       /* 7-bit input: raw bytes copied, bare LF made CRLF */
+	P11S_MIME_REENCODED = 2, /* 8bit/binary leaves given quoted-printable or base64 (GMime) */
+} p11s_mime_path;
+
+/*
+ * Read the RFC 5322 message in `in` (seekable; read from its current start, offset 0), keep
+ * its non-Content-* header fields raw and in order for the outer message, and write the
+ * canonical signed entity (Content-* fields + body, CRLF line ends, 7-bit transfer encodings)
+ * to an unlinked temporary file. Memory does not grow with the body size.
+ * @return P11S_OK; P11S_ERR_MALFORMED (not an RFC 5322 message: the message says why);
+ *         P11S_ERR_IO; P11S_ERR_NOMEM. Free `*out` with p11s_mime__free().
+ */
+int p11s_mime__prepare(p11s_mime_msg **out, FILE *in);
+
+/* The canonical entity, rewound to its start. Owned by `m`. */
+FILE *p11s_mime__entity(p11s_mime_msg *m);
+
+/* Size in bytes of the canonical entity. */
+long long p11s_mime__entity_size(const p11s_mime_msg *m);
+
+/* How the entity was produced. */
+p11s_mime_path p11s_mime__path(const p11s_mime_msg *m);
+
+/*
+ * Write the outer message of a multipart/signed (RFC 8551 §3.5.3, RFC 1847): the kept header
+ * fields, MIME-Version, the multipart/signed Content-Type with `micalg` ("sha-256"), part 1 =
+ * the entity byte for byte, part 2 = application/pkcs7-signature holding `sig` (DER SignedData
+ * without eContent) in base64. Every line ends CRLF.
+ * @return P11S_OK, P11S_ERR_IO, P11S_ERR_CRYPTO (no randomness for the boundary).
+ */
+int p11s_mime__write_signed(const p11s_mime_msg *m, FILE *out, const char *micalg,
+    const unsigned char *sig, size_t siglen);
+
+/*
+ * Write the header of an application/pkcs7-mime message (RFC 8551 §3.2): the kept header
+ * fields, MIME-Version, Content-Type with `smime_type` and name=smime.p7m, base64 transfer
+ * encoding, Content-Disposition, and the blank line. The body follows through
+ * p11s_mime__b64w_new().
+ * @return P11S_OK or P11S_ERR_IO.
+ */
+int p11s_mime__write_pkcs7_head(const p11s_mime_msg *m, FILE *out, const char *smime_type);
+
+/*
+ * A sink BIO that base64-encodes what is written to it onto `out` in lines of 76 characters
+ * ending CRLF (RFC 2045 §6.8). BIO_flush() only flushes `out`; p11s_mime__b64w_finish() writes
+ * the last group and line end. Free with BIO_free(); `out` stays open.
+ * @return the BIO, or NULL (out of memory).
+ */
+BIO *p11s_mime__b64w_new(FILE *out);
+
+/* Write the last base64 group and line end of a p11s_mime__b64w_new(). P11S_OK or P11S_ERR_IO. */
+int p11s_mime__b64w_finish(BIO *b);
+
+/* Free; NULL is accepted. Closes the temporary file. */
+void p11s_mime__free(p11s_mime_msg *m);
+
+/* Initialise GMime once per process (thread-safe). */
+void p11s_mime__init(void);
+
+#endif

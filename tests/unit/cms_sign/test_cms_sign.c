@@ -1,0 +1,385 @@
+/*
+ * Unit tests of SignedData building (src/cms/sign.c) with software keys: attributes,
+ * SMIMECapabilities, signingCertificateV2, PSS parameters, micalg, signingTime encoding.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <openssl/cms.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "cms/cms_int.h"
+#include <p11smime/error.h>
+#include <p11smime/sign.h>
+
+typedef struct keys {
+	EVP_PKEY *rsa, *ec256, *ec384;
+	X509 *rsa_cert, *ec256_cert, *ec384_cert;
+} keys;
+
+static X509 *self_signed(EVP_PKEY *k, const char *cn, long serial)
+{
+	X509 *x = X509_new();
+	X509_NAME *n = X509_NAME_new();
+
+	assert_non_null(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+	X509_set_subject_name(x, n);
+	X509_set_issuer_name(x, n);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_set_pubkey(x, k);
+	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+	X509_NAME_free(n);
+	return x;
+}
+
+static int setup(void **state)
+{
+	keys *k = calloc(1, sizeof(*k));
+
+	k->rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+	k->ec256 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	k->ec384 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
+	if (k->rsa == NULL || k->ec256 == NULL || k->ec384 == NULL) {
+		return -1;
+	}
+	k->rsa_cert = self_signed(k->rsa, "rsa", 1);
+	k->ec256_cert = self_signed(k->ec256, "ec256", 2);
+	k->ec384_cert = self_signed(k->ec384, "ec384", 3);
+	*state = k;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	keys *k = *state;
+
+	EVP_PKEY_free(k->rsa);
+	EVP_PKEY_free(k->ec256);
+	EVP_PKEY_free(k->ec384);
+	X509_free(k->rsa_cert);
+	X509_free(k->ec256_cert);
+	X509_free(k->ec384_cert);
+	free(k);
+	return 0;
+}
+
+static const char content[] = "Content-Type: text/plain; charset=us-ascii\r\n\r\nhello\r\n";
+
+/* Sign `content` detached and parse the result back. */
+static CMS_ContentInfo *sign(const p11s_cms_signer *s)
+{
+	BIO *in = BIO_new_mem_buf(content, (int)strlen(content));
+	p11s_buf *der = NULL;
+	const unsigned char *p;
+	CMS_ContentInfo *cms;
+
+	assert_int_equal(p11s_cms__sign_detached(s, in, &der), 0);
+	p = der->data;
+	cms = d2i_CMS_ContentInfo(NULL, &p, (long)der->len);
+	assert_non_null(cms);
+	p11s_buf_free(der);
+	BIO_free(in);
+	return cms;
+}
+
+static CMS_SignerInfo *only_signer(CMS_ContentInfo *cms)
+{
+	STACK_OF(CMS_SignerInfo) *sis = CMS_get0_SignerInfos(cms);
+
+	assert_int_equal(sk_CMS_SignerInfo_num(sis), 1);
+	return sk_CMS_SignerInfo_value(sis, 0);
+}
+
+/* The signature verifies over `content` with the certificate (not its chain). */
+static void assert_verifies(CMS_ContentInfo *cms, X509 *cert)
+{
+	STACK_OF(X509) *certs = sk_X509_new_null();
+	BIO *in = BIO_new_mem_buf(content, (int)strlen(content));
+
+	sk_X509_push(certs, cert);
+	assert_int_equal(CMS_verify(cms, certs, NULL, in, NULL,
+	                     CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY | CMS_NOINTERN),
+	    1);
+	sk_X509_free(certs);
+	BIO_free(in);
+}
+
+static const ASN1_STRING *attr(CMS_SignerInfo *si, int nid, int type)
+{
+	return CMS_signed_get0_data_by_OBJ(si, OBJ_nid2obj(nid), -3, type);
+}
+
+static void test_cms_sign__attributes(void **state)
+{
+	keys *k = *state;
+	p11s_cms_signer s = { NULL, k->ec256, k->ec256_cert, NULL, NULL, P11S_DIGEST_SHA256, 0, 0 };
+	static const int want[] = { NID_aes_256_gcm, NID_aes_128_gcm, NID_aes_256_cbc,
+		NID_aes_128_cbc, NID_ecdsa_with_SHA256, NID_ecdsa_with_SHA384, NID_ecdsa_with_SHA512,
+		NID_rsassaPss, NID_sha256WithRSAEncryption, NID_sha384WithRSAEncryption,
+		NID_sha512WithRSAEncryption };
+	CMS_ContentInfo *cms = sign(&s);
+	CMS_SignerInfo *si = only_signer(cms);
+	const ASN1_STRING *caps, *sc2;
+	STACK_OF(X509_ALGOR) *algs;
+	const unsigned char *p;
+	unsigned char *certder = NULL, hash[32];
+	unsigned int hlen;
+	int certlen;
+
+	assert_verifies(cms, k->ec256_cert);
+	assert_int_equal(CMS_is_detached(cms), 1); /* detached: eContent absent (RFC 8551 §3.5.3) */
+	assert_non_null(attr(si, NID_pkcs9_contentType, V_ASN1_OBJECT));
+	assert_non_null(attr(si, NID_pkcs9_messageDigest, V_ASN1_OCTET_STRING));
+	assert_true(CMS_signed_get_attr_by_NID(si, NID_pkcs9_signingTime, -1) >= 0);
+	assert_true(CMS_signed_get_attr_by_NID(si, NID_id_smime_aa_encrypKeyPref, -1) < 0);
+
+	/* SMIMECapabilities: exactly our list, in order; params only NULL for RSA v1.5. */
+	caps = attr(si, NID_SMIMECapabilities, V_ASN1_SEQUENCE);
+	assert_non_null(caps);
+	p = ASN1_STRING_get0_data(caps);
+	algs = d2i_X509_ALGORS(NULL, &p, ASN1_STRING_length(caps));
+	assert_non_null(algs);
+	assert_int_equal(sk_X509_ALGOR_num(algs), sizeof(want) / sizeof(want[0]));
+	for (int i = 0; i < sk_X509_ALGOR_num(algs); i++) {
+		const ASN1_OBJECT *oid;
+		int ptype;
+
+		X509_ALGOR_get0(&oid, &ptype, NULL, sk_X509_ALGOR_value(algs, i));
+		assert_int_equal(OBJ_obj2nid(oid), want[i]);
+		assert_int_equal(ptype, i >= 8 ? V_ASN1_NULL : V_ASN1_UNDEF);
+	}
+	sk_X509_ALGOR_pop_free(algs, X509_ALGOR_free);
+
+	/* signingCertificateV2: SEQ { SEQ { SEQ { OCTET STRING sha256(cert), issuerSerial } } } */
+	sc2 = attr(si, NID_id_smime_aa_signingCertificateV2, V_ASN1_SEQUENCE);
+	assert_non_null(sc2);
+	certlen = i2d_X509(k->ec256_cert, &certder);
+	assert_true(EVP_Digest(certder, (size_t)certlen, hash, &hlen, EVP_sha256(), NULL));
+	OPENSSL_free(certder);
+	p = ASN1_STRING_get0_data(sc2);
+	assert_int_equal(p[0], 0x30);
+	p += 2;
+	assert_int_equal(p[0], 0x30);
+	p += 2;
+	assert_int_equal(p[0], 0x30);
+	p += 2;
+	/* hashAlgorithm omitted: DEFAULT sha256 (RFC 5035 §4). */
+	assert_int_equal(p[0], 0x04);
+	assert_int_equal(p[1], 32);
+	assert_memory_equal(p + 2, hash, 32);
+	CMS_ContentInfo_free(cms);
+}
+
+static void test_cms_sign__pss_salt(void **state)
+{
+	keys *k = *state;
+	static const struct {
+		p11s_digest d;
+		int nid;
+		long salt;
+	} cases[] = {
+		{ P11S_DIGEST_SHA256, NID_sha256, 32 },
+		{ P11S_DIGEST_SHA384, NID_sha384, 48 },
+		{ P11S_DIGEST_SHA512, NID_sha512, 64 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		p11s_cms_signer s = { NULL, k->rsa, k->rsa_cert, NULL, NULL, cases[i].d, 1, 0 };
+		CMS_ContentInfo *cms = sign(&s);
+		CMS_SignerInfo *si = only_signer(cms);
+		X509_ALGOR *dig, *sig;
+		const ASN1_OBJECT *oid;
+		const void *pval;
+		int ptype;
+		RSA_PSS_PARAMS *pss;
+		const unsigned char *p;
+		const ASN1_STRING *seq;
+
+		assert_verifies(cms, k->rsa_cert);
+		CMS_SignerInfo_get0_algs(si, NULL, NULL, &dig, &sig);
+		X509_ALGOR_get0(&oid, NULL, NULL, dig);
+		assert_int_equal(OBJ_obj2nid(oid), cases[i].nid);
+		X509_ALGOR_get0(&oid, &ptype, &pval, sig);
+		assert_int_equal(OBJ_obj2nid(oid), NID_rsassaPss);
+		assert_int_equal(ptype, V_ASN1_SEQUENCE);
+		seq = pval;
+		p = ASN1_STRING_get0_data(seq);
+		pss = d2i_RSA_PSS_PARAMS(NULL, &p, ASN1_STRING_length(seq));
+		assert_non_null(pss);
+		/* RFC 4055 §3.1 / 8551 §2.2: salt = digest length, hash = MGF1 hash = digest. */
+		assert_int_equal(ASN1_INTEGER_get(pss->saltLength), cases[i].salt);
+		X509_ALGOR_get0(&oid, NULL, NULL, pss->hashAlgorithm);
+		assert_int_equal(OBJ_obj2nid(oid), cases[i].nid);
+		X509_ALGOR_get0(&oid, NULL, NULL, pss->maskGenAlgorithm);
+		assert_int_equal(OBJ_obj2nid(oid), NID_mgf1);
+		RSA_PSS_PARAMS_free(pss);
+		CMS_ContentInfo_free(cms);
+	}
+}
+
+static void test_cms_sign__ecdsa_digests(void **state)
+{
+	keys *k = *state;
+	p11s_cms_signer s = { NULL, k->ec384, k->ec384_cert, NULL, NULL, P11S_DIGEST_SHA384, 0, 0 };
+	p11s_digest ds[] = { P11S_DIGEST_SHA256, P11S_DIGEST_SHA384, P11S_DIGEST_SHA512 };
+	int sig_nids[] = { NID_ecdsa_with_SHA256, NID_ecdsa_with_SHA384, NID_ecdsa_with_SHA512 };
+
+	for (int i = 0; i < 3; i++) {
+		CMS_ContentInfo *cms;
+		X509_ALGOR *sig;
+		const ASN1_OBJECT *oid;
+
+		s.digest = ds[i];
+		cms = sign(&s);
+		assert_verifies(cms, k->ec384_cert);
+		CMS_SignerInfo_get0_algs(only_signer(cms), NULL, NULL, NULL, &sig);
+		X509_ALGOR_get0(&oid, NULL, NULL, sig);
+		assert_int_equal(OBJ_obj2nid(oid), sig_nids[i]);
+		CMS_ContentInfo_free(cms);
+	}
+}
+
+static void test_cms_sign__signing_time(void **state)
+{
+	keys *k = *state;
+	/* RFC 8551 §2.5.1: UTCTime through 2049, GeneralizedTime from 2050. */
+	p11s_cms_signer s = { NULL, k->ec256, k->ec256_cert, NULL, NULL, P11S_DIGEST_SHA256, 0,
+		2524607999 /* 2049-12-31T23:59:59Z */ };
+	CMS_ContentInfo *cms = sign(&s);
+
+	assert_non_null(attr(only_signer(cms), NID_pkcs9_signingTime, V_ASN1_UTCTIME));
+	CMS_ContentInfo_free(cms);
+	s.signing_time = 2524608000; /* 2050-01-01T00:00:00Z */
+	cms = sign(&s);
+	assert_non_null(attr(only_signer(cms), NID_pkcs9_signingTime, V_ASN1_GENERALIZEDTIME));
+	CMS_ContentInfo_free(cms);
+}
+
+static void test_cms_sign__enc_key_pref_and_chain(void **state)
+{
+	keys *k = *state;
+	STACK_OF(X509) *chain = sk_X509_new_null(), *got;
+	p11s_cms_signer s = { NULL, k->ec256, k->ec256_cert, chain, k->rsa_cert,
+		P11S_DIGEST_SHA256, 0, 0 };
+	CMS_ContentInfo *cms;
+	X509_ATTRIBUTE *a;
+	ASN1_TYPE *t;
+	const unsigned char *p;
+
+	/* Duplicates (the signer's own cert, twice the same CA) appear once. */
+	sk_X509_push(chain, k->ec384_cert);
+	sk_X509_push(chain, k->ec256_cert);
+	sk_X509_push(chain, k->ec384_cert);
+	cms = sign(&s);
+	got = CMS_get1_certs(cms);
+	assert_int_equal(sk_X509_num(got), 2);
+	sk_X509_pop_free(got, X509_free);
+	a = CMS_signed_get_attr(only_signer(cms),
+	    CMS_signed_get_attr_by_NID(only_signer(cms), NID_id_smime_aa_encrypKeyPref, -1));
+	assert_non_null(a);
+	assert_int_equal(X509_ATTRIBUTE_count(a), 1);
+	t = X509_ATTRIBUTE_get0_type(a, 0);
+	/* [0] IMPLICIT IssuerAndSerialNumber (RFC 8551 §2.5.3) */
+	p = ASN1_STRING_get0_data(t->value.asn1_string);
+	assert_int_equal(p[0], 0xa0);
+	CMS_ContentInfo_free(cms);
+
+	/* Same certificate for encryption: no attribute. */
+	s.encryption_cert = k->ec256_cert;
+	cms = sign(&s);
+	assert_true(CMS_signed_get_attr_by_NID(only_signer(cms), NID_id_smime_aa_encrypKeyPref,
+	                -1) < 0);
+	CMS_ContentInfo_free(cms);
+	sk_X509_free(chain);
+}
+
+static void test_cms_sign__refusals(void **state)
+{
+	keys *k = *state;
+	BIO *in = BIO_new_mem_buf(content, (int)strlen(content));
+	p11s_buf *der = NULL;
+	p11s_cms_signer wrong = { NULL, k->ec256, k->rsa_cert, NULL, NULL, P11S_DIGEST_SHA256, 0,
+		0 };
+	p11s_cms_signer pss_ec = { NULL, k->ec256, k->ec256_cert, NULL, NULL, P11S_DIGEST_SHA256, 1,
+		0 };
+
+	assert_int_equal(p11s_cms__sign_detached(&wrong, in, &der), P11S_ERR_USAGE);
+	assert_int_equal(p11s_cms__sign_detached(&pss_ec, in, &der), P11S_ERR_USAGE);
+	assert_null(der);
+	BIO_free(in);
+}
+
+/* The whole message: micalg matches the digest; opaque output is signed-data. */
+static void test_cms_sign__message_micalg(void **state)
+{
+	keys *k = *state;
+	static const char msg[] = "From: a@example.org\nSubject: s\n\nhello\n";
+	static const char *micalg[] = { "micalg=sha-256;", "micalg=sha-384;", "micalg=sha-512;" };
+
+	for (int i = 0; i < 3; i++) {
+		p11s_sign_opts o = P11S_SIGN_OPTS_INIT;
+		FILE *in = tmpfile(), *out = tmpfile();
+		char buf[4096];
+		size_t n;
+
+		o.digest = (p11s_digest)i;
+		fwrite(msg, 1, sizeof(msg) - 1, in);
+		assert_int_equal(p11s_sign_message_pkey(NULL, k->rsa, k->rsa_cert, &o, in, out), 0);
+		rewind(out);
+		n = fread(buf, 1, sizeof(buf) - 1, out);
+		buf[n] = '\0';
+		assert_non_null(strstr(buf, micalg[i]));
+		assert_non_null(strstr(buf, "protocol=\"application/pkcs7-signature\""));
+		assert_true(strncmp(buf, "From: a@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\n",
+		                51) == 0);
+		fclose(in);
+		fclose(out);
+	}
+	{
+		p11s_sign_opts o = P11S_SIGN_OPTS_INIT;
+		FILE *in = tmpfile(), *out = tmpfile();
+		char buf[8192];
+		size_t n;
+
+		o.opaque = 1;
+		fwrite(msg, 1, sizeof(msg) - 1, in);
+		assert_int_equal(p11s_sign_message_pkey(NULL, k->ec256, k->ec256_cert, &o, in, out), 0);
+		rewind(out);
+		n = fread(buf, 1, sizeof(buf) - 1, out);
+		buf[n] = '\0';
+		assert_non_null(strstr(buf, "Content-Type: application/pkcs7-mime; "
+		                            "smime-type=signed-data; name=smime.p7m\r\n"));
+		assert_non_null(strstr(buf, "filename=smime.p7m\r\n"));
+		fclose(in);
+		fclose(out);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cms_sign__attributes),
+		cmocka_unit_test(test_cms_sign__pss_salt),
+		cmocka_unit_test(test_cms_sign__ecdsa_digests),
+		cmocka_unit_test(test_cms_sign__signing_time),
+		cmocka_unit_test(test_cms_sign__enc_key_pref_and_chain),
+		cmocka_unit_test(test_cms_sign__refusals),
+		cmocka_unit_test(test_cms_sign__message_micalg),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
