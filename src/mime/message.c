@@ -163,7 +163,7 @@ static int split_headers(FILE *in, dbuf *outer, dbuf *content, int *has_ctype)
 	char line[P11S_MIME_LINE_MAX + 2];
 	field_kind kind = FIELD_NONE;
 	unsigned long lineno = 0;
-	size_t len, total = 0, nfields = 0;
+	size_t len = 0, total = 0, nfields = 0;
 	int eol, rc;
 
 	*has_ctype = 0;
