@@ -61,6 +61,17 @@ FILE *cli_output_file(cli_output *o);
 int cli_output_commit(cli_output *o);
 void cli_output_abort(cli_output *o);
 
+/*
+ * Certificates from a file (certload.c): every certificate of a PEM file, or one DER
+ * certificate. Print their own error; return an exit status.
+ */
+int cli_load_certs(const char *path, STACK_OF(X509) **out);
+int cli_load_cert(const char *path, X509 **out); /* exactly one */
+
+/* verify's report (cmd_verify.c), also used by unwrap for each signed layer. */
+void cli_verify_report_text(FILE *f, const p11s_verify_result *r);
+void cli_verify_report_json(FILE *f, const p11s_verify_result *r);
+
 /* JSON output helpers (json.c). */
 void json_str(FILE *f, const char *s);
 void json_key(FILE *f, const char *key); /* "key": */
@@ -76,5 +87,7 @@ extern const cli_command cmd_sign;
 extern const cli_command cmd_verify;
 extern const cli_command cmd_encrypt;
 extern const cli_command cmd_decrypt;
+extern const cli_command cmd_wrap;
+extern const cli_command cmd_unwrap;
 
 #endif

@@ -13,66 +13,6 @@
 
 #include "cli.h"
 
-/* Read every certificate in a PEM (several) or DER (one) file. Prints its own error. */
-static int load_certs(const char *path, STACK_OF(X509) **out)
-{
-	STACK_OF(X509) *sk = sk_X509_new_null();
-	BIO *b = NULL;
-	X509 *x;
-	int status = EXIT_USAGE;
-
-	*out = NULL;
-	if (sk == NULL || (b = BIO_new_file(path, "rb")) == NULL) {
-		fprintf(stderr, "p11smime: error: cannot open %s: %s\n", path, strerror(errno));
-		goto out;
-	}
-	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
-		if (!sk_X509_push(sk, x)) {
-			X509_free(x);
-			goto out;
-		}
-	}
-	ERR_clear_error();
-	if (sk_X509_num(sk) == 0) {
-		/* Not PEM: one DER certificate. */
-		(void)BIO_reset(b);
-		if ((x = d2i_X509_bio(b, NULL)) == NULL || !sk_X509_push(sk, x)) {
-			X509_free(x);
-			ERR_clear_error();
-			fprintf(stderr, "p11smime: error: %s holds no certificate (PEM or DER)\n", path);
-			goto out;
-		}
-	}
-	*out = sk;
-	sk = NULL;
-	status = EXIT_OK;
-out:
-	BIO_free(b);
-	sk_X509_pop_free(sk, X509_free);
-	return status;
-}
-
-/* Exactly one certificate. */
-static int load_cert(const char *path, X509 **out)
-{
-	STACK_OF(X509) *sk;
-	int status;
-
-	*out = NULL;
-	if ((status = load_certs(path, &sk)) != EXIT_OK) {
-		return status;
-	}
-	if (sk_X509_num(sk) != 1) {
-		sk_X509_pop_free(sk, X509_free);
-		fprintf(stderr, "p11smime: error: %s holds %d certificates; expected one\n", path,
-		    sk_X509_num(sk));
-		return EXIT_USAGE;
-	}
-	*out = sk_X509_shift(sk);
-	sk_X509_free(sk);
-	return EXIT_OK;
-}
-
 static int run(cli_globals *g, int argc, char **argv)
 {
 	enum { O_KEY = 1, O_CERT, O_CHAIN, O_OPAQUE, O_DIGEST, O_PSS, O_IN, O_OUT, O_ENC };
@@ -116,7 +56,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		case O_CHAIN: {
 			STACK_OF(X509) *sk;
 
-			if ((status = load_certs(optarg, &sk)) != EXIT_OK) {
+			if ((status = cli_load_certs(optarg, &sk)) != EXIT_OK) {
 				goto out;
 			}
 			while (sk_X509_num(sk) > 0) {
@@ -171,8 +111,8 @@ static int run(cli_globals *g, int argc, char **argv)
 		status = cli_usage_error("sign: --key URI is required");
 		goto out;
 	}
-	if ((cert_path != NULL && (status = load_cert(cert_path, &cert)) != EXIT_OK) ||
-	    (enc_path != NULL && (status = load_cert(enc_path, &enc)) != EXIT_OK)) {
+	if ((cert_path != NULL && (status = cli_load_cert(cert_path, &cert)) != EXIT_OK) ||
+	    (enc_path != NULL && (status = cli_load_cert(enc_path, &enc)) != EXIT_OK)) {
 		goto out;
 	}
 	so.cert = cert;

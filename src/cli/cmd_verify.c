@@ -17,7 +17,7 @@ static void text_reason(FILE *f, const char *indent, const char *what,
 	fprintf(f, "%s%s: %s: %s\n", indent, what, r->code, r->message);
 }
 
-static void print_text(FILE *f, const p11s_verify_result *r)
+void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 {
 	size_t bad = 0;
 
@@ -115,7 +115,7 @@ static void json_strv(FILE *f, const char *const *v, size_t n)
 	fputc(']', f);
 }
 
-static void print_json(FILE *f, const p11s_verify_result *r)
+void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 {
 	fputc('{', f);
 	json_key(f, "valid");
@@ -268,9 +268,9 @@ static int run(cli_globals *g, int argc, char **argv)
 	/* The report never mixes with content: on stderr when the content goes to stdout. */
 	report = out_path != NULL && strcmp(out_path, "-") == 0 ? stderr : stdout;
 	if (g->json) {
-		print_json(report, res);
+		cli_verify_report_json(report, res);
 	} else {
-		print_text(report, res);
+		cli_verify_report_text(report, res);
 	}
 	fflush(report);
 	status = res->valid ? EXIT_OK : EXIT_VERIFY;

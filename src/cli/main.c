@@ -13,7 +13,8 @@
 
 #include "cli.h"
 
-static const cli_command *const commands[] = { &cmd_tokens, &cmd_keys, &cmd_sign, &cmd_verify, &cmd_encrypt, &cmd_decrypt };
+static const cli_command *const commands[] = { &cmd_tokens, &cmd_keys, &cmd_sign, &cmd_verify,
+	&cmd_encrypt, &cmd_decrypt, &cmd_wrap, &cmd_unwrap };
 
 /* Error class -> exit status (CLI.md "Exit status"). SYSTEM has no status of its own: 2. */
 static const int class_exit[] = {
