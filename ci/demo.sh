@@ -40,7 +40,45 @@ step "4. the same as JSON: each key's pkcs11: URI is what sign/decrypt take"
 for k in json.load(sys.stdin)["keys"]:
     print("  %-3s %4d  %-22s %s" % (k["type"], k["bits"], k["certificate"]["emails"][0], k["uri"]))'
 
-step "5. a wrong PIN is refused with exit status 3, and the token's PIN state is reported"
+step "5. sign a message on the token (P-256 key) and verify it"
+key=$("$bin" --module "$module" --pin-source "file:$work/user.pin" --json keys |
+	python3 -c 'import json,sys; print([k["uri"] for k in json.load(sys.stdin)["keys"] if k["label"]=="ec256"][0])')
+printf 'From: alice-ec256@example.org\r\nTo: bob@example.org\r\nSubject: hello from the token\r\nDate: %s\r\n\r\nThis message was signed by a key that never left the token.\r\n' \
+	"$(date -R)" >"$work/msg.eml"
+show "$bin" --module "$module" --pin-source "file:$work/user.pin" sign --key "$key" \
+	--chain "$work/pki/intermediate.pem" --in "$work/msg.eml" --out "$work/signed.eml"
+sed -n '1,8p' "$work/signed.eml"
+echo "  ..."
+show "$bin" verify --trust "$work/pki/root.pem" --crl "$work/pki/crls.pem" --in "$work/signed.eml"
+
+step "6. one altered byte: the signature no longer verifies (exit status 1)"
+sed 's/never left/NEVER left/' "$work/signed.eml" >"$work/altered.eml"
+set +e
+"$bin" verify --trust "$work/pki/root.pem" --in "$work/altered.eml" | grep -E "verdict|reason"
+echo "exit status: ${PIPESTATUS[0]}"
+set -e
+
+step "7. encrypt to the token's RSA certificate (AES-256-GCM), decrypt on the token"
+show "$bin" encrypt --to "$work/pki/rsa2048.pem" --in "$work/msg.eml" --out "$work/enc.eml"
+sed -n '1,8p' "$work/enc.eml"
+echo "  ..."
+show "$bin" --module "$module" --pin-source "file:$work/user.pin" decrypt --in "$work/enc.eml" \
+	--out "$work/dec.eml"
+cmp <(tr -d '\r' <"$work/msg.eml") <(tr -d '\r' <"$work/dec.eml" | grep -v '^MIME-Version') &&
+	echo "decrypted message = original"
+
+step "8. triple wrap (sign, encrypt to P-384, sign) and unwrap every layer on the token"
+show "$bin" --module "$module" --pin-source "file:$work/user.pin" wrap --triple --key "$key" \
+	--chain "$work/pki/intermediate.pem" --to "$work/pki/ec384.pem" --in "$work/msg.eml" \
+	--out "$work/triple.eml"
+"$bin" --module "$module" --pin-source "file:$work/user.pin" --json unwrap \
+	--trust "$work/pki/root.pem" --in "$work/triple.eml" --out "$work/unwrapped.eml" |
+	python3 -c 'import json,sys
+d=json.load(sys.stdin)
+for l in d["layers"]: print("  layer %d: %-9s %s" % (l["layer"], l["type"], "ok" if l["ok"] else "FAILED"))
+print("  unwrap:", "valid" if d["valid"] else "INVALID")'
+
+step "9. a wrong PIN is refused with exit status 3, and the token's PIN state is reported"
 echo 000000 >"$work/wrong.pin"
 set +e
 "$bin" --module "$module" --pin-source "file:$work/wrong.pin" keys
