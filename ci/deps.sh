@@ -11,7 +11,7 @@ packages=(
 	softhsm2 opensc gnutls-bin libengine-pkcs11-openssl
 	libgmime-3.0-dev
 	# interop peers and test vectors (PKITS S/MIME messages)
-	libnss3-tools gpgsm python3-cryptography-vectors
+	libnss3-tools gpgsm gpg-agent python3-cryptography-vectors
 	# test harness
 	python3 valgrind
 )

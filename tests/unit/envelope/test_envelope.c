@@ -371,8 +371,8 @@ static void test_envelope__not_enveloped(void **state)
 	static const char *bad[] = {
 		"Content-Type: text/plain\n\nhello\n",
 		"Content-Type: application/pkcs7-mime; smime-type=signed-data\n\nMIIB\n",
-		"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\n"
-		"Content-Transfer-Encoding: base64\n\n!!!notbase64\n",
+		("Content-Type: application/pkcs7-mime; smime-type=enveloped-data\n"
+		 "Content-Transfer-Encoding: base64\n\n!!!notbase64\n"),
 		"Content-Type: application/pkcs7-mime\nContent-Transfer-Encoding: base64\n\nMAMCAQA=\n",
 		"no header line\n\n",
 	};
