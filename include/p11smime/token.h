@@ -11,6 +11,15 @@
  * The library context: one backend instance (one module load), its PIN source, the OpenSSL
  * library context in which token keys live. One context may be used by one thread at a time;
  * token calls inside are serialised by the backend.
+ *
+ * Long-running use (a gateway, a bulk signer; docs/performance.md): keep one context for the
+ * life of the process. It keeps the module loaded, the token logged in after the first login
+ * (the PIN is read once and wiped) and, with the pkcs11 backend, a pool of open sessions that
+ * private-key operations reuse; a session the token invalidates is dropped and replaced. Find
+ * each key once (p11s_key_find()) and keep it, take its EVP_PKEY (p11s_key_pkey()) and CA
+ * certificates once, and sign each message with p11s_sign_message_pkey(): that is what
+ * `p11smime sign --batch` does. Keys with CKA_ALWAYS_AUTHENTICATE still get a
+ * context-specific login with a fresh PIN for every signature.
  */
 typedef struct p11s_ctx p11s_ctx;
 

@@ -24,6 +24,15 @@ int p11s_cms__read_enveloped(OSSL_LIB_CTX *libctx, FILE *in, p11s_mime_head *h,
     CMS_ContentInfo **out, int *cipher_nid);
 
 /*
+ * The same, streaming (DESIGN.md decision 4): the body is decoded to a scratch file and read
+ * once as BER; `*out` is a skeleton of the message without its encryptedContent (recipient
+ * infos, algorithm, attributes, mac), `*ciphertext` an unlinked scratch file with the content
+ * octets, positioned at its start (fclose() it). Memory does not grow with the message.
+ */
+int p11s_cms__read_enveloped_stream(OSSL_LIB_CTX *libctx, FILE *in, p11s_mime_head *h,
+    CMS_ContentInfo **out, FILE **ciphertext, int *cipher_nid);
+
+/*
  * Non-zero if `cert` is named by a RecipientIdentifier of `ri`: a key transport rid
  * (issuerAndSerialNumber or subjectKeyIdentifier) or one of a key agreement recipient's
  * recipientEncryptedKeys rids (issuerAndSerialNumber or rKeyId).
@@ -38,6 +47,10 @@ int p11s_cms__ri_matches(CMS_RecipientInfo *ri, X509 *cert);
  * as recorded.
  */
 int p11s_cms__decrypt(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, FILE *plain);
+
+/* p11s_cms__decrypt() of a skeleton from p11s_cms__read_enveloped_stream() and its ciphertext. */
+int p11s_cms__decrypt_stream(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, FILE *ciphertext,
+    FILE *plain);
 
 /* Details of a parsed message for p11s_decrypt_info (content type, cipher, key management). */
 void p11s_cms__describe(CMS_ContentInfo *cms, int cipher_nid, CMS_RecipientInfo *ri,

@@ -1,0 +1,191 @@
+#!/bin/bash
+# Benchmark of p11smime beside the token's raw rate and beside OpenSSL (issue 9,
+# docs/performance.md), on a throwaway SoftHSMv2 token made for this run and removed after.
+#
+# usage: ci/bench.sh [--build DIR] [--full] [--rounds N]
+#   --build DIR  build directory with src/cli/p11smime (default: build); the raw-rate program
+#                is DIR/bench/p11s-bench-raw, compiled here if the bench target was not built
+#   --full       also the 1 GiB message (needs ~4 GiB of disk and several minutes)
+#   --rounds N   paired rounds for the rate and whole-process comparisons (default 3)
+#
+# Prints every figure with its ratio. Nothing here asserts timings: the output is the result.
+# The machine is whatever runs this; rates are taken in interleaved rounds (raw, batch, raw,
+# ...) and reported as medians, so that a noisy neighbour hits both sides alike.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=$top/build
+full=0
+rounds=3
+while [ $# -gt 0 ]; do
+	case $1 in
+	--build) build=$(cd "$2" && pwd); shift 2 ;;
+	--full) full=1; shift ;;
+	--rounds) rounds=$2; shift 2 ;;
+	*) echo "usage: $0 [--build DIR] [--full] [--rounds N]" >&2; exit 2 ;;
+	esac
+done
+bin=$build/src/cli/p11smime
+[ -x "$bin" ] || { echo "bench: $bin not built" >&2; exit 2; }
+module=${P11S_BENCH_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+[ -x /usr/bin/time ] || { echo "bench: /usr/bin/time missing (Debian package time)" >&2; exit 2; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/p11s-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+raw=$build/bench/p11s-bench-raw
+if [ ! -x "$raw" ]; then
+	raw=$work/p11s-bench-raw
+	cc -O2 -o "$raw" "$top/bench/raw_token.c" $(pkg-config --cflags --libs p11-kit-1 libcrypto)
+fi
+
+label=p11s-bench
+"$top/tests/integration/setup-token.sh" "$work/tok" "$label" "$module" >/dev/null
+. "$work/tok/env.sh"
+pin=$P11S_TEST_PIN_FILE
+pki=$P11S_TEST_PKI
+p11s() { "$bin" --module "$module" --pin-source "file:$pin" "$@"; }
+keyuri() { printf 'pkcs11:token=%s;object=%s;type=private' "$label" "$1"; }
+# libp11's engine for `openssl cms`; the PIN comes from the file named in the URI (RFC 7512).
+# libp11 takes the whole file as the PIN, so that copy has no line end.
+engine_pin=$work/engine.pin
+(umask 077 && printf '%s' "$(head -n1 "$pin")" >"$engine_pin")
+engine_uri() { printf 'pkcs11:token=%s;object=%s;type=private?pin-source=file:%s' "$label" "$1" "$engine_pin"; }
+export PKCS11_MODULE_PATH=$module
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+calc() { awk "BEGIN {printf \"%.${2:-2}f\", $1}"; }
+
+# A 7-bit text message of about SIZE bytes (header + base64 text lines).
+make_msg() {
+	local out=$1 bytes=$2
+	{
+		printf 'From: Alice <alice-rsa2048@example.org>\nTo: bob@example.org\nSubject: bench\n'
+		printf 'Date: Mon, 1 Jan 2024 00:00:00 +0000\nMessage-ID: <bench@example.org>\n'
+		printf 'Content-Type: text/plain; charset=us-ascii\n\n'
+		head -c $((bytes * 3 / 4)) /dev/urandom | base64 -w 76
+	} >"$out"
+}
+
+echo "== machine"
+echo "nproc: $(nproc)"
+echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+echo "kernel: $(uname -r)"
+echo "openssl: $(openssl version)"
+echo "softhsm: $(dpkg-query -W -f '${Version}' softhsm2 2>/dev/null || echo unknown)"
+echo "libp11 engine: $(dpkg-query -W -f '${Version}' libengine-pkcs11-openssl 2>/dev/null || echo unknown)"
+echo "p11smime: $("$bin" --version)"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+sha=$(openssl speed -seconds 2 -bytes 16384 -evp sha256 2>/dev/null | awk '/^sha256/ {print $2}' | sed 's/k$//')
+# openssl speed prints 1000s of bytes per second
+sha_mbs=$(calc "$sha * 1000 / 1048576" 0)
+echo "sha256 (openssl speed, 16 KiB blocks): $sha_mbs MiB/s"
+
+echo
+echo "== token rates: raw PKCS#11 vs p11smime sign --batch (4 KiB messages), $rounds rounds"
+msgs=$work/msgs
+mkdir -p "$msgs" "$work/out"
+make_msg "$msgs/m0.eml" 4096
+n_rsa=${P11S_BENCH_N_RSA:-600}
+n_ec=${P11S_BENCH_N_EC:-2000}
+for i in $(seq 1 "$n_ec"); do ln "$msgs/m0.eml" "$msgs/m$i.eml"; done
+files() { for i in $(seq 1 "$1"); do printf '%s\n' "$msgs/m$i.eml"; done; }
+# rate KEY N: messages per second of one batch run of N messages, minus the run of 1 message
+# (process start, module load, login), so that it is the steady per-message rate.
+batch_rate() {
+	local key=$1 n=$2 t0 t1 t2
+	rm -rf "$work/out" && mkdir "$work/out"
+	t0=$(now)
+	p11s sign --key "$(keyuri "$key")" --batch --out-dir "$work/out" "$msgs/m1.eml"
+	t1=$(now)
+	rm -rf "$work/out" && mkdir "$work/out"
+	files "$n" | xargs -s 2000000 sh -c 'exec "$0" "$@"' "$bin" --module "$module" \
+		--pin-source "file:$pin" sign --key "$(keyuri "$key")" --batch --out-dir "$work/out"
+	t2=$(now)
+	calc "($n - 1) / (($t2 - $t1) - ($t1 - $t0))" 1
+	echo
+}
+: >"$work/r_rsa"; : >"$work/r_ec"; : >"$work/r_dec"; : >"$work/b_rsa"; : >"$work/b_ec"
+for r in $(seq 1 "$rounds"); do
+	"$raw" "$module" "$label" "$pin" 1 rsa2048 "$pki/rsa2048.pem" ec256 >"$work/raw.out"
+	awk '/RSA_PKCS-rsa2048/ && /C_Sign/ {print $(NF-1)}' "$work/raw.out" >>"$work/r_rsa"
+	awk '/ECDSA/ {print $(NF-1)}' "$work/raw.out" >>"$work/r_ec"
+	awk '/C_Decrypt/ {print $(NF-1)}' "$work/raw.out" >>"$work/r_dec"
+	batch_rate rsa2048 "$n_rsa" >>"$work/b_rsa"
+	batch_rate ec256 "$n_ec" >>"$work/b_ec"
+	echo "round $r: raw RSA $(tail -n1 "$work/r_rsa")/s, batch RSA $(tail -n1 "$work/b_rsa")/s;" \
+		"raw P-256 $(tail -n1 "$work/r_ec")/s, batch P-256 $(tail -n1 "$work/b_ec")/s;" \
+		"raw RSA decrypt $(tail -n1 "$work/r_dec")/s"
+done
+r_rsa=$(median <"$work/r_rsa"); r_ec=$(median <"$work/r_ec"); r_dec=$(median <"$work/r_dec")
+b_rsa=$(median <"$work/b_rsa"); b_ec=$(median <"$work/b_ec")
+echo "raw C_Sign CKM_RSA_PKCS RSA-2048 (DigestInfo):   $r_rsa ops/s"
+echo "raw C_Sign CKM_ECDSA P-256 (digest):             $r_ec ops/s"
+echo "raw C_Decrypt CKM_RSA_PKCS RSA-2048:             $r_dec ops/s"
+echo "sign --batch RSA-2048, 4 KiB:                    $b_rsa msgs/s = $(calc "100 * $b_rsa / $r_rsa" 1)% of raw (target >= 85%)"
+echo "sign --batch P-256, 4 KiB:                       $b_ec msgs/s = $(calc "100 * $b_ec / $r_ec" 1)% of raw (target >= 50%)"
+
+echo
+echo "== one 4 KiB message, whole process: p11smime sign vs openssl cms -sign -engine pkcs11"
+m=$msgs/m0.eml
+: >"$work/w_p"; : >"$work/w_o"
+for key in rsa2048 ec256; do
+	: >"$work/w_p"; : >"$work/w_o"
+	for r in $(seq 1 $((rounds * 4))); do
+		t0=$(now)
+		p11s sign --key "$(keyuri "$key")" --in "$m" --out "$work/o1.eml"
+		t1=$(now)
+		openssl cms -sign -engine pkcs11 -keyform engine -inkey "$(engine_uri "$key")" \
+			-signer "$pki/$key.pem" -md sha256 -in "$m" -out "$work/o2.eml" 2>/dev/null
+		t2=$(now)
+		calc "($t1 - $t0) * 1000" 1 >>"$work/w_p"; echo >>"$work/w_p"
+		calc "($t2 - $t1) * 1000" 1 >>"$work/w_o"; echo >>"$work/w_o"
+	done
+	wp=$(grep . "$work/w_p" | median); wo=$(grep . "$work/w_o" | median)
+	echo "$key: p11smime sign $wp ms, openssl cms -sign (engine) $wo ms (median of $((rounds * 4)) paired runs): p11smime takes $(calc "$wp / $wo" 2)x openssl's time (target <= 1)"
+done
+
+echo
+echo "== large messages: wall time and peak RSS (/usr/bin/time), p11smime beside openssl cms"
+sizes="1 100"
+[ "$full" = 1 ] && sizes="$sizes 1024"
+# measure LABEL CMD...: "LABEL  <seconds> s  <MiB> MiB", and the seconds in $last_s
+measure() {
+	local what=$1
+	shift
+	/usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null 2>"$work/err" || {
+		echo "$what: FAILED"; sed 's/^/    /' "$work/err" | head -3; last_s=0; return 0; }
+	read -r last_s kb <"$work/time"
+	printf '  %-44s %8.2f s  %8.1f MiB\n' "$what" "$last_s" "$(calc "$kb / 1024" 1)"
+}
+for mib in $sizes; do
+	big=$work/big.eml
+	make_msg "$big" $((mib * 1048576))
+	echo "-- $mib MiB message"
+	measure "p11smime sign (RSA-2048, multipart/signed)" \
+		"$bin" --module "$module" --pin-source "file:$pin" sign --key "$(keyuri rsa2048)" \
+		--in "$big" --out "$work/s1.eml"
+	ps=$last_s
+	measure "openssl cms -sign -binary (engine)" openssl cms -sign -binary -engine pkcs11 \
+		-keyform engine -inkey "$(engine_uri rsa2048)" -signer "$pki/rsa2048.pem" -md sha256 \
+		-certfile "$pki/intermediate.pem" -in "$big" -out "$work/s2.eml"
+	measure "p11smime verify" "$bin" verify --trust "$pki/root.pem" --certs "$pki/intermediate.pem" \
+		--in "$work/s1.eml"
+	pv=$last_s
+	measure "openssl cms -verify -binary" openssl cms -verify -binary -CAfile "$pki/root.pem" \
+		-purpose any -in "$work/s2.eml" -out /dev/null
+	measure "p11smime encrypt (AES-256-GCM, RSA-2048)" "$bin" encrypt --to "$pki/rsa2048.pem" \
+		--in "$big" --out "$work/e1.eml"
+	measure "openssl cms -encrypt -binary -aes-256-gcm" openssl cms -encrypt -binary -aes-256-gcm \
+		-in "$big" -out "$work/e2.eml" "$pki/rsa2048.pem"
+	measure "p11smime decrypt (token RSA-2048)" "$bin" --module "$module" --pin-source "file:$pin" \
+		decrypt --key "$(keyuri rsa2048)" --in "$work/e1.eml" --out "$work/d1.eml"
+	measure "openssl cms -decrypt (engine)" openssl cms -decrypt -binary -engine pkcs11 -keyform engine \
+		-inkey "$(engine_uri rsa2048)" -recip "$pki/rsa2048.pem" -in "$work/e2.eml" -out "$work/d2.eml"
+	if [ "$mib" = 100 ]; then
+		echo "  sign   $(calc "100 / $ps" 0) MiB/s = $(calc "100 * (100 / $ps) / $sha_mbs" 1)% of SHA-256 (target >= 50%)"
+		echo "  verify $(calc "100 / $pv" 0) MiB/s = $(calc "100 * (100 / $pv) / $sha_mbs" 1)% of SHA-256 (target >= 50%)"
+	fi
+	rm -f "$work"/s?.eml "$work"/e?.eml "$work"/d?.eml "$big"
+done
+echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
