@@ -9,7 +9,7 @@ packages=(
 	libssl-dev openssl libp11-kit-dev p11-kit libp11-dev libcmocka-dev
 	# the token and the tools that make test tokens
 	softhsm2 opensc gnutls-bin libengine-pkcs11-openssl
-	libgmime-3.0-dev
+	libgmime-3.0-dev libcurl4-openssl-dev curl
 	# interop peers and test vectors (PKITS S/MIME messages)
 	libnss3-tools gpgsm gpg-agent python3-cryptography-vectors
 	# test harness

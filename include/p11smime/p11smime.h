@@ -2,16 +2,19 @@
 #ifndef P11SMIME_H
 #define P11SMIME_H
 
+#include "audit.h"
 #include "common.h"
 #include "config.h"
 #include "envelope.h"
 #include "error.h"
+#include "ess.h"
 #include "log.h"
 #include "message.h"
 #include "pin.h"
 #include "secret.h"
 #include "sign.h"
 #include "token.h"
+#include "tsa.h"
 #include "uri.h"
 #include "verify.h"
 

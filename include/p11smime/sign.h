@@ -30,10 +30,22 @@ typedef struct p11s_sign_opts {
 	X509 *encryption_cert;     /**< the signer's encryption certificate: announced in
 	                                SMIMEEncryptionKeyPreference (RFC 8551 §2.5.3) when it
 	                                differs from the signing certificate. Borrowed. */
+	/* Evidence (docs/evidence.md). Appended to version 1; zero means "off". */
+	int receipt_request;       /**< P11S_RECEIPT_REQUEST_* (ess.h): ask for an ESS signed
+	                                receipt (RFC 2634 §2.7); 0: none */
+	const char *const *receipts_to; /**< NULL-terminated addresses for receiptsTo; NULL: the
+	                                     message's From address. Borrowed. */
+	const char *security_label; /**< "POLICY-OID:CLASSIFICATION": ESSSecurityLabel (RFC 2634
+	                                 §3.2); NULL: none */
+	const char *tsa_url;       /**< RFC 3161 TSA: add id-aa-signatureTimeStampToken over the
+	                                signature value; NULL: none */
+	const char *audit_log;     /**< append a record to this hash-chained audit log (audit.h);
+	                                NULL: none. Without its record the signature is not output. */
 } p11s_sign_opts;
 
 #define P11S_SIGN_OPTS_VERSION 1
-#define P11S_SIGN_OPTS_INIT { P11S_SIGN_OPTS_VERSION, P11S_DIGEST_SHA256, 0, 0, NULL, NULL, NULL }
+#define P11S_SIGN_OPTS_INIT { P11S_SIGN_OPTS_VERSION, P11S_DIGEST_SHA256, 0, 0, NULL, NULL, NULL, \
+	0, NULL, NULL, NULL, NULL }
 
 /**
  * Sign an RFC 5322 message with a token key.

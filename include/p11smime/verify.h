@@ -64,6 +64,23 @@ typedef struct p11s_verify_signer {
 	size_t n_chain;
 	const p11s_verify_reason *reasons; /**< every reason this signer is not valid */
 	size_t n_reasons;
+	/* Evidence (docs/evidence.md); appended, version 1 results carry them too. */
+	const char *security_label;      /**< ESSSecurityLabel (RFC 2634 §3.2) as
+	                                      "POLICY-OID:classification(n)", or NULL */
+	const char *const *equivalent_labels; /**< equivalentLabels (§3.4), same form */
+	size_t n_equivalent_labels;
+	const char *receipt_request;     /**< receiptRequest (§2.7): "from=all|first-tier|list;
+	                                      to=ADDR,...; id=HEX", or NULL */
+	const char *timestamp;           /**< genTime of the signature timestamp (RFC 3161, RFC
+	                                      5126 §5.11.1), RFC 3339 UTC; NULL if none */
+	const char *timestamp_authority; /**< subject of the TSA certificate, or NULL */
+	int timestamp_valid;             /**< the timestamp token verified: TSA signature, chain
+	                                      with timeStamping, imprint = hash of the signature */
+	int signing_certificate;         /**< ESS binding of the signer certificate (RFC 5035):
+	                                      2 signingCertificateV2 matches, 1 signingCertificate
+	                                      (v1) matches, 0 absent, -1 does not match */
+	int non_repudiation;             /**< the signer certificate's keyUsage asserts
+	                                      nonRepudiation (contentCommitment) */
 } p11s_verify_signer;
 
 /**

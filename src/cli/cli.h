@@ -89,5 +89,8 @@ extern const cli_command cmd_encrypt;
 extern const cli_command cmd_decrypt;
 extern const cli_command cmd_wrap;
 extern const cli_command cmd_unwrap;
+extern const cli_command cmd_receipt;
+extern const cli_command cmd_verify_receipt;
+extern const cli_command cmd_audit;
 
 #endif

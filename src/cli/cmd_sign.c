@@ -1,21 +1,48 @@
 /*
  * `p11smime sign --key URI [--cert FILE] [--chain FILE]... [--opaque] [--digest D] [--pss]
- *  [--encryption-cert FILE] [--in FILE] [--out FILE]` (CLI.md): sign an RFC 5322 message.
+ *  [--encryption-cert FILE] [--in FILE] [--out FILE]` (CLI.md): sign an RFC 5322 message;
+ * with `--batch --out-dir DIR FILE...` many messages with one module load and one login
+ * (batch.c).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
+#include "batch.h"
 #include "cli.h"
+
+/*
+ * --non-repudiation (docs/evidence.md): the signing certificate must assert nonRepudiation
+ * (contentCommitment, RFC 5280 §4.2.1.3). Keys with CKA_ALWAYS_AUTHENTICATE get their
+ * context-specific login before every signature from the token layer.
+ */
+static int check_non_repudiation(X509 *cert, p11s_key *key)
+{
+	X509 *c = cert ? cert : p11s_key_cert(key);
+
+	if (c == NULL) {
+		return cli_usage_error("sign: --non-repudiation needs the signer's certificate");
+	}
+	if ((X509_get_extension_flags(c) & EXFLAG_KUSAGE) == 0 ||
+	    (X509_get_key_usage(c) & KU_NON_REPUDIATION) == 0) {
+		return cli_usage_error("sign: --non-repudiation: the certificate of %s does not allow "
+		                       "non-repudiation (keyUsage nonRepudiation/contentCommitment)",
+		    p11s_key_uri(key));
+	}
+	return EXIT_OK;
+}
 
 static int run(cli_globals *g, int argc, char **argv)
 {
-	enum { O_KEY = 1, O_CERT, O_CHAIN, O_OPAQUE, O_DIGEST, O_PSS, O_IN, O_OUT, O_ENC };
+	enum { O_KEY = 1, O_CERT, O_CHAIN, O_OPAQUE, O_DIGEST, O_PSS, O_IN, O_OUT, O_ENC, O_BATCH, O_OUT_DIR,
+		O_RR, O_RTO, O_LABEL, O_TSA, O_AUDIT, O_NONREP };
 	static const struct option opts[] = {
 		{ "key", required_argument, NULL, O_KEY },
 		{ "cert", required_argument, NULL, O_CERT },
@@ -26,18 +53,28 @@ static int run(cli_globals *g, int argc, char **argv)
 		{ "in", required_argument, NULL, O_IN },
 		{ "out", required_argument, NULL, O_OUT },
 		{ "encryption-cert", required_argument, NULL, O_ENC },
+		{ "batch", no_argument, NULL, O_BATCH },
+		{ "out-dir", required_argument, NULL, O_OUT_DIR },
+		{ "receipt-request", required_argument, NULL, O_RR },
+		{ "receipts-to", required_argument, NULL, O_RTO },
+		{ "security-label", required_argument, NULL, O_LABEL },
+		{ "tsa", required_argument, NULL, O_TSA },
+		{ "audit-log", required_argument, NULL, O_AUDIT },
+		{ "non-repudiation", no_argument, NULL, O_NONREP },
 		{ NULL, 0, NULL, 0 },
 	};
 	p11s_sign_opts so = P11S_SIGN_OPTS_INIT;
 	const char *key_uri = NULL, *cert_path = NULL, *enc_path = NULL, *in_path = NULL,
-	           *out_path = NULL;
+	           *out_path = NULL, *out_dir = NULL;
 	STACK_OF(X509) *chain = NULL;
 	X509 *cert = NULL, *enc = NULL;
 	p11s_ctx *ctx = NULL;
 	p11s_key *key = NULL;
 	FILE *in = NULL;
 	cli_output *o = NULL;
-	int c, status;
+	int c, status, batch = 0, nonrep = 0;
+	const char **rto = NULL;
+	size_t n_rto = 0;
 
 	if ((chain = sk_X509_new_null()) == NULL) {
 		fprintf(stderr, "p11smime: error: out of memory\n");
@@ -97,13 +134,79 @@ static int run(cli_globals *g, int argc, char **argv)
 		case O_ENC:
 			enc_path = optarg;
 			break;
+		case O_BATCH:
+			batch = 1;
+			break;
+		case O_RR:
+			if (strcmp(optarg, "all") == 0) {
+				so.receipt_request = P11S_RECEIPT_REQUEST_ALL;
+			} else if (strcmp(optarg, "first-tier") == 0) {
+				so.receipt_request = P11S_RECEIPT_REQUEST_FIRST_TIER;
+			} else {
+				status = cli_usage_error("sign: --receipt-request must be all or first-tier, "
+				                         "not '%s'", optarg);
+				goto out;
+			}
+			break;
+		case O_RTO: {
+			/* NULL-terminated for p11s_sign_opts.receipts_to. */
+			const char **nv = realloc(rto, (n_rto + 2) * sizeof(*nv));
+
+			if (nv == NULL) {
+				status = cli_usage_error("sign: out of memory");
+				goto out;
+			}
+			rto = nv;
+			rto[n_rto++] = optarg;
+			rto[n_rto] = NULL;
+			break;
+		}
+		case O_LABEL:
+			if (p11s_security_label_check(optarg) < 0) {
+				status = cli_fail();
+				goto out;
+			}
+			so.security_label = optarg;
+			break;
+		case O_TSA:
+			so.tsa_url = optarg;
+			break;
+		case O_AUDIT:
+			so.audit_log = optarg;
+			break;
+		case O_NONREP:
+			nonrep = 1;
+			break;
+		case O_OUT_DIR:
+			out_dir = optarg;
+			break;
 		default:
 			status = cli_usage_error("sign: unknown option or missing value '%s'",
 			    argv[optind - 1]);
 			goto out;
 		}
 	}
-	if (optind < argc) {
+	if (batch) {
+		struct stat st;
+
+		if (in_path != NULL || out_path != NULL) {
+			status = cli_usage_error("sign: --batch takes FILE arguments and --out-dir, "
+			                         "not --in or --out");
+			goto out;
+		}
+		if (out_dir == NULL || optind >= argc) {
+			status = cli_usage_error("sign: --batch needs --out-dir DIR and at least one FILE");
+			goto out;
+		}
+		/* Checked before the token is touched: a bad directory costs no PIN. */
+		if (stat(out_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			status = cli_usage_error("sign: --out-dir %s is not a directory", out_dir);
+			goto out;
+		}
+	} else if (out_dir != NULL) {
+		status = cli_usage_error("sign: --out-dir needs --batch");
+		goto out;
+	} else if (optind < argc) {
 		status = cli_usage_error("sign: unexpected argument '%s'", argv[optind]);
 		goto out;
 	}
@@ -118,12 +221,32 @@ static int run(cli_globals *g, int argc, char **argv)
 	so.cert = cert;
 	so.chain = chain;
 	so.encryption_cert = enc;
+	if (rto != NULL && so.receipt_request == P11S_RECEIPT_REQUEST_NONE) {
+		status = cli_usage_error("sign: --receipts-to needs --receipt-request");
+		goto out;
+	}
+	so.receipts_to = rto;
+	if (batch) {
+		/* One module load and one login (p11s_key_find logs in) for every file. */
+		if (cli_open(g, key_uri, &ctx) < 0 || p11s_key_find(ctx, key_uri, &key) < 0) {
+			status = cli_fail();
+			goto out;
+		}
+		if (nonrep && (status = check_non_repudiation(cert, key)) != EXIT_OK) {
+			goto out;
+		}
+		status = cli_sign_batch(g, ctx, key, &so, out_dir, argv + optind, argc - optind);
+		goto out;
+	}
 	/* Read the input before touching the token: a malformed message costs no PIN. */
 	if ((status = cli_input_open(in_path, &in)) != EXIT_OK) {
 		goto out;
 	}
 	if (cli_open(g, key_uri, &ctx) < 0 || p11s_key_find(ctx, key_uri, &key) < 0) {
 		status = cli_fail();
+		goto out;
+	}
+	if (nonrep && (status = check_non_repudiation(cert, key)) != EXIT_OK) {
 		goto out;
 	}
 	if ((status = cli_output_open(out_path, &o)) != EXIT_OK) {
@@ -147,6 +270,7 @@ out:
 	X509_free(cert);
 	X509_free(enc);
 	sk_X509_pop_free(chain, X509_free);
+	free(rto);
 	return status;
 }
 
@@ -154,6 +278,10 @@ const cli_command cmd_sign = {
 	"sign",
 	"sign an RFC 5322 message (S/MIME multipart/signed, or signed-data with --opaque)",
 	"sign --key URI [--cert FILE] [--chain FILE]... [--opaque] [--digest sha256|sha384|sha512]\n"
-	"       [--pss] [--encryption-cert FILE] [--in FILE] [--out FILE]",
+	"       [--pss] [--encryption-cert FILE] [--in FILE] [--out FILE]\n"
+	"       [--receipt-request all|first-tier] [--receipts-to ADDR]...\n"
+	"       [--security-label POLICY-OID:CLASSIFICATION] [--tsa URL] [--audit-log FILE]\n"
+	"       [--non-repudiation]\n"
+	"       sign --key URI [OPTIONS] --batch --out-dir DIR FILE...",
 	run,
 };

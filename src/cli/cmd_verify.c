@@ -69,6 +69,27 @@ void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 		fprintf(f, "  digest: %s\n", s->digest ? s->digest : "?");
 		fprintf(f, "  signature algorithm: %s\n",
 		    s->signature_algorithm ? s->signature_algorithm : "?");
+		/* Evidence (docs/evidence.md). */
+		if (s->timestamp != NULL) {
+			fprintf(f, "  timestamp: %s by %s (%s)\n", s->timestamp,
+			    s->timestamp_authority ? s->timestamp_authority : "?",
+			    s->timestamp_valid ? "verified RFC 3161 token" : "NOT valid");
+		}
+		fprintf(f, "  signing certificate binding: %s\n",
+		    s->signing_certificate == 2 ? "signingCertificateV2 matches"
+		    : s->signing_certificate == 1 ? "signingCertificate (v1) matches"
+		    : s->signing_certificate < 0 ? "DOES NOT MATCH" : "none");
+		fprintf(f, "  non-repudiation: %s\n", s->non_repudiation ? "allowed by keyUsage"
+		                                                          : "not asserted");
+		if (s->security_label != NULL) {
+			fprintf(f, "  security label: %s\n", s->security_label);
+		}
+		for (size_t j = 0; j < s->n_equivalent_labels; j++) {
+			fprintf(f, "  equivalent label: %s\n", s->equivalent_labels[j]);
+		}
+		if (s->receipt_request != NULL) {
+			fprintf(f, "  receipt request: %s\n", s->receipt_request);
+		}
 		fprintf(f, "  chain:%s\n", s->n_chain ? "" : " (not built)");
 		for (size_t j = 0; j < s->n_chain; j++) {
 			fprintf(f, "    %zu: %s\n", j, s->chain[j]);
@@ -163,6 +184,28 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 		fputc(',', f);
 		json_key(f, "reasons");
 		json_reasons(f, s->reasons, s->n_reasons);
+		fputc(',', f);
+		json_key(f, "timestamp");
+		json_opt_str(f, s->timestamp);
+		fputc(',', f);
+		json_key(f, "timestamp_authority");
+		json_opt_str(f, s->timestamp_authority);
+		fputc(',', f);
+		json_key(f, "timestamp_valid");
+		fputs(s->timestamp == NULL ? "null," : s->timestamp_valid ? "true," : "false,", f);
+		json_key(f, "signing_certificate");
+		fputs(s->signing_certificate == 2 ? "\"v2\"," : s->signing_certificate == 1 ? "\"v1\","
+		    : s->signing_certificate < 0 ? "\"mismatch\"," : "null,", f);
+		json_key(f, "non_repudiation");
+		fputs(s->non_repudiation ? "true," : "false,", f);
+		json_key(f, "security_label");
+		json_opt_str(f, s->security_label);
+		fputc(',', f);
+		json_key(f, "equivalent_labels");
+		json_strv(f, s->equivalent_labels, s->n_equivalent_labels);
+		fputc(',', f);
+		json_key(f, "receipt_request");
+		json_opt_str(f, s->receipt_request);
 		fputc('}', f);
 	}
 	fputs("],", f);

@@ -9,6 +9,7 @@
  * (RFC 8551 §2.5.3). Every signature is verified with the certificate before it is used
  * (DESIGN.md decision 3).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/cms.h>
@@ -21,10 +22,13 @@
 
 #include <p11smime/sign.h>
 
+#include "audit/audit_int.h"
 #include "cms/cms_int.h"
 #include "core/error_int.h"
+#include "ess/ess_int.h"
 #include "mime/mime.h"
 #include "token/token_int.h"
+#include "tsa/tsa_int.h"
 
 const char *p11s_digest_micalg(p11s_digest digest)
 {
@@ -216,9 +220,15 @@ out:
 	return rc;
 }
 
+/* Evidence asked for by the sign options (docs/evidence.md); NULL members: none. */
+typedef struct sign_evidence {
+	const p11s_sign_opts *o; /* receipt request, security label, TSA URL */
+	const char *from;        /* the message's From addr-spec: default receiptsTo */
+} sign_evidence;
+
 /* Build the partial SignedData: signer, attributes, certificates. */
-static int build(const p11s_cms_signer *s, unsigned int flags, CMS_ContentInfo **cms_out,
-    CMS_SignerInfo **si_out)
+static int build(const p11s_cms_signer *s, const sign_evidence *ev, unsigned int flags,
+    CMS_ContentInfo **cms_out, CMS_SignerInfo **si_out)
 {
 	CMS_ContentInfo *cms = NULL;
 	CMS_SignerInfo *si;
@@ -270,6 +280,11 @@ static int build(const p11s_cms_signer *s, unsigned int flags, CMS_ContentInfo *
 		}
 	}
 	if ((rc = add_smime_caps(si)) < 0 || (rc = add_signing_cert_v2(si, s->cert, s->libctx)) < 0) {
+		goto out;
+	}
+	/* RFC 2634 §2.7 receiptRequest and §3.2 ESSSecurityLabel, when asked for. */
+	if (ev != NULL && ev->o != NULL &&
+	    (rc = p11s_ess__add_sign_attrs(si, s->libctx, ev->o, ev->from)) < 0) {
 		goto out;
 	}
 	if (s->encryption_cert != NULL && X509_cmp(s->encryption_cert, s->cert) != 0 &&
@@ -345,7 +360,8 @@ static int sign_failed(void)
 	return p11s_error__ossl(P11S_ERR_CRYPTO, "signing failed");
 }
 
-int p11s_cms__sign_detached(const p11s_cms_signer *s, BIO *content, p11s_buf **out)
+static int sign_detached(const p11s_cms_signer *s, const sign_evidence *ev, BIO *content,
+    p11s_buf **out)
 {
 	const unsigned int flags = CMS_PARTIAL | CMS_BINARY | CMS_DETACHED | CMS_NOSMIMECAP;
 	CMS_ContentInfo *cms = NULL;
@@ -355,7 +371,7 @@ int p11s_cms__sign_detached(const p11s_cms_signer *s, BIO *content, p11s_buf **o
 	int len, rc;
 
 	*out = NULL;
-	if ((rc = build(s, flags, &cms, &si)) < 0) {
+	if ((rc = build(s, ev, flags, &cms, &si)) < 0) {
 		return rc;
 	}
 	p11s_error_clear();
@@ -365,6 +381,11 @@ int p11s_cms__sign_detached(const p11s_cms_signer *s, BIO *content, p11s_buf **o
 		goto out;
 	}
 	if ((rc = check_signature(si, s->cert)) < 0) {
+		goto out;
+	}
+	/* RFC 5126 §5.11.1: the signature-time-stamp, over the signature just checked. */
+	if (ev != NULL && ev->o != NULL && ev->o->tsa_url != NULL &&
+	    (rc = p11s_tsa__stamp_signer(si, ev->o->tsa_url)) < 0) {
 		goto out;
 	}
 	if ((len = i2d_CMS_ContentInfo(cms, &der)) <= 0) {
@@ -380,6 +401,11 @@ out:
 	OPENSSL_free(der);
 	CMS_ContentInfo_free(cms);
 	return rc;
+}
+
+int p11s_cms__sign_detached(const p11s_cms_signer *s, BIO *content, p11s_buf **out)
+{
+	return sign_detached(s, NULL, content, out);
 }
 
 /*
@@ -480,13 +506,22 @@ bad:
 
 /* ---------------------------------------------------------------- public API ------------ */
 
-static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, FILE *in, FILE *out)
+static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, const char *key_uri,
+    FILE *in, FILE *out)
 {
+	sign_evidence ev = { o, NULL };
 	p11s_mime_msg *m = NULL;
 	p11s_buf *sig = NULL;
 	BIO *content = NULL, *b64 = NULL;
+	char *from = NULL;
 	int rc;
 
+	/* Evidence (docs/evidence.md): receiptsTo defaults to the From address (RFC 2634 §2.7). */
+	if (o->receipt_request != 0 && o->receipts_to == NULL &&
+	    (rc = p11s_ess__from_address(in, &from)) < 0) {
+		goto out;
+	}
+	ev.from = from;
 	if ((rc = p11s_mime__prepare(&m, in)) < 0) {
 		goto out;
 	}
@@ -495,14 +530,14 @@ static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, FILE *
 		goto out;
 	}
 	if (!o->opaque) {
-		if ((rc = p11s_cms__sign_detached(s, content, &sig)) < 0 ||
+		if ((rc = sign_detached(s, &ev, content, &sig)) < 0 ||
 		    (rc = p11s_mime__write_signed(m, out, p11s_digest_micalg(o->digest), sig->data,
 		         sig->len)) < 0) {
 			goto out;
 		}
 	} else {
 		/* Sign (and check the signature) first; only then write anything. */
-		if ((rc = p11s_cms__sign_detached(s, content, &sig)) < 0 ||
+		if ((rc = sign_detached(s, &ev, content, &sig)) < 0 ||
 		    (rc = p11s_mime__write_pkcs7_head(m, out, "signed-data")) < 0) {
 			goto out;
 		}
@@ -520,15 +555,35 @@ static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, FILE *
 		rc = p11s_error__set(P11S_ERR_IO, "writing the output failed");
 	}
 out:
+	/*
+	 * The audit record (audit.h) is durable before the caller publishes the output: if it
+	 * cannot be written, signing fails. A failed signing is recorded too, keeping its error.
+	 */
+	if (o->audit_log != NULL) {
+		const p11s_error *e = p11s_error_last();
+		char why[200];
+		int code = e->code;
+
+		snprintf(why, sizeof(why), "%s", rc < 0 ? e->message : "");
+		if (p11s_audit__signing(o->audit_log, "sign", key_uri, s->cert, sig ? sig->data : NULL,
+		        sig ? sig->len : 0, rc, why) < 0) {
+			if (rc >= 0) {
+				rc = p11s_error__prefix("the signature is withheld: ");
+			} else {
+				rc = p11s_error__set(code, "%s", why);
+			}
+		}
+	}
 	BIO_free(b64);
 	BIO_free(content);
 	p11s_buf_free(sig);
 	p11s_mime__free(m);
+	free(from);
 	return rc;
 }
 
-int p11s_sign_message_pkey(OSSL_LIB_CTX *libctx, EVP_PKEY *pkey, X509 *cert,
-    const p11s_sign_opts *opts, FILE *in, FILE *out)
+static int sign_pkey(OSSL_LIB_CTX *libctx, EVP_PKEY *pkey, X509 *cert, const p11s_sign_opts *opts,
+    const char *key_uri, FILE *in, FILE *out)
 {
 	p11s_sign_opts defaults = P11S_SIGN_OPTS_INIT;
 	const p11s_sign_opts *o = opts ? opts : &defaults;
@@ -551,7 +606,13 @@ int p11s_sign_message_pkey(OSSL_LIB_CTX *libctx, EVP_PKEY *pkey, X509 *cert,
 	s.encryption_cert = o->encryption_cert;
 	s.digest = o->digest;
 	s.pss = o->pss;
-	return sign_entity(&s, o, in, out);
+	return sign_entity(&s, o, key_uri, in, out);
+}
+
+int p11s_sign_message_pkey(OSSL_LIB_CTX *libctx, EVP_PKEY *pkey, X509 *cert,
+    const p11s_sign_opts *opts, FILE *in, FILE *out)
+{
+	return sign_pkey(libctx, pkey, cert, opts, NULL, in, out);
 }
 
 int p11s_sign_message(p11s_key *key, const p11s_sign_opts *opts, FILE *in, FILE *out)
@@ -606,7 +667,7 @@ int p11s_sign_message(p11s_key *key, const p11s_sign_opts *opts, FILE *in, FILE 
 		}
 	}
 	o.chain = all;
-	rc = p11s_sign_message_pkey(p11s_ctx_libctx(key->ctx), pkey, cert, &o, in, out);
+	rc = sign_pkey(p11s_ctx_libctx(key->ctx), pkey, cert, &o, p11s_key_uri(key), in, out);
 out:
 	sk_X509_free(all);
 	sk_X509_pop_free(cas, X509_free);

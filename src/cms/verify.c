@@ -28,11 +28,16 @@
 #include <p11smime/verify.h>
 
 #include "core/error_int.h"
+#include "ess/ess_int.h"
 #include "mime/signed.h"
+#include "tsa/tsa_int.h"
 #include "x509/x509_int.h"
 
 #define MAX_DIGESTS 8
-#define MAX_SIGNERS 64
+#ifndef P11S_MAX_SIGNERS /* build-time setting (docs/security.md, "Limits") */
+#define P11S_MAX_SIGNERS 64
+#endif
+#define MAX_SIGNERS P11S_MAX_SIGNERS
 
 /* One SignerInfo as reported. */
 typedef struct signer_int {
@@ -42,6 +47,9 @@ typedef struct signer_int {
 	size_t n_emails;
 	char **chain;
 	size_t n_chain;
+	p11s_ess_info ess;         /* label, equivalent labels, receipt request */
+	char *ts_time, *ts_tsa;    /* signature timestamp: genTime, TSA subject */
+	int ts_valid, sc_bound, nonrep;
 } signer_int;
 
 struct p11s_verify_priv {
@@ -601,7 +609,23 @@ static int verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_int *
 			if (t != NULL && (t->type == V_ASN1_UTCTIME || t->type == V_ASN1_GENERALIZEDTIME)) {
 				out->signing_time = p11s_x509__time(t->value.utctime);
 			}
+			size_t before = r->n;
+
 			rc = check_ess(si, signer, r);
+			/* Report the ESS binding (RFC 5035): which attribute bound the certificate. */
+			if (rc >= 0) {
+				out->sc_bound = r->n > before ? -1
+				    : CMS_signed_get_attr_by_NID(si, NID_id_smime_aa_signingCertificateV2, -1) >= 0
+				    ? 2
+				    : CMS_signed_get_attr_by_NID(si, NID_id_smime_aa_signingCertificate, -1) >= 0
+				    ? 1 : 0;
+				rc = p11s_ess__read(si, &out->ess);
+			}
+			if (rc >= 0 && out->ess.label_malformed) {
+				rc = p11s_reasons__add(r, "bad-attributes", "the ESSSecurityLabel attribute "
+				                                            "is malformed or repeated (RFC 2634 "
+				                                            "section 3.2)");
+			}
 		}
 	} else if (OBJ_obj2nid(CMS_get0_eContentType(env->cms)) != NID_pkcs7_data) {
 		rc = p11s_reasons__add(r, "bad-attributes",
@@ -628,6 +652,34 @@ static int verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_int *
 	if (rc < 0 || (rc = p11s_x509__check_signer_usage(signer, r)) < 0) {
 		return rc;
 	}
+	out->nonrep = (X509_get_extension_flags(signer) & EXFLAG_KUSAGE) != 0 &&
+	    (X509_get_key_usage(signer) & KU_NON_REPUDIATION) != 0;
+	/*
+	 * RFC 5126 §5.11.1 signature-time-stamp (unsigned): a token over the signature value,
+	 * validated against the same trust anchors at its genTime. A bad token fails the signer.
+	 */
+	{
+		int loc = CMS_unsigned_get_attr_by_NID(si, NID_id_smime_aa_timeStampToken, -1);
+
+		if (loc >= 0) {
+			ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(CMS_unsigned_get_attr(si, loc), 0);
+			ASN1_OCTET_STRING *sig = CMS_SignerInfo_get0_signature(si);
+			size_t before = r->n;
+
+			if (t == NULL || t->type != V_ASN1_SEQUENCE) {
+				rc = p11s_reasons__add(r, "timestamp-invalid", "the signature-time-stamp "
+				                                               "attribute is malformed");
+			} else {
+				rc = p11s_tsa__verify(t->value.sequence->data,
+				    (size_t)t->value.sequence->length, sig->data, (size_t)sig->length,
+				    env->store, env->certs, &out->ts_time, &out->ts_tsa, r);
+			}
+			if (rc < 0) {
+				return rc;
+			}
+			out->ts_valid = r->n == before;
+		}
+	}
 	if (env->sender == NULL) {
 		return p11s_reasons__add(env->warnings, "sender-not-checked",
 		    "the From/Sender address was not compared with the signer certificate "
@@ -652,6 +704,9 @@ static void signer_free(signer_int *s)
 	free(s->sigalg);
 	p11s_x509__strv_free(s->emails, s->n_emails);
 	p11s_x509__strv_free(s->chain, s->n_chain);
+	p11s_ess__info_clear(&s->ess);
+	free(s->ts_time);
+	free(s->ts_tsa);
 }
 
 void p11s_verify_result_free(p11s_verify_result *r)
@@ -701,6 +756,15 @@ static int publish(p11s_verify_result *res)
 		v->n_chain = s->n_chain;
 		v->reasons = s->reasons.v;
 		v->n_reasons = s->reasons.n;
+		v->security_label = s->ess.label;
+		v->equivalent_labels = (const char *const *)s->ess.equivalent;
+		v->n_equivalent_labels = s->ess.n_equivalent;
+		v->receipt_request = s->ess.receipt_request;
+		v->timestamp = s->ts_time;
+		v->timestamp_authority = s->ts_tsa;
+		v->timestamp_valid = s->ts_valid;
+		v->signing_certificate = s->sc_bound;
+		v->non_repudiation = s->nonrep;
 	}
 	res->signers = p->pub;
 	res->n_signers = p->n_si;
@@ -856,6 +920,16 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 		p->n_si++;
 		if ((rc = verify_signer(&env, sk_CMS_SignerInfo_value(sis, i), &p->si[i])) < 0) {
 			goto out;
+		}
+	}
+	/* RFC 2634 §3.4.1: if any SignerInfo has a security label, all must have the same one. */
+	for (int i = 1; i < n; i++) {
+		const char *a = p->si[0].ess.label, *b = p->si[i].ess.label;
+
+		if ((a != NULL || b != NULL) && (a == NULL || b == NULL || strcmp(a, b) != 0)) {
+			rc = p11s_reasons__add(&p->reasons, "security-label-mismatch", "the signers carry "
+			    "different security labels (RFC 2634 section 3.4.1)");
+			break;
 		}
 	}
 out:
