@@ -10,10 +10,13 @@ packages=(
 	# the token and the tools that make test tokens
 	softhsm2 opensc gnutls-bin libengine-pkcs11-openssl
 	libgmime-3.0-dev libcurl4-openssl-dev curl
+	libpkcs11-helper1-dev libpcsclite-dev libmilter-dev
 	# interop peers and test vectors (PKITS S/MIME messages)
 	libnss3-tools gpgsm gpg-agent python3-cryptography-vectors
 	# test harness
 	python3 valgrind
+	# real readers (virtual card) and a real MTA for the gateway
+	pcscd vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome postfix
 )
 
 missing=()

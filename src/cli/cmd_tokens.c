@@ -1,6 +1,8 @@
 /* `p11smime tokens`: list slots and tokens (CLI.md). */
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -39,21 +41,96 @@ static void print_flags(FILE *f, unsigned int flags, int json)
 	}
 }
 
+/*
+ * Smartcard readers (pcsc-lite): listed with their card state, also when no PKCS#11 module
+ * recognises the card. Without pcscd or pcsc-lite the list is simply absent.
+ */
+static void print_readers(int json)
+{
+	p11s_reader_info *r = NULL;
+	size_t n = 0;
+
+	if (p11s_reader_list(&r, &n) < 0) {
+		if (json) {
+			printf(",\"readers\":null");
+		}
+		p11s_error_clear();
+		return;
+	}
+	if (json) {
+		printf(",\"readers\":[");
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (json) {
+			printf("%s{", i ? "," : "");
+			json_key(stdout, "name");
+			json_str(stdout, r[i].name);
+			printf(",");
+			json_key(stdout, "card_present");
+			printf("%s}", r[i].card_present ? "true" : "false");
+		} else {
+			printf("Reader: %s\n  card:         %s\n", r[i].name,
+			    r[i].card_present ? (r[i].card_in_use ? "present (in exclusive use)" : "present")
+			                      : "none");
+		}
+	}
+	if (json) {
+		printf("]");
+	}
+	free(r);
+}
+
 static int run(cli_globals *g, int argc, char **argv)
 {
-	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {
+		{ "wait", no_argument, NULL, 'w' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
 	p11s_ctx *ctx = NULL;
 	p11s_token_info *t = NULL;
 	size_t n = 0;
-	int c, status;
+	int c, status, wait = 0;
+	long timeout_ms = -1;
+	char *end;
 
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-		return cli_usage_error("tokens: unknown option '%s'", argv[optind - 1]);
+		switch (c) {
+		case 'w':
+			wait = 1;
+			break;
+		case 't':
+			errno = 0;
+			timeout_ms = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || timeout_ms < 0 ||
+			    timeout_ms > 86400L * 365) {
+				return cli_usage_error("tokens: --timeout needs whole seconds, not '%s'",
+				    optarg);
+			}
+			timeout_ms *= 1000;
+			break;
+		default:
+			return cli_usage_error("tokens: unknown option '%s'", argv[optind - 1]);
+		}
 	}
 	if (optind < argc) {
 		return cli_usage_error("tokens: unexpected argument '%s'", argv[optind]);
+	}
+	if (timeout_ms >= 0 && !wait) {
+		return cli_usage_error("tokens: --timeout goes with --wait");
+	}
+	if (wait) {
+		char reader[128];
+
+		/* SCardGetStatusChange events (pcsc-lite); a timeout is exit 3 (a token failure). */
+		if (p11s_reader_wait_card(timeout_ms, reader, sizeof(reader)) < 0) {
+			return cli_fail();
+		}
+		if (!g->json) {
+			fprintf(stderr, "p11smime: card present in reader '%s'\n", reader);
+		}
 	}
 	if (cli_open(g, NULL, &ctx) < 0 || p11s_token_list(ctx, &t, &n) < 0) {
 		status = cli_fail();
@@ -98,7 +175,9 @@ static int run(cli_globals *g, int argc, char **argv)
 			print_flags(stdout, t[i].flags, 1);
 			printf("]}");
 		}
-		printf("]}\n");
+		printf("]");
+		print_readers(1);
+		printf("}\n");
 	} else {
 		if (n == 0) {
 			printf("no slots\n");
@@ -121,6 +200,7 @@ static int run(cli_globals *g, int argc, char **argv)
 			print_flags(stdout, t[i].flags, 0);
 			printf("\n");
 		}
+		print_readers(0);
 	}
 	status = fflush(stdout) == 0 ? EXIT_OK : EXIT_USAGE;
 out:
@@ -132,7 +212,7 @@ out:
 const cli_command cmd_tokens = {
 	"tokens",
 	"list slots and tokens: slot id, description, token label, manufacturer, model, serial, "
-	"flags",
-	"tokens",
+	"flags; smartcard readers and their cards",
+	"tokens [--wait [--timeout SECONDS]]",
 	run,
 };

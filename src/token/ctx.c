@@ -193,17 +193,26 @@ static const char *pin_state(unsigned int flags)
 	return "the token does not report a low try count";
 }
 
-/* The current flags of the token in `slot` (the PIN counters change with each login). */
+/*
+ * The current flags of the token in `slot` (the PIN counters change with each login). A slot
+ * that is gone, or holds another token now, reports no token: 0.
+ */
 static unsigned int current_flags(p11s_ctx *ctx, const p11s_slot *slot)
 {
-	if (p11s_token__slots(ctx) == P11S_OK) {
-		for (size_t i = 0; i < ctx->nslots; i++) {
-			if (ctx->slots[i].handle == slot->handle) {
-				return ctx->slots[i].info.flags;
-			}
+	if (p11s_token__slots(ctx) != P11S_OK) {
+		return slot->info.flags;
+	}
+	for (size_t i = 0; i < ctx->nslots; i++) {
+		const p11s_token_info *t = &ctx->slots[i].info;
+
+		if (ctx->slots[i].handle == slot->handle) {
+			return strcmp(t->serial, slot->info.serial) == 0 &&
+			        strcmp(t->label, slot->info.label) == 0
+			    ? t->flags
+			    : t->flags & ~P11S_TOKEN_PRESENT;
 		}
 	}
-	return slot->info.flags;
+	return 0;
 }
 
 int p11s_token__login(p11s_ctx *ctx, const p11s_slot *slot_in, p11s_pin_source *pins)
@@ -222,6 +231,10 @@ int p11s_token__login(p11s_ctx *ctx, const p11s_slot *slot_in, p11s_pin_source *
 	}
 	snprintf(what, sizeof(what), "token '%s'", slot->info.label);
 	flags = current_flags(ctx, slot);
+	if (!(flags & P11S_TOKEN_PRESENT)) {
+		/* Pulled out: no PIN is read for a token that is not there (STANDARDS.md §11). */
+		return p11s_error__set(P11S_ERR_TOKEN_ABSENT, "%s is not present", what);
+	}
 	if (flags & P11S_TOKEN_USER_PIN_LOCKED) {
 		/* STANDARDS.md §11: CKR_PIN_LOCKED is final; a locked PIN is never tried. */
 		return p11s_error__set(P11S_ERR_PIN_LOCKED,

@@ -609,11 +609,83 @@ static uint32_t cap_for(unsigned long mech, int decrypt)
 	}
 }
 
+static int same_token(const p11s_token_info *a, const p11s_token_info *b)
+{
+	return strcmp(a->label, b->label) == 0 && strcmp(a->serial, b->serial) == 0 &&
+	    strcmp(a->manufacturer, b->manufacturer) == 0 && strcmp(a->model, b->model) == 0;
+}
+
+/*
+ * After a removal or a lost session (STANDARDS.md §11, PKCS#11 v2.40 §5.6: every session of
+ * the token is gone and the login with them): find the token again by its identity (a reader
+ * plugged back may have another slot id), log in with a PIN read again from its source (never
+ * a cached one: there is none), and look the key up again, since object handles do not
+ * outlive the sessions they were found in.
+ */
+static int refresh(p11s_key *key)
+{
+	p11s_ctx *ctx = key->ctx;
+	const struct p11s_provider_ops *ops = ctx->prov.ops;
+	p11s_object *objs = NULL;
+	p11s_slot slot;
+	size_t n = 0;
+	int found = 0, rc;
+
+	if ((rc = p11s_token__slots(ctx)) < 0) {
+		return rc;
+	}
+	for (size_t i = 0; i < ctx->nslots && !found; i++) {
+		if ((ctx->slots[i].info.flags & P11S_TOKEN_PRESENT) &&
+		    same_token(&ctx->slots[i].info, &key->slot.info)) {
+			slot = ctx->slots[i];
+			found = 1;
+		}
+	}
+	if (!found) {
+		return p11s_error__set(P11S_ERR_TOKEN_ABSENT, "token '%s' (serial %s) is not present",
+		    key->slot.info.label, key->slot.info.serial);
+	}
+	if ((rc = p11s_token__login(ctx, &slot, key->uri_pins)) < 0) {
+		return rc;
+	}
+	if ((rc = ops->objects(&ctx->prov, &slot, &objs, &n)) < 0) {
+		return p11s_error__prefix("token '%s': ", slot.info.label);
+	}
+	rc = p11s_error__set(P11S_ERR_NOT_FOUND, "key %s is no longer on its token", key->uri);
+	for (size_t i = 0; i < n; i++) {
+		if (objs[i].cls == P11S_OBJ_PRIVATE_KEY && same_id(&objs[i], &key->obj) &&
+		    objs[i].key_type == key->obj.key_type &&
+		    strcmp(objs[i].label ? objs[i].label : "", key->obj.label) == 0) {
+			key->obj.handle = objs[i].handle;
+			key->obj.slot = objs[i].slot;
+			key->obj.always_authenticate = objs[i].always_authenticate;
+			key->slot = slot;
+			key->stale = 0;
+			p11s_log(P11S_LOG_INFO, "token '%s' is back: key %s found again",
+			    slot.info.label, key->uri);
+			rc = P11S_OK;
+			break;
+		}
+	}
+	p11s_objects_free(objs, n);
+	return rc;
+}
+
+/* A result after which the key's session, login and handle cannot be trusted any more. */
+static int after_op(p11s_key *key, int rc)
+{
+	if (rc == P11S_ERR_DEVICE_REMOVED || rc == P11S_ERR_TOKEN_ABSENT) {
+		key->stale = 1;
+	}
+	return rc;
+}
+
 /* Capability and login checks shared by every private operation. */
 static int before_op(p11s_key *key, unsigned long mech, int decrypt)
 {
 	const struct p11s_provider_ops *ops = key->ctx->prov.ops;
 	uint32_t cap = cap_for(mech, decrypt);
+	int rc;
 
 	/* DESIGN.md decision 2: a backend that cannot do a mechanism natively says so. */
 	if (cap == 0 || !(ops->caps & cap)) {
@@ -625,6 +697,9 @@ static int before_op(p11s_key *key, unsigned long mech, int decrypt)
 		    "key %s needs a PIN per operation (CKA_ALWAYS_AUTHENTICATE) and backend %s cannot "
 		    "log in for it", key->uri, ops->name);
 	}
+	if (key->stale && (rc = refresh(key)) < 0) {
+		return rc;
+	}
 	return p11s_token__login(key->ctx, &key->slot, key->uri_pins);
 }
 
@@ -635,9 +710,10 @@ int p11s_token__sign(p11s_key *key, const p11s_mech *mech, const unsigned char *
 
 	*out = NULL;
 	if ((rc = before_op(key, mech->type, 0)) < 0) {
-		return rc;
+		return after_op(key, rc);
 	}
-	return key->ctx->prov.ops->sign(&key->ctx->prov, &key->obj, mech, in, inlen, out);
+	return after_op(key,
+	    key->ctx->prov.ops->sign(&key->ctx->prov, &key->obj, mech, in, inlen, out));
 }
 
 int p11s_token__decrypt(p11s_key *key, const p11s_mech *mech, const unsigned char *in,
@@ -647,9 +723,10 @@ int p11s_token__decrypt(p11s_key *key, const p11s_mech *mech, const unsigned cha
 
 	*out = NULL;
 	if ((rc = before_op(key, mech->type, 1)) < 0) {
-		return rc;
+		return after_op(key, rc);
 	}
-	return key->ctx->prov.ops->decrypt(&key->ctx->prov, &key->obj, mech, in, inlen, out);
+	return after_op(key,
+	    key->ctx->prov.ops->decrypt(&key->ctx->prov, &key->obj, mech, in, inlen, out));
 }
 
 int p11s_token__derive(p11s_key *key, const unsigned char *peer, size_t peer_len, p11s_buf **out)
@@ -658,7 +735,8 @@ int p11s_token__derive(p11s_key *key, const unsigned char *peer, size_t peer_len
 
 	*out = NULL;
 	if ((rc = before_op(key, P11S_MECH_ECDH1_DERIVE, 0)) < 0) {
-		return rc;
+		return after_op(key, rc);
 	}
-	return key->ctx->prov.ops->derive(&key->ctx->prov, &key->obj, peer, peer_len, out);
+	return after_op(key,
+	    key->ctx->prov.ops->derive(&key->ctx->prov, &key->obj, peer, peer_len, out));
 }

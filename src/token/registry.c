@@ -9,6 +9,9 @@ static const struct p11s_provider_ops *const backends[] = {
 #ifdef P11S_HAVE_LIBP11
 	&p11s_libp11_ops,
 #endif
+#ifdef P11S_HAVE_PKCS11_HELPER
+	&p11s_pkcs11_helper_ops,
+#endif
 #ifdef P11S_HAVE_MOCK
 	&p11s_mock_ops,
 #endif

@@ -50,6 +50,7 @@ struct p11s_key {
 	char *uri;
 	char curve[16];
 	p11s_pin_source *uri_pins;  /* the URI's pin-value or pin-source, may be NULL */
+	int stale;                  /* token removed or session lost: find token, login, handle again */
 };
 
 /* Enumerate slots into ctx->slots, with token URIs filled in. */

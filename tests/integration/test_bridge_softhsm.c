@@ -56,6 +56,12 @@ static int backend_has_pss(void)
 	return strcmp(backend, "libp11") != 0;
 }
 
+/* pkcs11-helper declares no ECDH (P11S_CAP_ECDH): docs/backends.md. */
+static int backend_has_ecdh(void)
+{
+	return strcmp(backend, "pkcs11-helper") != 0;
+}
+
 static void sign_and_verify(p11s_key *key, EVP_PKEY *pkey, OSSL_LIB_CTX *libctx, int pss,
     const char *md)
 {
@@ -130,6 +136,16 @@ static void encrypt_and_decrypt(p11s_key *key, EVP_PKEY *pkey)
 		                "sha256") > 0);
 	}
 	assert_int_equal(CMS_final(cms, in, NULL, flags), 1);
+	if (CMS_RecipientInfo_type(ri) == CMS_RECIPINFO_AGREE && !backend_has_ecdh()) {
+		/* The backend lacks the capability: refused, naming it, no silent fallback. */
+		p11s_error_clear();
+		assert_int_not_equal(CMS_decrypt_set1_pkey_and_peer(cms, pkey, cert, NULL) == 1 &&
+		        CMS_decrypt(cms, NULL, NULL, NULL, out, CMS_BINARY) == 1, 1);
+		assert_int_equal(p11s_error_last()->code, P11S_ERR_UNSUPPORTED);
+		assert_non_null(strstr(p11s_error_last()->message, "CKM_ECDH1_DERIVE"));
+		ERR_clear_error();
+		goto out;
+	}
 	if (CMS_decrypt_set1_pkey_and_peer(cms, pkey, cert, NULL) != 1 ||
 	    CMS_decrypt(cms, NULL, NULL, NULL, out, CMS_BINARY) != 1) {
 		ERR_print_errors_fp(stderr);
@@ -138,6 +154,7 @@ static void encrypt_and_decrypt(p11s_key *key, EVP_PKEY *pkey)
 	plen = BIO_get_mem_data(out, &plain);
 	assert_int_equal(plen, (long)sizeof(content) - 1);
 	assert_memory_equal(plain, content, sizeof(content) - 1);
+out:
 	CMS_ContentInfo_free(cms);
 	sk_X509_free(recips);
 	BIO_free(in);

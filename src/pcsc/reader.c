@@ -1,0 +1,263 @@
+/*
+ * Smartcard readers and card events through pcsc-lite (PC/SC Workgroup, Interoperability
+ * Specification for ICCs and Personal Computer Systems, Part 5: SCardListReaders,
+ * SCardGetStatusChange). A card is reported even when no PKCS#11 module recognises it; the
+ * token layer stays PKCS#11's business. The special reader name "\\?PnP?\Notification" makes
+ * SCardGetStatusChange also return when a reader is plugged in or removed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <p11smime/reader.h>
+
+#include "core/error_int.h"
+
+#ifdef P11S_HAVE_PCSC
+
+#include <PCSC/winscard.h>
+#include <PCSC/wintypes.h>
+
+#define PNP_READER "\\\\?PnP?\\Notification"
+#define MAX_READERS 16
+
+static int pcsc_err(LONG rv, const char *what)
+{
+	return p11s_error__set(P11S_ERR_TOKEN, "%s: %s%s", what, pcsc_stringify_error(rv),
+	    rv == (LONG)SCARD_E_NO_SERVICE ? " (is pcscd running?)" : "");
+}
+
+/* The reader names, as one multi-string; NULL (and P11S_OK) when there are none. */
+static int names(SCARDCONTEXT ctx, char **out)
+{
+	DWORD len = 0;
+	LONG rv;
+
+	*out = NULL;
+	rv = SCardListReaders(ctx, NULL, NULL, &len);
+	if (rv == (LONG)SCARD_E_NO_READERS_AVAILABLE) {
+		return P11S_OK;
+	}
+	if (rv != SCARD_S_SUCCESS) {
+		return pcsc_err(rv, "SCardListReaders");
+	}
+	if ((*out = calloc(1, len + 1)) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	rv = SCardListReaders(ctx, NULL, *out, &len);
+	if (rv == (LONG)SCARD_E_NO_READERS_AVAILABLE) {
+		free(*out);
+		*out = NULL;
+		return P11S_OK;
+	}
+	if (rv != SCARD_S_SUCCESS) {
+		free(*out);
+		*out = NULL;
+		return pcsc_err(rv, "SCardListReaders");
+	}
+	return P11S_OK;
+}
+
+/* The states of every reader plus the PnP pseudo-reader; `n` counts them all. */
+static int states(SCARDCONTEXT ctx, char **buf, SCARD_READERSTATE *st, size_t *n)
+{
+	size_t k = 0;
+	int rc;
+
+	if ((rc = names(ctx, buf)) < 0) {
+		return rc;
+	}
+	for (char *p = *buf; p != NULL && *p != '\0' && k < MAX_READERS; p += strlen(p) + 1) {
+		memset(&st[k], 0, sizeof(st[k]));
+		st[k].szReader = p;
+		st[k].dwCurrentState = SCARD_STATE_UNAWARE;
+		k++;
+	}
+	memset(&st[k], 0, sizeof(st[k]));
+	st[k].szReader = PNP_READER;
+	st[k].dwCurrentState = SCARD_STATE_UNAWARE;
+	*n = k + 1;
+	return P11S_OK;
+}
+
+int p11s_reader_list(p11s_reader_info **out, size_t *count)
+{
+	SCARD_READERSTATE st[MAX_READERS + 1];
+	SCARDCONTEXT ctx;
+	p11s_reader_info *v = NULL;
+	char *buf = NULL;
+	size_t n = 0;
+	LONG rv;
+	int rc;
+
+	*out = NULL;
+	*count = 0;
+	if ((rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx)) != SCARD_S_SUCCESS) {
+		return pcsc_err(rv, "SCardEstablishContext");
+	}
+	if ((rc = states(ctx, &buf, st, &n)) < 0) {
+		goto out;
+	}
+	n--; /* the PnP pseudo-reader is not listed */
+	if ((v = calloc(n ? n : 1, sizeof(*v))) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (n > 0) {
+		/* Timeout 0: the current state of each reader, no waiting. */
+		rv = SCardGetStatusChange(ctx, 0, st, (DWORD)n);
+		if (rv != SCARD_S_SUCCESS && rv != (LONG)SCARD_E_TIMEOUT) {
+			rc = pcsc_err(rv, "SCardGetStatusChange");
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		snprintf(v[i].name, sizeof(v[i].name), "%s", st[i].szReader);
+		v[i].card_present = (st[i].dwEventState & SCARD_STATE_PRESENT) != 0;
+		v[i].card_in_use = (st[i].dwEventState & SCARD_STATE_EXCLUSIVE) != 0;
+		if (v[i].card_present && st[i].cbAtr <= sizeof(v[i].atr)) {
+			memcpy(v[i].atr, st[i].rgbAtr, st[i].cbAtr);
+			v[i].atr_len = st[i].cbAtr;
+		}
+	}
+	*out = v;
+	*count = n;
+	v = NULL;
+	rc = P11S_OK;
+out:
+	free(v);
+	free(buf);
+	SCardReleaseContext(ctx);
+	return rc;
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Follow events until `done` says so or the deadline passes. `want_card`: return as soon as a
+ * card is present (also at the start); otherwise return on the first change after the start.
+ */
+static int wait_events(long timeout_ms, int want_card, char *reader, size_t reader_len)
+{
+	SCARD_READERSTATE st[MAX_READERS + 1];
+	SCARDCONTEXT ctx;
+	char *buf = NULL;
+	size_t n = 0;
+	long deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	int first = 1, rc;
+	LONG rv;
+
+	if ((rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx)) != SCARD_S_SUCCESS) {
+		return pcsc_err(rv, "SCardEstablishContext");
+	}
+	for (;;) {
+		long left;
+		DWORD wait;
+
+		if (first || buf == NULL) {
+			free(buf);
+			buf = NULL;
+			if ((rc = states(ctx, &buf, st, &n)) < 0) {
+				goto out;
+			}
+			/* The current state of each, without waiting. */
+			rv = SCardGetStatusChange(ctx, 0, st, (DWORD)n);
+			if (rv != SCARD_S_SUCCESS && rv != (LONG)SCARD_E_TIMEOUT) {
+				rc = pcsc_err(rv, "SCardGetStatusChange");
+				goto out;
+			}
+			for (size_t i = 0; i < n; i++) {
+				st[i].dwCurrentState = st[i].dwEventState & ~SCARD_STATE_CHANGED;
+			}
+		}
+		for (size_t i = 0; want_card && i + 1 < n; i++) {
+			if (st[i].dwCurrentState & SCARD_STATE_PRESENT) {
+				if (reader != NULL && reader_len > 0) {
+					snprintf(reader, reader_len, "%s", st[i].szReader);
+				}
+				rc = P11S_OK;
+				goto out;
+			}
+		}
+		if (!want_card && !first) {
+			rc = P11S_OK;
+			goto out;
+		}
+		first = 0;
+		left = deadline < 0 ? -1 : deadline - now_ms();
+		if (deadline >= 0 && left <= 0) {
+			rc = p11s_error__set(P11S_ERR_TOKEN_ABSENT, "no %s within %ld s",
+			    want_card ? "card in any reader" : "reader or card event",
+			    (timeout_ms + 999) / 1000);
+			goto out;
+		}
+		wait = left < 0 ? INFINITE : (DWORD)left;
+		rv = SCardGetStatusChange(ctx, wait, st, (DWORD)n);
+		if (rv == (LONG)SCARD_E_TIMEOUT) {
+			continue; /* the deadline check above reports it */
+		}
+		if (rv != SCARD_S_SUCCESS) {
+			rc = pcsc_err(rv, "SCardGetStatusChange");
+			goto out;
+		}
+		/* A reader came or went: the list is read again; otherwise take the new states. */
+		if (st[n - 1].dwEventState & SCARD_STATE_CHANGED) {
+			free(buf);
+			buf = NULL;
+			if (!want_card) {
+				rc = P11S_OK;
+				goto out;
+			}
+			first = 1;
+			continue;
+		}
+		for (size_t i = 0; i < n; i++) {
+			st[i].dwCurrentState = st[i].dwEventState & ~SCARD_STATE_CHANGED;
+		}
+	}
+out:
+	free(buf);
+	SCardReleaseContext(ctx);
+	return rc;
+}
+
+int p11s_reader_wait_card(long timeout_ms, char *reader, size_t reader_len)
+{
+	if (reader != NULL && reader_len > 0) {
+		reader[0] = '\0';
+	}
+	return wait_events(timeout_ms, 1, reader, reader_len);
+}
+
+int p11s_reader_wait_change(long timeout_ms)
+{
+	return wait_events(timeout_ms, 0, NULL, 0);
+}
+
+#else /* !P11S_HAVE_PCSC */
+
+int p11s_reader_list(p11s_reader_info **out, size_t *count)
+{
+	*out = NULL;
+	*count = 0;
+	return p11s_error__set(P11S_ERR_UNSUPPORTED, "built without pcsc-lite: no reader support");
+}
+
+int p11s_reader_wait_card(long timeout_ms, char *reader, size_t reader_len)
+{
+	return p11s_error__set(P11S_ERR_UNSUPPORTED, "built without pcsc-lite: cannot wait for a card");
+}
+
+int p11s_reader_wait_change(long timeout_ms)
+{
+	return p11s_error__set(P11S_ERR_UNSUPPORTED, "built without pcsc-lite: no card events");
+}
+
+#endif

@@ -1,0 +1,378 @@
+#!/bin/bash
+# p11smime-gateway end to end, with a real Postfix on loopback (issue 6).
+#
+# A private Postfix instance (own config, queue and data directories under a temp dir) has two
+# smtpd listeners on 127.0.0.1:
+#   IN    accepts test mail into the queue and relays it (content_filter) to FILT;
+#   FILT  runs the gateway as smtpd_milters (milter_default_action = tempfail) and delivers
+#         with virtual(8) to a maildir.
+# So a tempfail at FILT leaves the message deferred in IN's queue (postqueue -p), and a flush
+# after the fault is fixed delivers it: nothing lost.
+#
+# usage: run.sh GATEWAY_BIN   (environment from p11s_token_test: SOFTHSM2_CONF, P11S_TEST_*,
+#                              P11S_BIN)
+set -u
+GW=${1:?usage: run.sh GATEWAY_BIN}
+here=$(cd "$(dirname "$0")" && pwd)
+. "$P11S_SOURCE_DIR/tests/integration/lib.sh"
+# lib.sh's expect leaves `set -e` on; this suite checks every step itself and must reach its
+# cleanup and its summary, so expect is redefined without it.
+expect() {
+	local want=$1 desc=$2 got
+	shift 3
+	"$@" >"$tmp/out" 2>"$tmp/err"
+	got=$?
+	if [ "$got" = "$want" ]; then
+		ok "$desc"
+	else
+		not_ok "$desc (exit $got, expected $want)"
+		sed 's/^/#   stderr: /' "$tmp/err" | head -5
+	fi
+}
+
+if [ "$(id -u)" != 0 ] || ! command -v postfix >/dev/null || ! command -v python3 >/dev/null; then
+	echo "needs root, postfix and python3 (CI installs them: ci/deps.sh)"
+	if [ -n "${CI:-}" ]; then exit 1; fi
+	exit 77
+fi
+
+W=$(mktemp -d /tmp/p11s-gw.XXXXXX)
+chmod 755 "$W"
+PKI=$P11S_TEST_PKI
+gwpid=
+cleanup() {
+	[ -n "$gwpid" ] && kill "$gwpid" 2>/dev/null && wait "$gwpid" 2>/dev/null
+	postfix -c "$W/etc" stop >/dev/null 2>&1
+	# master(8) exits asynchronously; give it a moment before removing its queue.
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		[ -e "$W/queue/pid/master.pid" ] && kill -0 "$(tr -d ' ' <"$W/queue/pid/master.pid")" \
+			2>/dev/null || break
+		sleep 0.5
+	done
+	if [ "${P11S_KEEP:-}" = 1 ]; then echo "# kept $W"; else rm -rf "$W"; fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+P_IN=$(free_port); P_FILT=$(free_port); P_GW=$(free_port)
+while [ "$P_FILT" = "$P_IN" ]; do P_FILT=$(free_port); done
+while [ "$P_GW" = "$P_IN" ] || [ "$P_GW" = "$P_FILT" ]; do P_GW=$(free_port); done
+
+# ---- Postfix -------------------------------------------------------------------------------
+mkdir -p "$W/etc" "$W/queue" "$W/data" "$W/mail" "$W/spool"
+chown nobody:nogroup "$W/mail"
+chown postfix "$W/data"
+cp /etc/postfix/master.cf "$W/etc/master.cf"
+cp /etc/postfix/dynamicmaps.cf "$W/etc/" 2>/dev/null || true
+cat >"$W/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $W/queue
+data_directory = $W/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = gw.test
+mydomain = gw.test
+myorigin = gw.test
+mydestination =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+alias_maps =
+alias_database =
+local_recipient_maps =
+biff = no
+virtual_mailbox_domains = example.org example.com
+virtual_mailbox_base = $W/mail
+virtual_mailbox_maps = static:box/
+virtual_uid_maps = static:65534
+virtual_gid_maps = static:65534
+virtual_minimum_uid = 100
+milter_default_action = tempfail
+milter_protocol = 6
+maillog_file = $W/maillog
+maillog_file_prefixes = $W
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+queue_run_delay = 1s
+delay_warning_time = 0
+smtp_dns_support_level = disabled
+smtpd_client_connection_count_limit = 0
+default_process_limit = 20
+message_size_limit = 104857600
+virtual_mailbox_limit = 0
+EOF
+# No chroot (the queue directory is ours); the stock "smtp inet" listener is replaced by ours.
+postconf -c "$W/etc" -M# smtp/inet >/dev/null
+postconf -c "$W/etc" -F '*/*/chroot = n' >/dev/null
+cat >>"$W/etc/master.cf" <<EOF
+127.0.0.1:$P_IN inet n - n - - smtpd
+  -o content_filter=smtp:[127.0.0.1]:$P_FILT
+127.0.0.1:$P_FILT inet n - n - - smtpd
+  -o content_filter=
+  -o myhostname=filter.gw.test
+  -o smtpd_milters=inet:127.0.0.1:$P_GW
+EOF
+postfix -c "$W/etc" check >"$W/check.log" 2>&1 || { cat "$W/check.log" "$W/maillog" 2>/dev/null; exit 1; }
+if ! postfix -c "$W/etc" start >"$W/start.log" 2>&1; then
+	cat "$W/start.log" "$W/maillog" 2>/dev/null
+	exit 1
+fi
+ok "private Postfix started (in :$P_IN, filter :$P_FILT, milter :$P_GW)"
+
+# ---- the gateway ---------------------------------------------------------------------------
+ln -s "$P11S_TEST_MODULE" "$W/module.so"
+cat >"$W/gateway.conf" <<EOF
+[milter]
+socket = inet:$P_GW@127.0.0.1
+workers = 4
+max-message-size = 2M
+spool = $W/spool
+log = stderr
+
+[token]
+module = $W/module.so
+uri = pkcs11:token=$P11S_TEST_TOKEN
+pin-source = file:$P11S_TEST_PIN_FILE
+retry = 1
+
+[inbound]
+decrypt = yes
+verify = yes
+trust = $PKI/root.pem
+undecryptable = pass
+authserv-id = gw.test
+
+[outbound]
+sign = alice-rsa2048@example.org pkcs11:token=$P11S_TEST_TOKEN;object=rsa2048;type=private
+EOF
+
+start_gw() {
+	# P11S_GW_WRAPPER: e.g. "valgrind -q" or a debugger, for a failing run.
+	${P11S_GW_WRAPPER:-} "$GW" --config "$W/gateway.conf" >>"$W/gateway.log" 2>&1 &
+	gwpid=$!
+	for _ in $(seq 1 50); do
+		grep -q "listening on" "$W/gateway.log" 2>/dev/null && return 0
+		kill -0 "$gwpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$W/gateway.log"
+	return 1
+}
+stop_gw() {
+	kill "$gwpid" 2>/dev/null
+	wait "$gwpid" 2>/dev/null
+	gwpid=
+}
+
+expect 2 "an unknown configuration key is an error at start" -- \
+	sh -c "sed 's/^workers = 4/wrokers = 4/' '$W/gateway.conf' >'$W/bad.conf' && '$GW' --config '$W/bad.conf'"
+expect 2 "a pin-source of env: is refused" -- \
+	sh -c "sed 's/^pin-source = .*/pin-source = env:PIN/' '$W/gateway.conf' >'$W/bad.conf' && '$GW' --config '$W/bad.conf'"
+start_gw && ok "gateway started" || not_ok "gateway started"
+
+# ---- messages ------------------------------------------------------------------------------
+msg() { # msg FILE FROM TO SUBJECT [BODY]
+	printf 'From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s@gw.test>\r\nDate: %s\r\n\r\n%s\r\n' \
+		"$2" "$3" "$4" "$4" "$(date -R)" "${5:-Hello from the gateway test ($4).}" >"$1"
+}
+send() { python3 "$here/send.py" "$P_IN" "$@"; }
+# delivered SUBJECT: the delivered file holding Subject: SUBJECT (waits up to 30 s)
+delivered() {
+	local f
+	for _ in $(seq 1 150); do
+		f=$(grep -l -x "Subject: $1" "$W/mail/box/new/"* 2>/dev/null | head -1)
+		if [ -n "$f" ]; then echo "$f"; return 0; fi
+		sleep 0.2
+	done
+	return 1
+}
+# deferred SUBJECT-ID: the message is in the Postfix queue (deferred), waits up to 20 s
+deferred() {
+	for _ in $(seq 1 100); do
+		# Postfix's smtp client got the 4xx of the filter smtpd and kept the message.
+		if postqueue -c "$W/etc" -j 2>/dev/null | grep -q '"delay_reason": *"[^"]*said: 4'; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	postqueue -c "$W/etc" -j | head -3 | sed 's/^/#   queue: /' >&2
+	return 1
+}
+queue_empty() { [ -z "$(postqueue -c "$W/etc" -j 2>/dev/null)" ]; }
+
+# 1. encrypted to the token's RSA certificate: delivered decrypted.
+msg "$tmp/plain1" sender@example.com alice-rsa2048@example.org enc-rsa "secret text 4711"
+"$P11S_BIN" encrypt --to "$PKI/rsa2048.pem" --in "$tmp/plain1" --out "$tmp/enc1"
+send sender@example.com alice-rsa2048@example.org "$tmp/enc1"
+if f=$(delivered enc-rsa); then
+	check "encrypted (RSA) message is delivered decrypted" grep -q "secret text 4711" "$f"
+	check "decrypted message has no pkcs7-mime left" sh -c "! grep -qi 'pkcs7-mime' '$f'"
+	check "decrypted message carries the gateway header" \
+		grep -q "^X-P11smime-Gateway: decrypted; content=authEnveloped-data" "$f"
+else
+	not_ok "encrypted (RSA) message delivered"
+fi
+
+# 2. encrypted to the token's EC certificate (ECDH on the token).
+msg "$tmp/plain2" sender@example.com alice-ec256@example.org enc-ec "ec secret 0815"
+"$P11S_BIN" encrypt --to "$PKI/ec256.pem" --in "$tmp/plain2" --out "$tmp/enc2"
+send sender@example.com alice-ec256@example.org "$tmp/enc2"
+if f=$(delivered enc-ec); then
+	check "encrypted (EC) message is delivered decrypted" grep -q "ec secret 0815" "$f"
+else
+	not_ok "encrypted (EC) message delivered"
+fi
+
+# 3. encrypted to a certificate whose key is not on the token: passed unchanged, with why.
+msg "$tmp/plain3" sender@example.com revoked@example.org enc-nokey
+"$P11S_BIN" encrypt --to "$PKI/keyenc-only.pem" --in "$tmp/plain3" --out "$tmp/enc3" 2>/dev/null ||
+	"$P11S_BIN" encrypt --to "$PKI/revoked.pem" --in "$tmp/plain3" --out "$tmp/enc3"
+send sender@example.com revoked@example.org "$tmp/enc3"
+if f=$(delivered enc-nokey); then
+	check "message for another key passes encrypted" grep -qi "application/pkcs7-mime" "$f"
+	check "... with a header saying no key" \
+		grep -q "^X-P11smime-Gateway: not decrypted (no key for any recipient)" "$f"
+else
+	not_ok "message for another key delivered"
+fi
+
+# 4. corrupt ciphertext for our key: passed unchanged with the uniform reason.
+python3 - "$tmp/enc1" "$tmp/enc4" <<'EOF'
+import sys
+lines = open(sys.argv[1], "rb").read().split(b"\n")
+lines = [l.replace(b"enc-rsa", b"enc-corrupt") for l in lines]
+body = [i for i, l in enumerate(lines) if len(l.strip()) >= 60]
+i = body[len(body) - 3]  # near the end: the encrypted content, not the RecipientInfo
+l = bytearray(lines[i])
+l[10] = ord("A") if l[10] != ord("A") else ord("B")
+lines[i] = bytes(l)
+open(sys.argv[2], "wb").write(b"\n".join(lines))
+EOF
+send sender@example.com alice-rsa2048@example.org "$tmp/enc4"
+if f=$(delivered enc-corrupt); then
+	check "corrupt encrypted message passes with the uniform reason" \
+		grep -q "^X-P11smime-Gateway: not decrypted (decryption failed)" "$f"
+	check "... and no plaintext" sh -c "! grep -q 'secret text 4711' '$f'"
+else
+	not_ok "corrupt encrypted message delivered"
+fi
+
+# 5. a signed message (not from a configured sender) gets the verdict header.
+msg "$tmp/plain5" alice-ec256@example.org bob@example.org signed-ok
+"$P11S_BIN" --module "$P11S_TEST_MODULE" --pin-source "file:$P11S_TEST_PIN_FILE" sign \
+	--key "pkcs11:token=$P11S_TEST_TOKEN;object=ec256;type=private" \
+	--chain "$PKI/intermediate.pem" --in "$tmp/plain5" --out "$tmp/signed5"
+send alice-ec256@example.org bob@example.org "$tmp/signed5"
+if f=$(delivered signed-ok); then
+	check "signed message: Authentication-Results smime=pass with the signer" \
+		grep -q "^Authentication-Results: gw.test; smime=pass body.smime-identifier=alice-ec256@example.org" "$f"
+else
+	not_ok "signed message delivered"
+fi
+
+# 6. altered signed content, plus a forged Authentication-Results claiming our authserv-id.
+sed -e 's/signed-ok/signed-bad/' -e 's/Hello from/Hullo from/' "$tmp/signed5" |
+	sed '1i Authentication-Results: gw.test; smime=pass body.smime-identifier=forged@example.org' \
+	>"$tmp/signed6"
+send alice-ec256@example.org bob@example.org "$tmp/signed6"
+if f=$(delivered signed-bad); then
+	check "altered signed message: smime=fail" \
+		grep -q "^Authentication-Results: gw.test; smime=fail reason=.*content-altered" "$f"
+	check "forged Authentication-Results with our authserv-id removed" \
+		sh -c "! grep -q 'forged@example.org' '$f'"
+else
+	not_ok "altered signed message delivered"
+fi
+
+# 7. outbound: a configured sender's mail is signed with the token key; openssl verifies it.
+msg "$tmp/plain7" alice-rsa2048@example.org bob@example.com out-signed "Signed by the gateway."
+send alice-rsa2048@example.org bob@example.com "$tmp/plain7"
+if f=$(delivered out-signed); then
+	check "outbound message is multipart/signed" grep -qi "multipart/signed" "$f"
+	expect 0 "outbound signature verifies with openssl cms" -- \
+		openssl cms -verify -in "$f" -CAfile "$PKI/chain.pem" -out "$tmp/out7"
+	check "... and holds the text" grep -q "Signed by the gateway." "$tmp/out7"
+	expect 0 "outbound signature verifies with p11smime verify" -- \
+		"$P11S_BIN" verify --trust "$PKI/root.pem" --certs "$PKI/intermediate.pem" --in "$f"
+else
+	not_ok "outbound message delivered"
+fi
+
+# 8. the gateway stopped: Postfix defers (milter_default_action = tempfail); started: delivered.
+stop_gw
+msg "$tmp/plain8" sender@example.com alice-rsa2048@example.org gw-down "while the gateway was down"
+"$P11S_BIN" encrypt --to "$PKI/rsa2048.pem" --in "$tmp/plain8" --out "$tmp/enc8"
+send sender@example.com alice-rsa2048@example.org "$tmp/enc8"
+check "gateway stopped: the message is deferred in the Postfix queue" deferred
+start_gw || not_ok "gateway restarted"
+postqueue -c "$W/etc" -f
+if f=$(delivered gw-down); then
+	check "after restart the queued message is delivered decrypted" \
+		grep -q "while the gateway was down" "$f"
+else
+	not_ok "queued message delivered after restart"
+fi
+
+# 9. the token module unavailable: tempfail, kept in the queue; back: delivered.
+stop_gw
+rm -f "$W/module.so"
+ln -s /nonexistent/libsofthsm2.so "$W/module.so"
+start_gw || not_ok "gateway started without its token"
+msg "$tmp/plain9" sender@example.com alice-rsa2048@example.org token-down "while the token was away"
+"$P11S_BIN" encrypt --to "$PKI/rsa2048.pem" --in "$tmp/plain9" --out "$tmp/enc9"
+send sender@example.com alice-rsa2048@example.org "$tmp/enc9"
+check "token unavailable: the message is deferred in the Postfix queue" deferred
+check "... and the gateway logged tempfail" grep -q "outcome=tempfail token unavailable" "$W/gateway.log"
+rm -f "$W/module.so"
+ln -s "$P11S_TEST_MODULE" "$W/module.so"
+sleep 1.2
+postqueue -c "$W/etc" -f
+if f=$(delivered token-down); then
+	check "token back: the queued message is delivered decrypted" \
+		grep -q "while the token was away" "$f"
+else
+	not_ok "queued message delivered once the token is back"
+fi
+
+# 10. counters on SIGUSR1, reload on SIGHUP.
+kill -USR1 "$gwpid"
+sleep 0.3
+check "SIGUSR1 logs the counters" grep -q "counters: messages=" "$W/gateway.log"
+kill -HUP "$gwpid"
+for _ in $(seq 1 50); do grep -q reloaded "$W/gateway.log" && break; sleep 0.2; done
+check "SIGHUP reloads (the gateway keeps running)" sh -c "kill -0 $gwpid && grep -q reloaded '$W/gateway.log'"
+
+# 11. load: N encrypted messages, PAR at a time, all delivered decrypted, exactly once.
+N=${P11S_GW_LOAD:-200}
+PAR=8
+printf 'From: sender@example.com\r\nTo: alice-rsa2048@example.org\r\nSubject: load TEMPLATE\r\nMessage-ID: <load-TEMPLATE@gw.test>\r\n\r\nload body\r\n' >"$tmp/load.txt"
+"$P11S_BIN" encrypt --to "$PKI/rsa2048.pem" --in "$tmp/load.txt" --out "$tmp/load.eml"
+python3 "$here/send.py" --load "$P_IN" sender@example.com alice-rsa2048@example.org "$N" "$PAR" \
+	"$tmp/load.eml" >"$tmp/ids" 2>"$tmp/load.err"
+check "load: all $N messages accepted" test "$(wc -l <"$tmp/ids")" -eq "$N"
+for _ in $(seq 1 300); do
+	n=$(grep -h -l "^Subject: load " "$W/mail/box/new/"* 2>/dev/null | wc -l)
+	[ "$n" -ge "$N" ] && queue_empty && break
+	sleep 0.2
+done
+grep -h -i "^Message-ID: <load-" "$W/mail/box/new/"* | sort >"$tmp/got"
+check "load: $N delivered, none lost" test "$(sort -u "$tmp/got" | wc -l)" -eq "$N"
+check "load: none duplicated" test "$(wc -l <"$tmp/got")" -eq "$N"
+check "load: every one decrypted" test "$(grep -l '^X-P11smime-Gateway: decrypted' \
+	$(grep -l '^Subject: load ' "$W/mail/box/new/"*) | wc -l)" -eq "$N"
+
+# 12. SIGTERM drains and exits.
+kill -TERM "$gwpid"
+if wait "$gwpid"; then ok "SIGTERM: clean exit"; else not_ok "SIGTERM: clean exit"; fi
+gwpid=
+check "no spool files left behind" sh -c "[ -z \"\$(ls -A '$W/spool')\" ]"
+
+if [ "$failed" -gt 0 ]; then
+	echo "# gateway log:"; tail -40 "$W/gateway.log" | sed 's/^/#   /'
+	echo "# postfix log:"; tail -20 "$W/maillog" | sed 's/^/#   /'
+fi
+finish
