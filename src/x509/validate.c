@@ -87,8 +87,12 @@ char *p11s_x509__name(const X509_NAME *name)
 	}
 	/* RFC 2253 order and escaping, UTF-8 kept as is. */
 	if (name != NULL && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
+		/* The BIO's data is not NUL-terminated: copy exactly n bytes. */
 		n = BIO_get_mem_data(b, &p);
-		s = strndup(p, (size_t)n);
+		if ((s = malloc((size_t)n + 1)) != NULL) {
+			memcpy(s, p, (size_t)n);
+			s[n] = '\0';
+		}
 	} else {
 		s = strdup("");
 	}
