@@ -13,7 +13,10 @@ bin=$build/src/cli/p11smime
 module=/usr/lib/softhsm/libsofthsm2.so
 
 work=$(mktemp -d /tmp/p11smime-demo.XXXXXX)
-cleanup() { "$top/tokens/remove-token.sh" "$work" >/dev/null 2>&1 || rm -rf "$work"; }
+cleanup() {
+	"$top/tests/evidence/tsa.sh" stop "$work/tsa" >/dev/null 2>&1 || true
+	"$top/tokens/remove-token.sh" "$work" >/dev/null 2>&1 || rm -rf "$work"
+}
 trap cleanup EXIT
 umask 077
 # A random PIN in a file: the PIN never appears on a command line or in the environment.
@@ -78,7 +81,37 @@ d=json.load(sys.stdin)
 for l in d["layers"]: print("  layer %d: %-9s %s" % (l["layer"], l["type"], "ok" if l["ok"] else "FAILED"))
 print("  unwrap:", "valid" if d["valid"] else "INVALID")'
 
-step "9. a wrong PIN is refused with exit status 3, and the token's PIN state is reported"
+step "9. evidence: RFC 3161 timestamp from a TSA on loopback, receipt request, audit log"
+# The same real TSA as tests/evidence: `openssl ts -reply` behind tests/evidence/tsa_server.py,
+# its certificate issued by the demo PKI's intermediate CA (timeStamping EKU).
+tsa=$("$top/tests/evidence/tsa.sh" start "$work/tsa" "$work/pki")
+echo "TSA listening at $tsa/good"
+show "$bin" --module "$module" --pin-source "file:$work/user.pin" sign --key "$key" \
+	--chain "$work/pki/intermediate.pem" --tsa "$tsa/good" --receipt-request all \
+	--audit-log "$work/audit.log" --in "$work/msg.eml" --out "$work/evidence.eml"
+printf '$ %s\n' "$bin verify --trust $work/pki/root.pem --crl $work/pki/crls.pem --in $work/evidence.eml"
+"$bin" verify --trust "$work/pki/root.pem" --crl "$work/pki/crls.pem" --in "$work/evidence.eml" |
+	grep -E 'verdict|signing time|timestamp|binding|receipt request'
+echo "-- the recipient (here: the token's RSA-2048 key) returns a signed receipt"
+rkey=$("$bin" --module "$module" --pin-source "file:$work/user.pin" --json keys |
+	python3 -c 'import json,sys; print([k["uri"] for k in json.load(sys.stdin)["keys"] if k["label"]=="rsa2048"][0])')
+show "$bin" --module "$module" --pin-source "file:$work/user.pin" receipt --key "$rkey" \
+	--chain "$work/pki/intermediate.pem" --in "$work/evidence.eml" --out "$work/receipt.eml"
+grep -m1 -i '^Content-Type' "$work/receipt.eml"
+printf '$ %s\n' "$bin verify-receipt --original $work/evidence.eml --trust $work/pki/root.pem --in $work/receipt.eml"
+"$bin" verify-receipt --original "$work/evidence.eml" --trust "$work/pki/root.pem" \
+	--in "$work/receipt.eml" | grep -E 'verdict|receipt signer|content identifier'
+echo "-- the audit log: one hash-chained record per signature (no PIN in it)"
+python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    print("  #%d %s %s %s: cert %s... content %s... prev %s..." % (r["seq"], r["time"],
+          r["operation"], r["result"], r["cert_sha256"][:12], r["content_digest"][:19],
+          r["prev"][:12]))' "$work/audit.log"
+show "$bin" audit verify "$work/audit.log"
+"$top/tests/evidence/tsa.sh" stop "$work/tsa"
+
+step "10. a wrong PIN is refused with exit status 3, and the token's PIN state is reported"
 echo 000000 >"$work/wrong.pin"
 set +e
 "$bin" --module "$module" --pin-source "file:$work/wrong.pin" keys

@@ -45,6 +45,25 @@ typedef struct p11s_verify_reason {
 	const char *message;
 } p11s_verify_reason;
 
+/**
+ * The revocation status used for one certificate of a signer's path (RFC 5280 §6.3), for the
+ * evidence report (docs/evidence.md). All strings are owned by the result.
+ */
+typedef struct p11s_verify_revocation {
+	const char *subject;      /**< the certificate (same order as p11s_verify_signer.chain) */
+	const char *status;       /**< "good": a CRL covering it was found and does not list it;
+	                               "revoked": listed; "unknown": revocation was checked but
+	                               failed (no CRL, expired CRL, bad CRL signature: see
+	                               `problem`); "not-checked": no CRL was given (--crl), or
+	                               the certificate is the trust anchor */
+	const char *problem;      /**< for "unknown": the reason code ("crl-missing",
+	                               "crl-expired", ...), else NULL */
+	const char *crl_issuer;   /**< the CRL that decided it: issuer (RFC 2253), or NULL */
+	const char *crl_this_update; /**< its thisUpdate, RFC 3339 UTC, or NULL */
+	const char *crl_next_update; /**< its nextUpdate, RFC 3339 UTC, or NULL if absent */
+	const char *crl_number;   /**< its cRLNumber (RFC 5280 §5.2.3) in hex, or NULL */
+} p11s_verify_revocation;
+
 /** What is known about one SignerInfo (RFC 5652 §5.3). All strings are owned by the result. */
 typedef struct p11s_verify_signer {
 	int valid;                       /**< signature, content, path and RFC 8550 checks passed */
@@ -81,6 +100,9 @@ typedef struct p11s_verify_signer {
 	                                      (v1) matches, 0 absent, -1 does not match */
 	int non_repudiation;             /**< the signer certificate's keyUsage asserts
 	                                      nonRepudiation (contentCommitment) */
+	const p11s_verify_revocation *revocation; /**< per certificate of the path as far as it
+	                                               was built (the order of `chain`) */
+	size_t n_revocation;
 } p11s_verify_signer;
 
 /**

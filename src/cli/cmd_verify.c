@@ -94,11 +94,34 @@ void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 		for (size_t j = 0; j < s->n_chain; j++) {
 			fprintf(f, "    %zu: %s\n", j, s->chain[j]);
 		}
+		/* Evidence: the revocation status used for each certificate of the path. */
+		if (s->n_revocation > 0) {
+			fprintf(f, "  revocation:\n");
+		}
+		for (size_t j = 0; j < s->n_revocation; j++) {
+			const p11s_verify_revocation *v = &s->revocation[j];
+
+			fprintf(f, "    %zu: %s%s%s", j, v->status, v->problem ? " " : "",
+			    v->problem ? v->problem : "");
+			if (v->crl_issuer != NULL) {
+				fprintf(f, " (CRL of %s, thisUpdate %s", v->crl_issuer,
+				    v->crl_this_update ? v->crl_this_update : "?");
+				if (v->crl_next_update != NULL) {
+					fprintf(f, ", nextUpdate %s", v->crl_next_update);
+				}
+				if (v->crl_number != NULL) {
+					fprintf(f, ", number %s", v->crl_number);
+				}
+				fputc(')', f);
+			}
+			fputc('\n', f);
+		}
 		for (size_t j = 0; j < s->n_reasons; j++) {
 			text_reason(f, "  ", "reason", &s->reasons[j]);
 		}
 	}
 }
+
 
 static void json_reasons(FILE *f, const p11s_verify_reason *v, size_t n)
 {
@@ -132,6 +155,46 @@ static void json_strv(FILE *f, const char *const *v, size_t n)
 			fputc(',', f);
 		}
 		json_str(f, v[i]);
+	}
+	fputc(']', f);
+}
+
+/* The revocation entries of a signer (docs/evidence.md, "evidence report"). */
+static void json_revocation(FILE *f, const p11s_verify_revocation *v, size_t n)
+{
+	fputc('[', f);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "%s{", i ? "," : "");
+		json_key(f, "subject");
+		json_opt_str(f, v[i].subject);
+		fputc(',', f);
+		json_key(f, "checked");
+		fputs(strcmp(v[i].status, "not-checked") != 0 ? "true," : "false,", f);
+		json_key(f, "status");
+		json_str(f, v[i].status);
+		fputc(',', f);
+		json_key(f, "problem");
+		json_opt_str(f, v[i].problem);
+		fputc(',', f);
+		json_key(f, "crl");
+		if (v[i].crl_issuer == NULL) {
+			fputs("null", f);
+		} else {
+			fputc('{', f);
+			json_key(f, "issuer");
+			json_str(f, v[i].crl_issuer);
+			fputc(',', f);
+			json_key(f, "this_update");
+			json_opt_str(f, v[i].crl_this_update);
+			fputc(',', f);
+			json_key(f, "next_update");
+			json_opt_str(f, v[i].crl_next_update);
+			fputc(',', f);
+			json_key(f, "number");
+			json_opt_str(f, v[i].crl_number);
+			fputc('}', f);
+		}
+		fputc('}', f);
 	}
 	fputc(']', f);
 }
@@ -206,6 +269,9 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 		fputc(',', f);
 		json_key(f, "receipt_request");
 		json_opt_str(f, s->receipt_request);
+		fputc(',', f);
+		json_key(f, "revocation");
+		json_revocation(f, s->revocation, s->n_revocation);
 		fputc('}', f);
 	}
 	fputs("],", f);

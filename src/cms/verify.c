@@ -50,6 +50,8 @@ typedef struct signer_int {
 	p11s_ess_info ess;         /* label, equivalent labels, receipt request */
 	char *ts_time, *ts_tsa;    /* signature timestamp: genTime, TSA subject */
 	int ts_valid, sc_bound, nonrep;
+	p11s_verify_revocation *rev; /* per chain element: the revocation status used */
+	size_t n_rev;
 } signer_int;
 
 struct p11s_verify_priv {
@@ -635,7 +637,8 @@ static int verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_int *
 		return rc;
 	}
 	/* RFC 8550 §4.2 / RFC 5280 §6: the path from the signer certificate to an anchor. */
-	if ((rc = p11s_x509__validate(env->store, signer, env->certs, env->crls, r, &chain)) < 0) {
+	if ((rc = p11s_x509__validate_rev(env->store, signer, env->certs, env->crls, r, &chain,
+	         &out->rev, &out->n_rev)) < 0) {
 		return rc;
 	}
 	for (int i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
@@ -707,6 +710,7 @@ static void signer_free(signer_int *s)
 	p11s_ess__info_clear(&s->ess);
 	free(s->ts_time);
 	free(s->ts_tsa);
+	p11s_x509__revocation_free(s->rev, s->n_rev);
 }
 
 void p11s_verify_result_free(p11s_verify_result *r)
@@ -765,6 +769,8 @@ static int publish(p11s_verify_result *res)
 		v->timestamp_valid = s->ts_valid;
 		v->signing_certificate = s->sc_bound;
 		v->non_repudiation = s->nonrep;
+		v->revocation = s->rev;
+		v->n_revocation = s->n_rev;
 	}
 	res->signers = p->pub;
 	res->n_signers = p->n_si;

@@ -22,6 +22,7 @@ const char *const gw_config_keys[] = {
 	"inbound.decrypt", "inbound.verify", "inbound.trust", "inbound.crl", "inbound.undecryptable",
 	"inbound.authserv-id",
 	"outbound.sign", "outbound.encrypt", "outbound.certs", "outbound.trusted-clients",
+	"outbound.audit-log",
 	NULL,
 };
 
@@ -324,6 +325,35 @@ static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
 		}
 		free(list);
 	}
+	cfg->audit_log = dup_or_null(p11s_config_get(c, "outbound", "audit-log"));
+	if (cfg->audit_log != NULL) {
+		/*
+		 * Checked at start: with an audit log no signature is released without its record
+		 * (docs/evidence.md), so a log the daemon cannot extend would turn every outbound
+		 * message into a tempfail. The file itself is created by the first signature.
+		 */
+		char *dir = strdup(cfg->audit_log), *slash;
+
+		if (dir == NULL) {
+			FAIL("out of memory");
+		}
+		if ((slash = strrchr(dir, '/')) == NULL) {
+			strcpy(dir, ".");
+		} else if (slash == dir) {
+			dir[1] = '\0';
+		} else {
+			*slash = '\0';
+		}
+		if (access(cfg->audit_log, F_OK) == 0 ? access(cfg->audit_log, R_OK | W_OK) != 0
+		                                      : access(dir, W_OK | X_OK) != 0) {
+			int e = errno;
+
+			free(dir);
+			FAIL("%s: [outbound] audit-log = %s: not writable: %s", cfg->path, cfg->audit_log,
+			    strerror(e));
+		}
+		free(dir);
+	}
 	if (cfg->nsigners > 0 && cfg->pin_source == NULL) {
 		/* Not an error: a token without login (rare) signs without a PIN. */
 		(void)0;
@@ -417,5 +447,6 @@ void gw_config_free(gw_config *cfg)
 	free(cfg->signers);
 	free(cfg->certs);
 	free(cfg->trusted);
+	free(cfg->audit_log);
 	memset(cfg, 0, sizeof(*cfg));
 }

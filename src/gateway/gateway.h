@@ -58,6 +58,7 @@ typedef struct gw_config {
 	char *certs;
 	gw_cidr *trusted;
 	size_t ntrusted;
+	char *audit_log;         /* [outbound] audit-log: a record per signature (audit.h) */
 } gw_config;
 
 /* Known keys, for p11s_config_load(). */
@@ -85,6 +86,9 @@ int gw_addr_spec(const char *value, char *out, size_t len);
 
 /* The signer configured for an address (already lower-cased), or NULL. */
 const gw_signer *gw_policy_signer(const gw_config *cfg, const char *addr);
+
+/* The p11s_sign_message() options of an outbound signature (audit log of the config). */
+void gw_policy_sign_opts(const gw_config *cfg, p11s_sign_opts *opts);
 
 int gw_cidr_parse(const char *s, gw_cidr *out);
 /* Non-zero when `sa` (a struct sockaddr) is in one of the configured networks. */

@@ -638,6 +638,7 @@ none:
 static outcome do_outbound_sign(eom *e, const gw_signer *who)
 {
 	p11s_encrypt_opts eo = P11S_ENCRYPT_OPTS_INIT;
+	p11s_sign_opts so = P11S_SIGN_OPTS_INIT;
 	gw_slot *slot;
 	p11s_key *key;
 	FILE *enc;
@@ -658,7 +659,8 @@ static outcome do_outbound_sign(eom *e, const gw_signer *who)
 		return OUT_TEMPFAIL;
 	}
 	rewind(e->c->spool);
-	rc = p11s_sign_message(key, NULL, e->c->spool, e->result);
+	gw_policy_sign_opts(e->cfg, &so);
+	rc = p11s_sign_message(key, &so, e->c->spool, e->result);
 	gw_pool_release(e->pool, slot, rc);
 	if (rc == P11S_ERR_MALFORMED) {
 		fclose(e->result);

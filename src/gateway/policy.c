@@ -139,6 +139,19 @@ const gw_signer *gw_policy_signer(const gw_config *cfg, const char *addr)
 	return NULL;
 }
 
+void gw_policy_sign_opts(const gw_config *cfg, p11s_sign_opts *opts)
+{
+	const p11s_sign_opts init = P11S_SIGN_OPTS_INIT;
+
+	/*
+	 * The defaults of `p11smime sign` (multipart/signed, SHA-256). With [outbound] audit-log
+	 * each signature appends its hash-chained record exactly as `sign --audit-log` does, and
+	 * a signature whose record cannot be written is not released (docs/evidence.md).
+	 */
+	*opts = init;
+	opts->audit_log = cfg->audit_log;
+}
+
 int gw_cidr_parse(const char *s, gw_cidr *out)
 {
 	char buf[64], *slash;

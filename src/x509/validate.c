@@ -18,6 +18,8 @@
 #include <time.h>
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -25,6 +27,28 @@
 
 #include "core/error_int.h"
 #include "x509/x509_int.h"
+
+static int record_cert_crl(X509_STORE_CTX *ctx, X509_CRL *crl, X509 *x);
+
+/*
+ * OpenSSL's own check of a certificate against a CRL (static in libcrypto, reachable only
+ * through a context initialised from a store without one of its own), taken once for all
+ * threads.
+ */
+static CRYPTO_ONCE default_cert_crl_once = CRYPTO_ONCE_STATIC_INIT;
+static X509_STORE_CTX_cert_crl_fn default_cert_crl;
+
+static void default_cert_crl_init(void)
+{
+	X509_STORE *st = X509_STORE_new();
+	X509_STORE_CTX *tmp = X509_STORE_CTX_new();
+
+	if (st != NULL && tmp != NULL && X509_STORE_CTX_init(tmp, st, NULL, NULL)) {
+		default_cert_crl = X509_STORE_CTX_get_cert_crl(tmp);
+	}
+	X509_STORE_CTX_free(tmp);
+	X509_STORE_free(st);
+}
 
 /* Largest option file we read (certificate bundles and CRLs). */
 #define MAX_FILE_SIZE (256L * 1024 * 1024)
@@ -294,6 +318,17 @@ int p11s_x509__store_new(p11s_x509_store **out, const p11s_verify_opts *opts)
 			goto out;
 		}
 	}
+	/*
+	 * Which CRL decided each certificate goes into the evidence report (docs/evidence.md).
+	 * OpenSSL picks it (issuer, scope, newest, delta) and then checks the certificate against
+	 * it; we wrap that check.
+	 */
+	if (!CRYPTO_THREAD_run_once(&default_cert_crl_once, default_cert_crl_init) ||
+	    default_cert_crl == NULL) {
+		rc = p11s_error__ossl(P11S_ERR_NOMEM, "cannot set up path validation");
+		goto out;
+	}
+	X509_STORE_set_cert_crl(s->store, record_cert_crl);
 	/* CLI.md: --crl turns on revocation checking of every certificate in the path. */
 	s->crl_check = opts->n_crl_files > 0;
 	s->crls = crls;
@@ -390,18 +425,110 @@ const char *p11s_x509__reason_code(int err)
 	}
 }
 
+/* Per depth of the path: what revocation checking found (for the evidence report). */
+typedef struct rev_depth {
+	int revoked;              /* X509_V_ERR_CERT_REVOKED at this depth */
+	const char *problem;      /* first CRL-related reason code at this depth */
+	char *issuer, *this_update, *next_update, *number; /* the CRL found */
+} rev_depth;
+
+#define MAX_REV_DEPTH 32
+
 /* What the verify callback collects. */
 typedef struct collect {
 	p11s_reasons *reasons;
 	int seen[64][2];  /* (error, depth) pairs already recorded */
 	size_t n_seen;
 	int failed;       /* a reason could not be stored (no memory) */
+	rev_depth rev[MAX_REV_DEPTH];
 } collect;
 
 static int app_index(void)
 {
 	/* Index 0 is the application data slot (X509_STORE_CTX_set_app_data). */
 	return 0;
+}
+
+static void rev_depth_clear(rev_depth *d)
+{
+	free(d->issuer);
+	free(d->this_update);
+	free(d->next_update);
+	free(d->number);
+	memset(d, 0, sizeof(*d));
+}
+
+/*
+ * OpenSSL's check of the certificate at the current depth against the CRL it chose (RFC 5280
+ * §6.3.3: right issuer and scope, the newest), recording that CRL. With a delta CRL this runs
+ * for the delta first and then for the complete CRL, which is what we report. Problems with
+ * the CRL itself come to verify_cb at the same depth.
+ */
+static int record_cert_crl(X509_STORE_CTX *ctx, X509_CRL *crl, X509 *x)
+{
+	collect *c = X509_STORE_CTX_get_ex_data(ctx, app_index());
+	int depth = X509_STORE_CTX_get_error_depth(ctx);
+	const ASN1_TIME *next;
+	ASN1_INTEGER *num;
+	rev_depth *d;
+
+	/*
+	 * Contexts without our data (OpenSSL's own, for the path of an indirect CRL issuer)
+	 * just get the default check.
+	 */
+	if (c == NULL || crl == NULL || depth < 0 || depth >= MAX_REV_DEPTH) {
+		return default_cert_crl(ctx, crl, x);
+	}
+	d = &c->rev[depth];
+	free(d->issuer);
+	free(d->this_update);
+	free(d->next_update);
+	free(d->number);
+	d->issuer = d->this_update = d->next_update = d->number = NULL;
+	d->issuer = p11s_x509__name(X509_CRL_get_issuer(crl));
+	d->this_update = p11s_x509__time(X509_CRL_get0_lastUpdate(crl));
+	if ((next = X509_CRL_get0_nextUpdate(crl)) != NULL) {
+		d->next_update = p11s_x509__time(next);
+	}
+	if ((num = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL)) != NULL) {
+		BIGNUM *bn = ASN1_INTEGER_to_BN(num, NULL);
+		char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+
+		/* BN_bn2hex is OPENSSL_malloc'ed: keep our own copy so that free() is right. */
+		if (hex != NULL && (d->number = strdup(hex)) == NULL) {
+			c->failed = 1;
+		}
+		OPENSSL_free(hex);
+		BN_free(bn);
+		ASN1_INTEGER_free(num);
+	}
+	if (d->issuer == NULL) {
+		c->failed = 1;
+	}
+	ERR_clear_error();
+	return default_cert_crl(ctx, crl, x);
+}
+
+/* Reason codes that say revocation could not be decided (rather than "revoked"). */
+static int is_crl_problem(int err)
+{
+	switch (err) {
+	case X509_V_ERR_UNABLE_TO_GET_CRL:
+	case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+	case X509_V_ERR_DIFFERENT_CRL_SCOPE:
+	case X509_V_ERR_CRL_HAS_EXPIRED:
+	case X509_V_ERR_CRL_NOT_YET_VALID:
+	case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
+	case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+	case X509_V_ERR_CRL_PATH_VALIDATION_ERROR:
+	case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+	case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+	case X509_V_ERR_KEYUSAGE_NO_CRL_SIGN:
+	case X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /*
@@ -418,6 +545,13 @@ static int verify_cb(int ok, X509_STORE_CTX *ctx)
 
 	if (ok || c == NULL) {
 		return ok;
+	}
+	if (depth >= 0 && depth < MAX_REV_DEPTH) {
+		if (err == X509_V_ERR_CERT_REVOKED) {
+			c->rev[depth].revoked = 1;
+		} else if (is_crl_problem(err) && c->rev[depth].problem == NULL) {
+			c->rev[depth].problem = p11s_x509__reason_code(err);
+		}
 	}
 	for (size_t i = 0; i < c->n_seen; i++) {
 		if (c->seen[i][0] == err && c->seen[i][1] == depth) {
@@ -439,8 +573,72 @@ static int verify_cb(int ok, X509_STORE_CTX *ctx)
 	return 1;
 }
 
+void p11s_x509__revocation_free(p11s_verify_revocation *rev, size_t n)
+{
+	for (size_t i = 0; rev != NULL && i < n; i++) {
+		free((char *)rev[i].subject);
+		free((char *)rev[i].crl_issuer);
+		free((char *)rev[i].crl_this_update);
+		free((char *)rev[i].crl_next_update);
+		free((char *)rev[i].crl_number);
+	}
+	free(rev);
+}
+
+/* The evidence entries from what the lookup and the callback saw at each depth. */
+static int revocation_report(collect *c, STACK_OF(X509) *chain,
+    p11s_verify_revocation **out, size_t *n_out)
+{
+	int n = chain != NULL ? sk_X509_num(chain) : 0;
+	p11s_verify_revocation *v;
+
+	if (n == 0) {
+		return P11S_OK;
+	}
+	if ((v = calloc((size_t)n, sizeof(*v))) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	for (int i = 0; i < n; i++) {
+		rev_depth *d = i < MAX_REV_DEPTH ? &c->rev[i] : NULL;
+
+		if ((v[i].subject = p11s_x509__name(X509_get_subject_name(sk_X509_value(chain, i))))
+		    == NULL) {
+			p11s_x509__revocation_free(v, (size_t)n);
+			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		}
+		if (d != NULL && d->revoked) {
+			v[i].status = "revoked";
+		} else if (d != NULL && d->problem != NULL) {
+			v[i].status = "unknown";
+			v[i].problem = d->problem;
+		} else if (d != NULL && d->issuer != NULL) {
+			v[i].status = "good";
+		} else {
+			/* No CRL, no error: OpenSSL did not check it (no --crl; the anchor). */
+			v[i].status = "not-checked";
+		}
+		if (d != NULL && d->issuer != NULL) {
+			v[i].crl_issuer = d->issuer;
+			v[i].crl_this_update = d->this_update;
+			v[i].crl_next_update = d->next_update;
+			v[i].crl_number = d->number;
+			d->issuer = d->this_update = d->next_update = d->number = NULL;
+		}
+	}
+	*out = v;
+	*n_out = (size_t)n;
+	return P11S_OK;
+}
+
 int p11s_x509__validate(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *untrusted,
     STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons, STACK_OF(X509) **chain)
+{
+	return p11s_x509__validate_rev(s, leaf, untrusted, msg_crls, reasons, chain, NULL, NULL);
+}
+
+int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *untrusted,
+    STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons, STACK_OF(X509) **chain,
+    p11s_verify_revocation **rev, size_t *n_rev)
 {
 	X509_STORE_CTX *ctx = NULL;
 	STACK_OF(X509_CRL) *crls = NULL;
@@ -452,6 +650,10 @@ int p11s_x509__validate(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *un
 	int rc = P11S_OK, ret;
 
 	*chain = NULL;
+	if (rev != NULL) {
+		*rev = NULL;
+		*n_rev = 0;
+	}
 	if ((ctx = X509_STORE_CTX_new()) == NULL ||
 	    !X509_STORE_CTX_init(ctx, s->store, leaf, untrusted)) {
 		rc = p11s_error__ossl(P11S_ERR_NOMEM, "cannot set up path validation");
@@ -526,7 +728,14 @@ int p11s_x509__validate(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *un
 		}
 	}
 	*chain = X509_STORE_CTX_get1_chain(ctx);
+	if (rev != NULL && (rc = revocation_report(&c, *chain, rev, n_rev)) < 0) {
+		sk_X509_pop_free(*chain, X509_free);
+		*chain = NULL;
+	}
 out:
+	for (size_t i = 0; i < MAX_REV_DEPTH; i++) {
+		rev_depth_clear(&c.rev[i]);
+	}
 	X509_STORE_CTX_free(ctx);
 	sk_X509_CRL_free(crls); /* borrowed elements */
 	ERR_clear_error();

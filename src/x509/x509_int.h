@@ -54,6 +54,15 @@ int p11s_x509__load_crls(STACK_OF(X509_CRL) *out, const char *path);
 int p11s_x509__validate(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *untrusted,
     STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons, STACK_OF(X509) **chain);
 
+/*
+ * The same, also reporting the revocation status used for each certificate of the built path
+ * (`*rev`, `*n_rev`: one entry per chain element, freed with p11s_x509__revocation_free()).
+ */
+int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *untrusted,
+    STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons, STACK_OF(X509) **chain,
+    p11s_verify_revocation **rev, size_t *n_rev);
+void p11s_x509__revocation_free(p11s_verify_revocation *rev, size_t n);
+
 /* Stable reason code of an X509_V_ERR_* value. */
 const char *p11s_x509__reason_code(int err);
 

@@ -17,62 +17,10 @@ p11s() { "$bin" --backend "$backend" --module "$P11S_TEST_MODULE" \
 keyuri() { printf 'pkcs11:token=%s;object=%s;type=private' "$P11S_TEST_TOKEN" "$1"; }
 exec </dev/null
 
-# ---- a TSA on loopback -------------------------------------------------------------------
+# ---- a TSA on loopback (tests/evidence/tsa.sh, shared with ci/demo.sh) ---------------------
 ts=$tmp/tsa
-mkdir -p "$ts"
-cat >"$ts/ext.cnf" <<EOT
-[tsa_ext]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = critical, timeStamping
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[ca_ext]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-EOT
-{
-	# The good TSA: certified by the test intermediate CA.
-	openssl req -new -newkey rsa:2048 -nodes -keyout "$ts/good.key" \
-		-subj "/O=p11smime test/CN=p11smime Test TSA" -out "$ts/good.csr"
-	openssl x509 -req -in "$ts/good.csr" -CA "$pki/intermediate.pem" \
-		-CAkey "$pki/intermediate/intermediate.key" -set_serial "0x$(openssl rand -hex 8)" \
-		-days 365 -extfile "$ts/ext.cnf" -extensions tsa_ext -out "$ts/good.pem"
-	# Another TSA, from a CA the verifier does not trust.
-	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$ts/otherca.key" -subj "/CN=Other CA" \
-		-days 365 -config "$ts/ext.cnf" -extensions ca_ext -out "$ts/otherca.pem"
-	openssl req -new -newkey rsa:2048 -nodes -keyout "$ts/other.key" -subj "/CN=Other TSA" \
-		-out "$ts/other.csr"
-	openssl x509 -req -in "$ts/other.csr" -CA "$ts/otherca.pem" -CAkey "$ts/otherca.key" \
-		-set_serial 7 -days 365 -extfile "$ts/ext.cnf" -extensions tsa_ext -out "$ts/other.pem"
-} >"$ts/setup.log" 2>&1
-echo 01 >"$ts/serial"
-for s in good other; do
-	cat <<EOT
-[tsa_$s]
-dir = $ts
-serial = $ts/serial
-crypto_device = builtin
-signer_cert = $ts/$s.pem
-signer_key = $ts/$s.key
-signer_digest = sha256
-default_policy = 1.3.6.1.4.1.99999.1
-digests = sha256, sha384, sha512
-accuracy = secs:1
-ordering = yes
-tsa_name = yes
-ess_cert_id_chain = no
-ess_cert_id_alg = sha256
-EOT
-	[ $s = good ] && echo "certs = $pki/intermediate.pem"
-done >"$ts/ts.cnf"
-python3 "$here/tsa_server.py" "$ts" "$ts/port" 2>"$ts/server.log" &
-server=$!
-trap 'rc=$?; kill $server 2>/dev/null; wait $server 2>/dev/null || true; rm -rf "$tmp"; exit $rc' EXIT
-for _ in $(seq 50); do [ -s "$ts/port" ] && break; sleep 0.1; done
-port=$(cat "$ts/port")
-tsa=http://127.0.0.1:$port
+trap 'rc=$?; "$here/tsa.sh" stop "$ts"; rm -rf "$tmp"; exit $rc' EXIT
+tsa=$("$here/tsa.sh" start "$ts" "$pki")
 
 msg=$tmp/msg.eml
 printf 'From: Alice <alice-rsa2048@example.org>\nTo: bob@example.org\nSubject: evidence\n\nhello evidence\n' >"$msg"

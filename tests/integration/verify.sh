@@ -275,4 +275,40 @@ check "  ... one line on stderr" test "$(wc -l <"$tmp/err")" -eq 1
 expect 2 "unreadable trust file is a usage error" -- v --trust "$tmp/nonexistent.pem" --in "$tmp/rsa.eml"
 expect 2 "unknown option" -- v --bogus
 
+
+# --- evidence report: the revocation status used per certificate (docs/evidence.md) ----------
+rev() { python3 -c 'import json,sys
+for e in json.load(open(sys.argv[1]))["signers"][0]["revocation"]:
+    c = e["crl"] or {}
+    print(e["status"], e["checked"], e["problem"], c.get("issuer"), c.get("this_update"),
+          c.get("next_update"), c.get("number"), "|", e["subject"])' "$tmp/out"; }
+expect 0 "--json with the CRLs" -- "$bin" --json verify "${anchor[@]}" --crl "$pki/crls.pem" \
+	--in "$tmp/rsa.eml"
+check "  ... revocation: one entry per chain certificate" test "$(rev | wc -l)" -eq \
+	"$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["signers"][0]["chain"]))' "$tmp/out")"
+rev >"$tmp/rev"
+check "  ... signer: good by the intermediate CA's CRL with its dates and number" grep -Eq \
+	'^good True None CN=p11smime Test Intermediate CA,O=p11smime test [0-9T:-]+Z [0-9T:-]+Z [0-9A-F]+ [|]' "$tmp/rev"
+check "  ... intermediate: good by the root CA's CRL" \
+	sh -c "sed -n 2p '$tmp/rev' | grep -q '^good True None CN=p11smime Test Root CA'"
+expect 0 "--json without --crl" -- "$bin" --json verify "${anchor[@]}" --in "$tmp/rsa.eml"
+check "  ... every certificate not-checked, no CRL" sh -c \
+	"python3 -c 'import json,sys
+r = json.load(open(sys.argv[1]))[\"signers\"][0][\"revocation\"]
+sys.exit(not r or any(e[\"status\"] != \"not-checked\" or e[\"checked\"] or e[\"crl\"] for e in r))' '$tmp/out'"
+expect 1 "--json, revoked signer" -- "$bin" --json verify "${anchor[@]}" --crl "$pki/crls.pem" \
+	--in "$tmp/revoked.eml"
+check "  ... signer revoked, with the CRL that lists it" sh -c \
+	"python3 -c 'import json,sys
+e = json.load(open(sys.argv[1]))[\"signers\"][0][\"revocation\"][0]
+sys.exit(not (e[\"status\"] == \"revoked\" and e[\"crl\"][\"issuer\"].startswith(\"CN=p11smime Test Intermediate CA\")))' '$tmp/out'"
+expect 1 "--json, no CRL for the intermediate" -- "$bin" --json verify "${anchor[@]}" \
+	--crl "$pki/intermediate.crl.pem" --in "$tmp/rsa.eml"
+check "  ... signer good (the intermediate's CRL), intermediate unknown (crl-missing)" sh -c \
+	"python3 -c 'import json,sys
+r = json.load(open(sys.argv[1]))[\"signers\"][0][\"revocation\"]
+sys.exit(not (r[0][\"status\"] == \"good\" and r[1][\"status\"] == \"unknown\" and r[1][\"problem\"] == \"crl-missing\" and r[1][\"crl\"] is None))' '$tmp/out'"
+expect 0 "text report lists the revocation status" -- v "${anchor[@]}" --crl "$pki/crls.pem" \
+	--in "$tmp/rsa.eml"
+check "  ... '0: good (CRL of ...'" grep -q '^    0: good (CRL of CN=p11smime Test Intermediate CA' "$tmp/out"
 finish
