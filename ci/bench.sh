@@ -2,11 +2,14 @@
 # Benchmark of p11smime beside the token's raw rate and beside OpenSSL (issue 9,
 # docs/performance.md), on a throwaway SoftHSMv2 token made for this run and removed after.
 #
-# usage: ci/bench.sh [--build DIR] [--full] [--rounds N]
+# usage: ci/bench.sh [--build DIR] [--full] [--rounds N] [--gateway]
 #   --build DIR  build directory with src/cli/p11smime (default: build); the raw-rate program
 #                is DIR/bench/p11s-bench-raw, compiled here if the bench target was not built
 #   --full       also the 1 GiB message (needs ~4 GiB of disk and several minutes)
 #   --rounds N   paired rounds for the rate and whole-process comparisons (default 3)
+#   --gateway    only the gateway part (milter msgs/s against raw C_Decrypt); that part also
+#                runs after the others whenever DIR/src/gateway/p11smime-gateway is built
+#                (P11S_BENCH_GW_CONNS, _WORKERS, _SECONDS tune it)
 #
 # Prints every figure with its ratio. Nothing here asserts timings: the output is the result.
 # The machine is whatever runs this; rates are taken in interleaved rounds (raw, batch, raw,
@@ -16,12 +19,14 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=$top/build
 full=0
 rounds=3
+gw_only=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) build=$(cd "$2" && pwd); shift 2 ;;
 	--full) full=1; shift ;;
 	--rounds) rounds=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--full] [--rounds N]" >&2; exit 2 ;;
+	--gateway) gw_only=1; shift ;;
+	*) echo "usage: $0 [--build DIR] [--full] [--rounds N] [--gateway]" >&2; exit 2 ;;
 	esac
 done
 bin=$build/src/cli/p11smime
@@ -80,6 +85,7 @@ sha=$(openssl speed -seconds 2 -bytes 16384 -evp sha256 2>/dev/null | awk '/^sha
 sha_mbs=$(calc "$sha * 1000 / 1048576" 0)
 echo "sha256 (openssl speed, 16 KiB blocks): $sha_mbs MiB/s"
 
+if [ "$gw_only" = 0 ]; then
 echo
 echo "== token rates: raw PKCS#11 vs p11smime sign --batch (4 KiB messages), $rounds rounds"
 msgs=$work/msgs
@@ -187,5 +193,128 @@ for mib in $sizes; do
 	fi
 	rm -f "$work"/s?.eml "$work"/e?.eml "$work"/d?.eml "$big"
 done
+fi # gw_only
+
+# ---- the gateway: messages per second decrypted through the milter, without an MTA ----------
+# bench/milter_client.py speaks the libmilter wire protocol to p11smime-gateway over a unix
+# socket, CONNS connections at once, each sending encrypted 4 KiB messages (RSA-2048 key on the
+# token) one after another and checking that every reply carries the decrypted body. Rounds
+# interleave the raw C_Decrypt rate (bench/raw_token.c: one session, one thread; and P copies
+# at once, P = the token sessions the milter run can use = min(conns, workers), summed) with
+# the milter runs; medians and both ratios are printed.
+gw=$build/src/gateway/p11smime-gateway
+if [ -x "$gw" ]; then
+	echo
+	echo "== gateway: msgs/s decrypted through the milter (no MTA) vs raw C_Decrypt, $rounds rounds"
+	gw_secs=${P11S_BENCH_GW_SECONDS:-5}
+	gw_conns=${P11S_BENCH_GW_CONNS:-1 4 8}
+	gw_workers=${P11S_BENCH_GW_WORKERS:-4}
+	mkdir -p "$work/gw/spool"
+	cat >"$work/gw/gateway.conf" <<EOF
+[milter]
+socket = unix:$work/gw/milter.sock
+workers = $gw_workers
+max-message-size = 10M
+spool = $work/gw/spool
+log = stderr
+
+[token]
+module = $module
+uri = pkcs11:token=$label
+pin-source = file:$pin
+sessions = $gw_workers
+
+[inbound]
+decrypt = yes
+verify = no
+undecryptable = pass
+authserv-id = bench.test
+EOF
+	make_msg "$work/gw/plain.eml" 4096
+	printf '\nBENCH-PLAINTEXT-MARKER\n' >>"$work/gw/plain.eml"
+	"$bin" encrypt --to "$pki/rsa2048.pem" --in "$work/gw/plain.eml" --out "$work/gw/enc.eml"
+	echo "message: $(wc -c <"$work/gw/plain.eml") octets plain, $(wc -c <"$work/gw/enc.eml") encrypted to RSA-2048; workers = sessions = $gw_workers; $gw_secs s per run"
+	"$gw" --config "$work/gw/gateway.conf" 2>"$work/gw/gateway.log" &
+	gw_pid=$!
+	trap 'kill "$gw_pid" 2>/dev/null; wait "$gw_pid" 2>/dev/null; rm -rf "$work"' EXIT
+	for _ in $(seq 1 100); do
+		grep -q "listening on" "$work/gw/gateway.log" 2>/dev/null && break
+		kill -0 "$gw_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -q "listening on" "$work/gw/gateway.log" || { cat "$work/gw/gateway.log"; exit 1; }
+	client() {
+		python3 "$top/bench/milter_client.py" --conns "$1" --seconds "$gw_secs" \
+			--expect BENCH-PLAINTEXT-MARKER --mark decrypted "unix:$work/gw/milter.sock" \
+			sender@example.com alice-rsa2048@example.org "$work/gw/enc.eml"
+	}
+	# Warm-up (and a check): every reply must hold the decrypted body, or the run stops.
+	client 1 >/dev/null || { echo "gateway warm-up failed"; tail -5 "$work/gw/gateway.log"; exit 1; }
+	# raw_par P: summed C_Decrypt rate of P raw programs started together (P sessions, P
+	# threads of the token); their sign phases and decrypt phases (1 s each) run side by side.
+	# SoftHSM's file store now and then answers a C_Login made while other processes open the
+	# same token with CKR_USER_PIN_NOT_INITIALIZED (0x102): such a try is made again.
+	raw_par() {
+		local i pids bad
+		for _ in 1 2 3 4 5; do
+			pids=
+			bad=0
+			for i in $(seq 1 "$1"); do
+				"$raw" "$module" "$label" "$pin" 1 rsa2048 "$pki/rsa2048.pem" ec256 \
+					>"$work/raw.$i" 2>"$work/raw.$i.err" &
+				pids="$pids $!"
+			done
+			# (not a bare `wait`: the gateway is a background job of this shell too)
+			for i in $pids; do wait "$i" || bad=1; done
+			[ "$bad" = 0 ] && break
+			cat "$work"/raw.*.err >&2
+		done
+		[ "$bad" = 0 ] || return 1
+		for i in $(seq 1 "$1"); do cat "$work/raw.$i"; done |
+			awk '/C_Decrypt/ {s += $(NF-1)} END {printf "%.1f\n", s}'
+	}
+	sess() { if [ "$1" -lt "$gw_workers" ]; then echo "$1"; else echo "$gw_workers"; fi; }
+	gw_par=$(for c in $gw_conns; do sess "$c"; done | sort -un)
+	for p in $gw_par; do : >"$work/gw/r_dec_$p"; done
+	for c in $gw_conns; do : >"$work/gw/m_$c"; done
+	for r in $(seq 1 "$rounds"); do
+		line="round $r: raw C_Decrypt"
+		for p in $gw_par; do
+			raw_par "$p" >>"$work/gw/r_dec_$p"
+			line="$line x$p $(tail -n1 "$work/gw/r_dec_$p")/s"
+		done
+		for c in $gw_conns; do
+			client "$c" >"$work/gw/client.out" || { cat "$work/gw/client.out"; exit 1; }
+			sed -n 's/^milter .* = \([0-9.]*\) msgs\/s.*/\1/p' "$work/gw/client.out" >>"$work/gw/m_$c"
+			line="$line; milter $c conns $(tail -n1 "$work/gw/m_$c")/s"
+		done
+		echo "$line"
+	done
+	for p in $gw_par; do
+		printf 'raw C_Decrypt CKM_RSA_PKCS RSA-2048, %s session(s) at once: %s ops/s\n' "$p" \
+			"$(median <"$work/gw/r_dec_$p")"
+	done
+	g_dec=$(median <"$work/gw/r_dec_1" 2>/dev/null || true)
+	for c in $gw_conns; do
+		g=$(median <"$work/gw/m_$c")
+		p=$(sess "$c")
+		g_par=$(median <"$work/gw/r_dec_$p")
+		printf 'milter decrypt, 4 KiB, %2s connection(s): %s msgs/s = %s%% of raw with %s session(s)' \
+			"$c" "$g" "$(calc "100 * $g / $g_par" 1)" "$p"
+		if [ -s "$work/gw/r_dec_1" ] && [ "$p" != 1 ]; then
+			printf ', %s%% of raw with 1' "$(calc "100 * $g / $g_dec" 1)"
+		fi
+		echo
+	done
+	kill -USR1 "$gw_pid"
+	sleep 0.3
+	grep "counters:" "$work/gw/gateway.log" | tail -n1 | sed 's/^.*counters: /gateway counters: /'
+	kill "$gw_pid"
+	wait "$gw_pid" 2>/dev/null || true
+	trap 'rm -rf "$work"' EXIT
+elif [ "$gw_only" = 1 ]; then
+	echo "bench: $gw not built (needs libmilter-dev)" >&2
+	exit 2
+fi
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -32,6 +32,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # The sanitizer pass runs the unit suites (every backend's own tests included) and the
 # integration suites through the default backend; the interop peers, the PKITS vectors and the
 # per-backend repeats of the same CLI flows ran in the gcc pass (keeps CI well under 30 min).
+export P11S_GW_LOAD=200 # the 500-message load test ran in the gcc pass
 run_tree build-asan "-LE interop|pkits -E \.(libp11|pkcs11-helper)$" \
 	-DCMAKE_C_COMPILER=clang -DP11S_SANITIZE=address,undefined
 

@@ -12,6 +12,7 @@
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <p11-kit/pkcs11.h>
 
 #include "bridge/bridge.h"
 #include <p11smime/log.h>
@@ -632,7 +633,17 @@ static int refresh(p11s_key *key)
 	int found = 0, rc;
 
 	if ((rc = p11s_token__slots(ctx)) < 0) {
-		return rc;
+		/*
+		 * The token cannot be found again: absent, for the caller (a batch stops). SoftHSM
+		 * 2.6.1: C_GetSlotInfo on the slot of a deleted token is CKR_GENERAL_ERROR.
+		 */
+		const p11s_error *e = p11s_error_last();
+		char msg[sizeof(e->message)];
+
+		snprintf(msg, sizeof(msg), "%s", e->message);
+		return p11s_error__ckr(P11S_ERR_TOKEN_ABSENT, e->has_ck_rv ? e->ck_rv : 0,
+		    "token '%s' (serial %s) cannot be found again: %s", key->slot.info.label,
+		    key->slot.info.serial, msg);
 	}
 	for (size_t i = 0; i < ctx->nslots && !found; i++) {
 		if ((ctx->slots[i].info.flags & P11S_TOKEN_PRESENT) &&
@@ -671,11 +682,58 @@ static int refresh(p11s_key *key)
 	return rc;
 }
 
-/* A result after which the key's session, login and handle cannot be trusted any more. */
-static int after_op(p11s_key *key, int rc)
+/* Whether the key's token is still in one of the module's slots (by its identity). */
+static int token_still_present(p11s_key *key)
 {
-	if (rc == P11S_ERR_DEVICE_REMOVED || rc == P11S_ERR_TOKEN_ABSENT) {
-		key->stale = 1;
+	p11s_ctx *ctx = key->ctx;
+
+	if (p11s_token__slots(ctx) < 0) {
+		/* SoftHSM 2.6.1: C_GetSlotInfo on the slot of a deleted token is CKR_GENERAL_ERROR. */
+		return 0;
+	}
+	for (size_t i = 0; i < ctx->nslots; i++) {
+		if ((ctx->slots[i].info.flags & P11S_TOKEN_PRESENT) &&
+		    same_token(&ctx->slots[i].info, &key->slot.info)) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A result after which the key's session, login and handle cannot be trusted any more. Besides
+ * the removal codes, CKR_OBJECT_HANDLE_INVALID and CKR_KEY_HANDLE_INVALID (PKCS#11 v2.40 §5.1)
+ * say the handle died: SoftHSM 2.6.1 reports a token deleted under a running process this way.
+ * If the token is gone too, that is a removal (P11S_ERR_TOKEN_ABSENT, which also ends a batch);
+ * otherwise the key is looked up again next time. The message names the token, since several
+ * may be in use.
+ */
+static int after_op(p11s_key *key, int rc, int from_backend)
+{
+	const p11s_error *e = p11s_error_last();
+	int handle_died = rc < 0 && e->has_ck_rv &&
+	    (e->ck_rv == CKR_OBJECT_HANDLE_INVALID || e->ck_rv == CKR_KEY_HANDLE_INVALID);
+
+	if (rc != P11S_ERR_DEVICE_REMOVED && rc != P11S_ERR_TOKEN_ABSENT && !handle_died) {
+		return rc;
+	}
+	key->stale = 1;
+	if (handle_died) {
+		char msg[sizeof(e->message)];
+		unsigned long ck_rv = e->ck_rv;
+
+		snprintf(msg, sizeof(msg), "%s", e->message);
+		if (!token_still_present(key)) {
+			return p11s_error__ckr(P11S_ERR_TOKEN_ABSENT, ck_rv,
+			    "token '%s' (serial %s) is gone: %s", key->slot.info.label,
+			    key->slot.info.serial, msg);
+		}
+		/* token_still_present() may have left its own error: restore the operation's. */
+		p11s_error__ckr(rc, ck_rv, "%s", msg);
+	}
+	if (from_backend) {
+		/* The token layer's own messages (refresh, login) name the token already. */
+		p11s_error__prefix("token '%s': ", key->slot.info.label);
 	}
 	return rc;
 }
@@ -710,10 +768,10 @@ int p11s_token__sign(p11s_key *key, const p11s_mech *mech, const unsigned char *
 
 	*out = NULL;
 	if ((rc = before_op(key, mech->type, 0)) < 0) {
-		return after_op(key, rc);
+		return after_op(key, rc, 0);
 	}
 	return after_op(key,
-	    key->ctx->prov.ops->sign(&key->ctx->prov, &key->obj, mech, in, inlen, out));
+	    key->ctx->prov.ops->sign(&key->ctx->prov, &key->obj, mech, in, inlen, out), 1);
 }
 
 int p11s_token__decrypt(p11s_key *key, const p11s_mech *mech, const unsigned char *in,
@@ -723,10 +781,10 @@ int p11s_token__decrypt(p11s_key *key, const p11s_mech *mech, const unsigned cha
 
 	*out = NULL;
 	if ((rc = before_op(key, mech->type, 1)) < 0) {
-		return after_op(key, rc);
+		return after_op(key, rc, 0);
 	}
 	return after_op(key,
-	    key->ctx->prov.ops->decrypt(&key->ctx->prov, &key->obj, mech, in, inlen, out));
+	    key->ctx->prov.ops->decrypt(&key->ctx->prov, &key->obj, mech, in, inlen, out), 1);
 }
 
 int p11s_token__derive(p11s_key *key, const unsigned char *peer, size_t peer_len, p11s_buf **out)
@@ -735,8 +793,8 @@ int p11s_token__derive(p11s_key *key, const unsigned char *peer, size_t peer_len
 
 	*out = NULL;
 	if ((rc = before_op(key, P11S_MECH_ECDH1_DERIVE, 0)) < 0) {
-		return after_op(key, rc);
+		return after_op(key, rc, 0);
 	}
 	return after_op(key,
-	    key->ctx->prov.ops->derive(&key->ctx->prov, &key->obj, peer, peer_len, out));
+	    key->ctx->prov.ops->derive(&key->ctx->prov, &key->obj, peer, peer_len, out), 1);
 }

@@ -347,7 +347,7 @@ for _ in $(seq 1 50); do grep -q reloaded "$W/gateway.log" && break; sleep 0.2; 
 check "SIGHUP reloads (the gateway keeps running)" sh -c "kill -0 $gwpid && grep -q reloaded '$W/gateway.log'"
 
 # 11. load: N encrypted messages, PAR at a time, all delivered decrypted, exactly once.
-N=${P11S_GW_LOAD:-200}
+N=${P11S_GW_LOAD:-500}
 PAR=8
 printf 'From: sender@example.com\r\nTo: alice-rsa2048@example.org\r\nSubject: load TEMPLATE\r\nMessage-ID: <load-TEMPLATE@gw.test>\r\n\r\nload body\r\n' >"$tmp/load.txt"
 "$P11S_BIN" encrypt --to "$PKI/rsa2048.pem" --in "$tmp/load.txt" --out "$tmp/load.eml"
