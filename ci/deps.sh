@@ -14,7 +14,7 @@ packages=(
 	# interop peers and test vectors (PKITS S/MIME messages)
 	libnss3-tools gpgsm gpg-agent python3-cryptography-vectors
 	# test harness
-	python3 valgrind
+	python3 valgrind strace time
 	# real readers (virtual card) and a real MTA for the gateway
 	pcscd vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome postfix
 )

@@ -345,11 +345,17 @@ out:
  */
 static int content_cipher_nid(const unsigned char *der, long len)
 {
-	const unsigned char *p = der, *end = der + len, *q;
+	const unsigned char *p = der, *end, *q;
 	long l;
 	int tag, cls, r, step;
 	ASN1_OBJECT *oid = NULL;
 	int nid = NID_undef;
+
+	/* An empty body leaves the memory BIO without a buffer: NULL + 0 is undefined (C11 6.5.6). */
+	if (der == NULL || len <= 0) {
+		return NID_undef;
+	}
+	end = der + len;
 
 	/* 1 = descend into, 0 = skip; [0] originatorInfo is skipped when present. */
 	static const struct { int tag; int descend; } path[] = {

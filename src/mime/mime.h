@@ -11,9 +11,11 @@
 
 #include <openssl/bio.h>
 
-/* Limits on the input message (documented in docs/sign.md). */
+/* Limits on the input message (documented in docs/sign.md, docs/security.md). */
 #define P11S_MIME_LINE_MAX 998           /* RFC 5322 §2.1.1: octets per line, CRLF excluded */
+#ifndef P11S_MIME_HEADER_MAX             /* build-time setting: -DP11S_MIME_HEADER_MAX=... */
 #define P11S_MIME_HEADER_MAX (1u << 20)  /* total size of the header section */
+#endif
 
 /* A message prepared for signing. */
 typedef struct p11s_mime_msg p11s_mime_msg;

@@ -17,10 +17,14 @@
 #include <gmime/gmime.h>
 
 #include "core/error_int.h"
+#include "mime/mime.h"
 #include "mime/signed.h"
 
 /* The p7s part and an opaque body are decoded in memory; refuse absurd sizes. */
-#define MAX_P7S_SIZE (64L * 1024 * 1024)
+#ifndef P11S_MAX_P7S_SIZE /* build-time setting (docs/security.md, "Limits") */
+#define P11S_MAX_P7S_SIZE (64L * 1024 * 1024)
+#endif
+#define MAX_P7S_SIZE P11S_MAX_P7S_SIZE
 /* Longest line we keep for delimiter matching: "--" boundary(70) "--" + transport padding. */
 #define LINE_KEEP 1024
 
@@ -593,6 +597,15 @@ int p11s_mime__read_signed(p11s_mime_signed **out, FILE *in)
 		if (rc == P11S_ERR_MALFORMED) {
 			p11s_error__set(P11S_ERR_MALFORMED, "not a MIME message: no header block");
 		}
+		goto out;
+	}
+	/*
+	 * The header section is parsed in memory by GMime: bound it as sign and decrypt do
+	 * (docs/security.md, "Limits"); a 10 MB header line is hostile, not mail.
+	 */
+	if (body > (off_t)P11S_MIME_HEADER_MAX) {
+		rc = p11s_error__set(P11S_ERR_MALFORMED, "header section larger than %u bytes",
+		    (unsigned)P11S_MIME_HEADER_MAX);
 		goto out;
 	}
 	/* GMime reads its own descriptor from offset 0; our FILE re-seeks before each use. */

@@ -83,6 +83,8 @@ static struct {
 	p11s_mock_call *log;
 	size_t nlog, caplog;
 	int defaults_set;
+	const void *login_pin;   /* where the last C_Login's PIN was (never dereferenced here) */
+	size_t login_pin_len;
 } st = {
 	.keys = {
 		{ "rsa2048", 0x01, P11S_KEY_RSA, NULL, NULL, NULL, 0, 0 },
@@ -366,6 +368,12 @@ static int make_keys(void)
 	}
 	st.keys_made = 1;
 	return P11S_OK;
+}
+
+const void *p11s_mock__login_pin_buffer(size_t *len)
+{
+	*len = st.login_pin_len;
+	return st.login_pin;
 }
 
 const unsigned char *p11s_mock__cert_der(const char *label, size_t *len)
@@ -696,6 +704,9 @@ static int mock_login(p11s_provider *p, const p11s_slot *slot, unsigned long use
 	st.log[idx].user_type = user_type;
 	st.log[idx].pin_null = pin == NULL;
 	st.log[idx].pin_len = pin ? p11s_secret_len(pin) : 0;
+	/* Only the address: tests check that the caller wiped or unmapped it after login. */
+	st.login_pin = pin ? (const void *)p11s_secret_data(pin) : NULL;
+	st.login_pin_len = pin ? p11s_secret_len(pin) : 0;
 	if ((rv = take_fault(P11S_MOCK_OP_LOGIN, NULL)) != CKR_OK) {
 		return finish(idx, rv, "C_Login");
 	}

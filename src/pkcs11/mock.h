@@ -108,4 +108,12 @@ void p11s_mock__clear_log(void);
  */
 const unsigned char *p11s_mock__cert_der(const char *label, size_t *len);
 
+/*
+ * Where the PIN buffer handed to the last C_Login was, and its length; NULL if none. The mock
+ * keeps only the address: after login the caller must have wiped the buffer (or freed it: a
+ * p11s_secret is its own mmap'd page, unmapped when freed). Tests check which, without
+ * touching an unmapped page (tests/integration/pin_hygiene.c).
+ */
+const void *p11s_mock__login_pin_buffer(size_t *len);
+
 #endif

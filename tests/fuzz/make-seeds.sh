@@ -1,0 +1,95 @@
+#!/bin/bash
+# Regenerate the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/seed-*).
+# Reproducers (crash-*, regress-*) found by fuzzing are kept; only seed-* files are rewritten.
+# usage: tests/fuzz/make-seeds.sh BUILD_DIR
+#   BUILD_DIR: a build with the tool (src/cli/p11smime) and replay_decrypt (tests/fuzz).
+# Needs openssl(1). Signed seeds chain to tests/fuzz/pki/ca.pem (the verify target's anchor);
+# enveloped seeds are encrypted to the mock token's certificates (fixed issuer and serial).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "$1" && pwd)
+bin=$build/src/cli/p11smime
+[ -x "$bin" ] || bin=$build/main/src/cli/p11smime
+replay=$(find "$build" -name replay_decrypt -type f | head -1)
+pki=$here/pki
+c=$here/corpus
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for t in mime_signed mime_enveloped mime_prepare verify decrypt uri pin_source config; do
+	mkdir -p "$c/$t"
+	rm -f "$c/$t"/seed-*
+done
+
+# The mock's certificates (RSA-2048, P-256, P-384) and PIN.
+P11S_FUZZ_MOCK_CERTS=$tmp "$replay" /dev/null >/dev/null
+printf '1234\n' >"$tmp/pin"
+mock=(--backend mock --module mock --pin-source "file:$tmp/pin")
+
+# --- plain messages (signing input) ---
+p=$c/mime_prepare
+printf 'From: Alice <alice@example.org>\nTo: bob@example.org\nSubject: hi\nDate: Sat, 28 Nov 2026 12:00:00 +0000\n\nHello Bob.\n' >"$p/seed-plain-lf.eml"
+printf 'From: alice@example.org\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n folded\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\xc3\xbc\xc3\x9fe, trailing blank \r\nFrom the start\r\n' >"$p/seed-8bit-crlf.eml"
+printf 'From: alice@example.org\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b1"\n\npreamble\n--b1\nContent-Type: text/plain\n\npart one\n--b1\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n\n\x00\x01\x02\xff\xfe\n--b1\nContent-Type: message/rfc822\n\nFrom: x@y\nContent-Type: multipart/alternative; boundary=b2\n\n--b2\nContent-Type: text/html; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\n<p>\xe9t\xe9</p>\n--b2--\n--b1--\nepilogue\n' >"$p/seed-multipart.eml"
+printf 'Subject: only a header\n' >"$p/seed-header-only.eml"
+printf 'From: a@b\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\nsoft=\nbreak =3D\n' >"$p/seed-qp.eml"
+
+# --- signed messages (verify input) ---
+v=$c/verify
+msg=$p/seed-plain-lf.eml
+sed 's/^From: .*/From: alice@example.org/' "$msg" >"$tmp/alice.eml"
+openssl cms -sign -in "$tmp/alice.eml" -signer "$pki/alice.pem" -inkey "$pki/alice.key" \
+	-from alice@example.org -to bob@example.org -subject hi >"$v/seed-detached-ec.eml"
+openssl cms -sign -nodetach -in "$tmp/alice.eml" -signer "$pki/alice.pem" -inkey "$pki/alice.key" \
+	-from alice@example.org >"$v/seed-opaque-ec.eml"
+openssl cms -sign -keyid -in "$tmp/alice.eml" -signer "$pki/alice.pem" -inkey "$pki/alice.key" \
+	-from alice@example.org >"$v/seed-detached-ski.eml"
+openssl cms -sign -in "$tmp/alice.eml" -signer "$pki/bob.pem" -inkey "$pki/bob.key" \
+	-keyopt rsa_padding_mode:pss -md sha384 -from bob@example.org >"$v/seed-detached-pss.eml"
+openssl cms -sign -in "$tmp/alice.eml" -signer "$pki/alice.pem" -inkey "$pki/alice.key" \
+	-signer "$pki/bob.pem" -inkey "$pki/bob.key" -from alice@example.org >"$v/seed-two-signers.eml"
+"$bin" "${mock[@]}" sign --key 'pkcs11:token=mock;object=ec256;type=private' \
+	--in "$msg" >"$v/seed-p11smime-mock.eml"
+"$bin" "${mock[@]}" sign --opaque --key 'pkcs11:token=mock;object=ec384;type=private' \
+	--in "$p/seed-multipart.eml" >"$v/seed-p11smime-mock-opaque.eml"
+# A signed part inside multipart/mixed (never "signed", STANDARDS §12 M1).
+{ printf 'From: alice@example.org\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=outer\n\n--outer\nContent-Type: text/plain\n\nlook:\n--outer\n'
+  sed -n '/^MIME-Version/,$p' "$v/seed-detached-ec.eml"; printf '\n--outer--\n'; } >"$v/seed-nested.eml"
+# .p7m as application/octet-stream (RFC 8551 §3.9), binary DER body.
+{ printf 'From: alice@example.org\nMIME-Version: 1.0\nContent-Type: application/octet-stream; name=smime.p7m\nContent-Transfer-Encoding: binary\n\n'
+  openssl cms -sign -nodetach -in "$tmp/alice.eml" -signer "$pki/alice.pem" -inkey "$pki/alice.key" -outform DER; } >"$v/seed-octet-p7m.eml"
+cp "$v"/seed-* "$c/mime_signed/"
+
+# --- enveloped messages (decrypt input) ---
+e=$c/decrypt
+"$bin" encrypt --to "$tmp/rsa2048.pem" --in "$msg" >"$e/seed-gcm-rsa.eml"
+"$bin" encrypt --to "$tmp/ec256.pem" --cipher aes-128-cbc --in "$msg" >"$e/seed-cbc-ec256.eml"
+"$bin" encrypt --to "$tmp/rsa2048.pem" --oaep --cipher aes-128-gcm --in "$msg" >"$e/seed-gcm-oaep.eml"
+"$bin" encrypt --to "$tmp/ec384.pem" --to "$tmp/rsa2048.pem" --to "$pki/bob.pem" --in "$msg" \
+	>"$e/seed-three-recipients.eml"
+openssl cms -encrypt -aes256 -in "$msg" "$tmp/rsa2048.pem" >"$e/seed-openssl-cbc.eml"
+openssl cms -encrypt -aes-128-gcm -keyid -in "$msg" "$tmp/ec256.pem" >"$e/seed-openssl-gcm-ski.eml"
+# Encrypted to nobody on the token.
+"$bin" encrypt --to "$pki/bob.pem" --in "$msg" >"$e/seed-other-recipient.eml"
+{ printf 'Content-Type: application/x-pkcs7-mime; name=smime.p7m\nContent-Transfer-Encoding: binary\n\n'
+  openssl cms -encrypt -aes128 -in "$msg" -outform DER "$tmp/rsa2048.pem"; } >"$e/seed-x-pkcs7-binary.eml"
+cp "$e"/seed-* "$c/mime_enveloped/"
+
+# --- URIs, pin sources, configuration ---
+u=$c/uri
+i=0
+for s in 'pkcs11:token=mock;object=rsa2048;type=private' \
+	'pkcs11:model=mock;manufacturer=p11smime;serial=0000000000000001;token=mock;id=%01;object=rsa2048;type=private' \
+	'pkcs11:token=My%20Token;id=%01%02%ff;type=cert?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin' \
+	'pkcs11:library-manufacturer=OpenSC%20Project;library-version=0.23;slot-id=1?module-name=opensc-pkcs11' \
+	'pkcs11:object=a;x-vendor=1?pin-value=1234' 'pkcs11:' 'pkcs11:type=secret-key;object=%E2%82%AC'; do
+	printf '%s' "$s" >"$u/seed-$((i++))"
+done
+i=0
+for s in 'env:P11S_PIN' 'file:/run/user/1000/pin' 'file:///etc/p11smime/pin' '/abs/pin' 'fd:3' 'prompt' 'fd:-1' 'fd:99999999999999999999'; do
+	printf '%s' "$s" >"$c/pin_source/seed-$((i++))"
+done
+printf '# p11smime configuration\nmodule = /usr/lib/softhsm/libsofthsm2.so\nbackend=pkcs11\npin-source = file:/run/pin\n; comment\n[gateway]\nlisten = 127.0.0.1:10025\n' >"$c/config/seed-full"
+printf 'module=/a\nmodule=/b\n\n[gateway]\r\nlisten=x\r\n' >"$c/config/seed-repeat-crlf"
+printf '[unterminated\nkey\n=value\n' >"$c/config/seed-bad"
+ls -R "$c" | head -80
+du -sh "$c"
