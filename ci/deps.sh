@@ -8,7 +8,7 @@ packages=(
 	build-essential cmake pkg-config clang libclang-rt-14-dev
 	libssl-dev openssl libp11-kit-dev p11-kit libp11-dev libcmocka-dev
 	# the token and the tools that make test tokens
-	softhsm2 opensc gnutls-bin libengine-pkcs11-openssl
+	softhsm2 opensc opensc-pkcs11 gnutls-bin libengine-pkcs11-openssl
 	libgmime-3.0-dev libcurl4-openssl-dev curl
 	libpkcs11-helper1-dev libpcsclite-dev libmilter-dev
 	# interop peers and test vectors (PKITS S/MIME messages)

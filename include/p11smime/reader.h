@@ -37,4 +37,27 @@ P11S_EXTERN P11S_MUST_CHECK int p11s_reader_wait_card(long timeout_ms, char *rea
  */
 P11S_EXTERN P11S_MUST_CHECK int p11s_reader_wait_change(long timeout_ms);
 
+/**
+ * A reader monitor: a thread that follows SCardGetStatusChange events and calls `fn(reader,
+ * card_present, payload)` for each card removal (0) and insertion (1) after the start (the
+ * state at the start is not an event), a reader unplugged with its card counting as a removal.
+ * `fn` runs on the monitor's thread. Harmless without pcscd: the monitor keeps trying to reach
+ * it and reports nothing meanwhile.
+ */
+typedef struct p11s_reader_monitor p11s_reader_monitor;
+
+/** The callback of a reader monitor (see above). */
+typedef void (*p11s_reader_event_fn)(const char *reader, int card_present, void *payload);
+
+/**
+ * Start a monitor.
+ * @return P11S_OK; P11S_ERR_UNSUPPORTED without pcsc-lite; P11S_ERR_NOMEM or P11S_ERR_GENERIC
+ *         when the thread cannot be started. Stop and free with p11s_reader_monitor_stop().
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_reader_monitor_start(p11s_reader_monitor **out,
+    p11s_reader_event_fn fn, void *payload);
+
+/** Stop the thread (it returns within about a second) and free; NULL is accepted. */
+P11S_EXTERN void p11s_reader_monitor_stop(p11s_reader_monitor *mon);
+
 #endif

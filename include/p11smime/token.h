@@ -43,6 +43,37 @@ typedef struct p11s_ctx_opts {
  */
 P11S_EXTERN P11S_MUST_CHECK int p11s_ctx_new(p11s_ctx **out, const p11s_ctx_opts *opts);
 
+/**
+ * Load one more PKCS#11 module into the context (the configuration file's repeated `module`
+ * key, docs/tokens.md): p11s_token_list() then lists the slots of every module, in the order
+ * they were added, and p11s_key_list() / p11s_key_find() search them all, so that a selection
+ * matching keys in several modules is P11S_ERR_AMBIGUOUS naming candidates of each. Key URIs
+ * then carry `module-path` so that each names one module. A URI's `module-name` or
+ * `module-path` restricts the search to the modules it names. The modules share the context's
+ * backend, PIN source and OpenSSL library context.
+ * @return P11S_OK; P11S_ERR_MODULE (not loadable); P11S_ERR_NOMEM.
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_ctx_add_module(p11s_ctx *ctx, const char *module);
+
+/**
+ * Follow smartcard reader events (pcsc-lite) for the rest of the context's life, for a
+ * long-running process (sign --batch, the gateway). A card removed from the reader a token's
+ * slot is in (the slot description is the reader name, as OpenSC reports it) makes operations
+ * with that token's keys fail at once with P11S_ERR_TOKEN_ABSENT naming the reader, without a
+ * call to the module; once the card is back the next operation finds the token again and logs
+ * in with a PIN read again from its source. Events are logged at level INFO ("card removed
+ * from reader ..."). Without pcscd nothing happens; built without pcsc-lite this is a no-op.
+ * @return P11S_OK; P11S_ERR_NOMEM or P11S_ERR_GENERIC when the monitor cannot start.
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_ctx_watch_readers(p11s_ctx *ctx);
+
+/**
+ * The file of the PKCS#11 module that p11-kit's registry (pkcs11.conf(5)) names `name`: what an
+ * RFC 7512 `module-name` means when no module is configured. Free `*path` with free().
+ * @return P11S_OK; P11S_ERR_MODULE when p11-kit knows no module by that name.
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_module_find(const char *name, char **path);
+
 /** Log out, close sessions, unload the module. Keys from this context must be freed first. */
 P11S_EXTERN void p11s_ctx_free(p11s_ctx *ctx);
 
@@ -81,6 +112,7 @@ typedef struct p11s_token_info {
 	char serial[17];
 	unsigned int flags;      /**< P11S_TOKEN_* */
 	char uri[512];           /**< pkcs11: URI of the token (token, manufacturer, model, serial) */
+	char module[256];        /**< path of the module the slot belongs to (the token layer sets it) */
 } p11s_token_info;
 
 /**

@@ -229,6 +229,14 @@ int cli_sign_batch(cli_globals *g, p11s_ctx *ctx, p11s_key *key, const p11s_sign
 	}
 	o.chain = all;
 	o.cert = NULL; /* p11s_sign_message_pkey() takes the certificate as an argument */
+	/*
+	 * Card events (pcsc-lite) for the rest of the batch: a card pulled out of the key's reader
+	 * fails the next message at once, naming the reader; stopped by p11s_ctx_free().
+	 */
+	if (p11s_ctx_watch_readers(ctx) < 0) {
+		p11s_log(P11S_LOG_WARN, "no card events: %s", p11s_error_last()->message);
+		p11s_error_clear();
+	}
 	for (i = 0; i < nfiles; i++) {
 		FILE *in = NULL;
 		pending *pd = &group[ngroup];

@@ -34,6 +34,9 @@ static void print_json(FILE *f, p11s_key *const *keys, size_t n)
 		json_key(f, "token");
 		json_str(f, t->label);
 		fputc(',', f);
+		json_key(f, "module");
+		json_str(f, t->module);
+		fputc(',', f);
 		json_key(f, "label");
 		json_str(f, p11s_key_label(keys[i]));
 		fputc(',', f);
@@ -83,7 +86,9 @@ static void print_text(FILE *f, p11s_key *const *keys, size_t n)
 		if (p11s_key_bits(keys[i]) > 0) {
 			fprintf(f, " (%d bits)", p11s_key_bits(keys[i]));
 		}
-		fprintf(f, "\n  label:    %s\n  id:       ", p11s_key_label(keys[i]));
+		fprintf(f, "\n  label:    %s\n  token:    %s\n  module:   %s\n  id:       ",
+		    p11s_key_label(keys[i]), p11s_key_token(keys[i])->label,
+		    p11s_key_token(keys[i])->module);
 		for (size_t j = 0; j < idlen; j++) {
 			fprintf(f, "%02x", id[j]);
 		}

@@ -150,6 +150,9 @@ static int run(cli_globals *g, int argc, char **argv)
 			json_key(stdout, "slot_manufacturer");
 			json_str(stdout, t[i].slot_manufacturer);
 			printf(",");
+			json_key(stdout, "module");
+			json_str(stdout, t[i].module);
+			printf(",");
 			json_key(stdout, "token_present");
 			printf("%s", (t[i].flags & P11S_TOKEN_PRESENT) ? "true" : "false");
 			if ((t[i].flags & P11S_TOKEN_PRESENT) && (t[i].flags & P11S_TOKEN_INITIALIZED)) {
@@ -185,6 +188,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		for (size_t i = 0; i < n; i++) {
 			printf("Slot %lu: %s (%s)\n", t[i].slot_id, t[i].slot_description,
 			    t[i].slot_manufacturer);
+			printf("  module:       %s\n", t[i].module);
 			if ((t[i].flags & P11S_TOKEN_PRESENT) && !(t[i].flags & P11S_TOKEN_INITIALIZED)) {
 				printf("  (token not initialized)\n");
 			} else if (t[i].flags & P11S_TOKEN_PRESENT) {

@@ -74,12 +74,17 @@ int cli_open(cli_globals *g, const char *uri, p11s_ctx **out)
 {
 	p11s_ctx_opts o = P11S_CTX_OPTS_INIT;
 	p11s_uri *u = NULL;
-	int rc;
+	const char *more;
+	char *named = NULL;
+	int from_config = 0, rc;
 
 	o.backend = g->backend ? g->backend : p11s_config_get(g->config, "", "backend");
+
 	o.module = g->module;
 	if (o.module == NULL && getenv("P11SMIME_MODULE") == NULL) {
-		o.module = p11s_config_get(g->config, "", "module");
+		/* The config file's `module` may repeat: every one is loaded (docs/tokens.md). */
+		o.module = p11s_config_get_nth(g->config, "", "module", 0);
+		from_config = o.module != NULL;
 	}
 	o.pin_source = g->pin_source ? g->pin_source : p11s_config_get(g->config, "", "pin-source");
 	if (uri != NULL) {
@@ -89,9 +94,26 @@ int cli_open(cli_globals *g, const char *uri, p11s_ctx **out)
 		}
 		if (p11s_uri_module_path(u) != NULL) {
 			o.module = p11s_uri_module_path(u);
+			from_config = 0;
+		} else if (p11s_uri_module_name(u) != NULL && o.module == NULL &&
+		    getenv("P11SMIME_MODULE") == NULL) {
+			/* No module configured: a module-name is the module p11-kit registers by it. */
+			if ((rc = p11s_module_find(p11s_uri_module_name(u), &named)) < 0) {
+				p11s_uri_free(u);
+				return rc;
+			}
+			o.module = named;
 		}
 	}
 	rc = p11s_ctx_new(out, &o);
+	free(named);
+	for (size_t i = 1; rc == P11S_OK && from_config &&
+	     (more = p11s_config_get_nth(g->config, "", "module", i)) != NULL; i++) {
+		if ((rc = p11s_ctx_add_module(*out, more)) < 0) {
+			p11s_ctx_free(*out);
+			*out = NULL;
+		}
+	}
 	p11s_uri_free(u);
 	return rc;
 }

@@ -164,6 +164,14 @@ static int slot_open(gw_pool *pool, gw_slot *s)
 	if ((rc = p11s_ctx_new(&s->ctx, &o)) < 0) {
 		goto out;
 	}
+	/*
+	 * Card events (pcsc-lite): a card pulled out fails this slot's operations at once (the
+	 * caller tempfails) and its return makes the next operation log in again.
+	 */
+	if (p11s_ctx_watch_readers(s->ctx) < 0) {
+		p11s_log(P11S_LOG_WARN, "no card events: %s", p11s_error_last()->message);
+		p11s_error_clear();
+	}
 	if ((rc = p11s_key_list(s->ctx, cfg->token_uri, &s->keys, &s->nkeys)) < 0) {
 		goto out;
 	}

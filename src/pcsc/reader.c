@@ -16,8 +16,12 @@
 
 #ifdef P11S_HAVE_PCSC
 
+#include <pthread.h>
+
 #include <PCSC/winscard.h>
 #include <PCSC/wintypes.h>
+
+#include <p11smime/log.h>
 
 #define PNP_READER "\\\\?PnP?\\Notification"
 #define MAX_READERS 16
@@ -241,6 +245,232 @@ int p11s_reader_wait_change(long timeout_ms)
 	return wait_events(timeout_ms, 0, NULL, 0);
 }
 
+/*
+ * The reader monitor of long-running processes (batch, gateway). Its thread keeps one PC/SC
+ * context and waits in SCardGetStatusChange with a bounded timeout, so that a stop request is
+ * seen within MONITOR_POLL_MS even when the SCardCancel() that interrupts the wait comes
+ * before the wait starts. Without pcscd it retries every MONITOR_RETRY_MS and reports nothing.
+ */
+#define MONITOR_POLL_MS 1000
+#define MONITOR_RETRY_MS 2000
+
+struct p11s_reader_monitor {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int stop;
+	int have_ctx;           /* `ctx` is established (SCardCancel() may be used on it) */
+	SCARDCONTEXT ctx;
+	p11s_reader_event_fn fn;
+	void *payload;
+};
+
+typedef struct seen_reader {
+	char name[128];
+	int present;
+} seen_reader;
+
+static int monitor_stopping(p11s_reader_monitor *m)
+{
+	int stop;
+
+	pthread_mutex_lock(&m->lock);
+	stop = m->stop;
+	pthread_mutex_unlock(&m->lock);
+	return stop;
+}
+
+/* Sleep `ms`, or less when asked to stop. */
+static void monitor_pause(p11s_reader_monitor *m, long ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&m->lock);
+	while (!m->stop && pthread_cond_timedwait(&m->cond, &m->lock, &until) == 0) {
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+/*
+ * Compare the readers' card states now (`st`, `n` real readers) with what was seen before and
+ * report each difference; `report` is 0 for the first look, which sets the baseline.
+ */
+static void monitor_diff(p11s_reader_monitor *m, seen_reader *known, size_t *nknown,
+    const SCARD_READERSTATE *st, size_t n, int report)
+{
+	seen_reader now[MAX_READERS];
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && k < MAX_READERS; i++, k++) {
+		snprintf(now[k].name, sizeof(now[k].name), "%s", st[i].szReader);
+		now[k].present = (st[i].dwEventState & SCARD_STATE_PRESENT) != 0;
+	}
+	for (size_t i = 0; report && i < *nknown; i++) {
+		size_t j;
+
+		for (j = 0; j < k && strcmp(now[j].name, known[i].name) != 0; j++) {
+		}
+		if (j == k) {
+			/* The reader went away: a card in it went with it. */
+			if (known[i].present) {
+				m->fn(known[i].name, 0, m->payload);
+			}
+		} else if (now[j].present != known[i].present) {
+			m->fn(now[j].name, now[j].present, m->payload);
+		}
+	}
+	for (size_t j = 0; report && j < k; j++) {
+		size_t i;
+
+		for (i = 0; i < *nknown && strcmp(now[j].name, known[i].name) != 0; i++) {
+		}
+		if (i == *nknown && now[j].present) {
+			m->fn(now[j].name, 1, m->payload);
+		}
+	}
+	memcpy(known, now, k * sizeof(*now));
+	*nknown = k;
+}
+
+static void *monitor_main(void *arg)
+{
+	p11s_reader_monitor *m = arg;
+	SCARD_READERSTATE st[MAX_READERS + 1];
+	seen_reader known[MAX_READERS];
+	size_t nknown = 0, n = 0;
+	char *buf = NULL;
+	int have_known = 0, reread = 1, said = 0;
+	SCARDCONTEXT ctx = 0;
+	LONG rv;
+
+	while (!monitor_stopping(m)) {
+		if (!m->have_ctx) {
+			rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx);
+			if (rv != SCARD_S_SUCCESS) {
+				if (!said) {
+					p11s_log(P11S_LOG_DEBUG, "reader monitor: %s; no card events until "
+					    "pcscd is reachable", pcsc_stringify_error(rv));
+					said = 1;
+				}
+				monitor_pause(m, MONITOR_RETRY_MS);
+				continue;
+			}
+			pthread_mutex_lock(&m->lock);
+			m->ctx = ctx;
+			m->have_ctx = 1;
+			pthread_mutex_unlock(&m->lock);
+			said = 0;
+			reread = 1;
+		}
+		if (reread) {
+			free(buf);
+			buf = NULL;
+			if (states(ctx, &buf, st, &n) < 0) {
+				goto lost;
+			}
+			rv = SCardGetStatusChange(ctx, 0, st, (DWORD)n);
+			if (rv != SCARD_S_SUCCESS && rv != (LONG)SCARD_E_TIMEOUT) {
+				goto lost;
+			}
+			monitor_diff(m, known, &nknown, st, n - 1, have_known);
+			have_known = 1;
+			for (size_t i = 0; i < n; i++) {
+				st[i].dwCurrentState = st[i].dwEventState & ~SCARD_STATE_CHANGED;
+			}
+			reread = 0;
+		}
+		rv = SCardGetStatusChange(ctx, MONITOR_POLL_MS, st, (DWORD)n);
+		if (rv == (LONG)SCARD_E_TIMEOUT || rv == (LONG)SCARD_E_CANCELLED) {
+			continue;
+		}
+		if (rv != SCARD_S_SUCCESS) {
+			goto lost;
+		}
+		if (st[n - 1].dwEventState & SCARD_STATE_CHANGED) {
+			/* A reader came or went: read the list again and compare. */
+			reread = 1;
+			continue;
+		}
+		monitor_diff(m, known, &nknown, st, n - 1, 1);
+		for (size_t i = 0; i < n; i++) {
+			st[i].dwCurrentState = st[i].dwEventState & ~SCARD_STATE_CHANGED;
+		}
+		continue;
+	lost:
+		/* pcscd stopped or restarted: start over; the states seen so far stay the baseline. */
+		p11s_log(P11S_LOG_DEBUG, "reader monitor: lost pcscd (%s); retrying",
+		    p11s_error_last()->message);
+		p11s_error_clear();
+		pthread_mutex_lock(&m->lock);
+		m->have_ctx = 0;
+		pthread_mutex_unlock(&m->lock);
+		SCardReleaseContext(ctx);
+		monitor_pause(m, MONITOR_RETRY_MS);
+	}
+	free(buf);
+	if (m->have_ctx) {
+		pthread_mutex_lock(&m->lock);
+		m->have_ctx = 0;
+		pthread_mutex_unlock(&m->lock);
+		SCardReleaseContext(ctx);
+	}
+	return NULL;
+}
+
+int p11s_reader_monitor_start(p11s_reader_monitor **out, p11s_reader_event_fn fn,
+    void *payload)
+{
+	p11s_reader_monitor *m;
+	int err;
+
+	*out = NULL;
+	if (fn == NULL) {
+		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_reader_monitor_start: no callback");
+	}
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	m->fn = fn;
+	m->payload = payload;
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
+	if ((err = pthread_create(&m->thread, NULL, monitor_main, m)) != 0) {
+		pthread_cond_destroy(&m->cond);
+		pthread_mutex_destroy(&m->lock);
+		free(m);
+		return p11s_error__set(P11S_ERR_GENERIC, "cannot start the reader monitor: %s",
+		    strerror(err));
+	}
+	*out = m;
+	return P11S_OK;
+}
+
+void p11s_reader_monitor_stop(p11s_reader_monitor *m)
+{
+	if (m == NULL) {
+		return;
+	}
+	pthread_mutex_lock(&m->lock);
+	m->stop = 1;
+	if (m->have_ctx) {
+		/* Ends a SCardGetStatusChange() in progress at once (SCARD_E_CANCELLED). */
+		SCardCancel(m->ctx);
+	}
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+	pthread_join(m->thread, NULL);
+	pthread_cond_destroy(&m->cond);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
 #else /* !P11S_HAVE_PCSC */
 
 int p11s_reader_list(p11s_reader_info **out, size_t *count)
@@ -258,6 +488,20 @@ int p11s_reader_wait_card(long timeout_ms, char *reader, size_t reader_len)
 int p11s_reader_wait_change(long timeout_ms)
 {
 	return p11s_error__set(P11S_ERR_UNSUPPORTED, "built without pcsc-lite: no card events");
+}
+
+int p11s_reader_monitor_start(p11s_reader_monitor **out, p11s_reader_event_fn fn,
+    void *payload)
+{
+	(void)fn;
+	(void)payload;
+	*out = NULL;
+	return p11s_error__set(P11S_ERR_UNSUPPORTED, "built without pcsc-lite: no card events");
+}
+
+void p11s_reader_monitor_stop(p11s_reader_monitor *mon)
+{
+	(void)mon;
 }
 
 #endif

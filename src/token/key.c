@@ -254,6 +254,7 @@ static int key_new(p11s_ctx *ctx, const p11s_slot *slot, const p11s_object *objs
 			    slot->info.label, cert->label);
 		}
 	}
+	k->card_gen = p11s_token__card_gen(ctx);
 	if ((k->cas = sk_X509_new_null()) == NULL) {
 		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 		goto out;
@@ -293,7 +294,9 @@ static int key_new(p11s_ctx *ctx, const p11s_slot *slot, const p11s_object *objs
 			snprintf(k->curve, sizeof(k->curve), "%s", curve_name(nid));
 		}
 	}
-	if ((rc = p11s_uri__format_key(&slot->info, &k->obj, &k->uri)) < 0) {
+	/* With several modules the same token may be seen through two of them: name the module. */
+	if ((rc = p11s_uri__format_key_module(&slot->info, &k->obj,
+	         ctx->root->next != NULL ? ctx->module_path : NULL, &k->uri)) < 0) {
 		goto out;
 	}
 	*out = k;
@@ -348,14 +351,13 @@ static int uri_pins(const p11s_uri *uri, p11s_pin_source **out)
  * Every private key matching `uri` (NULL: all) on every matching token. `*matched_tokens`
  * counts the present tokens that matched, `*absent` the matching slots without a token.
  */
-static int collect(p11s_ctx *ctx, const p11s_uri *uri, p11s_pin_source *pins, key_vec *kv,
-    size_t *matched_tokens, size_t *absent)
+static int collect_module(p11s_ctx *ctx, const p11s_uri *uri, p11s_pin_source *pins,
+    key_vec *kv, size_t *matched_tokens, size_t *absent)
 {
 	p11s_slot *slots = NULL;
 	size_t nslots;
 	int rc;
 
-	*matched_tokens = *absent = 0;
 	if ((rc = p11s_token__slots(ctx)) < 0) {
 		return rc;
 	}
@@ -407,6 +409,29 @@ static int collect(p11s_ctx *ctx, const p11s_uri *uri, p11s_pin_source *pins, ke
 	rc = P11S_OK;
 out:
 	free(slots);
+	return rc;
+}
+
+/* collect_module() over every module the URI can name (p11s_token__modules()). */
+static int collect(p11s_ctx *ctx, const p11s_uri *uri, p11s_pin_source *pins, key_vec *kv,
+    size_t *matched_tokens, size_t *absent)
+{
+	p11s_ctx **mods = NULL;
+	int rc;
+
+	*matched_tokens = *absent = 0;
+	if ((rc = p11s_token__modules(ctx, uri, &mods)) < 0) {
+		return rc;
+	}
+	for (size_t i = 0; mods[i] != NULL; i++) {
+		if ((rc = collect_module(mods[i], uri, pins, kv, matched_tokens, absent)) < 0) {
+			if (ctx->root->next != NULL) {
+				p11s_error__prefix("module %s: ", mods[i]->module_path);
+			}
+			break;
+		}
+	}
+	free(mods);
 	return rc;
 }
 
@@ -754,6 +779,9 @@ static int before_op(p11s_key *key, unsigned long mech, int decrypt)
 		return p11s_error__set(P11S_ERR_UNSUPPORTED,
 		    "key %s needs a PIN per operation (CKA_ALWAYS_AUTHENTICATE) and backend %s cannot "
 		    "log in for it", key->uri, ops->name);
+	}
+	if ((rc = p11s_token__card_check(key)) < 0) {
+		return rc;
 	}
 	if (key->stale && (rc = refresh(key)) < 0) {
 		return rc;

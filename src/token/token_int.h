@@ -8,6 +8,7 @@
 #include <p11smime/pin.h>
 #include <p11smime/sys/provider.h>
 #include <p11smime/token.h>
+#include <p11smime/uri.h>
 
 /*
  * Translate a PKCS#11 return value into a P11S_ERR_* code, record it with the CK_RV and
@@ -36,6 +37,16 @@ struct p11s_ctx {
 	OSSL_LIB_CTX *libctx;       /* holds the default provider and the bridge provider */
 	p11s_slot *slots;           /* last enumeration */
 	size_t nslots;
+	/*
+	 * Several modules (p11s_ctx_add_module()): the context the caller holds is the first of a
+	 * chain; each further module has a context of its own that shares `pins`, `batch` and
+	 * `libctx` with the first (`root`) and is freed with it.
+	 */
+	struct p11s_ctx *next;
+	struct p11s_ctx *root;      /* the first context; itself for the first */
+	int module_default;         /* no module was given: the p11-kit proxy */
+	char *module_name;          /* p11-kit's name of the module (or RFC 7512's), lazily */
+	struct p11s_card_watch *watch; /* p11s_ctx_watch_readers(), first context only */
 };
 
 struct p11s_key {
@@ -51,7 +62,26 @@ struct p11s_key {
 	char curve[16];
 	p11s_pin_source *uri_pins;  /* the URI's pin-value or pin-source, may be NULL */
 	int stale;                  /* token removed or session lost: find token, login, handle again */
+	unsigned long card_gen;     /* card removals seen (p11s_ctx_watch_readers()) when found */
 };
+
+/*
+ * The context of each module of `ctx`'s chain that `uri` (may be NULL) can name: its
+ * module-path and module-name (RFC 7512 §2.3) select among the loaded modules; with no module
+ * configured (the p11-kit proxy) a module-name loads the module p11-kit registers under that
+ * name. `*out` (malloc'd, NULL-terminated) may be empty.
+ */
+int p11s_token__modules(p11s_ctx *ctx, const p11s_uri *uri, p11s_ctx ***out);
+
+/*
+ * With p11s_ctx_watch_readers(): P11S_ERR_TOKEN_ABSENT when the card of the key's token is
+ * out of its reader; marks the key stale when the card was removed since the key was found,
+ * so that it is found and logged in to again. P11S_OK otherwise (and without a watch).
+ */
+int p11s_token__card_check(p11s_key *key);
+
+/* The number of card removals seen so far (0 without a watch), for a key being found. */
+unsigned long p11s_token__card_gen(const p11s_ctx *ctx);
 
 /* Enumerate slots into ctx->slots, with token URIs filled in. */
 int p11s_token__slots(p11s_ctx *ctx);

@@ -244,6 +244,12 @@ int p11s_uri__format_token(const p11s_token_info *info, char *buf, size_t len)
 
 int p11s_uri__format_key(const p11s_token_info *info, const p11s_object *obj, char **out)
 {
+	return p11s_uri__format_key_module(info, obj, NULL, out);
+}
+
+int p11s_uri__format_key_module(const p11s_token_info *info, const p11s_object *obj,
+    const char *module_path, char **out)
+{
 	P11KitUri *kit = p11_kit_uri_new();
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	CK_ATTRIBUTE a;
@@ -264,6 +270,10 @@ int p11s_uri__format_key(const p11s_token_info *info, const p11s_object *obj, ch
 	}
 	a = (CK_ATTRIBUTE){ CKA_CLASS, &cls, sizeof(cls) };
 	p11_kit_uri_set_attribute(kit, &a);
+	if (module_path != NULL) {
+		/* RFC 7512 §2.3 query attribute: which of several modules holds the key. */
+		p11_kit_uri_set_module_path(kit, module_path);
+	}
 	rc = format(kit, P11_KIT_URI_FOR_OBJECT_ON_TOKEN, out);
 	p11_kit_uri_free(kit);
 	return rc;

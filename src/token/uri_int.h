@@ -23,4 +23,8 @@ int p11s_uri__format_token(const p11s_token_info *info, char *buf, size_t len);
 /* Format a private key URI (token attributes plus object, id, type=private). Free with free(). */
 int p11s_uri__format_key(const p11s_token_info *info, const p11s_object *obj, char **out);
 
+/* The same with the module-path query attribute when `module_path` is not NULL. */
+int p11s_uri__format_key_module(const p11s_token_info *info, const p11s_object *obj,
+    const char *module_path, char **out);
+
 #endif
