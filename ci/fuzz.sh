@@ -1,7 +1,7 @@
 #!/bin/bash
 # Run one libFuzzer target for a while (tests/fuzz/README.md).
 # usage: ci/fuzz.sh TARGET SECONDS [libFuzzer options...]
-#   TARGET: mime_signed mime_enveloped mime_prepare verify decrypt uri pin_source config
+#   TARGET: mime_signed mime_enveloped mime_prepare verify decrypt uri pin_source config gateway
 # Builds build-fuzz/ (clang, ASan+UBSan, libFuzzer coverage) once, then fuzzes with one job
 # (the CI machine is shared: nice, one process). New interesting inputs go to build-fuzz/corpus/
 # TARGET (not into the source tree); a crash is written to build-fuzz/artifacts/TARGET/ and

@@ -7,7 +7,11 @@
 #   FILT  runs the gateway as smtpd_milters (milter_default_action = tempfail) and delivers
 #         with virtual(8) to a maildir.
 # So a tempfail at FILT leaves the message deferred in IN's queue (postqueue -p), and a flush
-# after the fault is fixed delivers it: nothing lost.
+# after the fault is fixed delivers it: nothing lost. A client that talks to FILT directly sees
+# the milter's answer at SMTP (the reject test). A third listener
+#   UNIX  like FILT, with the milter on a unix socket (smtpd_milters = unix:PATH)
+# serves the scenarios run with a second and third gateway configuration (oversize and reject;
+# unix socket, several sessions and workers under load, outbound encryption).
 #
 # usage: run.sh GATEWAY_BIN   (environment from p11s_token_test: SOFTHSM2_CONF, P11S_TEST_*,
 #                              P11S_BIN)
@@ -57,12 +61,15 @@ trap cleanup EXIT
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
-P_IN=$(free_port); P_FILT=$(free_port); P_GW=$(free_port)
+P_IN=$(free_port); P_FILT=$(free_port); P_GW=$(free_port); P_UNIX=$(free_port)
 while [ "$P_FILT" = "$P_IN" ]; do P_FILT=$(free_port); done
 while [ "$P_GW" = "$P_IN" ] || [ "$P_GW" = "$P_FILT" ]; do P_GW=$(free_port); done
+while [ "$P_UNIX" = "$P_IN" ] || [ "$P_UNIX" = "$P_FILT" ] || [ "$P_UNIX" = "$P_GW" ]; do
+	P_UNIX=$(free_port)
+done
 
 # ---- Postfix -------------------------------------------------------------------------------
-mkdir -p "$W/etc" "$W/queue" "$W/data" "$W/mail" "$W/spool"
+mkdir -p "$W/etc" "$W/queue" "$W/data" "$W/mail" "$W/spool" "$W/milter" "$W/certs"
 chown nobody:nogroup "$W/mail"
 chown postfix "$W/data"
 cp /etc/postfix/master.cf "$W/etc/master.cf"
@@ -115,13 +122,17 @@ cat >>"$W/etc/master.cf" <<EOF
   -o content_filter=
   -o myhostname=filter.gw.test
   -o smtpd_milters=inet:127.0.0.1:$P_GW
+127.0.0.1:$P_UNIX inet n - n - - smtpd
+  -o content_filter=
+  -o myhostname=filter.gw.test
+  -o smtpd_milters=unix:$W/milter/gw.sock
 EOF
 postfix -c "$W/etc" check >"$W/check.log" 2>&1 || { cat "$W/check.log" "$W/maillog" 2>/dev/null; exit 1; }
 if ! postfix -c "$W/etc" start >"$W/start.log" 2>&1; then
 	cat "$W/start.log" "$W/maillog" 2>/dev/null
 	exit 1
 fi
-ok "private Postfix started (in :$P_IN, filter :$P_FILT, milter :$P_GW)"
+ok "private Postfix started (in :$P_IN, filter :$P_FILT, unix-milter filter :$P_UNIX, milter :$P_GW)"
 
 # ---- the gateway ---------------------------------------------------------------------------
 ln -s "$P11S_TEST_MODULE" "$W/module.so"
@@ -150,12 +161,14 @@ authserv-id = gw.test
 sign = alice-rsa2048@example.org pkcs11:token=$P11S_TEST_TOKEN;object=rsa2048;type=private
 EOF
 
-start_gw() {
+start_gw() { # start_gw [CONFIG]
+	local conf=${1:-$W/gateway.conf} n
+	n=$(grep -c "listening on" "$W/gateway.log" 2>/dev/null)
 	# P11S_GW_WRAPPER: e.g. "valgrind -q" or a debugger, for a failing run.
-	${P11S_GW_WRAPPER:-} "$GW" --config "$W/gateway.conf" >>"$W/gateway.log" 2>&1 &
+	${P11S_GW_WRAPPER:-} "$GW" --config "$conf" >>"$W/gateway.log" 2>&1 &
 	gwpid=$!
 	for _ in $(seq 1 50); do
-		grep -q "listening on" "$W/gateway.log" 2>/dev/null && return 0
+		[ "$(grep -c "listening on" "$W/gateway.log" 2>/dev/null)" -gt "${n:-0}" ] && return 0
 		kill -0 "$gwpid" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -368,6 +381,122 @@ check "load: every one decrypted" test "$(grep -l '^X-P11smime-Gateway: decrypte
 # 12. SIGTERM drains and exits.
 kill -TERM "$gwpid"
 if wait "$gwpid"; then ok "SIGTERM: clean exit"; else not_ok "SIGTERM: clean exit"; fi
+gwpid=
+check "no spool files left behind" sh -c "[ -z \"\$(ls -A '$W/spool')\" ]"
+
+# body FILE: the body (after the first blank line), line ends without CR.
+body() { tr -d '\r' <"$1" | sed '1,/^$/d'; }
+
+# ---- second configuration: a small size limit, undecryptable = reject ----------------------
+sed -e 's/^max-message-size = .*/max-message-size = 64k/' \
+	-e 's/^undecryptable = pass/undecryptable = reject/' "$W/gateway.conf" >"$W/gateway-b.conf"
+start_gw "$W/gateway-b.conf" && ok "gateway started (max-message-size = 64k, undecryptable = reject)" ||
+	not_ok "gateway started with the second configuration"
+
+# 13. over the size limit: delivered exactly as sent (encrypted, not decrypted, no header).
+{
+	printf 'From: sender@example.com\r\nTo: alice-rsa2048@example.org\r\nSubject: oversize\r\nMessage-ID: <oversize@gw.test>\r\n\r\n'
+	for i in $(seq 1 1500); do printf 'line %05d of a message larger than the limit of 64k\r\n' "$i"; done
+} >"$tmp/plain13"
+"$P11S_BIN" encrypt --to "$PKI/rsa2048.pem" --in "$tmp/plain13" --out "$tmp/enc13"
+check "oversize test message is over 64k" test "$(stat -c %s "$tmp/enc13")" -gt 65536
+send sender@example.com alice-rsa2048@example.org "$tmp/enc13"
+if f=$(delivered oversize); then
+	check "oversize message is delivered still encrypted" grep -qi "application/pkcs7-mime" "$f"
+	check "... with the body exactly as sent" cmp -s <(body "$tmp/enc13") <(body "$f")
+	check "... and no gateway header" sh -c "! grep -q '^X-P11smime-Gateway' '$f'"
+	check "... the gateway logged outcome=oversize" grep -q "outcome=oversize" "$W/gateway.log"
+else
+	not_ok "oversize message delivered"
+fi
+
+# 14. undecryptable = reject: at SMTP (straight to the milter's smtpd), a 5xx for a message
+#     for another key and for a corrupt one; a decryptable one still goes through.
+sed 's/enc-nokey/rej-nokey/' "$tmp/enc3" >"$tmp/enc14a"
+sed 's/enc-corrupt/rej-corrupt/' "$tmp/enc4" >"$tmp/enc14b"
+expect 5 "undecryptable = reject: no key for any recipient is a 5xx at SMTP" -- \
+	python3 "$here/send.py" "$P_FILT" sender@example.com revoked@example.org "$tmp/enc14a"
+check "... with the uniform reply" grep -q "^554 .*message cannot be processed" "$tmp/err"
+expect 5 "undecryptable = reject: a corrupt message is a 5xx at SMTP" -- \
+	python3 "$here/send.py" "$P_FILT" sender@example.com alice-rsa2048@example.org "$tmp/enc14b"
+msg "$tmp/plain14" sender@example.com alice-rsa2048@example.org rej-ok "decryptable under reject"
+"$P11S_BIN" encrypt --to "$PKI/rsa2048.pem" --in "$tmp/plain14" --out "$tmp/enc14c"
+expect 0 "undecryptable = reject: a decryptable message is accepted" -- \
+	python3 "$here/send.py" "$P_FILT" sender@example.com alice-rsa2048@example.org "$tmp/enc14c"
+if f=$(delivered rej-ok); then
+	check "... and delivered decrypted" grep -q "decryptable under reject" "$f"
+else
+	not_ok "decryptable message delivered under undecryptable = reject"
+fi
+check "rejected messages were never delivered" \
+	sh -c "! grep -l -x -e 'Subject: rej-nokey' -e 'Subject: rej-corrupt' '$W/mail/box/new/'* >/dev/null 2>&1"
+stop_gw
+
+# ---- third configuration: unix socket, 2 sessions, 4 workers, outbound encryption -----------
+# The recipient's certificate in [outbound] certs (a software key the test PKI ships, so that
+# openssl can decrypt what was delivered).
+cp "$PKI/keyenc-only.pem" "$W/certs/bob@example.com.pem"
+sed -e "s|^socket = .*|socket = unix:$W/milter/gw.sock|" -e 's/^workers = .*/workers = 4/' \
+	-e 's/^retry = 1/retry = 1\nsessions = 2/' "$W/gateway.conf" >"$W/gateway-c.conf"
+printf 'encrypt = yes\ncerts = %s\n' "$W/certs" >>"$W/gateway-c.conf"
+# Postfix's smtpd (user postfix) must be able to connect: the socket takes the gateway's umask
+# (docs/gateway.md: a common group and UMask=0007 in production).
+(umask 0; exec "$GW" --config "$W/gateway-c.conf" >>"$W/gateway.log" 2>&1) &
+gwpid=$!
+for _ in $(seq 1 50); do [ -S "$W/milter/gw.sock" ] && break; sleep 0.1; done
+check "gateway listens on a unix socket" test -S "$W/milter/gw.sock"
+check "... with 4 workers and 2 token contexts" \
+	grep -q "socket unix:$W/milter/gw.sock, 4 workers, 2 token contexts" "$W/gateway.log"
+sendu() { python3 "$here/send.py" "$P_UNIX" "$@"; }
+
+# 15. outbound, recipient with a certificate in certs: signed, then encrypted to it.
+msg "$tmp/plain15" alice-rsa2048@example.org bob@example.com out-enc "Signed and sealed."
+expect 0 "outbound message through the unix-socket milter is accepted" -- \
+	sendu alice-rsa2048@example.org bob@example.com "$tmp/plain15"
+if f=$(delivered out-enc); then
+	check "outbound message to a recipient with a certificate is enveloped" \
+		grep -qiE 'smime-type="?(authE|e)nveloped-data' "$f"
+	check "... and holds no plaintext" sh -c "! grep -q 'Signed and sealed' '$f'"
+	expect 0 "... decrypts with the recipient's key (openssl cms)" -- \
+		openssl cms -decrypt -in "$f" -recip "$PKI/keyenc-only.pem" -inkey "$PKI/keyenc-only.key" \
+		-out "$tmp/dec15"
+	expect 0 "... to a signature that verifies (openssl cms)" -- \
+		openssl cms -verify -in "$tmp/dec15" -CAfile "$PKI/chain.pem" -out "$tmp/out15"
+	check "... over the text" grep -q "Signed and sealed." "$tmp/out15"
+else
+	not_ok "outbound encrypted message delivered"
+fi
+# ... and to a recipient without a certificate: signed only.
+msg "$tmp/plain15b" alice-rsa2048@example.org carol@example.com out-nocert "Signed only."
+sendu alice-rsa2048@example.org carol@example.com "$tmp/plain15b"
+if f=$(delivered out-nocert); then
+	check "outbound message to a recipient without a certificate is signed, not encrypted" \
+		sh -c "grep -qi 'multipart/signed' '$f' && ! grep -qi 'enveloped-data' '$f'"
+else
+	not_ok "outbound message without recipient certificate delivered"
+fi
+
+# 16. load over the unix socket with 2 sessions and 4 workers: each message delivered once,
+#     decrypted (a 4xx would fail the sender here: it talks to the milter's smtpd directly).
+N2=${P11S_GW_LOAD2:-150}
+sed 's/load TEMPLATE/unixload TEMPLATE/; s/<load-TEMPLATE@/<unixload-TEMPLATE@/' "$tmp/load.txt" \
+	>"$tmp/uload.txt"
+"$P11S_BIN" encrypt --to "$PKI/rsa2048.pem" --in "$tmp/uload.txt" --out "$tmp/uload.eml"
+python3 "$here/send.py" --load "$P_UNIX" sender@example.com alice-rsa2048@example.org "$N2" 8 \
+	"$tmp/uload.eml" >"$tmp/uids" 2>"$tmp/uload.err"
+check "unix-socket load: all $N2 messages accepted" test "$(wc -l <"$tmp/uids")" -eq "$N2"
+for _ in $(seq 1 300); do
+	n=$(grep -h -l "^Subject: unixload " "$W/mail/box/new/"* 2>/dev/null | wc -l)
+	[ "$n" -ge "$N2" ] && break
+	sleep 0.2
+done
+grep -h -i "^Message-ID: <unixload-" "$W/mail/box/new/"* | sort >"$tmp/ugot"
+check "unix-socket load: $N2 delivered, none lost" test "$(sort -u "$tmp/ugot" | wc -l)" -eq "$N2"
+check "unix-socket load: none duplicated" test "$(wc -l <"$tmp/ugot")" -eq "$N2"
+check "unix-socket load: every one decrypted" test "$(grep -l '^X-P11smime-Gateway: decrypted' \
+	$(grep -l '^Subject: unixload ' "$W/mail/box/new/"*) | wc -l)" -eq "$N2"
+kill -TERM "$gwpid"
+if wait "$gwpid"; then ok "SIGTERM (unix socket): clean exit"; else not_ok "SIGTERM (unix socket): clean exit"; fi
 gwpid=
 check "no spool files left behind" sh -c "[ -z \"\$(ls -A '$W/spool')\" ]"
 

@@ -1,0 +1,700 @@
+/*
+ * The per-message work of the gateway (message.h): a message is spooled to an unlinked
+ * temporary file as it arrives (never held in memory); at end of message the whole decision
+ * is made under the current state (configuration + token pool):
+ *
+ *   outbound (trusted or authenticated client, From and MAIL FROM a configured signer):
+ *       sign with the signer's token key, optionally encrypt to recipients with certificates;
+ *   inbound: an enveloped message for a key in the index is decrypted; a signed message (or
+ *       a decrypted one that turns out signed) gets an Authentication-Results header.
+ *
+ * "Never lose mail" (DESIGN.md decision 9): token unavailable or any internal failure is a
+ * tempfail, so the MTA keeps the message and retries. A message we cannot decrypt is passed
+ * unchanged with a header saying why, or rejected with one uniform reply (STANDARDS.md §12:
+ * no oracle). Over the size limit: passed unchanged. Hostile input is never a tempfail (that
+ * would keep a poison message in the queue): it passes with a header saying why.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "message.h"
+
+static const char *const outcome_names[] = {
+	"passed", "decrypted", "undecryptable", "rejected", "signed", "signed+encrypted",
+	"verified", "oversize", "tempfail",
+};
+
+const char *gw_outcome_name(gw_outcome o)
+{
+	return (unsigned)o < sizeof(outcome_names) / sizeof(outcome_names[0]) ? outcome_names[o]
+	                                                                        : "?";
+}
+
+/* ---- spooling ------------------------------------------------------------------------------ */
+
+/* An unlinked temporary file in the spool directory: nothing is left behind on a crash. */
+static FILE *spool_file(const char *dir)
+{
+	char path[4096];
+	FILE *f;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/p11smime-gw.XXXXXX", dir);
+	if ((fd = mkstemp(path)) < 0) {
+		p11s_log(P11S_LOG_ERROR, "cannot create a spool file in %s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	(void)unlink(path);
+	if ((f = fdopen(fd, "w+")) == NULL) {
+		close(fd);
+	}
+	return f;
+}
+
+void gw_msg_reset(gw_msg *m)
+{
+	if (m->spool != NULL) {
+		fclose(m->spool);
+	}
+	m->spool = NULL;
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		free(m->rcpts[i]);
+	}
+	free(m->rcpts);
+	m->rcpts = NULL;
+	m->nrcpts = 0;
+	for (size_t i = 0; i < m->nhdrs; i++) {
+		free(m->hdrs[i].name);
+		free(m->hdrs[i].value);
+	}
+	free(m->hdrs);
+	m->hdrs = NULL;
+	m->nhdrs = 0;
+	m->size = 0;
+	m->max = 0;
+	m->oversize = 0;
+	m->io_error = 0;
+	m->in_body = 0;
+	m->authenticated = 0;
+	m->env_from[0] = '\0';
+	m->env_from_ok = 0;
+}
+
+int gw_msg_begin(gw_msg *m, const char *spool_dir, uint64_t max, const char *env_from,
+    int authenticated)
+{
+	gw_msg_reset(m);
+	m->max = max;
+	m->env_from_ok = env_from != NULL && gw_addr_spec(env_from, m->env_from,
+	    sizeof(m->env_from)) == 0;
+	m->authenticated = authenticated;
+	if ((m->spool = spool_file(spool_dir)) == NULL) {
+		return P11S_ERR_IO;
+	}
+	return P11S_OK;
+}
+
+int gw_msg_rcpt(gw_msg *m, const char *addr)
+{
+	char a[320], **n;
+
+	if (addr == NULL || gw_addr_spec(addr, a, sizeof(a)) < 0) {
+		a[0] = '\0';
+	}
+	if ((n = realloc(m->rcpts, (m->nrcpts + 1) * sizeof(*n))) == NULL) {
+		return P11S_ERR_NOMEM;
+	}
+	m->rcpts = n;
+	if ((n[m->nrcpts] = strdup(a)) == NULL) {
+		return P11S_ERR_NOMEM;
+	}
+	m->nrcpts++;
+	return P11S_OK;
+}
+
+static void spool_write(gw_msg *m, const void *p, size_t n)
+{
+	if (m->io_error) {
+		return;
+	}
+	m->size += n;
+	if (m->size > m->max) {
+		/* Over the limit the message passes unchanged: stop spooling, free the space. */
+		if (!m->oversize) {
+			m->oversize = 1;
+			if (m->spool != NULL && (fflush(m->spool) != 0 ||
+			        ftruncate(fileno(m->spool), 0) != 0)) {
+				m->io_error = 1;
+			}
+		}
+		return;
+	}
+	if (m->spool != NULL && fwrite(p, 1, n, m->spool) != n) {
+		m->io_error = 1;
+	}
+}
+
+int gw_msg_header(gw_msg *m, const char *name, const char *value)
+{
+	gw_hdr *n;
+	const char *run;
+
+	if ((n = realloc(m->hdrs, (m->nhdrs + 1) * sizeof(*n))) == NULL) {
+		return P11S_ERR_NOMEM;
+	}
+	m->hdrs = n;
+	n[m->nhdrs].name = strdup(name);
+	n[m->nhdrs].value = NULL;
+	if (n[m->nhdrs].name == NULL) {
+		return P11S_ERR_NOMEM;
+	}
+	if (strcasecmp(name, "From") == 0 || strcasecmp(name, GW_AR_HEADER) == 0) {
+		if ((n[m->nhdrs].value = strdup(value)) == NULL) {
+			m->io_error = 1;
+		}
+	}
+	m->nhdrs++;
+	/* The spooled header: "Name: value" with every line end CRLF (RFC 5322 §2.2.3 folding). */
+	spool_write(m, name, strlen(name));
+	spool_write(m, ": ", 2);
+	run = value;
+	for (const char *p = value; *p; p++) {
+		if (*p == '\n' && (p == value || p[-1] != '\r')) {
+			spool_write(m, run, (size_t)(p - run));
+			spool_write(m, "\r", 1);
+			run = p;
+		}
+	}
+	spool_write(m, run, strlen(run));
+	spool_write(m, "\r\n", 2);
+	return P11S_OK;
+}
+
+void gw_msg_eoh(gw_msg *m)
+{
+	spool_write(m, "\r\n", 2);
+	m->in_body = 1;
+}
+
+void gw_msg_body(gw_msg *m, const void *p, size_t n)
+{
+	spool_write(m, p, n);
+}
+
+void gw_result_free(gw_result *r)
+{
+	if (r->result != NULL) {
+		fclose(r->result);
+	}
+	r->result = NULL;
+}
+
+/* ---- the decision ------------------------------------------------------------------------- */
+
+typedef struct eom {
+	gw_msg *m;
+	const gw_config *cfg;
+	gw_pool *pool;
+	gw_result *r;
+} eom;
+
+/*
+ * An error caused by the message itself (malformed MIME or CMS, a limit exceeded, a
+ * signature or decryption that fails): permanent, never a reason to tempfail.
+ */
+static int input_error(int rc)
+{
+	return rc == P11S_ERR_MALFORMED || rc == P11S_ERR_VERIFY || rc == P11S_ERR_DECRYPT;
+}
+
+static gw_outcome tempfail(eom *e, int rc, const char *what)
+{
+	e->r->rc = rc < 0 ? rc : P11S_ERR_GENERIC;
+	if (what != NULL) {
+		snprintf(e->r->detail, sizeof(e->r->detail), "%s: %s", what,
+		    p11s_error_last()->message);
+	}
+	return GW_OUT_TEMPFAIL;
+}
+
+static gw_outcome verify_into_header(eom *e, FILE *msg)
+{
+	p11s_verify_opts o = P11S_VERIFY_OPTS_INIT;
+	p11s_verify_result *v = NULL;
+	gw_result *r = e->r;
+	int rc;
+
+	o.trust_files = (const char *const *)e->cfg->trust;
+	o.n_trust_files = e->cfg->ntrust;
+	o.crl_files = (const char *const *)e->cfg->crl;
+	o.n_crl_files = e->cfg->ncrl;
+	rewind(msg);
+	rc = p11s_verify_message(&v, msg, &o);
+	if (input_error(rc)) {
+		/*
+		 * The message itself is at fault (malformed MIME or CMS, limits exceeded): a
+		 * permanent error (RFC 8601 §2.7.1 "permerror"), never a tempfail that would keep
+		 * the message in the queue for ever.
+		 */
+		gw_authres_format(r->authres, sizeof(r->authres), e->cfg->authserv_id, NULL);
+		r->verdict = 0;
+		snprintf(r->detail + strlen(r->detail), sizeof(r->detail) - strlen(r->detail),
+		    " smime=permerror");
+		return GW_OUT_VERIFIED;
+	}
+	if (rc < 0) {
+		return tempfail(e, rc, "verify");
+	}
+	gw_authres_format(r->authres, sizeof(r->authres), e->cfg->authserv_id, v);
+	r->verdict = v->valid ? 1 : 0;
+	snprintf(r->detail + strlen(r->detail), sizeof(r->detail) - strlen(r->detail),
+	    " smime=%s", v->valid ? "pass" : "fail");
+	p11s_verify_result_free(v);
+	return GW_OUT_VERIFIED;
+}
+
+static gw_outcome do_inbound_decrypt(eom *e)
+{
+	p11s_decrypt_info info;
+	p11s_msg_kind kind;
+	gw_result *r = e->r;
+	gw_slot *slot;
+	int rc, matched = 0;
+
+	if (e->pool == NULL || (slot = gw_pool_acquire(e->pool)) == NULL) {
+		snprintf(r->detail, sizeof(r->detail), "token unavailable");
+		r->rc = P11S_ERR_TOKEN;
+		return GW_OUT_TEMPFAIL;
+	}
+	if ((r->result = spool_file(e->cfg->spool)) == NULL) {
+		gw_pool_release(e->pool, slot, P11S_OK);
+		return tempfail(e, P11S_ERR_IO, NULL);
+	}
+	rewind(e->m->spool);
+	rc = gw_slot_decrypt(slot, e->m->spool, r->result, &info, &matched);
+	gw_pool_release(e->pool, slot, matched || rc != P11S_ERR_NOT_FOUND ? rc : P11S_OK);
+	if (rc == P11S_OK && fflush(r->result) != 0) {
+		snprintf(r->detail, sizeof(r->detail), "spool: %s", strerror(errno));
+		r->rc = P11S_ERR_IO;
+		return GW_OUT_TEMPFAIL;
+	}
+	if (rc == P11S_OK) {
+		snprintf(r->mark, sizeof(r->mark), "decrypted; content=%s; cipher=%s; "
+		    "authenticated=%s; key-management=%s", info.content_type, info.cipher,
+		    info.authenticated ? "yes" : "no (CBC: no integrity protection)",
+		    info.key_management);
+		snprintf(r->detail, sizeof(r->detail), "%s %s", info.cipher, info.key_uri);
+		if (e->cfg->verify) {
+			rewind(r->result);
+			if (p11s_message_kind(r->result, &kind) == P11S_OK && kind == P11S_MSG_SIGNED &&
+			    verify_into_header(e, r->result) == GW_OUT_TEMPFAIL) {
+				return GW_OUT_TEMPFAIL;
+			}
+		}
+		return GW_OUT_DECRYPTED;
+	}
+	fclose(r->result);
+	r->result = NULL;
+	if (!matched && rc == P11S_ERR_NOT_FOUND) {
+		snprintf(r->mark, sizeof(r->mark), "not decrypted (no key for any recipient)");
+		snprintf(r->detail, sizeof(r->detail), "no key for any recipient");
+		return GW_OUT_UNDECRYPTABLE;
+	}
+	if (input_error(rc)) {
+		/* One reason for every data-dependent failure: no oracle (STANDARDS.md §12). */
+		snprintf(r->mark, sizeof(r->mark), "not decrypted (decryption failed)");
+		snprintf(r->detail, sizeof(r->detail), "decryption failed");
+		return GW_OUT_UNDECRYPTABLE;
+	}
+	r->rc = rc;
+	snprintf(r->detail, sizeof(r->detail), "%s: %s", p11s_error_name(rc),
+	    p11s_error_last()->message);
+	return GW_OUT_TEMPFAIL;
+}
+
+/* DIR/<address>.pem for every recipient, or 0 (then the message is not encrypted). */
+static int recipient_files(eom *e, char ***out)
+{
+	char **files = calloc(e->m->nrcpts + 1, sizeof(*files));
+
+	*out = NULL;
+	if (files == NULL) {
+		return -1;
+	}
+	for (size_t i = 0; i < e->m->nrcpts; i++) {
+		const char *a = e->m->rcpts[i];
+		size_t len = strlen(e->cfg->certs) + strlen(a) + 6;
+
+		/* An address with a '/' (or starting with '.') never names a file outside DIR. */
+		if (a[0] == '\0' || a[0] == '.' || strchr(a, '/') != NULL ||
+		    (files[i] = malloc(len)) == NULL) {
+			goto none;
+		}
+		snprintf(files[i], len, "%s/%s.pem", e->cfg->certs, a);
+		if (access(files[i], R_OK) != 0) {
+			goto none;
+		}
+	}
+	*out = files;
+	return (int)e->m->nrcpts;
+none:
+	for (size_t i = 0; i < e->m->nrcpts; i++) {
+		free(files[i]);
+	}
+	free(files);
+	return 0;
+}
+
+static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
+{
+	p11s_encrypt_opts eo = P11S_ENCRYPT_OPTS_INIT;
+	p11s_sign_opts so = P11S_SIGN_OPTS_INIT;
+	gw_result *r = e->r;
+	gw_slot *slot;
+	p11s_key *key;
+	FILE *enc = NULL;
+	char **files = NULL;
+	int rc, nfiles;
+
+	if (e->pool == NULL || (slot = gw_pool_acquire(e->pool)) == NULL) {
+		snprintf(r->detail, sizeof(r->detail), "token unavailable");
+		r->rc = P11S_ERR_TOKEN;
+		return GW_OUT_TEMPFAIL;
+	}
+	if ((key = gw_slot_signer_key(e->pool, slot, who)) == NULL) {
+		gw_pool_release(e->pool, slot, P11S_OK);
+		snprintf(r->detail, sizeof(r->detail), "no signing key for %s on the token", who->addr);
+		r->rc = P11S_ERR_NOT_FOUND;
+		return GW_OUT_TEMPFAIL;
+	}
+	if ((r->result = spool_file(e->cfg->spool)) == NULL) {
+		gw_pool_release(e->pool, slot, P11S_OK);
+		return tempfail(e, P11S_ERR_IO, NULL);
+	}
+	rewind(e->m->spool);
+	gw_policy_sign_opts(e->cfg, &so);
+	rc = p11s_sign_message(key, &so, e->m->spool, r->result);
+	gw_pool_release(e->pool, slot, rc);
+	if (rc == P11S_ERR_MALFORMED) {
+		fclose(r->result);
+		r->result = NULL;
+		snprintf(r->mark, sizeof(r->mark), "not signed (not an RFC 5322 message)");
+		snprintf(r->detail, sizeof(r->detail), "not signed: %s", p11s_error_last()->message);
+		return GW_OUT_PASS;
+	}
+	if (rc == P11S_OK && fflush(r->result) != 0) {
+		snprintf(r->detail, sizeof(r->detail), "spool: %s", strerror(errno));
+		r->rc = P11S_ERR_IO;
+		return GW_OUT_TEMPFAIL;
+	}
+	if (rc < 0) {
+		return tempfail(e, rc, "sign");
+	}
+	snprintf(r->detail, sizeof(r->detail), "signer %s", who->addr);
+	if (!e->cfg->encrypt || (nfiles = recipient_files(e, &files)) <= 0) {
+		return GW_OUT_SIGNED;
+	}
+	/* Sign, then encrypt (RFC 8551 §3.7): to every recipient's certificate from DIR. */
+	if ((enc = spool_file(e->cfg->spool)) == NULL) {
+		rc = P11S_ERR_IO;
+	} else {
+		eo.recipient_files = (const char *const *)files;
+		eo.n_recipient_files = (size_t)nfiles;
+		eo.crlf = 1;
+		rewind(r->result);
+		rc = p11s_encrypt_message(r->result, enc, &eo);
+		if (rc == P11S_OK && fflush(enc) != 0) {
+			rc = P11S_ERR_IO;
+		}
+	}
+	for (int i = 0; i < nfiles; i++) {
+		free(files[i]);
+	}
+	free(files);
+	if (rc < 0) {
+		/* A recipient certificate that is unusable: better signed than lost; say so. */
+		if (enc != NULL) {
+			fclose(enc);
+		}
+		if (rc == P11S_ERR_USAGE || rc == P11S_ERR_MALFORMED) {
+			snprintf(r->mark, sizeof(r->mark), "signed, not encrypted (recipient certificate "
+			    "unusable)");
+			p11s_log(P11S_LOG_WARN, "not encrypted: %s", p11s_error_last()->message);
+			return GW_OUT_SIGNED;
+		}
+		return tempfail(e, rc, "encrypt");
+	}
+	fclose(r->result);
+	r->result = enc;
+	return GW_OUT_SIGNED_ENCRYPTED;
+}
+
+static const gw_signer *outbound_signer(eom *e)
+{
+	char from[320];
+	int nfrom = 0, fromi = -1;
+
+	if (e->cfg->nsigners == 0 || !e->m->env_from_ok) {
+		return NULL;
+	}
+	if (!e->m->authenticated && !(e->m->have_client &&
+	        gw_cidr_match(e->cfg->trusted, e->cfg->ntrusted, &e->m->client))) {
+		return NULL;
+	}
+	for (size_t i = 0; i < e->m->nhdrs; i++) {
+		if (strcasecmp(e->m->hdrs[i].name, "From") == 0) {
+			nfrom++;
+			fromi = (int)i;
+		}
+	}
+	/* One From with one mailbox, equal to MAIL FROM, and a configured signer. */
+	if (nfrom != 1 || e->m->hdrs[fromi].value == NULL ||
+	    gw_addr_spec(e->m->hdrs[fromi].value, from, sizeof(from)) < 0 ||
+	    strcmp(from, e->m->env_from) != 0) {
+		return NULL;
+	}
+	return gw_policy_signer(e->cfg, from);
+}
+
+static gw_outcome decide(eom *e)
+{
+	const gw_signer *who;
+	p11s_msg_kind kind;
+	gw_result *r = e->r;
+	int rc;
+
+	if (e->m->io_error || e->m->spool == NULL) {
+		snprintf(r->detail, sizeof(r->detail), "spool I/O error");
+		r->rc = P11S_ERR_IO;
+		return GW_OUT_TEMPFAIL;
+	}
+	if (e->m->oversize) {
+		snprintf(r->detail, sizeof(r->detail), "over max-message-size");
+		return GW_OUT_OVERSIZE;
+	}
+	if (fflush(e->m->spool) != 0) {
+		r->rc = P11S_ERR_IO;
+		snprintf(r->detail, sizeof(r->detail), "spool: %s", strerror(errno));
+		return GW_OUT_TEMPFAIL;
+	}
+	rewind(e->m->spool);
+	rc = p11s_message_kind(e->m->spool, &kind);
+	if (input_error(rc)) {
+		/* Not a message we can classify (RFC 5322 or MIME broken): we leave it alone. */
+		kind = P11S_MSG_PLAIN;
+	} else if (rc < 0) {
+		return tempfail(e, rc, "message kind");
+	}
+	if ((who = outbound_signer(e)) != NULL) {
+		if (kind != P11S_MSG_PLAIN) {
+			snprintf(r->detail, sizeof(r->detail), "already S/MIME, not signed");
+			return GW_OUT_PASS;
+		}
+		return do_outbound_sign(e, who);
+	}
+	if (kind == P11S_MSG_ENVELOPED && e->cfg->decrypt) {
+		return do_inbound_decrypt(e);
+	}
+	if (kind == P11S_MSG_SIGNED && e->cfg->verify) {
+		return verify_into_header(e, e->m->spool);
+	}
+	return GW_OUT_PASS;
+}
+
+gw_outcome gw_msg_decide(gw_msg *m, const gw_config *cfg, gw_pool *pool, gw_result *r)
+{
+	eom e = { m, cfg, pool, r };
+
+	memset(r, 0, sizeof(*r));
+	r->verdict = -1;
+	p11s_error_clear();
+	r->outcome = decide(&e);
+	if (r->outcome == GW_OUT_UNDECRYPTABLE && cfg->reject_undecryptable) {
+		r->outcome = GW_OUT_REJECTED;
+	}
+	if (r->outcome != GW_OUT_TEMPFAIL) {
+		r->rc = P11S_OK;
+	} else if (r->detail[0] == '\0') {
+		snprintf(r->detail, sizeof(r->detail), "%s", p11s_error_name(r->rc));
+	}
+	if (r->outcome == GW_OUT_TEMPFAIL || r->outcome == GW_OUT_REJECTED) {
+		gw_result_free(r);
+	}
+	return r->outcome;
+}
+
+/* ---- the modifications -------------------------------------------------------------------- */
+
+static int is_content_header(const char *name)
+{
+	return strncasecmp(name, "Content-", 8) == 0 || strcasecmp(name, "MIME-Version") == 0;
+}
+
+/* 1-based occurrence number of header i among headers of the same name (smfi_chgheader). */
+static int occurrence(const gw_msg *m, size_t i)
+{
+	int n = 0;
+
+	for (size_t j = 0; j <= i; j++) {
+		if (strcasecmp(m->hdrs[j].name, m->hdrs[i].name) == 0) {
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Read one header field (unfolded) from `f`; 0 at the blank line, -1 on error, 1 on a field. */
+static int read_field(FILE *f, char **name, char **value)
+{
+	char *buf = NULL, *line = NULL, *colon, *v;
+	size_t cap = 0, len = 0, lcap = 0;
+	ssize_t n;
+	int c;
+
+	*name = *value = NULL;
+	for (;;) {
+		if ((n = getline(&line, &lcap, f)) <= 0) {
+			free(line);
+			free(buf);
+			return -1;
+		}
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) {
+			line[--n] = '\0';
+		}
+		if (len == 0 && n == 0) {
+			free(line);
+			return 0;
+		}
+		if (cap < len + (size_t)n + 1) {
+			char *nb = realloc(buf, len + (size_t)n + 1);
+
+			if (nb == NULL) {
+				free(line);
+				free(buf);
+				return -1;
+			}
+			buf = nb;
+			cap = len + (size_t)n + 1;
+		}
+		memcpy(buf + len, line, (size_t)n);
+		len += (size_t)n;
+		buf[len] = '\0';
+		/* A continuation line starts with WSP (RFC 5322 §2.2.3): unfold by dropping CRLF. */
+		c = fgetc(f);
+		if (c != ' ' && c != '\t') {
+			if (c != EOF) {
+				ungetc(c, f);
+			}
+			break;
+		}
+		ungetc(c, f);
+	}
+	free(line);
+	/* A field whose name holds a NUL (getline() reads through it) is not one we wrote. */
+	if ((colon = memchr(buf, ':', len)) == NULL || memchr(buf, '\0', len) != NULL) {
+		free(buf);
+		return -1;
+	}
+	*colon = '\0';
+	v = colon + 1;
+	while (*v == ' ' || *v == '\t') {
+		v++;
+	}
+	*name = strdup(buf);
+	*value = strdup(v);
+	free(buf);
+	if (*name == NULL || *value == NULL) {
+		free(*name);
+		free(*value);
+		*name = *value = NULL;
+		return -1;
+	}
+	return 1;
+}
+
+/*
+ * Replace the message by `r->result`: its outer fields are ours, byte for byte (the library
+ * keeps them); the Content-* fields and MIME-Version change, and the body. Old Content-*
+ * fields are deleted from the last occurrence down (indices stay valid), new ones added.
+ */
+static int apply_result(const gw_msg *m, gw_result *r, const gw_edit_ops *ops, void *ctx)
+{
+	size_t nouter = 0, seen = 0;
+	char *name, *value, buf[65536];
+	size_t n;
+	int rc;
+
+	for (size_t i = 0; i < m->nhdrs; i++) {
+		if (!is_content_header(m->hdrs[i].name)) {
+			nouter++;
+		}
+	}
+	for (size_t i = m->nhdrs; i-- > 0;) {
+		if (is_content_header(m->hdrs[i].name) &&
+		    ops->delheader(ctx, m->hdrs[i].name, occurrence(m, i)) != 0) {
+			return -1;
+		}
+	}
+	rewind(r->result);
+	while ((rc = read_field(r->result, &name, &value)) == 1) {
+		int skip = 0;
+
+		if (seen < nouter && !is_content_header(name)) {
+			/* One of the outer fields, kept in place by the MTA. */
+			seen++;
+			skip = 1;
+		}
+		if (!skip && ops->addheader(ctx, name, value) != 0) {
+			free(name);
+			free(value);
+			return -1;
+		}
+		free(name);
+		free(value);
+	}
+	if (rc < 0 || seen != nouter) {
+		p11s_log(P11S_LOG_ERROR, "internal: the rewritten message lost header fields");
+		return -1;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), r->result)) > 0) {
+		if (ops->replacebody(ctx, (unsigned char *)buf, n) != 0) {
+			return -1;
+		}
+	}
+	return ferror(r->result) ? -1 : 0;
+}
+
+/* Headers that only we may write: RFC 8601 §5 (A-R with our authserv-id) and our marker. */
+static int remove_forged(const gw_msg *m, const gw_config *cfg, const gw_edit_ops *ops,
+    void *ctx)
+{
+	for (size_t i = m->nhdrs; i-- > 0;) {
+		int forged = strcasecmp(m->hdrs[i].name, GW_MARK_HEADER) == 0 ||
+		    (strcasecmp(m->hdrs[i].name, GW_AR_HEADER) == 0 && m->hdrs[i].value != NULL &&
+		     gw_authres_is_ours(m->hdrs[i].value, cfg->authserv_id));
+
+		if (forged && ops->delheader(ctx, m->hdrs[i].name, occurrence(m, i)) != 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int gw_msg_apply(const gw_msg *m, const gw_config *cfg, gw_result *r, const gw_edit_ops *ops,
+    void *ctx)
+{
+	if (r->outcome == GW_OUT_TEMPFAIL || r->outcome == GW_OUT_REJECTED) {
+		return -1;
+	}
+	if (remove_forged(m, cfg, ops, ctx) < 0 ||
+	    (r->result != NULL && apply_result(m, r, ops, ctx) < 0) ||
+	    (r->mark[0] != '\0' && ops->insheader(ctx, GW_MARK_HEADER, r->mark) != 0) ||
+	    (r->authres[0] != '\0' && ops->insheader(ctx, GW_AR_HEADER, r->authres) != 0)) {
+		return -1;
+	}
+	return 0;
+}
