@@ -30,4 +30,11 @@ void p11s_bridge__libctx_free(OSSL_LIB_CTX *libctx);
  */
 int p11s_bridge__pkey(OSSL_LIB_CTX *libctx, p11s_key *key, EVP_PKEY **out);
 
+/*
+ * 1 if `pkey` is a bridge key: every signature it makes is verified with the key's public key
+ * before the provider returns it (signature.c, DESIGN.md decision 3), so callers need not
+ * verify it again. 0 for any other key.
+ */
+int p11s_bridge__is_bridge_key(const EVP_PKEY *pkey);
+
 #endif

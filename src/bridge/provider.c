@@ -274,6 +274,13 @@ static int prov_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
 	return 1;
 }
 
+int p11s_bridge__is_bridge_key(const EVP_PKEY *pkey)
+{
+	const OSSL_PROVIDER *prov = pkey != NULL ? EVP_PKEY_get0_provider(pkey) : NULL;
+
+	return prov != NULL && strcmp(OSSL_PROVIDER_get0_name(prov), P11S_BRIDGE_NAME) == 0;
+}
+
 int p11s_bridge__libctx_new(OSSL_LIB_CTX **out)
 {
 	OSSL_LIB_CTX *libctx;

@@ -14,10 +14,12 @@
  *   message.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <gmime/gmime.h>
 #include <openssl/rand.h>
@@ -28,9 +30,22 @@
 struct p11s_mime_msg {
 	char *outer;          /* kept header fields, CRLF line ends */
 	size_t outer_len;
-	FILE *entity;         /* canonical signed entity (unlinked temporary file) */
-	long long entity_size;
 	p11s_mime_path path;
+	long long entity_size;
+	/*
+	 * P11S_MIME_RAW: the entity is `head` (its Content-* fields and the blank line) followed
+	 * by the body of `src` from `body_off`, bare LF made CRLF on the fly. Nothing is copied:
+	 * the body is read once to scan and digest it and once more to write it out; `st` (when
+	 * `st_ok`) and the length catch an input that changed in between.
+	 */
+	char *head;
+	size_t head_len;
+	FILE *src;            /* borrowed: the caller's input */
+	long long body_off;
+	struct stat st;
+	int st_ok;
+	/* P11S_MIME_REENCODED: the whole entity in an unlinked temporary file. */
+	FILE *entity;
 };
 
 /* A growing byte buffer for the header section (bounded by P11S_MIME_HEADER_MAX). */
@@ -254,20 +269,26 @@ static void scan_init(scan *s)
 	s->prev = -1;
 }
 
-/* A line "Content-Transfer-Encoding: 8bit|binary", at any depth of the MIME tree. */
-static int prefix_is_cte8(const scan *s)
+/* A line "Content-Transfer-Encoding: 8bit|binary", at any depth of the MIME tree. `prefix`
+ * is the lower-cased start of the line. */
+static int is_cte8_line(const char *prefix, size_t plen)
 {
 	static const char f[] = "content-transfer-encoding:";
 	size_t i = sizeof(f) - 1;
 
-	if (s->plen < i || memcmp(s->prefix, f, i) != 0) {
+	if (plen < i || memcmp(prefix, f, i) != 0) {
 		return 0;
 	}
-	while (i < s->plen && (s->prefix[i] == ' ' || s->prefix[i] == '\t')) {
+	while (i < plen && (prefix[i] == ' ' || prefix[i] == '\t')) {
 		i++;
 	}
-	return (s->plen - i >= 4 && memcmp(s->prefix + i, "8bit", 4) == 0) ||
-	    (s->plen - i >= 6 && memcmp(s->prefix + i, "binary", 6) == 0);
+	return (plen - i >= 4 && memcmp(prefix + i, "8bit", 4) == 0) ||
+	    (plen - i >= 6 && memcmp(prefix + i, "binary", 6) == 0);
+}
+
+static int prefix_is_cte8(const scan *s)
+{
+	return is_cte8_line(s->prefix, s->plen);
 }
 
 static void scan_utf8(scan *s, unsigned char c)
@@ -357,30 +378,134 @@ static void scan_end(scan *s)
 
 /* ---------------------------------------------------------------- raw (7-bit) path ------ */
 
-/* Copy `in` from its position to `out`, turning bare LF into CRLF (RFC 8551 §3.1.1). */
-static int copy_crlf(FILE *in, FILE *out, int prev)
+/*
+ * Streaming canonicaliser of a 7-bit body (RFC 8551 §3.1.1: bare LF becomes CRLF) that also
+ * notes what rules the raw path out: an 8-bit octet, a NUL, a line longer than 998 octets
+ * (RFC 5322 §2.1.1) or a nested "Content-Transfer-Encoding: 8bit|binary" line. Lines are
+ * found with memchr() and the octet checks run a word at a time, so this runs at memory
+ * speed: the byte-wise scan (scan_bytes, kept for the rare 8-bit message) was 55% of the
+ * time of signing a 100 MiB message (docs/performance.md).
+ */
+typedef struct canon {
+	int prev;          /* the last octet, '\n' at the start */
+	size_t linelen;    /* octets of the current line so far */
+	char prefix[40];   /* lower-cased start of the current line, if it starts with 'c' */
+	size_t plen;
+	int want_prefix;   /* the current line starts with 'c' or 'C' */
+	int bad;           /* the body cannot take the raw path */
+	long long total;   /* canonical octets produced */
+} canon;
+
+static void canon_init(canon *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->prev = '\n';
+}
+
+/* Any octet with the high bit set, or a NUL. */
+static int high_or_nul(const unsigned char *p, size_t n)
+{
+	uint64_t acc = 0;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, p + i, sizeof(w));
+		acc |= w;
+	}
+	for (; i < n; i++) {
+		acc |= p[i];
+	}
+	return (acc & UINT64_C(0x8080808080808080)) != 0 || memchr(p, 0, n) != NULL;
+}
+
+/* Canonicalise `n` octets at `p` into `o` (room for 2n octets); returns the octets written. */
+static size_t canon_run(canon *c, const unsigned char *p, size_t n, unsigned char *o)
+{
+	unsigned char *o0 = o;
+
+	if (high_or_nul(p, n)) {
+		c->bad = 1;
+	}
+	while (n > 0) {
+		const unsigned char *nl = memchr(p, '\n', n);
+		size_t seg = nl != NULL ? (size_t)(nl - p) : n;
+
+		if (seg > 0) {
+			if (c->linelen == 0) {
+				c->want_prefix = (p[0] | 0x20) == 'c';
+			}
+			for (size_t i = 0; c->want_prefix && i < seg && c->plen < sizeof(c->prefix); i++) {
+				unsigned char ch = p[i];
+
+				c->prefix[c->plen++] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+			}
+			memcpy(o, p, seg);
+			o += seg;
+			c->linelen += seg;
+			c->prev = p[seg - 1];
+		}
+		if (nl == NULL) {
+			break;
+		}
+		if (c->linelen - (c->prev == '\r' ? 1 : 0) > P11S_MIME_LINE_MAX ||
+		    (c->want_prefix && is_cte8_line(c->prefix, c->plen))) {
+			c->bad = 1;
+		}
+		if (c->prev != '\r') {
+			*o++ = '\r';
+		}
+		*o++ = '\n';
+		c->prev = '\n';
+		c->linelen = 0;
+		c->plen = 0;
+		c->want_prefix = 0;
+		p = nl + 1;
+		n -= seg + 1;
+	}
+	c->total += o - o0;
+	return (size_t)(o - o0);
+}
+
+static void canon_end(canon *c)
+{
+	if (c->linelen > P11S_MIME_LINE_MAX || (c->want_prefix && is_cte8_line(c->prefix, c->plen))) {
+		c->bad = 1;
+	}
+}
+
+/*
+ * Feed the raw-path entity to `sink`: m->head, then the canonical body read from m->src.
+ * `*bad` is set (and the feed goes on) when the body turns out not to be raw-path material.
+ */
+static int raw_feed(p11s_mime_msg *m, p11s_mime_entity_sink sink, void *arg, int *bad)
 {
 	unsigned char ibuf[65536], obuf[2 * sizeof(ibuf)];
+	canon c;
 	size_t n;
+	int rc;
 
-	while ((n = fread(ibuf, 1, sizeof(ibuf), in)) > 0) {
-		size_t o = 0;
+	canon_init(&c);
+	if (fseeko(m->src, m->body_off, SEEK_SET) != 0) {
+		return p11s_error__set(P11S_ERR_IO, "the message input is not seekable");
+	}
+	if ((rc = sink(arg, m->head, m->head_len)) < 0) {
+		return rc;
+	}
+	while ((n = fread(ibuf, 1, sizeof(ibuf), m->src)) > 0) {
+		size_t o = canon_run(&c, ibuf, n, obuf);
 
-		for (size_t i = 0; i < n; i++) {
-			if (ibuf[i] == '\n' && prev != '\r') {
-				obuf[o++] = '\r';
-			}
-			obuf[o++] = ibuf[i];
-			prev = ibuf[i];
-		}
-		if (fwrite(obuf, 1, o, out) != o) {
-			return p11s_error__set(P11S_ERR_IO, "writing the signed entity: %s",
-			    strerror(errno));
+		if ((rc = sink(arg, obuf, o)) < 0) {
+			return rc;
 		}
 	}
-	if (ferror(in)) {
+	if (ferror(m->src)) {
 		return p11s_error__set(P11S_ERR_IO, "reading the message: %s", strerror(errno));
 	}
+	canon_end(&c);
+	*bad = c.bad;
+	m->entity_size = (long long)m->head_len + c.total;
 	return P11S_OK;
 }
 
@@ -577,15 +702,109 @@ out:
 
 /* ---------------------------------------------------------------- prepare --------------- */
 
-int p11s_mime__prepare(p11s_mime_msg **out, FILE *in)
+static int null_sink(void *arg, const void *p, size_t n)
 {
-	p11s_mime_msg *m = NULL;
-	dbuf outer = { 0 }, content = { 0 }, hdr = { 0 };
+	(void)arg;
+	(void)p;
+	(void)n;
+	return P11S_OK;
+}
+
+/*
+ * The entity's header section: a Content-Type first when the message had none (RFC 2045
+ * §5.2; the charset from the body scan `s`), the Content-* fields, the blank line.
+ */
+static int entity_head(p11s_mime_msg *m, int has_ctype, const dbuf *content, const scan *s)
+{
+	dbuf hdr = { 0 };
+	int rc;
+
+	if (!has_ctype) {
+		const char *ct = !s->has8bit && !s->hasnul ? "text/plain; charset=us-ascii"
+		    : s->utf8_ok && !s->hasnul             ? "text/plain; charset=utf-8"
+		                                           : "text/plain; charset=unknown-8bit";
+
+		if ((rc = dbuf_str(&hdr, "Content-Type: ")) < 0 || (rc = dbuf_str(&hdr, ct)) < 0 ||
+		    (rc = dbuf_str(&hdr, "\r\n")) < 0) {
+			goto out;
+		}
+	}
+	if ((content->len > 0 && (rc = dbuf_add(&hdr, content->p, content->len)) < 0) ||
+	    (rc = dbuf_str(&hdr, "\r\n")) < 0) {
+		goto out;
+	}
+	free(m->head);
+	m->head = hdr.p;
+	m->head_len = hdr.len;
+	hdr.p = NULL;
+out:
+	free(hdr.p);
+	return rc;
+}
+
+/* The input file is still the one scanned (a file changed between the two passes is caught). */
+static int input_unchanged(const p11s_mime_msg *m)
+{
+	struct stat st;
+
+	if (!m->st_ok) {
+		return P11S_OK;
+	}
+	if (fstat(fileno(m->src), &st) != 0 || st.st_dev != m->st.st_dev ||
+	    st.st_ino != m->st.st_ino || st.st_size != m->st.st_size ||
+	    st.st_mtim.tv_sec != m->st.st_mtim.tv_sec || st.st_mtim.tv_nsec != m->st.st_mtim.tv_nsec) {
+		return p11s_error__set(P11S_ERR_IO, "the message changed while it was being signed");
+	}
+	return P11S_OK;
+}
+
+/* The general path: GMime re-encodes the 8-bit leaves into a temporary file. */
+static int prepare_reencoded(p11s_mime_msg *m, int has_ctype, const dbuf *content, int hdr_cte8)
+{
 	unsigned char buf[65536];
-	long long body_off;
 	size_t n;
 	scan s;
-	int rc, has_ctype, hdr_cte8;
+	int rc;
+
+	/* The full byte-wise scan: the charset of a missing Content-Type needs UTF-8 validity. */
+	if (fseeko(m->src, m->body_off, SEEK_SET) != 0) {
+		return p11s_error__set(P11S_ERR_IO, "the message input is not seekable");
+	}
+	scan_init(&s);
+	while ((n = fread(buf, 1, sizeof(buf), m->src)) > 0) {
+		scan_bytes(&s, buf, n);
+	}
+	if (ferror(m->src)) {
+		return p11s_error__set(P11S_ERR_IO, "reading the message: %s", strerror(errno));
+	}
+	scan_end(&s);
+	s.cte8 |= hdr_cte8;
+	if ((rc = entity_head(m, has_ctype, content, &s)) < 0) {
+		return rc;
+	}
+	if ((m->entity = tmpfile()) == NULL) {
+		return p11s_error__set(P11S_ERR_IO, "cannot create a temporary file: %s",
+		    strerror(errno));
+	}
+	m->path = P11S_MIME_REENCODED;
+	dbuf hdr = { m->head, m->head_len, m->head_len };
+
+	if ((rc = write_reencoded(m->src, m->body_off, &hdr, m->entity)) < 0) {
+		return rc;
+	}
+	if (fflush(m->entity) != 0 || (m->entity_size = ftello(m->entity)) < 0) {
+		return p11s_error__set(P11S_ERR_IO, "writing the signed entity: %s", strerror(errno));
+	}
+	return P11S_OK;
+}
+
+int p11s_mime__prepare(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink, void *arg)
+{
+	p11s_mime_msg *m = NULL;
+	dbuf outer = { 0 }, content = { 0 };
+	long long body_off;
+	scan s;
+	int rc, has_ctype, hdr_cte8, bad = 0;
 
 	*out = NULL;
 	if (fseeko(in, 0, SEEK_SET) != 0) {
@@ -599,76 +818,45 @@ int p11s_mime__prepare(p11s_mime_msg **out, FILE *in)
 		rc = p11s_error__set(P11S_ERR_IO, "the message input is not seekable");
 		goto out;
 	}
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	m->src = in;
+	m->body_off = body_off;
+	m->st_ok = fileno(in) >= 0 && fstat(fileno(in), &m->st) == 0 && S_ISREG(m->st.st_mode);
 
 	/*
-	 * One streaming pass decides between the raw and the re-encoding path. Of the Content-*
-	 * fields only a declared 8bit/binary encoding counts: 8-bit header text (RFC 6532) is
-	 * not a body encoding that quoted-printable or base64 could fix.
+	 * Of the Content-* fields only a declared 8bit/binary encoding counts: 8-bit header text
+	 * (RFC 6532) is not a body encoding that quoted-printable or base64 could fix.
 	 */
 	scan_init(&s);
 	scan_bytes(&s, (const unsigned char *)content.p, content.len);
 	scan_end(&s);
 	hdr_cte8 = s.cte8;
-	scan_init(&s);
-	while ((n = fread(buf, 1, sizeof(buf), in)) > 0) {
-		scan_bytes(&s, buf, n);
-	}
-	if (ferror(in)) {
-		rc = p11s_error__set(P11S_ERR_IO, "reading the message: %s", strerror(errno));
-		goto out;
-	}
-	scan_end(&s);
-	s.cte8 |= hdr_cte8;
-
-	/* The entity's header: Content-Type first when the message had none (RFC 2045 §5.2). */
-	if (!has_ctype) {
-		const char *ct = !s.has8bit && !s.hasnul ? "text/plain; charset=us-ascii"
-		    : s.utf8_ok && !s.hasnul             ? "text/plain; charset=utf-8"
-		                                         : "text/plain; charset=unknown-8bit";
-
-		if ((rc = dbuf_str(&hdr, "Content-Type: ")) < 0 || (rc = dbuf_str(&hdr, ct)) < 0 ||
-		    (rc = dbuf_str(&hdr, "\r\n")) < 0) {
-			goto out;
-		}
-	}
-	if ((content.len > 0 && (rc = dbuf_add(&hdr, content.p, content.len)) < 0) ||
-	    (rc = dbuf_str(&hdr, "\r\n")) < 0) {
-		goto out;
-	}
-
-	if ((m = calloc(1, sizeof(*m))) == NULL) {
-		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	if ((m->entity = tmpfile()) == NULL) {
-		rc = p11s_error__set(P11S_ERR_IO, "cannot create a temporary file: %s",
-		    strerror(errno));
-		goto out;
-	}
-	if (fseeko(in, body_off, SEEK_SET) != 0) {
-		rc = p11s_error__set(P11S_ERR_IO, "the message input is not seekable");
-		goto out;
-	}
-	if (!s.has8bit && !s.hasnul && !s.longline && !s.cte8) {
+	if (!hdr_cte8) {
+		/*
+		 * Most messages are 7-bit: one pass scans, canonicalises and feeds the sink. Should
+		 * the body turn out to need re-encoding, the sink is told to start over.
+		 */
+		scan_init(&s);
 		m->path = P11S_MIME_RAW;
-		if (fwrite(hdr.p, 1, hdr.len, m->entity) != hdr.len) {
-			rc = p11s_error__set(P11S_ERR_IO, "writing the signed entity: %s",
-			    strerror(errno));
+		if ((rc = entity_head(m, has_ctype, &content, &s)) < 0 ||
+		    (rc = raw_feed(m, sink ? sink : null_sink, arg, &bad)) < 0) {
 			goto out;
 		}
-		if ((rc = copy_crlf(in, m->entity, '\n')) < 0) {
-			goto out;
+		if (!bad) {
+			goto done;
 		}
-	} else {
-		m->path = P11S_MIME_REENCODED;
-		if ((rc = write_reencoded(in, body_off, &hdr, m->entity)) < 0) {
+		if (sink != NULL && (rc = sink(arg, NULL, 0)) < 0) {
 			goto out;
 		}
 	}
-	if (fflush(m->entity) != 0 || (m->entity_size = ftello(m->entity)) < 0) {
-		rc = p11s_error__set(P11S_ERR_IO, "writing the signed entity: %s", strerror(errno));
+	if ((rc = prepare_reencoded(m, has_ctype, &content, hdr_cte8)) < 0 ||
+	    (sink != NULL && (rc = p11s_mime__entity_write(m, sink, arg)) < 0)) {
 		goto out;
 	}
+done:
 	m->outer = outer.p;
 	m->outer_len = outer.len;
 	outer.p = NULL;
@@ -678,14 +866,38 @@ out:
 	p11s_mime__free(m);
 	free(outer.p);
 	free(content.p);
-	free(hdr.p);
 	return rc;
 }
 
-FILE *p11s_mime__entity(p11s_mime_msg *m)
+int p11s_mime__entity_write(p11s_mime_msg *m, p11s_mime_entity_sink sink, void *arg)
 {
+	unsigned char buf[65536];
+	size_t n;
+	int rc;
+
+	if (m->path == P11S_MIME_RAW) {
+		long long size = m->entity_size;
+		int bad = 0;
+
+		if ((rc = input_unchanged(m)) < 0 || (rc = raw_feed(m, sink, arg, &bad)) < 0) {
+			return rc;
+		}
+		if (bad || m->entity_size != size) {
+			m->entity_size = size;
+			return p11s_error__set(P11S_ERR_IO, "the message changed while it was being signed");
+		}
+		return input_unchanged(m);
+	}
 	rewind(m->entity);
-	return m->entity;
+	while ((n = fread(buf, 1, sizeof(buf), m->entity)) > 0) {
+		if ((rc = sink(arg, buf, n)) < 0) {
+			return rc;
+		}
+	}
+	if (ferror(m->entity)) {
+		return p11s_error__set(P11S_ERR_IO, "reading the signed entity: %s", strerror(errno));
+	}
+	return P11S_OK;
 }
 
 long long p11s_mime__entity_size(const p11s_mime_msg *m)
@@ -706,6 +918,7 @@ void p11s_mime__free(p11s_mime_msg *m)
 	if (m->entity != NULL) {
 		fclose(m->entity);
 	}
+	free(m->head);
 	free(m->outer);
 	free(m);
 }
@@ -718,44 +931,62 @@ typedef struct b64w {
 	int nrem;
 	int col;
 	int err;
+	size_t olen;
+	char obuf[8192];  /* one fwrite per 8 KiB, not per group */
 } b64w;
 
 static const char b64tab[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+static void b64_flush(b64w *w)
+{
+	if (w->olen > 0 && fwrite(w->obuf, 1, w->olen, w->out) != w->olen) {
+		w->err = 1;
+	}
+	w->olen = 0;
+}
+
 static void b64_group(b64w *w, const unsigned char *g, int n)
 {
-	char o[6];
+	char *o;
 	unsigned int v = (unsigned int)g[0] << 16 | (n > 1 ? (unsigned int)g[1] << 8 : 0) |
 	    (n > 2 ? g[2] : 0);
-	size_t len = 4;
 
+	if (w->olen + 6 > sizeof(w->obuf)) {
+		b64_flush(w);
+	}
+	o = w->obuf + w->olen;
 	o[0] = b64tab[(v >> 18) & 63];
 	o[1] = b64tab[(v >> 12) & 63];
 	o[2] = n > 1 ? b64tab[(v >> 6) & 63] : '=';
 	o[3] = n > 2 ? b64tab[v & 63] : '=';
+	w->olen += 4;
 	w->col += 4;
 	/* RFC 2045 §6.8: no more than 76 characters per line. */
 	if (w->col >= 76) {
 		o[4] = '\r';
 		o[5] = '\n';
-		len = 6;
+		w->olen += 2;
 		w->col = 0;
-	}
-	if (fwrite(o, 1, len, w->out) != len) {
-		w->err = 1;
 	}
 }
 
 static void b64_update(b64w *w, const unsigned char *p, size_t n)
 {
-	while (n > 0) {
+	while (n > 0 && w->nrem > 0) {
 		w->rem[w->nrem++] = *p++;
 		n--;
 		if (w->nrem == 3) {
 			b64_group(w, w->rem, 3);
 			w->nrem = 0;
 		}
+	}
+	for (; n >= 3; p += 3, n -= 3) {
+		b64_group(w, p, 3);
+	}
+	while (n > 0) {
+		w->rem[w->nrem++] = *p++;
+		n--;
 	}
 }
 
@@ -766,11 +997,14 @@ static void b64_final(b64w *w)
 		w->nrem = 0;
 	}
 	if (w->col > 0) {
-		if (fwrite("\r\n", 1, 2, w->out) != 2) {
-			w->err = 1;
+		if (w->olen + 2 > sizeof(w->obuf)) {
+			b64_flush(w);
 		}
+		w->obuf[w->olen++] = '\r';
+		w->obuf[w->olen++] = '\n';
 		w->col = 0;
 	}
+	b64_flush(w);
 }
 
 static int put(FILE *out, const char *s)
@@ -791,12 +1025,20 @@ static int write_outer(const p11s_mime_msg *m, FILE *out)
 	return put(out, "MIME-Version: 1.0\r\n");
 }
 
-int p11s_mime__write_signed(const p11s_mime_msg *m, FILE *out, const char *micalg,
+int p11s_mime__file_sink(void *arg, const void *p, size_t n)
+{
+	if (p != NULL && n > 0 && fwrite(p, 1, n, arg) != n) {
+		return p11s_error__set(P11S_ERR_IO, "writing the output: %s", strerror(errno));
+	}
+	return P11S_OK;
+}
+
+int p11s_mime__write_signed(p11s_mime_msg *m, FILE *out, const char *micalg,
     const unsigned char *sig, size_t siglen)
 {
 	unsigned char rnd[16];
 	char boundary[64], line[256];
-	b64w w = { out, { 0 }, 0, 0, 0 };
+	b64w w = { .out = out };
 	int rc;
 
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
@@ -822,22 +1064,8 @@ int p11s_mime__write_signed(const p11s_mime_msg *m, FILE *out, const char *mical
 		return rc;
 	}
 	/* Part 1: the entity exactly as hashed. */
-	{
-		FILE *e = m->entity;
-		char buf[65536];
-		size_t n;
-
-		rewind(e);
-		while ((n = fread(buf, 1, sizeof(buf), e)) > 0) {
-			if (fwrite(buf, 1, n, out) != n) {
-				return p11s_error__set(P11S_ERR_IO, "writing the output: %s",
-				    strerror(errno));
-			}
-		}
-		if (ferror(e)) {
-			return p11s_error__set(P11S_ERR_IO, "reading the signed entity: %s",
-			    strerror(errno));
-		}
+	if ((rc = p11s_mime__entity_write(m, p11s_mime__file_sink, out)) < 0) {
+		return rc;
 	}
 	/* The CRLF before the delimiter belongs to the delimiter (RFC 2046 §5.1.1). */
 	snprintf(line, sizeof(line),
@@ -897,8 +1125,12 @@ static long b64bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 
 	switch (cmd) {
 	case BIO_CTRL_FLUSH:
-		/* Only the FILE is flushed: the final group is written by p11s_mime__b64w_finish. */
-		return w != NULL && !w->err && fflush(w->out) == 0;
+		/* Whole groups only: the final group is written by p11s_mime__b64w_finish. */
+		if (w == NULL) {
+			return 0;
+		}
+		b64_flush(w);
+		return !w->err && fflush(w->out) == 0;
 	case BIO_CTRL_PENDING:
 	case BIO_CTRL_WPENDING:
 		return 0;

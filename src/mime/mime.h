@@ -1,8 +1,8 @@
 /*
  * MIME side of signing (RFC 5322, RFC 2045-2049, RFC 8551 §3): split a message into its outer
  * header fields and the MIME entity to be signed, bring that entity into canonical, 7-bit form
- * (RFC 8551 §3.1.1-3.1.3) in a temporary file, and write the S/MIME wrappers around it.
- * Knows nothing about CMS: the signature arrives as bytes or through a BIO.
+ * (RFC 8551 §3.1.1-3.1.3) and stream it to a sink (a digest, the output), and write the S/MIME
+ * wrappers around it. Knows nothing about CMS: the signature arrives as bytes or through a BIO.
  */
 #ifndef P11S_MIME_H
 #define P11S_MIME_H
@@ -22,22 +22,40 @@ typedef struct p11s_mime_msg p11s_mime_msg;
 
 /* How the signed entity was produced (for tests and diagnostics). */
 typedef enum p11s_mime_path {
-	P11S_MIME_RAW = 1,       /* 7-bit input: raw bytes copied, bare LF made CRLF */
+	P11S_MIME_RAW = 1,       /* 7-bit input: raw bytes, bare LF made CRLF, read from the input */
 	P11S_MIME_REENCODED = 2, /* 8bit/binary leaves given quoted-printable or base64 (GMime) */
 } p11s_mime_path;
 
 /*
- * Read the RFC 5322 message in `in` (seekable; read from its current start, offset 0), keep
- * its non-Content-* header fields raw and in order for the outer message, and write the
- * canonical signed entity (Content-* fields + body, CRLF line ends, 7-bit transfer encodings)
- * to an unlinked temporary file. Memory does not grow with the body size.
- * @return P11S_OK; P11S_ERR_MALFORMED (not an RFC 5322 message: the message says why);
- *         P11S_ERR_IO; P11S_ERR_NOMEM. Free `*out` with p11s_mime__free().
+ * A consumer of the canonical entity: gets its octets in order and returns P11S_OK, or a
+ * negative error, which stops the feed. A call with p == NULL and n == 0 means "start over":
+ * forget everything received so far.
  */
-int p11s_mime__prepare(p11s_mime_msg **out, FILE *in);
+typedef int (*p11s_mime_entity_sink)(void *arg, const void *p, size_t n);
 
-/* The canonical entity, rewound to its start. Owned by `m`. */
-FILE *p11s_mime__entity(p11s_mime_msg *m);
+/* A sink writing to the FILE * `arg`. */
+int p11s_mime__file_sink(void *arg, const void *p, size_t n);
+
+/*
+ * Read the RFC 5322 message in `in` (seekable; read from offset 0), keep its non-Content-*
+ * header fields raw and in order for the outer message, and work out the canonical signed
+ * entity (Content-* fields + body, CRLF line ends, 7-bit transfer encodings), feeding it to
+ * `sink` (NULL: none) — the digest is computed in the same pass that scans the body.
+ * A 7-bit body is not copied: the entity is re-read from `in` by p11s_mime__entity_write(),
+ * so `in` must stay open and unchanged until `*out` is freed (a change of its size or
+ * modification time is an error there). A body that needs re-encoding goes through GMime
+ * into an unlinked temporary file. Memory does not grow with the body size.
+ * @return P11S_OK; P11S_ERR_MALFORMED (not an RFC 5322 message: the message says why);
+ *         P11S_ERR_IO; P11S_ERR_NOMEM; a sink's error. Free `*out` with p11s_mime__free().
+ */
+int p11s_mime__prepare(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink, void *arg);
+
+/*
+ * Feed the canonical entity to `sink` again, byte for byte what p11s_mime__prepare() fed.
+ * @return P11S_OK; P11S_ERR_IO (also: the input changed since p11s_mime__prepare()); a
+ *         sink's error.
+ */
+int p11s_mime__entity_write(p11s_mime_msg *m, p11s_mime_entity_sink sink, void *arg);
 
 /* Size in bytes of the canonical entity. */
 long long p11s_mime__entity_size(const p11s_mime_msg *m);
@@ -52,7 +70,7 @@ p11s_mime_path p11s_mime__path(const p11s_mime_msg *m);
  * without eContent) in base64. Every line ends CRLF.
  * @return P11S_OK, P11S_ERR_IO, P11S_ERR_CRYPTO (no randomness for the boundary).
  */
-int p11s_mime__write_signed(const p11s_mime_msg *m, FILE *out, const char *micalg,
+int p11s_mime__write_signed(p11s_mime_msg *m, FILE *out, const char *micalg,
     const unsigned char *sig, size_t siglen);
 
 /*

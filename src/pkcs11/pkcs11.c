@@ -723,8 +723,12 @@ void p11s_objects_free(p11s_object *objs, size_t n)
 	free(objs);
 }
 
-/* Read the attributes of sys/provider.h's p11s_object for one object. */
-static CK_RV read_object(struct priv *pv, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh,
+/*
+ * Read the attributes of sys/provider.h's p11s_object for one object, each with its own
+ * C_GetAttributeValue calls: the fallback for tokens that get multi-attribute templates wrong
+ * (read_object_batch below), and the reference for what every field holds when absent.
+ */
+static CK_RV read_object_single(struct priv *pv, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh,
     CK_SLOT_ID slot, p11s_object_class cls, p11s_object *o)
 {
 	unsigned char *label = NULL;
@@ -802,6 +806,309 @@ static CK_RV read_object(struct priv *pv, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE 
 	}
 	o->can_derive = b ? 1 : 0;
 	return CKR_OK;
+}
+
+/*
+ * The attributes read_object_batch asks for, and of which object classes. `core` ones exist on
+ * every object of those classes (v2.40 §4.4, §4.6.3, §4.7, §4.9: CKA_LABEL and CKA_ID default
+ * to empty, CKA_KEY_TYPE, CKA_SIGN, CKA_DECRYPT, CKA_DERIVE and an X.509 certificate's
+ * CKA_VALUE are always there): a token that reports one of them unavailable in a template that
+ * also holds invalid attributes has mishandled the template, not the attribute.
+ */
+enum {
+	A_LABEL,
+	A_ID,
+	A_VALUE,
+	A_KEY_TYPE,
+	A_MODULUS,
+	A_PUBLIC_EXPONENT,
+	A_EC_PARAMS,
+	A_EC_POINT,
+	A_ALWAYS_AUTHENTICATE,
+	A_SIGN,
+	A_DECRYPT,
+	A_DERIVE,
+	A_COUNT
+};
+
+enum { K_BYTES, K_ULONG, K_BOOL };
+
+#define C_PRIV (1u << P11S_OBJ_PRIVATE_KEY)
+#define C_PUB (1u << P11S_OBJ_PUBLIC_KEY)
+#define C_CERT (1u << P11S_OBJ_CERTIFICATE)
+
+static const struct {
+	CK_ATTRIBUTE_TYPE type;
+	unsigned char kind;
+	unsigned char core;
+	unsigned int classes;
+} batch_attrs[A_COUNT] = {
+	[A_LABEL] = { CKA_LABEL, K_BYTES, 1, C_PRIV | C_PUB | C_CERT },
+	[A_ID] = { CKA_ID, K_BYTES, 1, C_PRIV | C_PUB | C_CERT },
+	[A_VALUE] = { CKA_VALUE, K_BYTES, 1, C_CERT },
+	[A_KEY_TYPE] = { CKA_KEY_TYPE, K_ULONG, 1, C_PRIV | C_PUB },
+	[A_MODULUS] = { CKA_MODULUS, K_BYTES, 0, C_PRIV | C_PUB },
+	[A_PUBLIC_EXPONENT] = { CKA_PUBLIC_EXPONENT, K_BYTES, 0, C_PRIV | C_PUB },
+	[A_EC_PARAMS] = { CKA_EC_PARAMS, K_BYTES, 0, C_PRIV | C_PUB },
+	/* Standard on public keys; some tokens also keep it on the private key. */
+	[A_EC_POINT] = { CKA_EC_POINT, K_BYTES, 0, C_PRIV | C_PUB },
+	/* v2.20 and later: older tokens do not know it. */
+	[A_ALWAYS_AUTHENTICATE] = { CKA_ALWAYS_AUTHENTICATE, K_BOOL, 0, C_PRIV },
+	[A_SIGN] = { CKA_SIGN, K_BOOL, 1, C_PRIV },
+	[A_DECRYPT] = { CKA_DECRYPT, K_BOOL, 1, C_PRIV },
+	[A_DERIVE] = { CKA_DERIVE, K_BOOL, 1, C_PRIV },
+};
+
+/*
+ * Values put in the template before the first call: a token that answers every entry
+ * overwrites them (a length, CK_UNAVAILABLE_INFORMATION, a key type, CK_TRUE/CK_FALSE), so
+ * finding one afterwards means the token skipped the entry.
+ */
+#define LEN_UNSET ((CK_ULONG)-2)
+#define KEY_TYPE_UNSET ((CK_KEY_TYPE)-2)
+#define BOOL_UNSET ((CK_BBOOL)0xa5)
+
+/* Whether attribute `a` of an object of key type `kt` goes into p11s_object. */
+static int batch_needed(int a, CK_KEY_TYPE kt)
+{
+	switch (a) {
+	case A_MODULUS:
+	case A_PUBLIC_EXPONENT:
+		return kt == CKK_RSA;
+	case A_EC_PARAMS:
+	case A_EC_POINT:
+		return kt == CKK_EC || kt == CKK_EC_EDWARDS;
+	default:
+		return 1;
+	}
+}
+
+/* As attr_bool: true only for a one-byte CK_TRUE. */
+static unsigned int batch_bool(const CK_ATTRIBUTE *e, CK_BBOOL b)
+{
+	return e->ulValueLen == sizeof(b) && b == CK_TRUE ? 1 : 0;
+}
+
+/*
+ * Read every attribute of `o` (handle, slot and class already set) in one template, two
+ * calls (PKCS#11 v2.40 base §5.7.5 C_GetAttributeValue): the first learns the lengths of the
+ * variable-length attributes (pValue NULL_PTR) and, since the spec treats every entry on its
+ * own, already reads the fixed-size ones (CKA_KEY_TYPE, the CK_BBOOLs); the second reads the
+ * values of the variable-length attributes that this key type uses. Per the spec, an entry the
+ * token does not have (CKR_ATTRIBUTE_TYPE_INVALID) or will not reveal (CKR_ATTRIBUTE_SENSITIVE)
+ * comes back as CK_UNAVAILABLE_INFORMATION while the others are answered: it is absent, as in
+ * read_object_single. CKR_BUFFER_TOO_SMALL on the second call means an attribute grew between
+ * the calls: both are made once more.
+ *
+ * Anything else (another error, an entry left unanswered, a core attribute reported missing)
+ * sets `*fallback`, and the caller reads the object attribute by attribute as before, so a
+ * token that mishandles templates costs calls, never results. Returns CKR_OK, or an error that
+ * ends the listing (the object is gone, the session is gone, out of memory).
+ */
+static CK_RV read_object_batch(struct priv *pv, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh,
+    p11s_object *o, int *fallback)
+{
+	const unsigned int mask = 1u << o->cls;
+	CK_ATTRIBUTE t[A_COUNT], v[A_COUNT];
+	int at[A_COUNT], va[A_COUNT];
+	unsigned char *buf[A_COUNT];
+	CK_BBOOL bools[A_COUNT];
+	CK_KEY_TYPE kt = KEY_TYPE_UNSET;
+	CK_ULONG nt, nv = 0, len;
+	CK_RV rv = CKR_OK;
+
+	*fallback = 0;
+	memset(buf, 0, sizeof(buf));
+	for (int tries = 0;; tries++) {
+		nt = 0;
+		for (int a = 0; a < A_COUNT; a++) {
+			at[a] = -1;
+			if (!(batch_attrs[a].classes & mask)) {
+				continue;
+			}
+			at[a] = (int)nt;
+			t[nt].type = batch_attrs[a].type;
+			switch (batch_attrs[a].kind) {
+			case K_ULONG:
+				kt = KEY_TYPE_UNSET;
+				t[nt].pValue = &kt;
+				t[nt].ulValueLen = sizeof(kt);
+				break;
+			case K_BOOL:
+				bools[a] = BOOL_UNSET;
+				t[nt].pValue = &bools[a];
+				t[nt].ulValueLen = sizeof(bools[a]);
+				break;
+			default:
+				t[nt].pValue = NULL_PTR;
+				t[nt].ulValueLen = LEN_UNSET;
+				break;
+			}
+			nt++;
+		}
+		rv = pv->f->C_GetAttributeValue(h, oh, t, nt);
+		if (rv != CKR_OK && !attr_absent(rv)) {
+			goto refused;
+		}
+		for (int a = 0; a < A_COUNT; a++) {
+			if (at[a] < 0) {
+				continue;
+			}
+			if (t[at[a]].ulValueLen == CK_UNAVAILABLE_INFORMATION) {
+				if (rv != CKR_OK && batch_attrs[a].core) {
+					goto fall_back;
+				}
+				continue;
+			}
+			if ((batch_attrs[a].kind == K_BYTES && t[at[a]].ulValueLen == LEN_UNSET) ||
+			    (batch_attrs[a].kind == K_ULONG && kt == KEY_TYPE_UNSET) ||
+			    (batch_attrs[a].kind == K_BOOL && bools[a] == BOOL_UNSET)) {
+				goto fall_back;
+			}
+		}
+		/* As attr_ulong: a length other than a CK_ULONG's is no key type. */
+		if (at[A_KEY_TYPE] >= 0 && t[at[A_KEY_TYPE]].ulValueLen != sizeof(kt)) {
+			kt = CK_UNAVAILABLE_INFORMATION;
+		}
+
+		/* Second call: the values this object needs; empty ones need no call. */
+		nv = 0;
+		for (int a = 0; a < A_COUNT; a++) {
+			if (at[a] < 0 || batch_attrs[a].kind != K_BYTES || !batch_needed(a, kt)) {
+				continue;
+			}
+			len = t[at[a]].ulValueLen;
+			if (len == CK_UNAVAILABLE_INFORMATION || len == 0) {
+				continue;
+			}
+			if ((buf[a] = malloc(len + 1)) == NULL) {
+				rv = CKR_HOST_MEMORY;
+				goto out;
+			}
+			va[nv] = a;
+			v[nv].type = batch_attrs[a].type;
+			v[nv].pValue = buf[a];
+			v[nv].ulValueLen = len;
+			nv++;
+		}
+		if (nv == 0) {
+			rv = CKR_OK;
+			break;
+		}
+		rv = pv->f->C_GetAttributeValue(h, oh, v, nv);
+		if (rv == CKR_OK) {
+			break;
+		}
+		for (int a = 0; a < A_COUNT; a++) {
+			free(buf[a]);
+			buf[a] = NULL;
+		}
+		if (rv != CKR_BUFFER_TOO_SMALL || tries > 0) {
+			goto refused;
+		}
+	}
+
+	/* The same fields, and the same defaults, as read_object_single. */
+	for (CK_ULONG i = 0; i < nv; i++) {
+		int a = va[i];
+		p11s_bytes *dst;
+
+		len = v[i].ulValueLen;
+		if (len == CK_UNAVAILABLE_INFORMATION || len > t[at[a]].ulValueLen ||
+		    (len == 0 && a != A_LABEL)) {
+			continue; /* left in buf[a], freed below: absent */
+		}
+		buf[a][len] = '\0'; /* labels are used as strings */
+		switch (a) {
+		case A_LABEL:
+			o->label = (char *)buf[a];
+			buf[a] = NULL;
+			continue;
+		case A_ID:
+			dst = &o->id;
+			break;
+		case A_VALUE:
+			dst = &o->value;
+			break;
+		case A_MODULUS:
+			dst = &o->modulus;
+			break;
+		case A_PUBLIC_EXPONENT:
+			dst = &o->public_exponent;
+			break;
+		case A_EC_PARAMS:
+			dst = &o->ec_params;
+			break;
+		default:
+			dst = &o->ec_point;
+			break;
+		}
+		dst->data = buf[a];
+		dst->len = len;
+		buf[a] = NULL;
+	}
+	if (o->label == NULL && (o->label = calloc(1, 1)) == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	if (o->cls != P11S_OBJ_CERTIFICATE) {
+		switch (kt) {
+		case CKK_RSA:
+			o->key_type = P11S_KEY_RSA;
+			break;
+		case CKK_EC:
+			o->key_type = P11S_KEY_EC;
+			break;
+		case CKK_EC_EDWARDS:
+			o->key_type = P11S_KEY_EDDSA;
+			break;
+		default:
+			o->key_type = P11S_KEY_UNKNOWN;
+			break;
+		}
+	}
+	if (o->cls == P11S_OBJ_PRIVATE_KEY) {
+		o->always_authenticate = batch_bool(&t[at[A_ALWAYS_AUTHENTICATE]],
+		    bools[A_ALWAYS_AUTHENTICATE]);
+		o->can_sign = batch_bool(&t[at[A_SIGN]], bools[A_SIGN]);
+		o->can_decrypt = batch_bool(&t[at[A_DECRYPT]], bools[A_DECRYPT]);
+		o->can_derive = batch_bool(&t[at[A_DERIVE]], bools[A_DERIVE]);
+	}
+	rv = CKR_OK;
+	goto out;
+
+refused:
+	/* Errors about the object or the session, not the template: reading singly would too. */
+	if (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_HOST_MEMORY || session_dead(rv)) {
+		goto out;
+	}
+fall_back:
+	*fallback = 1;
+	rv = CKR_OK;
+out:
+	for (int a = 0; a < A_COUNT; a++) {
+		free(buf[a]);
+	}
+	return rv;
+}
+
+/* Read the attributes of sys/provider.h's p11s_object for one object. */
+static CK_RV read_object(struct priv *pv, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh,
+    CK_SLOT_ID slot, p11s_object_class cls, p11s_object *o)
+{
+	int fallback;
+	CK_RV rv;
+
+	memset(o, 0, sizeof(*o));
+	o->handle = oh;
+	o->slot = slot;
+	o->cls = cls;
+	rv = read_object_batch(pv, h, oh, o, &fallback);
+	if (fallback) {
+		object_clear(o); /* read_object_single starts afresh */
+		rv = read_object_single(pv, h, oh, slot, cls, o);
+	}
+	return rv;
 }
 
 static int pk_objects(p11s_provider *p, const p11s_slot *slot, p11s_object **out, size_t *n)
@@ -1006,20 +1313,34 @@ static int context_login(struct priv *pv, CK_SESSION_HANDLE h, const p11s_slot *
 typedef CK_RV (*single_fn)(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR);
 
 /*
- * C_Sign or C_Decrypt in one part: a size query, then the call. `*active` tells whether the
- * operation is still active afterwards (v2.40 §5.2 and C_Sign: only CKR_BUFFER_TOO_SMALL and a
- * successful size query leave it so).
+ * Output room that covers the signature or plaintext of every key up to RSA-4096 and every
+ * ECDSA/EdDSA curve up to P-521 (2 x 66 octets) and Ed448 (114): with it the size query is
+ * not needed.
+ */
+#define SINGLE_OUT_GUESS 512
+
+/*
+ * C_Sign or C_Decrypt in one part. v2.40 §5.2: a buffer that is large enough gets the output
+ * at once, so the call goes straight out with room for `guess` octets (the key's output size
+ * where known, an upper bound otherwise) and the size query (pBuf NULL_PTR) is made only when
+ * the token answers CKR_BUFFER_TOO_SMALL without telling how much it needs. `*active` tells
+ * whether the operation is still active afterwards (v2.40 §5.2 and C_Sign: only
+ * CKR_BUFFER_TOO_SMALL and a successful size query leave it so).
  */
 static CK_RV run_single(single_fn fn, CK_SESSION_HANDLE h, const unsigned char *in, size_t inlen,
-    p11s_buf **out, int *active, int *rc)
+    size_t guess, p11s_buf **out, int *active, int *rc)
 {
 	p11s_buf *buf = NULL;
-	CK_ULONG len = 0;
-	CK_RV rv;
+	CK_ULONG len = (CK_ULONG)guess;
+	CK_RV rv = CKR_OK;
 
 	*out = NULL;
-	rv = fn(h, (CK_BYTE_PTR)in, (CK_ULONG)inlen, NULL_PTR, &len);
+	if (len == 0) {
+		rv = fn(h, (CK_BYTE_PTR)in, (CK_ULONG)inlen, NULL_PTR, &len);
+	}
 	for (int tries = 0; rv == CKR_OK && tries < 3; tries++) {
+		CK_ULONG room = len;
+
 		if ((*rc = p11s_buf_new(&buf, len)) < 0) {
 			return CKR_OK; /* still active: the caller discards the session */
 		}
@@ -1027,7 +1348,9 @@ static CK_RV run_single(single_fn fn, CK_SESSION_HANDLE h, const unsigned char *
 		if (rv == CKR_BUFFER_TOO_SMALL) {
 			p11s_buf_free(buf);
 			buf = NULL;
-			rv = CKR_OK; /* len holds the size now needed */
+			/* len holds the size now needed; a token that left it alone is asked. */
+			rv = len > room ? CKR_OK
+					: fn(h, (CK_BYTE_PTR)in, (CK_ULONG)inlen, NULL_PTR, &len);
 			continue;
 		}
 		if (rv == CKR_OK) {
@@ -1095,7 +1418,9 @@ static int sign_or_decrypt(p11s_provider *p, int decrypt, const p11s_object *key
 		goto out;
 	}
 	rc = P11S_OK;
-	rv = run_single(decrypt ? pv->f->C_Decrypt : pv->f->C_Sign, s.h, in, inlen, out, &active,
+	/* RSA: the output is at most the modulus long (RFC 8017 §5.2, §7.2.2). */
+	rv = run_single(decrypt ? pv->f->C_Decrypt : pv->f->C_Sign, s.h, in, inlen,
+	    key->modulus.len > SINGLE_OUT_GUESS ? key->modulus.len : SINGLE_OUT_GUESS, out, &active,
 	    &rc);
 	if (rv != CKR_OK) {
 		rc = p11s_token__ckr(rv, decrypt ? "C_Decrypt" : "C_Sign");

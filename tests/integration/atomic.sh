@@ -21,8 +21,9 @@ big=$tmp/big.eml
   { yes 'The quick brown fox jumps over the lazy dog, again and again and again.' || true; } |
 	head -c $((100 * 1024 * 1024)); } >"$big"
 
-# kill_during NAME DEST COMMAND...: start COMMAND writing DEST, SIGKILL it 0.3 s after its
-# temporary file appeared (or after 5 s), and check DEST and the directory afterwards.
+# kill_during NAME DEST COMMAND...: start COMMAND writing DEST, SIGKILL it once its temporary
+# file holds 1 MiB or 0.3 s after the file appeared (or after 5 s), and check DEST and the
+# directory afterwards.
 kill_during() {
 	local name=$1 dest=$2 i pid rc left dir
 	shift 2
@@ -37,7 +38,14 @@ kill_during() {
 		fi
 		sleep 0.05
 	done
-	sleep 0.3
+	# Kill 0.3 s later, or as soon as the temporary output holds 1 MiB (signing 100 MiB is
+	# quicker than 0.3 s on a fast machine: the output is then being written).
+	for ((i = 0; i < 30; i++)); do
+		if [ "$(stat -c %s $dest.?????? 2>/dev/null | sort -n | tail -n1)" -gt 1048576 ] 2>/dev/null; then
+			break
+		fi
+		sleep 0.01
+	done
 	if kill -0 "$pid" 2>/dev/null; then
 		kill -KILL "$pid"
 		set +e

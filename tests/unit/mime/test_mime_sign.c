@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -40,6 +41,19 @@ static char *slurp(FILE *f, size_t *len)
 	return buf;
 }
 
+/* The entity of `m`, as p11s_mime__entity_write() feeds it. */
+static char *entity_bytes(p11s_mime_msg *m, size_t *len)
+{
+	FILE *f = tmpfile();
+	char *e;
+
+	assert_non_null(f);
+	assert_int_equal(p11s_mime__entity_write(m, p11s_mime__file_sink, f), 0);
+	e = slurp(f, len);
+	fclose(f);
+	return e;
+}
+
 /* Prepare `msg`; return the entity bytes. */
 static char *entity_of(const char *msg, size_t msglen, p11s_mime_path *path, size_t *len)
 {
@@ -47,8 +61,8 @@ static char *entity_of(const char *msg, size_t msglen, p11s_mime_path *path, siz
 	p11s_mime_msg *m = NULL;
 	char *e;
 
-	assert_int_equal(p11s_mime__prepare(&m, in), 0);
-	e = slurp(p11s_mime__entity(m), len);
+	assert_int_equal(p11s_mime__prepare(&m, in, NULL, NULL), 0);
+	e = entity_bytes(m, len);
 	assert_int_equal((long long)*len, p11s_mime__entity_size(m));
 	if (path != NULL) {
 		*path = p11s_mime__path(m);
@@ -113,8 +127,8 @@ static void test_mime__headers_split(void **state)
 	size_t len;
 	char *e, *o;
 
-	assert_int_equal(p11s_mime__prepare(&m, in), 0);
-	e = slurp(p11s_mime__entity(m), &len);
+	assert_int_equal(p11s_mime__prepare(&m, in, NULL, NULL), 0);
+	e = entity_bytes(m, &len);
 	/* Content-* fields move, raw and in order; MIME-Version and the outer fields stay out. */
 	assert_string_equal(e, "Content-Type: text/plain;\r\n charset=us-ascii\r\n"
 	                       "content-disposition: inline\r\n\r\nbody\r\n");
@@ -200,7 +214,7 @@ static void expect_malformed(const char *msg, size_t len)
 	FILE *in = input(msg, len);
 	p11s_mime_msg *m = NULL;
 
-	assert_int_equal(p11s_mime__prepare(&m, in), P11S_ERR_MALFORMED);
+	assert_int_equal(p11s_mime__prepare(&m, in, NULL, NULL), P11S_ERR_MALFORMED);
 	assert_null(m);
 	fclose(in);
 }
@@ -223,6 +237,75 @@ static void test_mime__malformed(void **state)
 }
 
 /* RFC 2045 §6.8: 76 characters per line, CRLF. */
+/* A sink collecting into a FILE; p == NULL (start over) truncates it. */
+static int collect(void *arg, const void *p, size_t n)
+{
+	FILE *f = arg;
+
+	if (p == NULL) {
+		assert_int_equal(ftruncate(fileno(f), 0), 0);
+		rewind(f);
+		return P11S_OK;
+	}
+	assert_int_equal(fwrite(p, 1, n, f), n);
+	return P11S_OK;
+}
+
+/*
+ * The digest pass (the sink given to prepare) sees exactly the bytes written out later, also
+ * when the one-pass raw path finds 8-bit data, a long line or a nested 8bit CTE at the very
+ * end and the sink must start over with the re-encoded entity.
+ */
+static void test_mime__sink_matches_output(void **state)
+{
+	static const char *const msgs[] = {
+		"From: a@example.org\n\nline one\nline two\r\n\n",
+		"From: a@example.org\nContent-Type: text/plain\n\nascii first\nthen caf\xc3\xa9\n",
+		"From: a@example.org\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
+		"Content-Type: text/plain\nContent-Transfer-Encoding: 8bit\n\nhi\n--b--\n",
+		"From: a@example.org\n\nshort\nCONTENT-TRANSFER-ENCODING: BINARY",
+		"From: a@example.org\n\nno line end at all",
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
+		FILE *in = input(msgs[i], strlen(msgs[i])), *fed = tmpfile();
+		p11s_mime_msg *m = NULL;
+		size_t flen, elen;
+		char *f, *e;
+
+		assert_int_equal(p11s_mime__prepare(&m, in, collect, fed), 0);
+		f = slurp(fed, &flen);
+		e = entity_bytes(m, &elen);
+		assert_int_equal(flen, elen);
+		assert_memory_equal(f, e, elen);
+		assert_int_equal((long long)elen, p11s_mime__entity_size(m));
+		free(f);
+		free(e);
+		p11s_mime__free(m);
+		fclose(fed);
+		fclose(in);
+	}
+}
+
+/* The 7-bit body is read twice (digest, then output): a change in between is an error. */
+static void test_mime__input_changed(void **state)
+{
+	static const char msg[] = "From: a@example.org\n\nbody\n";
+	FILE *in = input(msg, sizeof(msg) - 1), *out = tmpfile();
+	p11s_mime_msg *m = NULL;
+
+	(void)state;
+	assert_int_equal(p11s_mime__prepare(&m, in, NULL, NULL), 0);
+	assert_int_equal(p11s_mime__path(m), P11S_MIME_RAW);
+	assert_int_equal(fseek(in, 0, SEEK_END), 0);
+	assert_int_equal(fputs("appended\n", in) >= 0, 1);
+	assert_int_equal(fflush(in), 0);
+	assert_int_equal(p11s_mime__entity_write(m, p11s_mime__file_sink, out), P11S_ERR_IO);
+	p11s_mime__free(m);
+	fclose(out);
+	fclose(in);
+}
+
 static void test_mime__b64w(void **state)
 {
 	FILE *out = tmpfile();
@@ -258,6 +341,8 @@ int main(void)
 		cmocka_unit_test(test_mime__headers_only),
 		cmocka_unit_test(test_mime__malformed),
 		cmocka_unit_test(test_mime__b64w),
+		cmocka_unit_test(test_mime__sink_matches_output),
+		cmocka_unit_test(test_mime__input_changed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
