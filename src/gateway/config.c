@@ -181,7 +181,11 @@ static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
 		FAIL("%s: [milter] drain-timeout = %s: expected seconds", cfg->path, v);
 	}
 
-	cfg->module = dup_or_null(p11s_config_get(c, "token", "module"));
+	/* `module` may repeat: keys of every module are indexed (docs/tokens.md). */
+	if (collect(c, "token", "module", &cfg->modules, &cfg->nmodules) < 0) {
+		FAIL("out of memory");
+	}
+	cfg->module = dup_or_null(cfg->nmodules > 0 ? cfg->modules[0] : NULL);
 	cfg->token_uri = dup_or_null(p11s_config_get(c, "token", "uri"));
 	cfg->backend = dup_or_null(p11s_config_get(c, "token", "backend"));
 	cfg->pin_source = dup_or_null(p11s_config_get(c, "token", "pin-source"));
@@ -428,6 +432,10 @@ void gw_config_free(gw_config *cfg)
 	free(cfg->socket);
 	free(cfg->spool);
 	free(cfg->module);
+	for (size_t i = 0; i < cfg->nmodules; i++) {
+		free(cfg->modules[i]);
+	}
+	free(cfg->modules);
 	free(cfg->token_uri);
 	free(cfg->pin_source);
 	free(cfg->backend);

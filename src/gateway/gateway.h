@@ -36,7 +36,9 @@ typedef struct gw_config {
 	int log_stderr;          /* log = stderr (else syslog) */
 	int drain_timeout;       /* seconds SIGTERM waits for connections in flight */
 	/* [token] */
-	char *module;
+	char *module;            /* the first `module` */
+	char **modules;          /* every `module` (the key may repeat: one context per module) */
+	size_t nmodules;
 	char *token_uri;
 	char *pin_source;
 	char *backend;

@@ -164,6 +164,12 @@ static int slot_open(gw_pool *pool, gw_slot *s)
 	if ((rc = p11s_ctx_new(&s->ctx, &o)) < 0) {
 		goto out;
 	}
+	/* Further modules: their keys are indexed and their signers found as well. */
+	for (size_t i = 1; i < cfg->nmodules; i++) {
+		if ((rc = p11s_ctx_add_module(s->ctx, cfg->modules[i])) < 0) {
+			goto out;
+		}
+	}
 	/*
 	 * Card events (pcsc-lite): a card pulled out fails this slot's operations at once (the
 	 * caller tempfails) and its return makes the next operation log in again.

@@ -60,6 +60,15 @@ static void test_gateway__config_keys(void **state)
 	assert_string_equal(cfg.signers[1].uri, "pkcs11:token=gw;object=bob");
 	assert_non_null(gw_policy_signer(&cfg, "bob@example.org"));
 	assert_null(gw_policy_signer(&cfg, "eve@example.org"));
+	assert_int_equal((int)cfg.nmodules, 1);
+	gw_config_free(&cfg);
+
+	/* `module` may repeat: every one is kept, in order; the first is cfg.module. */
+	assert_int_equal(parse("[token]\nmodule = /usr/lib/x86_64-linux-gnu/pkcs11-spy.so\n",
+	    &cfg, err), 0);
+	assert_int_equal((int)cfg.nmodules, 2);
+	assert_string_equal(cfg.module, "/usr/lib/softhsm/libsofthsm2.so");
+	assert_string_equal(cfg.modules[1], "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so");
 	gw_config_free(&cfg);
 }
 
