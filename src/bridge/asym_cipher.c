@@ -10,7 +10,6 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/objects.h>
 #include <openssl/params.h>
 #include <openssl/proverr.h>
 #include <openssl/rsa.h>
@@ -19,9 +18,7 @@
 #include "core/error_int.h"
 
 typedef struct decctx {
-	p11s_bprov *prov;
-	p11s_key *ref;
-	EVP_PKEY *pub;
+	p11s_bridge_op op;             /* first: prov, ref, pub (common.c) */
 	int pad;                       /* RSA_PKCS1_PADDING or RSA_PKCS1_OAEP_PADDING */
 	const p11s_bridge_md *oaep_md; /* RFC 8017 §A.2.1 default: SHA-1 */
 	const p11s_bridge_md *mgf1_md; /* NULL: same as oaep_md */
@@ -31,10 +28,9 @@ typedef struct decctx {
 
 static void *dec_newctx(void *provctx)
 {
-	decctx *c = OPENSSL_zalloc(sizeof(*c));
+	decctx *c = p11s_bridge__op_new(provctx, sizeof(*c));
 
 	if (c != NULL) {
-		c->prov = provctx;
 		c->pad = RSA_PKCS1_PADDING;
 	}
 	return c;
@@ -44,12 +40,10 @@ static void dec_freectx(void *vctx)
 {
 	decctx *c = vctx;
 
-	if (c == NULL) {
-		return;
+	if (c != NULL) {
+		OPENSSL_free(c->label);
 	}
-	EVP_PKEY_free(c->pub);
-	OPENSSL_free(c->label);
-	OPENSSL_free(c);
+	p11s_bridge__op_free(c);
 }
 
 static void *dec_dupctx(void *vctx)
@@ -57,16 +51,10 @@ static void *dec_dupctx(void *vctx)
 	const decctx *c = vctx;
 	decctx *d;
 
-	if ((d = OPENSSL_memdup(c, sizeof(*c))) == NULL) {
+	if ((d = p11s_bridge__op_dup(c, sizeof(*c))) == NULL) {
 		return NULL;
 	}
-	d->label = NULL;
-	if (d->pub != NULL && !EVP_PKEY_up_ref(d->pub)) {
-		d->pub = NULL;
-		dec_freectx(d);
-		return NULL;
-	}
-	if (c->label != NULL && (d->label = OPENSSL_memdup(c->label, c->label_len)) == NULL) {
+	if (!p11s_bridge__dup_octets(&d->label, c->label, c->label_len)) {
 		dec_freectx(d);
 		return NULL;
 	}
@@ -78,23 +66,10 @@ static int dec_set_ctx_params(void *vctx, const OSSL_PARAM params[]);
 static int dec_decrypt_init(void *vctx, void *provkey, const OSSL_PARAM params[])
 {
 	decctx *c = vctx;
-	p11s_bkey *k = provkey;
 
-	if (c == NULL || k == NULL) {
-		ERR_raise(ERR_LIB_PROV, PROV_R_MISSING_KEY);
+	if (!p11s_bridge__op_token_key(c, provkey, P11S_KEY_RSA)) {
 		return 0;
 	}
-	if (k->type != P11S_KEY_RSA || k->ref == NULL || k->pub == NULL || !k->has_pub) {
-		ERR_raise_data(ERR_LIB_PROV, PROV_R_NOT_A_PRIVATE_KEY,
-		    "p11s: the key has no token reference");
-		return 0;
-	}
-	if (!EVP_PKEY_up_ref(k->pub)) {
-		return 0;
-	}
-	EVP_PKEY_free(c->pub);
-	c->pub = k->pub;
-	c->ref = k->ref;
 	c->pad = RSA_PKCS1_PADDING;
 	c->oaep_md = c->mgf1_md = NULL;
 	OPENSSL_free(c->label);
@@ -111,11 +86,7 @@ static int dec_decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t ou
 	p11s_buf *buf = NULL;
 	int size, rc, ok = 0;
 
-	if (c == NULL || c->ref == NULL || c->pub == NULL) {
-		ERR_raise(ERR_LIB_PROV, PROV_R_MISSING_KEY);
-		return 0;
-	}
-	if ((size = EVP_PKEY_get_size(c->pub)) <= 0) {
+	if (!p11s_bridge__op_size(c, &size)) {
 		return 0;
 	}
 	if (out == NULL) {
@@ -126,7 +97,7 @@ static int dec_decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t ou
 	if (c->pad == RSA_PKCS1_OAEP_PADDING) {
 		const p11s_bridge_md *md = c->oaep_md, *mgf1;
 
-		if (md == NULL && (md = p11s_bridge__md(c->prov->libctx, "SHA1")) == NULL) {
+		if (md == NULL && (md = p11s_bridge__md(c->op.prov->libctx, "SHA1")) == NULL) {
 			return 0;
 		}
 		mgf1 = c->mgf1_md ? c->mgf1_md : md;
@@ -138,7 +109,7 @@ static int dec_decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t ou
 	} else {
 		mech.type = P11S_MECH_RSA_PKCS;
 	}
-	if ((rc = p11s_token__decrypt(c->ref, &mech, in, inlen, &buf)) < 0) {
+	if ((rc = p11s_token__decrypt(c->op.ref, &mech, in, inlen, &buf)) < 0) {
 		p11s_bridge__token_failed(rc, &mech, PROV_R_FAILED_TO_DECRYPT,
 		    "token decryption failed");
 		goto out;
@@ -155,25 +126,9 @@ out:
 	return ok;
 }
 
-static int md_param(decctx *c, const OSSL_PARAM *p, const p11s_bridge_md **out)
-{
-	const char *name = NULL;
-	const p11s_bridge_md *md;
-
-	if (!OSSL_PARAM_get_utf8_string_ptr(p, &name) ||
-	    (md = p11s_bridge__md(c->prov->libctx, name)) == NULL) {
-		ERR_raise_data(ERR_LIB_PROV, PROV_R_INVALID_DIGEST, "p11s: digest %s",
-		    name ? name : "?");
-		return 0;
-	}
-	*out = md;
-	return 1;
-}
-
 static int dec_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 {
 	decctx *c = vctx;
-	const OSSL_PARAM *p;
 
 	if (c == NULL) {
 		return 0;
@@ -181,75 +136,32 @@ static int dec_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 	if (params == NULL) {
 		return 1;
 	}
-	if ((p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_PAD_MODE)) != NULL) {
-		int pad;
-
-		if (!p11s_bridge__pad_get(p, &pad)) {
-			ERR_raise(ERR_LIB_PROV, PROV_R_INVALID_PADDING_MODE);
-			return 0;
-		}
-		/* Never raw RSA (CKM_RSA_X_509): the token removes the padding. */
-		if (pad != RSA_PKCS1_PADDING && pad != RSA_PKCS1_OAEP_PADDING) {
-			ERR_raise_data(ERR_LIB_PROV, PROV_R_ILLEGAL_OR_UNSUPPORTED_PADDING_MODE,
-			    "p11s: padding mode %d is not offered for token keys", pad);
-			return 0;
-		}
-		c->pad = pad;
-	}
-	if ((p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST)) != NULL &&
-	    !md_param(c, p, &c->oaep_md)) {
-		return 0;
-	}
-	if ((p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST)) != NULL &&
-	    !md_param(c, p, &c->mgf1_md)) {
-		return 0;
-	}
-	if ((p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL)) != NULL) {
-		void *label = NULL;
-		size_t len = 0;
-
-		/* Copied: EVP_PKEY_CTX_set0_rsa_oaep_label() frees the caller's buffer after us. */
-		if (!OSSL_PARAM_get_octet_string(p, &label, 0, &len)) {
-			return 0;
-		}
-		OPENSSL_free(c->label);
-		c->label = len ? label : NULL;
-		c->label_len = len;
-		if (len == 0) {
-			OPENSSL_free(label);
-		}
-	}
-	return 1;
+	/* Never raw RSA (CKM_RSA_X_509): the token removes the padding. */
+	return p11s_bridge__set_pad(params, OSSL_ASYM_CIPHER_PARAM_PAD_MODE, RSA_PKCS1_OAEP_PADDING,
+	           &c->pad) &&
+	    p11s_bridge__set_md(c->op.prov->libctx, params, OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST,
+	        &c->oaep_md) &&
+	    p11s_bridge__set_md(c->op.prov->libctx, params, OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST,
+	        &c->mgf1_md) &&
+	    /* Copied: EVP_PKEY_CTX_set0_rsa_oaep_label() frees the caller's buffer after us. */
+	    p11s_bridge__set_octets(params, OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, &c->label,
+	        &c->label_len);
 }
 
 static int dec_get_ctx_params(void *vctx, OSSL_PARAM params[])
 {
 	decctx *c = vctx;
-	OSSL_PARAM *p;
 
 	if (c == NULL) {
 		return 0;
 	}
-	if ((p = OSSL_PARAM_locate(params, OSSL_ASYM_CIPHER_PARAM_PAD_MODE)) != NULL &&
-	    !p11s_bridge__pad_set(p, c->pad)) {
-		return 0;
-	}
-	if ((p = OSSL_PARAM_locate(params, OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST)) != NULL &&
-	    !OSSL_PARAM_set_utf8_string(p, c->oaep_md ? OBJ_nid2sn(c->oaep_md->nid) : "SHA1")) {
-		return 0;
-	}
-	if ((p = OSSL_PARAM_locate(params, OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST)) != NULL) {
-		const p11s_bridge_md *m = c->mgf1_md ? c->mgf1_md : c->oaep_md;
-
-		if (!OSSL_PARAM_set_utf8_string(p, m ? OBJ_nid2sn(m->nid) : "SHA1")) {
-			return 0;
-		}
-	}
-	if ((p = OSSL_PARAM_locate(params, OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL)) != NULL &&
-	    !OSSL_PARAM_set_octet_ptr(p, c->label, c->label_len)) {
-		return 0;
-	}
-	return 1;
+	/* Unset digests answer RFC 8017 §A.2.1's default, SHA-1, as the token will use. */
+	return p11s_bridge__get_pad(params, OSSL_ASYM_CIPHER_PARAM_PAD_MODE, c->pad) &&
+	    p11s_bridge__get_md(params, OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST, c->oaep_md, "SHA1") &&
+	    p11s_bridge__get_md(params, OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST,
+	        c->mgf1_md ? c->mgf1_md : c->oaep_md, "SHA1") &&
+	    p11s_bridge__get_octets(params, OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, c->label,
+	        c->label_len);
 }
 
 static const OSSL_PARAM dec_settable[] = {
@@ -270,17 +182,10 @@ static const OSSL_PARAM dec_gettable[] = {
 	OSSL_PARAM_END,
 };
 
-static const OSSL_PARAM *dec_settable_ctx_params(void *vctx, void *provctx)
-{
-	return dec_settable;
-}
+P11S_BRIDGE_PARAM_TABLE(dec_settable_ctx_params, dec_settable)
+P11S_BRIDGE_PARAM_TABLE(dec_gettable_ctx_params, dec_gettable)
 
-static const OSSL_PARAM *dec_gettable_ctx_params(void *vctx, void *provctx)
-{
-	return dec_gettable;
-}
-
-#define FN(f) ((void (*)(void))(f))
+#define FN P11S_BRIDGE_FN
 
 const OSSL_DISPATCH p11s_bridge__rsa_asym_cipher[] = {
 	{ OSSL_FUNC_ASYM_CIPHER_NEWCTX, FN(dec_newctx) },

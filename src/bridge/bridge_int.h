@@ -64,11 +64,6 @@ void p11s_bridge__raise(int reason, const char *what);
  */
 void p11s_bridge__token_failed(int rc, const p11s_mech *mech, int reason, const char *what);
 
-/* RSA padding mode from a parameter given as an integer or as a string (OpenSSL 3.0 trap). */
-int p11s_bridge__pad_get(const OSSL_PARAM *p, int *pad);
-/* Answer a padding mode in the type the caller asked for. */
-int p11s_bridge__pad_set(OSSL_PARAM *p, int pad);
-
 /* The uncompressed point (04||X||Y) of an EC public key; `*out` freed with OPENSSL_free(). */
 int p11s_bridge__ec_point(OSSL_LIB_CTX *libctx, const EVP_PKEY *pub, unsigned char **out,
     size_t *outlen);
@@ -86,6 +81,77 @@ typedef struct p11s_bridge_md {
 
 /* The entry for a digest name or alias ("SHA2-256", "sha256"), or NULL if not supported. */
 const p11s_bridge_md *p11s_bridge__md(OSSL_LIB_CTX *libctx, const char *name);
+
+/* ---- common.c: what the operations share ---------------------------------------------- */
+
+/*
+ * The head every operation context (signature, asym_cipher, keyexch) starts with, so that a
+ * pointer to the context is a pointer to its head (C11 §6.7.2.1p15) and the helpers below
+ * take the context as it comes from OpenSSL.
+ */
+typedef struct p11s_bridge_op {
+	p11s_bprov *prov;
+	p11s_key *ref;     /* the token key, borrowed from the keymgmt's key object */
+	EVP_PKEY *pub;     /* the key's public half (own reference) */
+} p11s_bridge_op;
+
+/* newctx: a zeroed context of `size` bytes for the provider context; NULL if out of memory. */
+void *p11s_bridge__op_new(void *provctx, size_t size);
+/* freectx, after the caller freed what else it owns: drops `pub` and frees the context. */
+void p11s_bridge__op_free(void *vctx);
+/*
+ * dupctx: a byte copy of `size` bytes with its own reference to `pub`; the caller then
+ * clears and copies what else the context owns. NULL on failure (nothing to free).
+ */
+void *p11s_bridge__op_dup(const void *vctx, size_t size);
+/* Use key object `k` (checked by the caller): its token reference and its public half. */
+int p11s_bridge__op_use_key(void *vctx, const p11s_bkey *k);
+/*
+ * The init of a private-key-only operation (decrypt, derive): `provkey` must be a token key
+ * of `type` with its public half (PROV_R_MISSING_KEY, PROV_R_NOT_A_PRIVATE_KEY otherwise).
+ */
+int p11s_bridge__op_token_key(void *vctx, void *provkey, int type);
+/* A private operation may go to the token: `*size` = EVP_PKEY_get_size() of the key. */
+int p11s_bridge__op_size(const void *vctx, int *size);
+
+/*
+ * set_ctx_params helpers: each looks `key` up in `params`, succeeds without a change when it
+ * is absent, and raises the provider error a bad value deserves.
+ */
+/* A padding mode, integer or string (OpenSSL 3.0 trap): PKCS#1 v1.5 or `alt`, nothing else. */
+int p11s_bridge__set_pad(const OSSL_PARAM params[], const char *key, int alt, int *pad);
+/* A digest name this bridge knows (p11s_bridge__md). */
+int p11s_bridge__set_md(OSSL_LIB_CTX *libctx, const OSSL_PARAM params[], const char *key,
+    const p11s_bridge_md **md);
+/* An octet string, copied into `*buf` (old value freed; empty = NULL). */
+int p11s_bridge__set_octets(const OSSL_PARAM params[], const char *key, unsigned char **buf,
+    size_t *len);
+
+/* get_ctx_params helpers: answer `key` if asked for, in the type the caller asked for. */
+int p11s_bridge__get_pad(OSSL_PARAM params[], const char *key, int pad);
+/* The digest's short name, or `none` when no digest is set. */
+int p11s_bridge__get_md(OSSL_PARAM params[], const char *key, const p11s_bridge_md *md,
+    const char *none);
+/* A pointer to the context's bytes (valid while the context is). */
+int p11s_bridge__get_octets(OSSL_PARAM params[], const char *key, const unsigned char *buf,
+    size_t len);
+
+/* `*dst` = a copy of `len` bytes at `src`, NULL for NULL; 0 if out of memory. */
+int p11s_bridge__dup_octets(unsigned char **dst, const unsigned char *src, size_t len);
+
+/*
+ * gettable_ctx_params / settable_ctx_params: "a constant OSSL_PARAM array" (provider-
+ * signature(7), provider-asym_cipher(7), provider-keyexch(7)); OpenSSL calls them with a NULL
+ * context too (EVP_SIGNATURE_gettable_ctx_params()), so the answer cannot depend on it.
+ */
+#define P11S_BRIDGE_PARAM_TABLE(fn, table) \
+	static const OSSL_PARAM *fn(void *vctx, void *provctx) \
+	{ \
+		return (table); \
+	}
+
+/* An OSSL_DISPATCH entry (the cast every provider writes). */
+#define P11S_BRIDGE_FN(f) ((void (*)(void))(f))
 
 extern const OSSL_DISPATCH p11s_bridge__rsa_keymgmt[];
 extern const OSSL_DISPATCH p11s_bridge__ec_keymgmt[];

@@ -20,9 +20,7 @@
 #include "core/error_int.h"
 
 typedef struct kexctx {
-	p11s_bprov *prov;
-	p11s_key *ref;
-	EVP_PKEY *pub;             /* our public key (group, Z length) */
+	p11s_bridge_op op;         /* first: prov, ref, pub = our public key (group, Z length) */
 	unsigned char *peer;       /* peer point, 04||X||Y, copied at set_peer */
 	size_t peer_len;
 	int x963;                  /* kdf-type X963KDF */
@@ -35,10 +33,9 @@ typedef struct kexctx {
 
 static void *kex_newctx(void *provctx)
 {
-	kexctx *c = OPENSSL_zalloc(sizeof(*c));
+	kexctx *c = p11s_bridge__op_new(provctx, sizeof(*c));
 
 	if (c != NULL) {
-		c->prov = provctx;
 		c->cofactor = -1;
 	}
 	return c;
@@ -48,13 +45,11 @@ static void kex_freectx(void *vctx)
 {
 	kexctx *c = vctx;
 
-	if (c == NULL) {
-		return;
+	if (c != NULL) {
+		OPENSSL_free(c->peer);
+		OPENSSL_free(c->ukm);
 	}
-	EVP_PKEY_free(c->pub);
-	OPENSSL_free(c->peer);
-	OPENSSL_free(c->ukm);
-	OPENSSL_free(c);
+	p11s_bridge__op_free(c);
 }
 
 static void *kex_dupctx(void *vctx)
@@ -62,22 +57,16 @@ static void *kex_dupctx(void *vctx)
 	const kexctx *c = vctx;
 	kexctx *d;
 
-	if ((d = OPENSSL_memdup(c, sizeof(*c))) == NULL) {
+	if ((d = p11s_bridge__op_dup(c, sizeof(*c))) == NULL) {
 		return NULL;
 	}
-	d->peer = d->ukm = NULL;
-	if (d->pub != NULL && !EVP_PKEY_up_ref(d->pub)) {
-		d->pub = NULL;
-		goto err;
-	}
-	if ((c->peer != NULL && (d->peer = OPENSSL_memdup(c->peer, c->peer_len)) == NULL) ||
-	    (c->ukm != NULL && (d->ukm = OPENSSL_memdup(c->ukm, c->ukm_len)) == NULL)) {
-		goto err;
+	d->ukm = NULL; /* not the original's, should the peer's copy fail */
+	if (!p11s_bridge__dup_octets(&d->peer, c->peer, c->peer_len) ||
+	    !p11s_bridge__dup_octets(&d->ukm, c->ukm, c->ukm_len)) {
+		kex_freectx(d);
+		return NULL;
 	}
 	return d;
-err:
-	kex_freectx(d);
-	return NULL;
 }
 
 static int kex_set_ctx_params(void *vctx, const OSSL_PARAM params[]);
@@ -85,23 +74,10 @@ static int kex_set_ctx_params(void *vctx, const OSSL_PARAM params[]);
 static int kex_init(void *vctx, void *provkey, const OSSL_PARAM params[])
 {
 	kexctx *c = vctx;
-	p11s_bkey *k = provkey;
 
-	if (c == NULL || k == NULL) {
-		ERR_raise(ERR_LIB_PROV, PROV_R_MISSING_KEY);
+	if (!p11s_bridge__op_token_key(c, provkey, P11S_KEY_EC)) {
 		return 0;
 	}
-	if (k->type != P11S_KEY_EC || k->ref == NULL || k->pub == NULL || !k->has_pub) {
-		ERR_raise_data(ERR_LIB_PROV, PROV_R_NOT_A_PRIVATE_KEY,
-		    "p11s: the key has no token reference");
-		return 0;
-	}
-	if (!EVP_PKEY_up_ref(k->pub)) {
-		return 0;
-	}
-	EVP_PKEY_free(c->pub);
-	c->pub = k->pub;
-	c->ref = k->ref;
 	c->x963 = 0;
 	c->kdf_md = NULL;
 	c->kdf_outlen = 0;
@@ -119,18 +95,18 @@ static int kex_set_peer(void *vctx, void *provkey)
 	unsigned char *pt = NULL;
 	size_t ptlen = 0;
 
-	if (c == NULL || c->pub == NULL || peer == NULL || peer->type != P11S_KEY_EC ||
+	if (c == NULL || c->op.pub == NULL || peer == NULL || peer->type != P11S_KEY_EC ||
 	    peer->pub == NULL || !peer->has_pub) {
 		ERR_raise(ERR_LIB_PROV, PROV_R_NOT_A_PUBLIC_KEY);
 		return 0;
 	}
 	/* Both points on one curve (RFC 5753 §3.1.2: the originator uses the recipient's). */
-	if (EVP_PKEY_parameters_eq(c->pub, peer->pub) != 1) {
+	if (EVP_PKEY_parameters_eq(c->op.pub, peer->pub) != 1) {
 		ERR_raise(ERR_LIB_PROV, PROV_R_MISMATCHING_DOMAIN_PARAMETERS);
 		return 0;
 	}
 	/* A copy: CMS frees the peer key right after setting it. */
-	if (!p11s_bridge__ec_point(c->prov->libctx, peer->pub, &pt, &ptlen)) {
+	if (!p11s_bridge__ec_point(c->op.prov->libctx, peer->pub, &pt, &ptlen)) {
 		ERR_raise(ERR_LIB_PROV, PROV_R_INVALID_KEY);
 		return 0;
 	}
@@ -146,7 +122,7 @@ static size_t z_len(const kexctx *c)
 	unsigned char *pt = NULL;
 	size_t len = 0, z = 0;
 
-	if (p11s_bridge__ec_point(c->prov->libctx, c->pub, &pt, &len) && len > 1) {
+	if (p11s_bridge__ec_point(c->op.prov->libctx, c->op.pub, &pt, &len) && len > 1) {
 		z = (len - 1) / 2;
 	}
 	OPENSSL_free(pt);
@@ -166,7 +142,7 @@ static int x963(kexctx *c, unsigned char *out, size_t outlen, const p11s_buf *z)
 		*q++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, c->ukm, c->ukm_len);
 	}
 	*q = OSSL_PARAM_construct_end();
-	if ((kdf = EVP_KDF_fetch(c->prov->libctx, OSSL_KDF_NAME_X963KDF, NULL)) == NULL ||
+	if ((kdf = EVP_KDF_fetch(c->op.prov->libctx, OSSL_KDF_NAME_X963KDF, NULL)) == NULL ||
 	    (kctx = EVP_KDF_CTX_new(kdf)) == NULL || EVP_KDF_derive(kctx, out, outlen, p) <= 0) {
 		goto out;
 	}
@@ -185,7 +161,7 @@ static int kex_derive(void *vctx, unsigned char *secret, size_t *secretlen, size
 	size_t zl;
 	int rc, ok = 0;
 
-	if (c == NULL || c->ref == NULL) {
+	if (c == NULL || c->op.ref == NULL) {
 		ERR_raise(ERR_LIB_PROV, PROV_R_MISSING_KEY);
 		return 0;
 	}
@@ -212,7 +188,7 @@ static int kex_derive(void *vctx, unsigned char *secret, size_t *secretlen, size
 		ERR_raise(ERR_LIB_PROV, PROV_R_OUTPUT_BUFFER_TOO_SMALL);
 		return 0;
 	}
-	if ((rc = p11s_token__derive(c->ref, c->peer, c->peer_len, &z)) < 0) {
+	if ((rc = p11s_token__derive(c->op.ref, c->peer, c->peer_len, &z)) < 0) {
 		p11s_bridge__token_failed(rc, &mech, PROV_R_FAILED_DURING_DERIVATION,
 		    "token key agreement failed");
 		goto out;
@@ -258,9 +234,9 @@ static int kex_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 		 * CKD_NULL with CKM_ECDH1_DERIVE is plain ECDH. Cofactor ECDH equals it on curves
 		 * with cofactor 1 (the NIST prime curves); elsewhere we cannot honour it.
 		 */
-		if (mode == 1 && c->pub != NULL) {
+		if (mode == 1 && c->op.pub != NULL) {
 			BIGNUM *h = NULL;
-			int one = EVP_PKEY_get_bn_param(c->pub, OSSL_PKEY_PARAM_EC_COFACTOR, &h) &&
+			int one = EVP_PKEY_get_bn_param(c->op.pub, OSSL_PKEY_PARAM_EC_COFACTOR, &h) &&
 			    BN_is_one(h);
 
 			BN_free(h);
@@ -287,37 +263,16 @@ static int kex_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 			return 0;
 		}
 	}
-	if ((p = OSSL_PARAM_locate_const(params, OSSL_EXCHANGE_PARAM_KDF_DIGEST)) != NULL) {
-		const char *name = NULL;
-		const p11s_bridge_md *md;
-
-		if (!OSSL_PARAM_get_utf8_string_ptr(p, &name) ||
-		    (md = p11s_bridge__md(c->prov->libctx, name)) == NULL) {
-			ERR_raise(ERR_LIB_PROV, PROV_R_INVALID_DIGEST);
-			return 0;
-		}
-		c->kdf_md = md;
+	if (!p11s_bridge__set_md(c->op.prov->libctx, params, OSSL_EXCHANGE_PARAM_KDF_DIGEST,
+	        &c->kdf_md)) {
+		return 0;
 	}
 	if ((p = OSSL_PARAM_locate_const(params, OSSL_EXCHANGE_PARAM_KDF_OUTLEN)) != NULL &&
 	    !OSSL_PARAM_get_size_t(p, &c->kdf_outlen)) {
 		return 0;
 	}
-	if ((p = OSSL_PARAM_locate_const(params, OSSL_EXCHANGE_PARAM_KDF_UKM)) != NULL) {
-		void *ukm = NULL;
-		size_t len = 0;
-
-		/* Copied: EVP_PKEY_CTX_set0_ecdh_kdf_ukm() frees the caller's buffer after us. */
-		if (!OSSL_PARAM_get_octet_string(p, &ukm, 0, &len)) {
-			return 0;
-		}
-		OPENSSL_free(c->ukm);
-		c->ukm = len ? ukm : NULL;
-		c->ukm_len = len;
-		if (len == 0) {
-			OPENSSL_free(ukm);
-		}
-	}
-	return 1;
+	/* Copied: EVP_PKEY_CTX_set0_ecdh_kdf_ukm() frees the caller's buffer after us. */
+	return p11s_bridge__set_octets(params, OSSL_EXCHANGE_PARAM_KDF_UKM, &c->ukm, &c->ukm_len);
 }
 
 static int kex_get_ctx_params(void *vctx, OSSL_PARAM params[])
@@ -344,11 +299,7 @@ static int kex_get_ctx_params(void *vctx, OSSL_PARAM params[])
 	    !OSSL_PARAM_set_size_t(p, c->kdf_outlen)) {
 		return 0;
 	}
-	if ((p = OSSL_PARAM_locate(params, OSSL_EXCHANGE_PARAM_KDF_UKM)) != NULL &&
-	    !OSSL_PARAM_set_octet_ptr(p, c->ukm, c->ukm_len)) {
-		return 0;
-	}
-	return 1;
+	return p11s_bridge__get_octets(params, OSSL_EXCHANGE_PARAM_KDF_UKM, c->ukm, c->ukm_len);
 }
 
 static const OSSL_PARAM kex_settable[] = {
@@ -370,17 +321,10 @@ static const OSSL_PARAM kex_gettable[] = {
 	OSSL_PARAM_END,
 };
 
-static const OSSL_PARAM *kex_settable_ctx_params(void *vctx, void *provctx)
-{
-	return kex_settable;
-}
+P11S_BRIDGE_PARAM_TABLE(kex_settable_ctx_params, kex_settable)
+P11S_BRIDGE_PARAM_TABLE(kex_gettable_ctx_params, kex_gettable)
 
-static const OSSL_PARAM *kex_gettable_ctx_params(void *vctx, void *provctx)
-{
-	return kex_gettable;
-}
-
-#define FN(f) ((void (*)(void))(f))
+#define FN P11S_BRIDGE_FN
 
 const OSSL_DISPATCH p11s_bridge__ecdh_keyexch[] = {
 	{ OSSL_FUNC_KEYEXCH_NEWCTX, FN(kex_newctx) },

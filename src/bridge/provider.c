@@ -18,7 +18,6 @@
 #include <openssl/params.h>
 #include <openssl/provider.h>
 #include <openssl/rand.h>
-#include <openssl/rsa.h>
 
 #include "bridge/bridge.h"
 #include "bridge/bridge_int.h"
@@ -404,45 +403,7 @@ out:
 	return rc;
 }
 
-/* ---- shared parameter handling ------------------------------------------------------- */
-
-static const struct {
-	int pad;
-	const char *name;
-} pad_names[] = {
-	{ RSA_PKCS1_PADDING, OSSL_PKEY_RSA_PAD_MODE_PKCSV15 },
-	{ RSA_NO_PADDING, OSSL_PKEY_RSA_PAD_MODE_NONE },
-	{ RSA_PKCS1_OAEP_PADDING, OSSL_PKEY_RSA_PAD_MODE_OAEP },
-	{ RSA_X931_PADDING, OSSL_PKEY_RSA_PAD_MODE_X931 },
-	{ RSA_PKCS1_PSS_PADDING, OSSL_PKEY_RSA_PAD_MODE_PSS },
-};
-
-int p11s_bridge__pad_get(const OSSL_PARAM *p, int *pad)
-{
-	if (p->data_type == OSSL_PARAM_UTF8_STRING) {
-		for (size_t i = 0; i < sizeof(pad_names) / sizeof(pad_names[0]); i++) {
-			if (p->data != NULL && OPENSSL_strcasecmp(p->data, pad_names[i].name) == 0) {
-				*pad = pad_names[i].pad;
-				return 1;
-			}
-		}
-		return 0;
-	}
-	return OSSL_PARAM_get_int(p, pad);
-}
-
-int p11s_bridge__pad_set(OSSL_PARAM *p, int pad)
-{
-	if (p->data_type == OSSL_PARAM_UTF8_STRING) {
-		for (size_t i = 0; i < sizeof(pad_names) / sizeof(pad_names[0]); i++) {
-			if (pad_names[i].pad == pad) {
-				return OSSL_PARAM_set_utf8_string(p, pad_names[i].name);
-			}
-		}
-		return 0;
-	}
-	return OSSL_PARAM_set_int(p, pad);
-}
+/* ---- naming a refused mechanism ----------------------------------------------------- */
 
 static const char *hash_name(unsigned long ck_hash)
 {

@@ -33,10 +33,8 @@
 #define TBS_MAX 128
 
 typedef struct sigctx {
-	p11s_bprov *prov;
+	p11s_bridge_op op;             /* first: prov, ref, pub (common.c) */
 	int type;                      /* P11S_KEY_RSA or P11S_KEY_EC */
-	p11s_key *ref;
-	EVP_PKEY *pub;                 /* the key's public half (own reference) */
 	int pad;                       /* RSA_PKCS1_PADDING or RSA_PKCS1_PSS_PADDING */
 	const p11s_bridge_md *md;      /* NULL: sign the input as given */
 	const p11s_bridge_md *mgf1;    /* NULL: same as md (RFC 4056 §3: and as CMS expects) */
@@ -46,10 +44,9 @@ typedef struct sigctx {
 
 static void *sig_newctx(void *provctx, int type)
 {
-	sigctx *c = OPENSSL_zalloc(sizeof(*c));
+	sigctx *c = p11s_bridge__op_new(provctx, sizeof(*c));
 
 	if (c != NULL) {
-		c->prov = provctx;
 		c->type = type;
 		c->pad = RSA_PKCS1_PADDING;
 		c->saltlen = RSA_PSS_SALTLEN_DIGEST;
@@ -71,12 +68,10 @@ static void sig_freectx(void *vctx)
 {
 	sigctx *c = vctx;
 
-	if (c == NULL) {
-		return;
+	if (c != NULL) {
+		EVP_MD_CTX_free(c->mdctx);
 	}
-	EVP_MD_CTX_free(c->mdctx);
-	EVP_PKEY_free(c->pub);
-	OPENSSL_free(c);
+	p11s_bridge__op_free(c);
 }
 
 static void *sig_dupctx(void *vctx)
@@ -84,15 +79,10 @@ static void *sig_dupctx(void *vctx)
 	const sigctx *c = vctx;
 	sigctx *d;
 
-	if ((d = OPENSSL_memdup(c, sizeof(*c))) == NULL) {
+	if ((d = p11s_bridge__op_dup(c, sizeof(*c))) == NULL) {
 		return NULL;
 	}
 	d->mdctx = NULL;
-	if (d->pub != NULL && !EVP_PKEY_up_ref(d->pub)) {
-		d->pub = NULL;
-		sig_freectx(d);
-		return NULL;
-	}
 	/* EVP_DigestSignFinal() finalises a duplicate, so the hash state must be copied. */
 	if (c->mdctx != NULL &&
 	    ((d->mdctx = EVP_MD_CTX_new()) == NULL || !EVP_MD_CTX_copy_ex(d->mdctx, c->mdctx))) {
@@ -125,12 +115,9 @@ static int sig_init(sigctx *c, void *provkey, int need_private, const OSSL_PARAM
 		ERR_raise(ERR_LIB_PROV, PROV_R_OPERATION_NOT_SUPPORTED_FOR_THIS_KEYTYPE);
 		return 0;
 	}
-	if (!EVP_PKEY_up_ref(k->pub)) {
+	if (!p11s_bridge__op_use_key(c, k)) {
 		return 0;
 	}
-	EVP_PKEY_free(c->pub);
-	c->pub = k->pub;
-	c->ref = k->ref;
 	c->pad = RSA_PKCS1_PADDING;
 	c->md = c->mgf1 = NULL;
 	/* DESIGN.md decision 7: PSS salt = digest length unless asked otherwise. */
@@ -152,7 +139,7 @@ static int sig_verify_init(void *vctx, void *provkey, const OSSL_PARAM params[])
 
 static int set_md(sigctx *c, const char *name)
 {
-	const p11s_bridge_md *md = p11s_bridge__md(c->prov->libctx, name);
+	const p11s_bridge_md *md = p11s_bridge__md(c->op.prov->libctx, name);
 
 	if (md == NULL) {
 		ERR_raise_data(ERR_LIB_PROV, PROV_R_INVALID_DIGEST, "p11s: digest %s", name);
@@ -181,7 +168,7 @@ static int digest_init(sigctx *c, const char *mdname, void *provkey, int need_pr
 	if (!set_md(c, mdname != NULL ? mdname : "SHA256")) {
 		return 0;
 	}
-	if ((md = EVP_MD_fetch(c->prov->libctx, c->md->name, NULL)) == NULL ||
+	if ((md = EVP_MD_fetch(c->op.prov->libctx, c->md->name, NULL)) == NULL ||
 	    (c->mdctx = EVP_MD_CTX_new()) == NULL || !EVP_DigestInit_ex2(c->mdctx, md, NULL)) {
 		goto out;
 	}
@@ -216,7 +203,7 @@ static int sig_digest_sign_update(void *vctx, const unsigned char *data, size_t 
 /* The PSS salt length in bytes for this key and digest (RFC 8017 §9.1.1: emLen - hLen - 2). */
 static int pss_salt(const sigctx *c, const p11s_bridge_md *md, size_t *out)
 {
-	int bits = EVP_PKEY_get_bits(c->pub);
+	int bits = EVP_PKEY_get_bits(c->op.pub);
 	size_t emlen = (size_t)(bits - 1 + 7) / 8, max;
 
 	if (bits <= 0 || emlen < md->size + 2) {
@@ -251,7 +238,7 @@ static const p11s_bridge_md *pss_md(const sigctx *c, size_t tbslen)
 		return c->md;
 	}
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		const p11s_bridge_md *md = p11s_bridge__md(c->prov->libctx, names[i]);
+		const p11s_bridge_md *md = p11s_bridge__md(c->op.prov->libctx, names[i]);
 
 		if (md != NULL && md->size == tbslen) {
 			return md;
@@ -267,7 +254,7 @@ static int verify_host(const sigctx *c, const unsigned char *sig, size_t siglen,
 	EVP_PKEY_CTX *v = NULL;
 	int ok = 0;
 
-	if ((v = EVP_PKEY_CTX_new_from_pkey(c->prov->libctx, c->pub, P11S_BRIDGE_PUB_PROPQ)) ==
+	if ((v = EVP_PKEY_CTX_new_from_pkey(c->op.prov->libctx, c->op.pub, P11S_BRIDGE_PUB_PROPQ)) ==
 	        NULL ||
 	    EVP_PKEY_verify_init(v) <= 0) {
 		goto out;
@@ -346,11 +333,7 @@ static int do_sign(sigctx *c, unsigned char *sig, size_t *siglen, size_t sigsize
 	p11s_buf *buf = NULL;
 	int size, rc, ok = 0;
 
-	if (c == NULL || c->ref == NULL || c->pub == NULL) {
-		ERR_raise(ERR_LIB_PROV, PROV_R_MISSING_KEY);
-		return 0;
-	}
-	if ((size = EVP_PKEY_get_size(c->pub)) <= 0) {
+	if (!p11s_bridge__op_size(c, &size)) {
 		return 0;
 	}
 	if (sig == NULL) {
@@ -391,7 +374,7 @@ static int do_sign(sigctx *c, unsigned char *sig, size_t *siglen, size_t sigsize
 		mech.mgf = mgf1->ck_mgf;
 		mech.salt_len = salt;
 	} else if (c->type == P11S_KEY_EC) {
-		size_t order = ((size_t)EVP_PKEY_get_bits(c->pub) + 7) / 8;
+		size_t order = ((size_t)EVP_PKEY_get_bits(c->op.pub) + 7) / 8;
 
 		if (c->md != NULL && tbslen != c->md->size) {
 			ERR_raise(ERR_LIB_PROV, PROV_R_INVALID_DIGEST_LENGTH);
@@ -410,7 +393,7 @@ static int do_sign(sigctx *c, unsigned char *sig, size_t *siglen, size_t sigsize
 		return 0;
 	}
 
-	if ((rc = p11s_token__sign(c->ref, &mech, tosign, inlen, &buf)) < 0) {
+	if ((rc = p11s_token__sign(c->op.ref, &mech, tosign, inlen, &buf)) < 0) {
 		p11s_bridge__token_failed(rc, &mech, PROV_R_FAILED_TO_SIGN, "token signature failed");
 		goto out;
 	}
@@ -500,7 +483,7 @@ static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
 	char salt[16];
 	int ok = 0;
 
-	if (c == NULL || c->pub == NULL) {
+	if (c == NULL || c->op.pub == NULL) {
 		ERR_raise(ERR_LIB_PROV, PROV_R_MISSING_KEY);
 		return 0;
 	}
@@ -525,7 +508,7 @@ static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
 		}
 	}
 	*q = OSSL_PARAM_construct_end();
-	if ((v = EVP_PKEY_CTX_new_from_pkey(c->prov->libctx, c->pub, P11S_BRIDGE_PUB_PROPQ)) !=
+	if ((v = EVP_PKEY_CTX_new_from_pkey(c->op.prov->libctx, c->op.pub, P11S_BRIDGE_PUB_PROPQ)) !=
 	        NULL &&
 	    EVP_PKEY_verify_init(v) > 0 && EVP_PKEY_CTX_set_params(v, p) > 0) {
 		ok = EVP_PKEY_verify(v, sig, siglen, tbs, tbslen);
@@ -622,31 +605,12 @@ static int sig_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 	if (c->type != P11S_KEY_RSA) {
 		return 1;
 	}
-	if ((p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PAD_MODE)) != NULL) {
-		int pad;
-
-		if (!p11s_bridge__pad_get(p, &pad)) {
-			ERR_raise(ERR_LIB_PROV, PROV_R_INVALID_PADDING_MODE);
-			return 0;
-		}
-		/* Never raw RSA or X9.31: only what the token does as a whole mechanism. */
-		if (pad != RSA_PKCS1_PADDING && pad != RSA_PKCS1_PSS_PADDING) {
-			ERR_raise_data(ERR_LIB_PROV, PROV_R_ILLEGAL_OR_UNSUPPORTED_PADDING_MODE,
-			    "p11s: padding mode %d is not offered for token keys", pad);
-			return 0;
-		}
-		c->pad = pad;
-	}
-	if ((p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST)) != NULL) {
-		const char *name = NULL;
-		const p11s_bridge_md *md;
-
-		if (!OSSL_PARAM_get_utf8_string_ptr(p, &name) ||
-		    (md = p11s_bridge__md(c->prov->libctx, name)) == NULL) {
-			ERR_raise(ERR_LIB_PROV, PROV_R_INVALID_DIGEST);
-			return 0;
-		}
-		c->mgf1 = md;
+	/* Never raw RSA or X9.31: only what the token does as a whole mechanism. */
+	if (!p11s_bridge__set_pad(params, OSSL_SIGNATURE_PARAM_PAD_MODE, RSA_PKCS1_PSS_PADDING,
+	        &c->pad) ||
+	    !p11s_bridge__set_md(c->op.prov->libctx, params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST,
+	        &c->mgf1)) {
+		return 0;
 	}
 	if ((p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PSS_SALTLEN)) != NULL) {
 		int v;
@@ -757,23 +721,16 @@ static int sig_get_ctx_params(void *vctx, OSSL_PARAM params[])
 			return 0;
 		}
 	}
-	if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_DIGEST)) != NULL &&
-	    !OSSL_PARAM_set_utf8_string(p, c->md ? OBJ_nid2sn(c->md->nid) : "")) {
+	if (!p11s_bridge__get_md(params, OSSL_SIGNATURE_PARAM_DIGEST, c->md, "")) {
 		return 0;
 	}
 	if (c->type != P11S_KEY_RSA) {
 		return 1;
 	}
-	if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PAD_MODE)) != NULL &&
-	    !p11s_bridge__pad_set(p, c->pad)) {
+	if (!p11s_bridge__get_pad(params, OSSL_SIGNATURE_PARAM_PAD_MODE, c->pad) ||
+	    !p11s_bridge__get_md(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST,
+	        c->mgf1 ? c->mgf1 : c->md, "")) {
 		return 0;
-	}
-	if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST)) != NULL) {
-		const p11s_bridge_md *mgf1 = c->mgf1 ? c->mgf1 : c->md;
-
-		if (!OSSL_PARAM_set_utf8_string(p, mgf1 ? OBJ_nid2sn(mgf1->nid) : "")) {
-			return 0;
-		}
 	}
 	if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PSS_SALTLEN)) != NULL &&
 	    !saltlen_set(p, c->saltlen)) {
@@ -813,66 +770,41 @@ static const OSSL_PARAM ecdsa_settable[] = {
 	OSSL_PARAM_END,
 };
 
-static const OSSL_PARAM *rsa_gettable_ctx_params(void *vctx, void *provctx)
-{
-	return rsa_gettable;
-}
+P11S_BRIDGE_PARAM_TABLE(rsa_gettable_ctx_params, rsa_gettable)
+P11S_BRIDGE_PARAM_TABLE(rsa_settable_ctx_params, rsa_settable)
+P11S_BRIDGE_PARAM_TABLE(ecdsa_gettable_ctx_params, ecdsa_gettable)
+P11S_BRIDGE_PARAM_TABLE(ecdsa_settable_ctx_params, ecdsa_settable)
 
-static const OSSL_PARAM *rsa_settable_ctx_params(void *vctx, void *provctx)
-{
-	return rsa_settable;
-}
+#define FN P11S_BRIDGE_FN
 
-static const OSSL_PARAM *ecdsa_gettable_ctx_params(void *vctx, void *provctx)
-{
-	return ecdsa_gettable;
-}
-
-static const OSSL_PARAM *ecdsa_settable_ctx_params(void *vctx, void *provctx)
-{
-	return ecdsa_settable;
-}
-
-#define FN(f) ((void (*)(void))(f))
+/*
+ * RSA and ECDSA differ only in newctx (the key type the context accepts) and the parameter
+ * tables; every other function serves both (provider-signature(7) lists them).
+ */
+#define SIG_DISPATCH(newctx, gettable, settable) \
+	{ OSSL_FUNC_SIGNATURE_NEWCTX, FN(newctx) }, \
+	{ OSSL_FUNC_SIGNATURE_FREECTX, FN(sig_freectx) }, \
+	{ OSSL_FUNC_SIGNATURE_DUPCTX, FN(sig_dupctx) }, \
+	{ OSSL_FUNC_SIGNATURE_SIGN_INIT, FN(sig_sign_init) }, \
+	{ OSSL_FUNC_SIGNATURE_SIGN, FN(sig_sign) }, \
+	{ OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, FN(sig_digest_sign_init) }, \
+	{ OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, FN(sig_digest_sign_update) }, \
+	{ OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, FN(sig_digest_sign_final) }, \
+	{ OSSL_FUNC_SIGNATURE_VERIFY_INIT, FN(sig_verify_init) }, \
+	{ OSSL_FUNC_SIGNATURE_VERIFY, FN(sig_verify) }, \
+	{ OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT, FN(sig_digest_verify_init) }, \
+	{ OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE, FN(sig_digest_sign_update) }, \
+	{ OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL, FN(sig_digest_verify_final) }, \
+	{ OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, FN(sig_get_ctx_params) }, \
+	{ OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS, FN(gettable) }, \
+	{ OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, FN(sig_set_ctx_params) }, \
+	{ OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS, FN(settable) }, \
+	{ 0, NULL }
 
 const OSSL_DISPATCH p11s_bridge__rsa_signature[] = {
-	{ OSSL_FUNC_SIGNATURE_NEWCTX, FN(rsa_newctx) },
-	{ OSSL_FUNC_SIGNATURE_FREECTX, FN(sig_freectx) },
-	{ OSSL_FUNC_SIGNATURE_DUPCTX, FN(sig_dupctx) },
-	{ OSSL_FUNC_SIGNATURE_SIGN_INIT, FN(sig_sign_init) },
-	{ OSSL_FUNC_SIGNATURE_SIGN, FN(sig_sign) },
-	{ OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, FN(sig_digest_sign_init) },
-	{ OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, FN(sig_digest_sign_update) },
-	{ OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, FN(sig_digest_sign_final) },
-	{ OSSL_FUNC_SIGNATURE_VERIFY_INIT, FN(sig_verify_init) },
-	{ OSSL_FUNC_SIGNATURE_VERIFY, FN(sig_verify) },
-	{ OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT, FN(sig_digest_verify_init) },
-	{ OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE, FN(sig_digest_sign_update) },
-	{ OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL, FN(sig_digest_verify_final) },
-	{ OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, FN(sig_get_ctx_params) },
-	{ OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS, FN(rsa_gettable_ctx_params) },
-	{ OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, FN(sig_set_ctx_params) },
-	{ OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS, FN(rsa_settable_ctx_params) },
-	{ 0, NULL },
+	SIG_DISPATCH(rsa_newctx, rsa_gettable_ctx_params, rsa_settable_ctx_params),
 };
 
 const OSSL_DISPATCH p11s_bridge__ecdsa_signature[] = {
-	{ OSSL_FUNC_SIGNATURE_NEWCTX, FN(ecdsa_newctx) },
-	{ OSSL_FUNC_SIGNATURE_FREECTX, FN(sig_freectx) },
-	{ OSSL_FUNC_SIGNATURE_DUPCTX, FN(sig_dupctx) },
-	{ OSSL_FUNC_SIGNATURE_SIGN_INIT, FN(sig_sign_init) },
-	{ OSSL_FUNC_SIGNATURE_SIGN, FN(sig_sign) },
-	{ OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, FN(sig_digest_sign_init) },
-	{ OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, FN(sig_digest_sign_update) },
-	{ OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, FN(sig_digest_sign_final) },
-	{ OSSL_FUNC_SIGNATURE_VERIFY_INIT, FN(sig_verify_init) },
-	{ OSSL_FUNC_SIGNATURE_VERIFY, FN(sig_verify) },
-	{ OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT, FN(sig_digest_verify_init) },
-	{ OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE, FN(sig_digest_sign_update) },
-	{ OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL, FN(sig_digest_verify_final) },
-	{ OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, FN(sig_get_ctx_params) },
-	{ OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS, FN(ecdsa_gettable_ctx_params) },
-	{ OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, FN(sig_set_ctx_params) },
-	{ OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS, FN(ecdsa_settable_ctx_params) },
-	{ 0, NULL },
+	SIG_DISPATCH(ecdsa_newctx, ecdsa_gettable_ctx_params, ecdsa_settable_ctx_params),
 };
