@@ -22,6 +22,15 @@ run_tree() {
 }
 
 run_tree build-ci "" -DCMAKE_C_COMPILER=gcc
+# valgrind memcheck over the CLI flows (sign, verify, encrypt, decrypt, wrap/unwrap, the
+# bad-input sample), on the gcc tree just built: no memory errors, no leaks (suppressions for
+# third-party code only, each justified in ci/valgrind.supp). The default backend only (about
+# 1.5 min; the libp11 repeats of the same flows add about 35 s): docs/security.md, "Memory
+# checking".
+echo "=== ci/test.sh: valgrind: CLI flows under memcheck"
+vg_start=$SECONDS
+P11S_VG_BACKENDS=pkcs11 "$top/ci/valgrind.sh" "$top/build-ci" || status=1
+echo "=== ci/test.sh: valgrind: $((SECONDS - vg_start)) s"
 # LeakSanitizer on; third-party leaks (SoftHSM, p11-kit) are suppressed in ci/lsan.supp,
 # each with its reason.
 # fast_unwind_on_malloc=0: libcrypto and libp11 have no frame pointers; without the slow

@@ -33,6 +33,7 @@
 #include <p11smime/error.h>
 #include <p11smime/log.h>
 
+#include "cms/ber_stream.h"
 #include "cms/envelope_int.h"
 #include "core/error_int.h"
 #include "mime/enveloped.h"
@@ -655,266 +656,12 @@ void p11s_cms__describe(CMS_ContentInfo *cms, int cipher_nid, CMS_RecipientInfo 
  * (same RecipientInfo selection, same MMA countermeasure), sets the GCM tag from `mac`, and
  * decrypts the ciphertext read chunk by chunk from the file into the plaintext scratch file;
  * the tag (or CBC padding) is checked at the end, before anything is published.
+ * The BER walker is shared with the streaming verification of opaque signed-data
+ * (ber_stream.c).
  */
 
 /* Limit on everything but the content: recipient infos, attributes, algorithm parameters. */
 #define SKELETON_MAX (4u << 20)
-#define BER_MAX_DEPTH 64
-
-typedef struct ber_rd {
-	FILE *f;
-	uint64_t pos;      /* octets consumed */
-	BIO *copy;         /* when not NULL, every octet read is appended here */
-} ber_rd;
-
-/* One BER header: identifier octet (low tag numbers only), length or indefinite. */
-typedef struct ber_hdr {
-	int id;            /* the identifier octet: class, constructed bit, tag number */
-	int indef;
-	uint64_t len;
-	uint64_t end;      /* position after the contents, for definite lengths */
-} ber_hdr;
-
-static int ber_bad(const char *what)
-{
-	return p11s_error__set(P11S_ERR_MALFORMED, "the message is not a valid CMS structure (%s)",
-	    what);
-}
-
-static int ber_byte(ber_rd *r, unsigned char *c)
-{
-	int v = getc(r->f);
-
-	if (v == EOF) {
-		return ferror(r->f) ? p11s_error__set(P11S_ERR_IO, "reading the message: %s",
-		                          strerror(errno))
-		                    : ber_bad("truncated");
-	}
-	*c = (unsigned char)v;
-	r->pos++;
-	if (r->copy != NULL && BIO_write(r->copy, c, 1) != 1) {
-		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
-	}
-	return P11S_OK;
-}
-
-static int ber_read_hdr(ber_rd *r, ber_hdr *h)
-{
-	unsigned char c;
-	int rc;
-
-	memset(h, 0, sizeof(*h));
-	if ((rc = ber_byte(r, &c)) < 0) {
-		return rc;
-	}
-	h->id = c;
-	if ((c & 0x1f) == 0x1f) {
-		return ber_bad("high tag number"); /* none in CMS's (Auth)EnvelopedData */
-	}
-	if ((rc = ber_byte(r, &c)) < 0) {
-		return rc;
-	}
-	if (c == 0x80) {
-		/* X.690 §8.1.3.6: indefinite form, constructed encodings only. */
-		if (!(h->id & 0x20)) {
-			return ber_bad("indefinite length of a primitive");
-		}
-		h->indef = 1;
-	} else if (c & 0x80) {
-		int n = c & 0x7f;
-
-		if (n > 8) {
-			return ber_bad("length too long");
-		}
-		while (n-- > 0) {
-			if ((rc = ber_byte(r, &c)) < 0) {
-				return rc;
-			}
-			if (h->len >> 56) {
-				return ber_bad("length too long");
-			}
-			h->len = h->len << 8 | c;
-		}
-	} else {
-		h->len = c;
-	}
-	h->end = r->pos + h->len;
-	return P11S_OK;
-}
-
-static int ber_is_eoc(const ber_hdr *h)
-{
-	return h->id == 0 && !h->indef && h->len == 0;
-}
-
-/* Skip (and copy, if r->copy) `n` content octets. */
-static int ber_skip(ber_rd *r, uint64_t n, FILE *sink)
-{
-	unsigned char buf[16384];
-
-	while (n > 0) {
-		size_t want = n < sizeof(buf) ? (size_t)n : sizeof(buf), got;
-
-		got = fread(buf, 1, want, r->f);
-		if (got == 0) {
-			return ferror(r->f) ? p11s_error__set(P11S_ERR_IO, "reading the message: %s",
-			                          strerror(errno))
-			                    : ber_bad("truncated");
-		}
-		r->pos += got;
-		n -= got;
-		if (r->copy != NULL && BIO_write(r->copy, buf, (int)got) != (int)got) {
-			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
-		}
-		if (sink != NULL && fwrite(buf, 1, got, sink) != got) {
-			return p11s_error__set(P11S_ERR_IO, "writing a temporary file: %s", strerror(errno));
-		}
-	}
-	return P11S_OK;
-}
-
-/* The rest of an element whose header `h` was read (children to their EOC if indefinite). */
-static int ber_rest(ber_rd *r, const ber_hdr *h, int depth)
-{
-	ber_hdr c;
-	int rc;
-
-	if (!h->indef) {
-		return ber_skip(r, h->len, NULL);
-	}
-	if (depth > BER_MAX_DEPTH) {
-		return ber_bad("nested too deeply");
-	}
-	for (;;) {
-		if ((rc = ber_read_hdr(r, &c)) < 0) {
-			return rc;
-		}
-		if (ber_is_eoc(&c)) {
-			return P11S_OK;
-		}
-		if ((rc = ber_rest(r, &c, depth + 1)) < 0) {
-			return rc;
-		}
-	}
-}
-
-/*
- * The next element of a container `ctr` (NULL: top level, never ends): 1 with its header in
- * `h`, or 0 at the container's end (its EOC is consumed for an indefinite length).
- */
-static int ber_next(ber_rd *r, const ber_hdr *ctr, ber_hdr *h)
-{
-	int rc;
-
-	if (ctr != NULL && !ctr->indef) {
-		if (r->pos == ctr->end) {
-			return 0;
-		}
-		if (r->pos > ctr->end) {
-			return ber_bad("element overruns its container");
-		}
-	}
-	if ((rc = ber_read_hdr(r, h)) < 0) {
-		return rc;
-	}
-	if (ber_is_eoc(h)) {
-		if (ctr == NULL || !ctr->indef) {
-			return ber_bad("unexpected end-of-contents");
-		}
-		return 0;
-	}
-	if (ctr != NULL && !ctr->indef && !h->indef && h->end > ctr->end) {
-		return ber_bad("element overruns its container");
-	}
-	return 1;
-}
-
-/* The next element, which must exist and have identifier `id`. */
-static int ber_expect(ber_rd *r, const ber_hdr *ctr, int id, ber_hdr *h, const char *what)
-{
-	int rc = ber_next(r, ctr, h);
-
-	if (rc < 0) {
-		return rc;
-	}
-	if (rc == 0 || h->id != id) {
-		return ber_bad(what);
-	}
-	return P11S_OK;
-}
-
-/* Copy one whole element, header `h` already read, into the skeleton `sk` verbatim. */
-static int ber_copy_elem(ber_rd *r, const ber_hdr *h, const unsigned char *hdr_raw,
-    size_t hdr_len, BIO *sk)
-{
-	int rc;
-
-	if (BIO_write(sk, hdr_raw, (int)hdr_len) != (int)hdr_len) {
-		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
-	}
-	r->copy = sk;
-	rc = ber_rest(r, h, 0);
-	r->copy = NULL;
-	if (rc == P11S_OK && BIO_number_written(sk) > SKELETON_MAX) {
-		rc = ber_bad("recipient information or attributes too large");
-	}
-	return rc;
-}
-
-/* Re-encode a header (for copying an element whose header was already consumed). */
-static size_t ber_hdr_raw(const ber_hdr *h, unsigned char *p)
-{
-	size_t n = 0, bytes = 0;
-
-	p[n++] = (unsigned char)h->id;
-	if (h->indef) {
-		p[n++] = 0x80;
-	} else if (h->len < 0x80) {
-		p[n++] = (unsigned char)h->len;
-	} else {
-		for (uint64_t l = h->len; l > 0; l >>= 8) {
-			bytes++;
-		}
-		p[n++] = (unsigned char)(0x80 | bytes);
-		while (bytes > 0) {
-			p[n++] = (unsigned char)(h->len >> (8 * --bytes));
-		}
-	}
-	return n;
-}
-
-static int ber_copy(ber_rd *r, const ber_hdr *h, BIO *sk)
-{
-	unsigned char raw[12];
-
-	return ber_copy_elem(r, h, raw, ber_hdr_raw(h, raw), sk);
-}
-
-/*
- * The content octets of encryptedContent [0] IMPLICIT OCTET STRING (header `h`): primitive,
- * or constructed from OCTET STRING segments (X.690 §8.7.3), which may be constructed again.
- */
-static int ber_content(ber_rd *r, const ber_hdr *h, FILE *ct, int depth)
-{
-	ber_hdr c;
-	int rc;
-
-	if (!(h->id & 0x20)) {
-		return ber_skip(r, h->len, ct);
-	}
-	if (depth > BER_MAX_DEPTH) {
-		return ber_bad("nested too deeply");
-	}
-	while ((rc = ber_next(r, h, &c)) == 1) {
-		if ((c.id & ~0x20) != V_ASN1_OCTET_STRING) {
-			return ber_bad("encrypted content segment is not an OCTET STRING");
-		}
-		if ((rc = ber_content(r, &c, ct, depth + 1)) < 0) {
-			return rc;
-		}
-	}
-	return rc;
-}
 
 /* DER of the two content type OIDs (RFC 5652 §6.1: id-envelopedData; RFC 5083 §1.1). */
 static const unsigned char oid_enveloped[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d,
@@ -925,8 +672,9 @@ static const unsigned char oid_auth_enveloped[] = { 0x06, 0x0b, 0x2a, 0x86, 0x48
 /* Walk the decoded body in `der`, filling the skeleton `sk` and the ciphertext file `ct`. */
 static int split_enveloped(FILE *der, BIO *sk, FILE *ct, int *cipher_nid)
 {
-	ber_rd r = { der, 0, NULL };
-	ber_hdr ci, ex, ed, h, eci;
+	p11s_cms_ber r = { der, 0, NULL, SKELETON_MAX,
+		"recipient information or attributes too large" };
+	p11s_cms_ber_hdr ci, ex, ed, h, eci;
 	BIO *oid = NULL, *alg = NULL;
 	unsigned char *p;
 	const unsigned char *cp;
@@ -940,15 +688,15 @@ static int split_enveloped(FILE *der, BIO *sk, FILE *ct, int *cipher_nid)
 		goto out;
 	}
 	/* ContentInfo ::= SEQUENCE { contentType, content [0] EXPLICIT ANY } (RFC 5652 §3) */
-	if ((rc = ber_read_hdr(&r, &ci)) < 0) {
+	if ((rc = p11s_cms__ber_read_hdr(&r, &ci)) < 0) {
 		goto out;
 	}
 	if (ci.id != 0x30) {
-		rc = ber_bad("not a ContentInfo");
+		rc = p11s_cms__ber_bad("not a ContentInfo");
 		goto out;
 	}
-	if ((rc = ber_expect(&r, &ci, V_ASN1_OBJECT, &h, "no content type")) < 0 ||
-	    (rc = ber_copy(&r, &h, oid)) < 0) {
+	if ((rc = p11s_cms__ber_expect(&r, &ci, V_ASN1_OBJECT, &h, "no content type")) < 0 ||
+	    (rc = p11s_cms__ber_copy(&r, &h, oid)) < 0) {
 		goto out;
 	}
 	n = BIO_get_mem_data(oid, (char **)&p);
@@ -973,38 +721,41 @@ static int split_enveloped(FILE *der, BIO *sk, FILE *ct, int *cipher_nid)
 		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = ber_expect(&r, &ci, 0xa0, &ex, "no [0] content")) < 0 ||
-	    (rc = ber_expect(&r, &ex, 0x30, &ed, "no EnvelopedData")) < 0) {
+	if ((rc = p11s_cms__ber_expect(&r, &ci, 0xa0, &ex, "no [0] content")) < 0 ||
+	    (rc = p11s_cms__ber_expect(&r, &ex, 0x30, &ed, "no EnvelopedData")) < 0) {
 		goto out;
 	}
 	/* version, [0] originatorInfo OPTIONAL, recipientInfos SET (RFC 5652 §6.1) */
-	if ((rc = ber_expect(&r, &ed, V_ASN1_INTEGER, &h, "no version")) < 0 ||
-	    (rc = ber_copy(&r, &h, sk)) < 0) {
+	if ((rc = p11s_cms__ber_expect(&r, &ed, V_ASN1_INTEGER, &h, "no version")) < 0 ||
+	    (rc = p11s_cms__ber_copy(&r, &h, sk)) < 0) {
 		goto out;
 	}
-	if ((rc = ber_next(&r, &ed, &h)) < 0) {
+	if ((rc = p11s_cms__ber_next(&r, &ed, &h)) < 0) {
 		goto out;
 	}
 	if (rc == 1 && h.id == 0xa0) {
-		if ((rc = ber_copy(&r, &h, sk)) < 0 || (rc = ber_next(&r, &ed, &h)) < 0) {
+		if ((rc = p11s_cms__ber_copy(&r, &h, sk)) < 0 ||
+		    (rc = p11s_cms__ber_next(&r, &ed, &h)) < 0) {
 			goto out;
 		}
 	}
 	if (rc == 0 || h.id != 0x31) {
-		rc = ber_bad("no recipientInfos");
+		rc = p11s_cms__ber_bad("no recipientInfos");
 		goto out;
 	}
-	if ((rc = ber_copy(&r, &h, sk)) < 0) {
+	if ((rc = p11s_cms__ber_copy(&r, &h, sk)) < 0) {
 		goto out;
 	}
 	/* EncryptedContentInfo ::= SEQUENCE { contentType, contentEncryptionAlgorithm,
 	 *   encryptedContent [0] IMPLICIT OCTET STRING OPTIONAL } */
-	if ((rc = ber_expect(&r, &ed, 0x30, &eci, "no EncryptedContentInfo")) < 0 ||
+	if ((rc = p11s_cms__ber_expect(&r, &ed, 0x30, &eci, "no EncryptedContentInfo")) < 0 ||
 	    BIO_write(sk, open_seq, 2) != 2 ||
-	    (rc = ber_expect(&r, &eci, V_ASN1_OBJECT, &h, "no encrypted content type")) < 0 ||
-	    (rc = ber_copy(&r, &h, sk)) < 0 ||
-	    (rc = ber_expect(&r, &eci, 0x30, &h, "no content encryption algorithm")) < 0 ||
-	    (rc = ber_copy(&r, &h, alg)) < 0) {
+	    (rc = p11s_cms__ber_expect(&r, &eci, V_ASN1_OBJECT, &h,
+	         "no encrypted content type")) < 0 ||
+	    (rc = p11s_cms__ber_copy(&r, &h, sk)) < 0 ||
+	    (rc = p11s_cms__ber_expect(&r, &eci, 0x30, &h,
+	         "no content encryption algorithm")) < 0 ||
+	    (rc = p11s_cms__ber_copy(&r, &h, alg)) < 0) {
 		if (rc == P11S_OK) {
 			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 		}
@@ -1025,19 +776,21 @@ static int split_enveloped(FILE *der, BIO *sk, FILE *ct, int *cipher_nid)
 		X509_ALGOR_free(a);
 		ERR_clear_error();
 	}
-	if ((rc = ber_next(&r, &eci, &h)) < 0) {
+	if ((rc = p11s_cms__ber_next(&r, &eci, &h)) < 0) {
 		goto out;
 	}
 	if (rc == 1) {
 		if ((h.id & ~0x20) != 0x80) {
-			rc = ber_bad("unexpected field in EncryptedContentInfo");
+			rc = p11s_cms__ber_bad("unexpected field in EncryptedContentInfo");
 			goto out;
 		}
-		if ((rc = ber_content(&r, &h, ct, 0)) < 0 || (rc = ber_next(&r, &eci, &h)) < 0) {
+		if ((rc = p11s_cms__ber_octets(&r, &h, ct,
+		         "encrypted content segment is not an OCTET STRING", 0)) < 0 ||
+		    (rc = p11s_cms__ber_next(&r, &eci, &h)) < 0) {
 			goto out;
 		}
 		if (rc == 1) {
-			rc = ber_bad("unexpected field in EncryptedContentInfo");
+			rc = p11s_cms__ber_bad("unexpected field in EncryptedContentInfo");
 			goto out;
 		}
 	}
@@ -1046,16 +799,16 @@ static int split_enveloped(FILE *der, BIO *sk, FILE *ct, int *cipher_nid)
 		goto out;
 	}
 	/* The rest as it is: unprotectedAttrs; or authAttrs, mac, unauthAttrs (RFC 5083 §2.1). */
-	while ((more = ber_next(&r, &ed, &h)) == 1) {
-		if ((rc = ber_copy(&r, &h, sk)) < 0) {
+	while ((more = p11s_cms__ber_next(&r, &ed, &h)) == 1) {
+		if ((rc = p11s_cms__ber_copy(&r, &h, sk)) < 0) {
 			goto out;
 		}
 	}
-	if ((rc = more) < 0 || (rc = ber_next(&r, &ex, &h)) < 0) {
+	if ((rc = more) < 0 || (rc = p11s_cms__ber_next(&r, &ex, &h)) < 0) {
 		goto out;
 	}
-	if (rc == 1 || (rc = ber_next(&r, &ci, &h)) != 0) {
-		rc = rc < 0 ? rc : ber_bad("trailing data in the ContentInfo");
+	if (rc == 1 || (rc = p11s_cms__ber_next(&r, &ci, &h)) != 0) {
+		rc = rc < 0 ? rc : p11s_cms__ber_bad("trailing data in the ContentInfo");
 		goto out;
 	}
 	if (BIO_write(sk, eoc, 2) != 2 || BIO_write(sk, eoc, 2) != 2 ||

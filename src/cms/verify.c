@@ -27,6 +27,7 @@
 
 #include <p11smime/verify.h>
 
+#include "cms/ber_stream.h"
 #include "core/error_int.h"
 #include "ess/ess_int.h"
 #include "mime/signed.h"
@@ -38,6 +39,13 @@
 #define P11S_MAX_SIGNERS 64
 #endif
 #define MAX_SIGNERS P11S_MAX_SIGNERS
+/*
+ * Opaque signed-data is read as a stream; everything but the eContent (certificates, CRLs,
+ * SignerInfos) is held in memory, bounded like a multipart/signed p7s (docs/security.md).
+ */
+#ifndef P11S_MAX_P7S_SIZE /* build-time setting, the same as src/mime/signed.c's */
+#define P11S_MAX_P7S_SIZE (64L * 1024 * 1024)
+#endif
 
 /* One SignerInfo as reported. */
 typedef struct signer_int {
@@ -60,7 +68,8 @@ struct p11s_verify_priv {
 	off_t start, end;                     /* multipart/signed part 1 */
 	unsigned char fp[EVP_MAX_MD_SIZE];    /* SHA-256 of the verified content bytes */
 	unsigned int fp_len;
-	CMS_ContentInfo *cms;                 /* opaque: holds the eContent */
+	CMS_ContentInfo *cms;                 /* the SignedData; opaque: without its eContent */
+	FILE *content;                        /* opaque: the eContent octets (scratch file) */
 	p11s_reasons reasons, warnings;
 	signer_int *si;
 	size_t n_si;
@@ -727,6 +736,9 @@ void p11s_verify_result_free(p11s_verify_result *r)
 		p11s_reasons__clear(&r->priv->reasons);
 		p11s_reasons__clear(&r->priv->warnings);
 		CMS_ContentInfo_free(r->priv->cms);
+		if (r->priv->content != NULL) {
+			fclose(r->priv->content);
+		}
 		free(r->priv->nested);
 		free(r->priv);
 	}
@@ -784,6 +796,242 @@ static int publish(p11s_verify_result *res)
 	return P11S_OK;
 }
 
+/* ---- opaque signed-data, streamed ----------------------------------------------------- */
+
+/*
+ * Streaming verification of application/pkcs7-mime signed-data (DESIGN.md decision 4), the
+ * same way as the streaming decryption (src/cms/envelope.c): OpenSSL 3.0's d2i would hold the
+ * whole eContent in memory, so the decoded body (already in a scratch file) is walked once as
+ * BER by src/cms/ber_stream.c:
+ *
+ *   - every field except eContent (version, digestAlgorithms, eContentType, certificates,
+ *     crls, signerInfos) is copied verbatim into a "skeleton" ContentInfo: the same
+ *     SignedData with the OPTIONAL eContent absent (RFC 5652 §5.2), i.e. detached;
+ *   - the eContent octets ([0] EXPLICIT OCTET STRING, primitive or constructed from
+ *     segments, X.690 §8.7) go to a second scratch file.
+ *
+ * The skeleton is parsed by OpenSSL and checked exactly as before; the content digests are
+ * computed reading the content file in chunks, and `--out` copies the same file. The
+ * signatures are over the signedAttrs, or over the digest contexts (verify_no_attrs), so the
+ * eContent is never needed inside the CMS structure.
+ */
+
+/* DER of id-signedData (RFC 5652 §5.1). */
+static const unsigned char oid_signed[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d,
+	0x01, 0x07, 0x02 };
+
+static int sk_write(BIO *sk, const unsigned char *p, size_t n)
+{
+	if (BIO_write(sk, p, (int)n) != (int)n) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	return P11S_OK;
+}
+
+/*
+ * Walk the decoded body in `der`. For a SignedData: the skeleton goes to `sk`, the eContent
+ * octets to `content`, `*has_content` says whether eContent was present. For any other
+ * content type, `*type_nid` is set (NID_undef if unknown) and the rest is only checked to be
+ * well-formed BER.
+ */
+static int split_signed(FILE *der, BIO *sk, FILE *content, int *has_content, int *type_nid)
+{
+	char too_large[96];
+	p11s_cms_ber r = { der, 0, NULL, (uint64_t)P11S_MAX_P7S_SIZE, too_large };
+	p11s_cms_ber_hdr ci, ex, sd, h, eci, ec;
+	BIO *oid = NULL;
+	unsigned char *p;
+	long n;
+	int rc, more;
+	static const unsigned char open_seq[] = { 0x30, 0x80 }, open_ex[] = { 0xa0, 0x80 },
+	                           eoc[] = { 0, 0 };
+
+	snprintf(too_large, sizeof(too_large),
+	    "certificates, CRLs and signer infos over %lld bytes, P11S_MAX_P7S_SIZE",
+	    (long long)P11S_MAX_P7S_SIZE);
+	*has_content = 0;
+	*type_nid = NID_pkcs7_signed;
+	if ((oid = BIO_new(BIO_s_mem())) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	/* ContentInfo ::= SEQUENCE { contentType, content [0] EXPLICIT ANY } (RFC 5652 §3) */
+	if ((rc = p11s_cms__ber_read_hdr(&r, &ci)) < 0) {
+		goto out;
+	}
+	if (ci.id != 0x30) {
+		rc = p11s_cms__ber_bad("not a ContentInfo");
+		goto out;
+	}
+	if ((rc = p11s_cms__ber_expect(&r, &ci, V_ASN1_OBJECT, &h, "no content type")) < 0 ||
+	    (rc = p11s_cms__ber_copy(&r, &h, oid)) < 0) {
+		goto out;
+	}
+	n = BIO_get_mem_data(oid, (char **)&p);
+	if (!((size_t)n == sizeof(oid_signed) && memcmp(p, oid_signed, (size_t)n) == 0)) {
+		const unsigned char *cp = p;
+		ASN1_OBJECT *o = NULL;
+
+		*type_nid = d2i_ASN1_OBJECT(&o, &cp, n) != NULL ? OBJ_obj2nid(o) : NID_undef;
+		ASN1_OBJECT_free(o);
+		ERR_clear_error();
+		/* Not signed: the rest must still be a well-formed ContentInfo (no truncation). */
+		while ((more = p11s_cms__ber_next(&r, &ci, &h)) == 1) {
+			if ((rc = p11s_cms__ber_rest(&r, &h, 0)) < 0) {
+				goto out;
+			}
+		}
+		rc = more;
+		goto out;
+	}
+	/* The skeleton uses indefinite lengths: no length has to be known in advance. */
+	if ((rc = sk_write(sk, open_seq, 2)) < 0 || (rc = sk_write(sk, p, (size_t)n)) < 0 ||
+	    (rc = sk_write(sk, open_ex, 2)) < 0 || (rc = sk_write(sk, open_seq, 2)) < 0) {
+		goto out;
+	}
+	/* SignedData ::= SEQUENCE { version, digestAlgorithms SET, encapContentInfo, ... } */
+	if ((rc = p11s_cms__ber_expect(&r, &ci, 0xa0, &ex, "no [0] content")) < 0 ||
+	    (rc = p11s_cms__ber_expect(&r, &ex, 0x30, &sd, "no SignedData")) < 0 ||
+	    (rc = p11s_cms__ber_expect(&r, &sd, V_ASN1_INTEGER, &h, "no version")) < 0 ||
+	    (rc = p11s_cms__ber_copy(&r, &h, sk)) < 0 ||
+	    (rc = p11s_cms__ber_expect(&r, &sd, 0x31, &h, "no digestAlgorithms")) < 0 ||
+	    (rc = p11s_cms__ber_copy(&r, &h, sk)) < 0) {
+		goto out;
+	}
+	/* EncapsulatedContentInfo ::= SEQUENCE { eContentType,
+	 *   eContent [0] EXPLICIT OCTET STRING OPTIONAL } (RFC 5652 §5.2) */
+	if ((rc = p11s_cms__ber_expect(&r, &sd, 0x30, &eci, "no EncapsulatedContentInfo")) < 0 ||
+	    (rc = sk_write(sk, open_seq, 2)) < 0 ||
+	    (rc = p11s_cms__ber_expect(&r, &eci, V_ASN1_OBJECT, &h, "no eContentType")) < 0 ||
+	    (rc = p11s_cms__ber_copy(&r, &h, sk)) < 0 || (rc = p11s_cms__ber_next(&r, &eci, &h)) < 0) {
+		goto out;
+	}
+	if (rc == 1) {
+		if (h.id != 0xa0) {
+			rc = p11s_cms__ber_bad("unexpected field in EncapsulatedContentInfo");
+			goto out;
+		}
+		if ((rc = p11s_cms__ber_next(&r, &h, &ec)) < 0) {
+			goto out;
+		}
+		/* The OCTET STRING may be constructed (0x24): BER, e.g. `openssl cms -stream`. */
+		if (rc == 0 || (ec.id & ~0x20) != V_ASN1_OCTET_STRING) {
+			rc = p11s_cms__ber_bad("eContent is not an OCTET STRING");
+			goto out;
+		}
+		if ((rc = p11s_cms__ber_octets(&r, &ec, content,
+		         "eContent segment is not an OCTET STRING", 0)) < 0 ||
+		    (rc = p11s_cms__ber_next(&r, &h, &ec)) < 0) {
+			goto out;
+		}
+		if (rc == 1) {
+			rc = p11s_cms__ber_bad("more than one eContent");
+			goto out;
+		}
+		*has_content = 1;
+		if ((rc = p11s_cms__ber_next(&r, &eci, &h)) < 0) {
+			goto out;
+		}
+		if (rc == 1) {
+			rc = p11s_cms__ber_bad("unexpected field in EncapsulatedContentInfo");
+			goto out;
+		}
+	}
+	if ((rc = sk_write(sk, eoc, 2)) < 0) {
+		goto out;
+	}
+	/* The rest as it is: certificates [0], crls [1], signerInfos SET (RFC 5652 §5.1). */
+	while ((more = p11s_cms__ber_next(&r, &sd, &h)) == 1) {
+		if ((rc = p11s_cms__ber_copy(&r, &h, sk)) < 0) {
+			goto out;
+		}
+	}
+	if ((rc = more) < 0 || (rc = p11s_cms__ber_next(&r, &ex, &h)) < 0) {
+		goto out;
+	}
+	if (rc == 1 || (rc = p11s_cms__ber_next(&r, &ci, &h)) != 0) {
+		rc = rc < 0 ? rc : p11s_cms__ber_bad("trailing data in the ContentInfo");
+		goto out;
+	}
+	if ((rc = sk_write(sk, eoc, 2)) < 0 || (rc = sk_write(sk, eoc, 2)) < 0 ||
+	    (rc = sk_write(sk, eoc, 2)) < 0) {
+		goto out;
+	}
+	if (fflush(content) != 0 || fseeko(content, 0, SEEK_SET) != 0) {
+		rc = p11s_error__set(P11S_ERR_IO, "writing a temporary file: %s", strerror(errno));
+		goto out;
+	}
+	rc = P11S_OK;
+out:
+	BIO_free(oid);
+	return rc;
+}
+
+/*
+ * Read the opaque body of `m` (a scratch file): `*out` is the SignedData skeleton (NULL with
+ * `*type_nid` set if the body is another content type), p->content the eContent file.
+ */
+static int read_opaque(struct p11s_verify_priv *p, p11s_mime_signed *m, CMS_ContentInfo **out,
+    int *type_nid, int *has_content)
+{
+	CMS_ContentInfo *cms = NULL;
+	FILE *content = NULL;
+	BIO *sk = NULL;
+	const unsigned char *der;
+	long len;
+	int rc;
+
+	*out = NULL;
+	if ((content = tmpfile()) == NULL) {
+		return p11s_error__set(P11S_ERR_IO, "cannot create a temporary file: %s",
+		    strerror(errno));
+	}
+	if ((sk = BIO_new(BIO_s_mem())) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = split_signed(m->body, sk, content, has_content, type_nid)) < 0 ||
+	    *type_nid != NID_pkcs7_signed) {
+		goto out;
+	}
+	len = BIO_get_mem_data(sk, (char **)&der);
+	if ((cms = d2i_CMS_ContentInfo(NULL, &der, len)) == NULL) {
+		rc = p11s_error__ossl(P11S_ERR_MALFORMED,
+		    "the application/pkcs7-mime body is not a valid CMS SignedData");
+		goto out;
+	}
+	*out = cms;
+	p->content = content;
+	content = NULL;
+out:
+	BIO_free(sk);
+	if (content != NULL) {
+		fclose(content);
+	}
+	return rc;
+}
+
+/* Feed the opaque content file from its start to `sink`, in chunks. */
+static int stream_content(FILE *f, p11s_mime_feed sink, void *payload)
+{
+	unsigned char buf[65536];
+	size_t n;
+	int rc;
+
+	if (fseeko(f, 0, SEEK_SET) != 0) {
+		return p11s_error__set(P11S_ERR_IO, "reading a temporary file: %s", strerror(errno));
+	}
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+		if ((rc = sink(buf, n, payload)) < 0) {
+			return rc;
+		}
+	}
+	if (ferror(f)) {
+		return p11s_error__set(P11S_ERR_IO, "reading a temporary file: %s", strerror(errno));
+	}
+	return P11S_OK;
+}
+
 static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x509_store *store,
     int no_sender_check)
 {
@@ -795,17 +1043,25 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 	STACK_OF(X509_CRL) *msg_crls = NULL;
 	digests d = { 0 };
 	verify_env env;
-	int rc = P11S_OK, n;
+	int rc = P11S_OK, n, type = NID_pkcs7_signed, has_content = 1;
 
-	if ((cms = d2i_CMS_ContentInfo(NULL, &der, (long)m->der_len)) == NULL) {
+	if (m->kind == P11S_MIME_OPAQUE && m->body != NULL) {
+		/* Streamed: a skeleton without eContent, the content in a scratch file. */
+		if ((rc = read_opaque(p, m, &cms, &type, &has_content)) < 0) {
+			return rc;
+		}
+	} else if ((cms = d2i_CMS_ContentInfo(NULL, &der, (long)m->der_len)) == NULL) {
 		return p11s_error__ossl(P11S_ERR_MALFORMED, "the %s is not a DER CMS ContentInfo",
 		    m->kind == P11S_MIME_OPAQUE ? "application/pkcs7-mime body" : "signature part");
+	} else {
+		type = OBJ_obj2nid(CMS_get0_type(cms));
+		has_content = !CMS_is_detached(cms);
 	}
 	p->cms = cms;
-	if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
+	if (type != NID_pkcs7_signed) {
 		if (m->kind == P11S_MIME_MULTIPART_SIGNED) {
 			return p11s_error__set(P11S_ERR_MALFORMED,
-			    "the signature part holds %s, not SignedData", OBJ_nid2ln(OBJ_obj2nid(CMS_get0_type(cms))));
+			    "the signature part holds %s, not SignedData", OBJ_nid2ln(type));
 		}
 		/* e.g. an enveloped-data .p7m without smime-type: not a signed message. */
 		p->kind = P11S_MIME_NOT_SIGNED;
@@ -813,11 +1069,11 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 		res->signed_part = "none";
 		return p11s_reasons__add(&p->reasons, "not-signed",
 		    "the application/pkcs7-mime body is %s, not SignedData",
-		    OBJ_nid2ln(OBJ_obj2nid(CMS_get0_type(cms))));
+		    type != NID_undef ? OBJ_nid2ln(type) : "an unknown content type");
 	}
 	sis = CMS_get0_SignerInfos(cms);
 	n = sis ? sk_CMS_SignerInfo_num(sis) : 0;
-	if (m->kind == P11S_MIME_MULTIPART_SIGNED && !CMS_is_detached(cms)) {
+	if (m->kind == P11S_MIME_MULTIPART_SIGNED && has_content) {
 		/* RFC 8551 §3.5.3 (MUST): eContent absent. Johnny C1: never show other bytes. */
 		if ((rc = p11s_reasons__add(&p->reasons, "econtent-in-detached",
 		         "the application/pkcs7-signature part carries its own content (eContent); "
@@ -825,7 +1081,7 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 			goto out;
 		}
 	}
-	if (m->kind == P11S_MIME_OPAQUE && CMS_is_detached(cms) && n > 0) {
+	if (m->kind == P11S_MIME_OPAQUE && !has_content && n > 0) {
 		if ((rc = p11s_reasons__add(&p->reasons, "no-content",
 		         "opaque signed-data without eContent: nothing was signed in this message")) < 0) {
 			goto out;
@@ -856,6 +1112,9 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 	if (m->kind == P11S_MIME_MULTIPART_SIGNED) {
 		/* Part 1 as sent, canonicalised to CRLF (RFC 8551 §3.1.1, RFC 2046 §5.1.1). */
 		rc = p11s_mime__stream_canonical(p->in, p->start, p->end, digest_sink, &d);
+	} else if (p->content != NULL) {
+		/* The eContent octets as signed, streamed from the scratch file. */
+		rc = stream_content(p->content, digest_sink, &d);
 	} else {
 		ASN1_OCTET_STRING **pos = CMS_get0_content(cms);
 
@@ -973,7 +1232,8 @@ int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_op
 	}
 	res->priv->in = in;
 	/* Option files first: an unreadable --trust is a usage error whatever the message. */
-	if ((rc = p11s_x509__store_new(&store, opts)) < 0 || (rc = p11s_mime__read_signed(&m, in)) < 0) {
+	if ((rc = p11s_x509__store_new(&store, opts)) < 0 ||
+	    (rc = p11s_mime__read_signed_ex(&m, in, P11S_MIME_READ_STREAM)) < 0) {
 		goto out;
 	}
 	res->priv->kind = m->kind;
@@ -1064,6 +1324,8 @@ int p11s_verify_write_content(const p11s_verify_result *r, FILE *out)
 	}
 	if (p->kind == P11S_MIME_MULTIPART_SIGNED) {
 		rc = p11s_mime__stream_canonical(p->in, p->start, p->end, write_sink, &w);
+	} else if (p->content != NULL) {
+		rc = stream_content(p->content, write_sink, &w);
 	} else {
 		ASN1_OCTET_STRING **pos = CMS_get0_content(p->cms);
 

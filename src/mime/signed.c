@@ -6,7 +6,6 @@
  * was signed, and two parsers disagreeing about part boundaries is a spoofing vector.
  */
 #define _GNU_SOURCE /* asprintf, vasprintf, memmem */
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -29,55 +28,100 @@
 #define LINE_KEEP 1024
 
 int p11s_mime__canon_feed(p11s_mime_canon *c, const unsigned char *p, size_t n,
-    p11s_mime_sink sink, void *payload)
+    p11s_mime_feed sink, void *payload)
 {
-	static const unsigned char crlf[2] = { '\r', '\n' };
-	size_t run = 0; /* bytes of p[] before i not yet passed on */
+	/*
+	 * RFC 8551 §3.1.1: a bare LF (Unix storage) becomes CRLF. The canonical bytes are
+	 * assembled in `out` and passed on once per piece of input, not once per line: memchr()
+	 * finds the line ends, so this runs at memory speed (the byte loop with a digest update
+	 * per line was a quarter of verifying a 100 MiB message, docs/performance.md).
+	 */
+	unsigned char out[2 * 8192];
 	int rc;
 
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '\n' && !c->prev_cr) {
-			/* RFC 8551 §3.1.1: bare LF (Unix storage) becomes CRLF. */
-			if (i > run && (rc = sink(p + run, i - run, payload)) < 0) {
-				return rc;
+	while (n > 0) {
+		size_t take = n < 8192 ? n : 8192, o = 0;
+		const unsigned char *q = p, *end = p + take;
+
+		while (q < end) {
+			const unsigned char *nl = memchr(q, '\n', (size_t)(end - q));
+			size_t seg = nl != NULL ? (size_t)(nl - q) : (size_t)(end - q);
+
+			memcpy(out + o, q, seg);
+			o += seg;
+			if (seg > 0) {
+				c->prev_cr = q[seg - 1] == '\r';
 			}
-			if ((rc = sink(crlf, 2, payload)) < 0) {
-				return rc;
+			if (nl == NULL) {
+				break;
 			}
-			run = i + 1;
+			if (!c->prev_cr) {
+				out[o++] = '\r';
+			}
+			out[o++] = '\n';
+			c->prev_cr = 0;
+			q = nl + 1;
 		}
-		c->prev_cr = p[i] == '\r';
-	}
-	if (n > run) {
-		return sink(p + run, n - run, payload);
+		if (o > 0 && (rc = sink(out, o, payload)) < 0) {
+			return rc;
+		}
+		p += take;
+		n -= take;
 	}
 	return P11S_OK;
 }
+
+/* A buffered line reader: memchr() over a block instead of getc() per byte. */
+typedef struct lreader {
+	FILE *f;
+	size_t pos, len;
+	unsigned char buf[65536];
+} lreader;
 
 /*
  * Read one line. Keeps at most LINE_KEEP bytes of its content in `buf`; `*content` is the full
  * length without the line break, `*eol` the length of the line break (2 CRLF, 1 LF, 0 at EOF),
  * `*total` the bytes consumed. @return 1, 0 at EOF, or P11S_ERR_IO.
  */
-static int read_line(FILE *f, unsigned char *buf, off_t *content, int *eol, off_t *total)
+static int read_line(lreader *r, unsigned char *buf, off_t *content, int *eol, off_t *total)
 {
 	off_t t = 0;
-	int c = EOF, prev_cr = 0;
+	int prev_cr = 0;
 
 	*eol = 0;
-	while ((c = getc_unlocked(f)) != EOF) {
-		t++;
-		if (c == '\n') {
+	for (;;) {
+		const unsigned char *s, *nl;
+		size_t seg;
+
+		if (r->pos == r->len) {
+			r->pos = 0;
+			if ((r->len = fread(r->buf, 1, sizeof(r->buf), r->f)) == 0) {
+				if (ferror(r->f)) {
+					return p11s_error__set(P11S_ERR_IO, "reading the message: %s",
+					    strerror(errno));
+				}
+				break;
+			}
+		}
+		s = r->buf + r->pos;
+		nl = memchr(s, '\n', r->len - r->pos);
+		seg = nl != NULL ? (size_t)(nl - s) : r->len - r->pos;
+		if (t < LINE_KEEP) {
+			size_t k = seg < (size_t)(LINE_KEEP - t) ? seg : (size_t)(LINE_KEEP - t);
+
+			memcpy(buf + t, s, k);
+		}
+		if (seg > 0) {
+			prev_cr = s[seg - 1] == '\r';
+		}
+		t += (off_t)seg;
+		r->pos += seg;
+		if (nl != NULL) {
+			r->pos++;
+			t++;
 			*eol = prev_cr ? 2 : 1;
 			break;
 		}
-		if (t <= LINE_KEEP) {
-			buf[t - 1] = (unsigned char)c;
-		}
-		prev_cr = c == '\r';
-	}
-	if (c == EOF && ferror(f)) {
-		return p11s_error__set(P11S_ERR_IO, "reading the message: %s", strerror(errno));
 	}
 	*total = t;
 	*content = t - *eol;
@@ -111,7 +155,7 @@ static int is_delimiter(const unsigned char *line, off_t len, const char *b, siz
 	return 1;
 }
 
-int p11s_mime__scan_multipart(FILE *f, off_t body_start, const char *boundary,
+static int scan_multipart(lreader *lr, off_t body_start, const char *boundary,
     p11s_mime_parts *out)
 {
 	unsigned char line[LINE_KEEP];
@@ -123,10 +167,7 @@ int p11s_mime__scan_multipart(FILE *f, off_t body_start, const char *boundary,
 	if (blen == 0 || blen > 200) {
 		return p11s_error__set(P11S_ERR_MALFORMED, "multipart boundary is empty or too long");
 	}
-	if (fseeko(f, body_start, SEEK_SET) != 0) {
-		return p11s_error__set(P11S_ERR_IO, "seeking in the message: %s", strerror(errno));
-	}
-	while ((r = read_line(f, line, &content, &eol, &total)) > 0) {
+	while ((r = read_line(lr, line, &content, &eol, &total)) > 0) {
 		off_t line_start = pos;
 
 		pos += total;
@@ -175,16 +216,13 @@ int p11s_mime__scan_multipart(FILE *f, off_t body_start, const char *boundary,
 	return P11S_OK;
 }
 
-int p11s_mime__header_end(FILE *f, off_t start, off_t *out)
+static int header_end(lreader *lr, off_t start, off_t *out)
 {
 	unsigned char line[LINE_KEEP];
 	off_t pos = start, content, total;
 	int eol, r;
 
-	if (fseeko(f, start, SEEK_SET) != 0) {
-		return p11s_error__set(P11S_ERR_IO, "seeking in the message: %s", strerror(errno));
-	}
-	while ((r = read_line(f, line, &content, &eol, &total)) > 0) {
+	while ((r = read_line(lr, line, &content, &eol, &total)) > 0) {
 		pos += total;
 		if (content == 0 && eol > 0) {
 			*out = pos;
@@ -197,7 +235,51 @@ int p11s_mime__header_end(FILE *f, off_t start, off_t *out)
 	return p11s_error__set(P11S_ERR_MALFORMED, "no empty line after the header fields");
 }
 
-int p11s_mime__stream_canonical(FILE *f, off_t start, off_t end, p11s_mime_sink sink,
+/* A line reader over `f` from `start` (NULL: error set). Free with free(). */
+static lreader *lreader_at(FILE *f, off_t start)
+{
+	lreader *lr;
+
+	if (fseeko(f, start, SEEK_SET) != 0) {
+		p11s_error__set(P11S_ERR_IO, "seeking in the message: %s", strerror(errno));
+		return NULL;
+	}
+	if ((lr = calloc(1, sizeof(*lr))) == NULL) {
+		p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	lr->f = f;
+	return lr;
+}
+
+int p11s_mime__scan_multipart(FILE *f, off_t body_start, const char *boundary,
+    p11s_mime_parts *out)
+{
+	lreader *lr = lreader_at(f, body_start);
+	int rc;
+
+	if (lr == NULL) {
+		return p11s_error_last()->code;
+	}
+	rc = scan_multipart(lr, body_start, boundary, out);
+	free(lr);
+	return rc;
+}
+
+int p11s_mime__header_end(FILE *f, off_t start, off_t *out)
+{
+	lreader *lr = lreader_at(f, start);
+	int rc;
+
+	if (lr == NULL) {
+		return p11s_error_last()->code;
+	}
+	rc = header_end(lr, start, out);
+	free(lr);
+	return rc;
+}
+
+int p11s_mime__stream_canonical(FILE *f, off_t start, off_t end, p11s_mime_feed sink,
     void *payload)
 {
 	unsigned char buf[65536];
@@ -420,13 +502,33 @@ static int read_sender(GMimeMessage *msg, p11s_x509_sender *s)
  * RFC 2045 §6.8: a base64 body holds only the alphabet, "=" padding at the end and line
  * breaks. GMime's decoder skips anything else silently; a damaged p7s must be an error.
  */
+enum { B64_BAD = 0, B64_SKIP, B64_PAD, B64_ALPHABET };
+
+/* The class of each octet in a base64 body (a table: an opaque body can be a GiB). */
+static unsigned char b64_class[256];
+static pthread_once_t b64_once = PTHREAD_ONCE_INIT;
+
+static void b64_init(void)
+{
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+	for (const char *p = alphabet; *p != '\0'; p++) {
+		b64_class[(unsigned char)*p] = B64_ALPHABET;
+	}
+	b64_class['\r'] = b64_class['\n'] = b64_class[' '] = b64_class['\t'] = B64_SKIP;
+	b64_class['='] = B64_PAD;
+}
+
 static int check_base64(GMimePart *part)
 {
 	GMimeDataWrapper *w = g_mime_part_get_content(part);
 	GMimeStream *s = w ? g_mime_data_wrapper_get_stream(w) : NULL;
-	char buf[4096];
+	/* 64 KiB reads: an opaque body holds the whole signed content (GMime seeks per read). */
+	char *b = NULL;
 	ssize_t n;
 	size_t sig = 0, pad = 0;
+	int rc = P11S_OK;
 
 	if (s == NULL || g_mime_part_get_content_encoding(part) != GMIME_CONTENT_ENCODING_BASE64) {
 		return P11S_OK;
@@ -434,32 +536,43 @@ static int check_base64(GMimePart *part)
 	if (g_mime_stream_reset(s) < 0) {
 		return p11s_error__set(P11S_ERR_IO, "cannot read the S/MIME part");
 	}
-	while ((n = g_mime_stream_read(s, buf, sizeof(buf))) > 0) {
+	pthread_once(&b64_once, b64_init);
+	if ((b = malloc(65536)) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	while ((n = g_mime_stream_read(s, b, 65536)) > 0) {
 		for (ssize_t i = 0; i < n; i++) {
-			unsigned char c = (unsigned char)buf[i];
+			unsigned char c = (unsigned char)b[i];
 
-			if (c == '\r' || c == '\n' || c == ' ' || c == '\t') {
+			switch (b64_class[c]) {
+			case B64_SKIP:
 				continue;
-			}
-			if (c == '=') {
+			case B64_PAD:
 				pad++;
 				continue;
+			case B64_ALPHABET:
+				if (pad == 0) {
+					sig++;
+					continue;
+				}
+				break;
+			default:
+				break;
 			}
-			if (pad > 0 || !(isalnum(c) || c == '+' || c == '/')) {
-				g_mime_stream_reset(s);
-				return p11s_error__set(P11S_ERR_MALFORMED,
-				    "bad base64 in the S/MIME part (byte 0x%02x)", c);
-			}
-			sig++;
+			rc = p11s_error__set(P11S_ERR_MALFORMED,
+			    "bad base64 in the S/MIME part (byte 0x%02x)", c);
+			goto out;
 		}
 	}
-	g_mime_stream_reset(s);
 	if (pad > 2 || (sig + pad) % 4 != 0) {
-		return p11s_error__set(P11S_ERR_MALFORMED,
+		rc = p11s_error__set(P11S_ERR_MALFORMED,
 		    "bad base64 in the S/MIME part: %zu characters, not a multiple of 4 (truncated?)",
 		    sig + pad);
 	}
-	return P11S_OK;
+out:
+	g_mime_stream_reset(s);
+	free(b);
+	return rc;
 }
 
 /* Decode the content of a leaf entity (transfer encoding undone) into memory. */
@@ -502,6 +615,145 @@ static int decode_part(GMimeObject *o, unsigned char **out, size_t *len)
 	*len = ba->len;
 out:
 	g_object_unref(ms);
+	return rc;
+}
+
+/*
+ * A base64 body in one pass: checked as check_base64() does, decoded and written to `f` in
+ * 64 KiB steps (GMime's data wrapper reads and writes 4 KiB at a time, with a seek per read;
+ * an opaque body can be a GiB). `s` is the encoded content stream.
+ */
+static int decode_base64_file(GMimeStream *s, FILE *f)
+{
+	enum { CHUNK = 65536 };
+	GMimeEncoding dec;
+	char *in = NULL, *out = NULL;
+	size_t sig = 0, pad = 0, n_out;
+	ssize_t n;
+	int rc = P11S_OK;
+
+	pthread_once(&b64_once, b64_init);
+	if ((in = malloc(CHUNK)) == NULL || (out = malloc(CHUNK + 16)) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (g_mime_stream_reset(s) < 0) {
+		rc = p11s_error__set(P11S_ERR_IO, "cannot read the S/MIME part");
+		goto out;
+	}
+	g_mime_encoding_init_decode(&dec, GMIME_CONTENT_ENCODING_BASE64);
+	while ((n = g_mime_stream_read(s, in, CHUNK)) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			unsigned char c = (unsigned char)in[i];
+
+			switch (b64_class[c]) {
+			case B64_SKIP:
+				continue;
+			case B64_PAD:
+				pad++;
+				continue;
+			case B64_ALPHABET:
+				if (pad == 0) {
+					sig++;
+					continue;
+				}
+				break;
+			default:
+				break;
+			}
+			rc = p11s_error__set(P11S_ERR_MALFORMED,
+			    "bad base64 in the S/MIME part (byte 0x%02x)", c);
+			goto out;
+		}
+		/* At most 3/4 of the input comes out (g_mime_encoding_outlen() bounds it). */
+		n_out = g_mime_encoding_step(&dec, in, (size_t)n, out);
+		if (n_out > 0 && fwrite(out, 1, n_out, f) != n_out) {
+			rc = p11s_error__set(P11S_ERR_IO, "writing a temporary file: %s", strerror(errno));
+			goto out;
+		}
+	}
+	/* A bounded GMime stream answers -1 at its end: an error only before the end. */
+	if (n < 0 && !g_mime_stream_eos(s)) {
+		rc = p11s_error__set(P11S_ERR_IO, "cannot read the S/MIME part");
+		goto out;
+	}
+	if (pad > 2 || (sig + pad) % 4 != 0) {
+		rc = p11s_error__set(P11S_ERR_MALFORMED,
+		    "bad base64 in the S/MIME part: %zu characters, not a multiple of 4 (truncated?)",
+		    sig + pad);
+		goto out;
+	}
+	n_out = g_mime_encoding_flush(&dec, in, 0, out);
+	if ((n_out > 0 && fwrite(out, 1, n_out, f) != n_out) || fflush(f) != 0) {
+		rc = p11s_error__set(P11S_ERR_IO, "writing a temporary file: %s", strerror(errno));
+	}
+out:
+	g_mime_stream_reset(s);
+	free(in);
+	free(out);
+	return rc;
+}
+
+/*
+ * Decode the content of a leaf entity into an unlinked scratch file (tmpfile(3)), streaming:
+ * an opaque signed-data body carries the whole signed content, so it is not bounded like a
+ * p7s (the CMS reader bounds everything but the content: src/cms/verify.c).
+ */
+static int decode_part_file(GMimeObject *o, FILE **out)
+{
+	GMimeDataWrapper *w;
+	GMimeStream *fs = NULL, *raw;
+	FILE *f = NULL;
+	int rc = P11S_OK, fd;
+	off_t size;
+
+	*out = NULL;
+	if (!GMIME_IS_PART(o) || (w = g_mime_part_get_content(GMIME_PART(o))) == NULL ||
+	    (raw = g_mime_data_wrapper_get_stream(w)) == NULL) {
+		return p11s_error__set(P11S_ERR_MALFORMED, "the S/MIME part has no content");
+	}
+	if ((f = tmpfile()) == NULL) {
+		return p11s_error__set(P11S_ERR_IO, "cannot create a temporary file: %s",
+		    strerror(errno));
+	}
+	if (g_mime_part_get_content_encoding(GMIME_PART(o)) == GMIME_CONTENT_ENCODING_BASE64) {
+		if ((rc = decode_base64_file(raw, f)) < 0) {
+			goto out;
+		}
+	} else {
+		/*
+		 * Other encodings (binary, quoted-printable, ...) through GMime's decoder, written
+		 * to a descriptor sharing the file offset with `f`; no g_mime_stream_flush(): on an
+		 * fs stream it is an fsync(2), and writes are not buffered there anyway.
+		 */
+		if ((fd = dup(fileno(f))) < 0) {
+			rc = p11s_error__set(P11S_ERR_IO, "cannot create a temporary file: %s",
+			    strerror(errno));
+			goto out;
+		}
+		fs = g_mime_stream_fs_new(fd); /* owns fd */
+		if (g_mime_data_wrapper_write_to_stream(w, fs) < 0) {
+			rc = p11s_error__set(P11S_ERR_MALFORMED, "cannot decode the S/MIME part");
+			goto out;
+		}
+	}
+	if ((size = lseek(fileno(f), 0, SEEK_END)) < 0 || fseeko(f, 0, SEEK_SET) != 0) {
+		rc = p11s_error__set(P11S_ERR_IO, "writing a temporary file: %s", strerror(errno));
+		goto out;
+	}
+	if (size == 0) {
+		rc = p11s_error__set(P11S_ERR_MALFORMED, "the S/MIME part is empty");
+		goto out;
+	}
+	*out = f;
+	f = NULL;
+out:
+	if (fs != NULL) {
+		g_object_unref(fs);
+	}
+	if (f != NULL) {
+		fclose(f);
+	}
 	return rc;
 }
 
@@ -570,12 +822,20 @@ void p11s_mime__signed_free(p11s_mime_signed *m)
 	free(m->nested);
 	free(m->micalg);
 	free(m->der);
+	if (m->body != NULL) {
+		fclose(m->body);
+	}
 	p11s_x509__strv_free(m->sender.from, m->sender.n_from);
 	free(m->sender.sender);
 	free(m);
 }
 
 int p11s_mime__read_signed(p11s_mime_signed **out, FILE *in)
+{
+	return p11s_mime__read_signed_ex(out, in, 0);
+}
+
+int p11s_mime__read_signed_ex(p11s_mime_signed **out, FILE *in, unsigned int flags)
 {
 	p11s_mime_signed *m = NULL;
 	GMimeStream *stream = NULL;
@@ -652,8 +912,10 @@ int p11s_mime__read_signed(p11s_mime_signed **out, FILE *in)
 			goto out;
 		}
 	} else {
-		/* Opaque: RFC 8551 §3.2; decoded in memory (docs/verify.md). */
-		if ((rc = decode_part(root, &m->der, &m->der_len)) < 0) {
+		/* Opaque: RFC 8551 §3.2; decoded to a scratch file when streaming (docs/verify.md). */
+		rc = (flags & P11S_MIME_READ_STREAM) ? decode_part_file(root, &m->body)
+		                                     : decode_part(root, &m->der, &m->der_len);
+		if (rc < 0) {
 			goto out;
 		}
 	}

@@ -15,12 +15,12 @@
  * CRLF canonicalisation (RFC 8551 §3.1.1): a bare LF becomes CRLF, everything else passes
  * through. Stateful, so it may be fed in chunks of any size.
  */
-typedef int (*p11s_mime_sink)(const unsigned char *p, size_t n, void *payload);
+typedef int (*p11s_mime_feed)(const unsigned char *p, size_t n, void *payload);
 typedef struct p11s_mime_canon {
 	int prev_cr;
 } p11s_mime_canon;
 int p11s_mime__canon_feed(p11s_mime_canon *c, const unsigned char *p, size_t n,
-    p11s_mime_sink sink, void *payload);
+    p11s_mime_feed sink, void *payload);
 
 /*
  * Byte ranges of the two body parts of a multipart/signed entity (RFC 1847, RFC 2046 §5.1.1):
@@ -45,7 +45,7 @@ int p11s_mime__scan_multipart(FILE *f, off_t body_start, const char *boundary,
 int p11s_mime__header_end(FILE *f, off_t start, off_t *out);
 
 /* Read [start, end) of `f` through the canonicaliser into `sink`. */
-int p11s_mime__stream_canonical(FILE *f, off_t start, off_t end, p11s_mime_sink sink,
+int p11s_mime__stream_canonical(FILE *f, off_t start, off_t end, p11s_mime_feed sink,
     void *payload);
 
 enum p11s_mime_kind {
@@ -62,6 +62,8 @@ typedef struct p11s_mime_signed {
 	p11s_mime_parts parts;     /* multipart/signed: part 1 is the signed entity */
 	unsigned char *der;        /* the CMS ContentInfo (p7s, or the opaque body), decoded */
 	size_t der_len;
+	FILE *body;                /* opaque read with P11S_MIME_READ_STREAM: the decoded body in
+	                              an unlinked scratch file at offset 0 (der is then NULL) */
 	p11s_x509_sender sender;   /* From / Sender of the outer message */
 } p11s_mime_signed;
 
@@ -70,6 +72,13 @@ typedef struct p11s_mime_signed {
  * (not a MIME message, missing boundary, bad transfer encoding), P11S_ERR_IO, P11S_ERR_NOMEM.
  */
 int p11s_mime__read_signed(p11s_mime_signed **out, FILE *in);
+
+/*
+ * The same; with P11S_MIME_READ_STREAM an opaque body is decoded into `body`, a scratch file,
+ * instead of memory, so that its size is not bounded by memory (DESIGN.md decision 4).
+ */
+#define P11S_MIME_READ_STREAM 0x1u
+int p11s_mime__read_signed_ex(p11s_mime_signed **out, FILE *in, unsigned int flags);
 void p11s_mime__signed_free(p11s_mime_signed *m);
 
 #endif
