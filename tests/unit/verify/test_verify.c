@@ -15,7 +15,7 @@
 #include "mime/signed.h"
 
 typedef struct sinkbuf {
-	char data[4096];
+	char data[65536];
 	size_t len;
 } sinkbuf;
 
@@ -55,6 +55,27 @@ static void test_verify__canon(void **state)
 		canon_case("\n\n", "\r\n\r\n", chunk);
 		canon_case("bare\rcr\n", "bare\rcr\r\n", chunk);
 		canon_case("", "", chunk);
+	}
+	/* CR and LF on both sides of canon_feed's internal 8 KiB pieces, and of the caller's. */
+	for (size_t at = 8189; at <= 8193; at++) {
+		static char in[20000], want[20100];
+		size_t w = 0;
+
+		memset(in, 'x', sizeof(in) - 1);
+		in[sizeof(in) - 1] = '\0';
+		in[at] = '\r';
+		in[at + 1] = '\n';
+		in[at + 3] = '\n';
+		for (size_t i = 0; in[i] != '\0'; i++) {
+			if (in[i] == '\n' && in[i - 1] != '\r') {
+				want[w++] = '\r';
+			}
+			want[w++] = in[i];
+		}
+		want[w] = '\0';
+		canon_case(in, want, sizeof(in));
+		canon_case(in, want, 8192);
+		canon_case(in, want, 4097);
 	}
 }
 
@@ -126,6 +147,35 @@ static void test_verify__scan_errors(void **state)
 	fclose(f);
 }
 
+/* Lines and delimiters across the line reader's 64 KiB blocks. */
+static void test_verify__scan_long_lines(void **state)
+{
+	for (size_t len = 65530; len <= 65540; len += 2) {
+		char *msg = malloc(2 * len + 64), *part1 = malloc(len + 1);
+		FILE *f;
+		p11s_mime_parts p;
+		size_t n;
+
+		(void)state;
+		memset(part1, 'A', len);
+		part1[len] = '\0';
+		n = (size_t)sprintf(msg, "--B\r\n%s\r\n--B\r\n", part1);
+		memset(msg + n, 'S', len - 10);
+		n += len - 10;
+		strcpy(msg + n, "\r\n--B--\r\n");
+		f = file_of(msg);
+		assert_int_equal(p11s_mime__scan_multipart(f, 0, "B", &p), 0);
+		/* part 1 starts after "--B\r\n"; the CRLF before a delimiter belongs to it */
+		assert_int_equal((int)p.part1_start, 5);
+		assert_int_equal((int)(p.part1_end - p.part1_start), (int)len);
+		assert_int_equal((int)p.part2_start, (int)(5 + len + 2 + 5));
+		assert_int_equal((int)(p.part2_end - p.part2_start), (int)(len - 10));
+		fclose(f);
+		free(part1);
+		free(msg);
+	}
+}
+
 static void test_verify__header_end(void **state)
 {
 	FILE *f = file_of("From: a@b\r\nSubject: x\r\n\r\nbody");
@@ -163,6 +213,7 @@ int main(void)
 		cmocka_unit_test(test_verify__scan_crlf),
 		cmocka_unit_test(test_verify__scan_lf_padding),
 		cmocka_unit_test(test_verify__scan_errors),
+		cmocka_unit_test(test_verify__scan_long_lines),
 		cmocka_unit_test(test_verify__header_end),
 		cmocka_unit_test(test_verify__parse_time),
 	};
