@@ -2,6 +2,7 @@
 #ifndef P11S_CLI_H
 #define P11S_CLI_H
 
+#include <getopt.h>
 #include <stdio.h>
 
 #include <p11smime/p11smime.h>
@@ -60,6 +61,94 @@ int cli_output_open(const char *path, cli_output **out);
 FILE *cli_output_file(cli_output *o);
 int cli_output_commit(cli_output *o);
 void cli_output_abort(cli_output *o);
+
+/*
+ * Options that several commands share (opts.c). A command's getopt_long table names the
+ * shared options it accepts with the CLI_OPT_* entries and its own options with values from
+ * CLI_O_OWN up; its switch handles its own options and gives every other value to
+ * cli_args_option(), which also reports unknown options.
+ */
+enum {
+	CLI_O_IN = 0x100, CLI_O_OUT, CLI_O_KEY,
+	CLI_O_TRUST, CLI_O_CERTS, CLI_O_CRL, CLI_O_AT, CLI_O_NO_SENDER_CHECK,
+	CLI_O_CERT, CLI_O_CHAIN, CLI_O_DIGEST, CLI_O_PSS, CLI_O_OPAQUE,
+	CLI_O_TO, CLI_O_CIPHER, CLI_O_OAEP,
+	CLI_O_OWN = 0x200
+};
+
+#define CLI_OPT_IN { "in", required_argument, NULL, CLI_O_IN }
+#define CLI_OPT_OUT { "out", required_argument, NULL, CLI_O_OUT }
+#define CLI_OPT_KEY { "key", required_argument, NULL, CLI_O_KEY }
+#define CLI_OPT_NO_SENDER_CHECK { "no-sender-check", no_argument, NULL, CLI_O_NO_SENDER_CHECK }
+/* Verification: --trust FILE... --certs FILE... --crl FILE... --at TIME. */
+#define CLI_OPTS_VERIFY \
+	{ "trust", required_argument, NULL, CLI_O_TRUST }, \
+	{ "certs", required_argument, NULL, CLI_O_CERTS }, \
+	{ "crl", required_argument, NULL, CLI_O_CRL }, \
+	{ "at", required_argument, NULL, CLI_O_AT }
+/* The signer's certificates: --cert FILE --chain FILE... */
+#define CLI_OPTS_SIGNER \
+	{ "cert", required_argument, NULL, CLI_O_CERT }, \
+	{ "chain", required_argument, NULL, CLI_O_CHAIN }
+/* The signature: --digest D --pss --opaque. */
+#define CLI_OPTS_SIGNATURE \
+	{ "digest", required_argument, NULL, CLI_O_DIGEST }, \
+	{ "pss", no_argument, NULL, CLI_O_PSS }, \
+	{ "opaque", no_argument, NULL, CLI_O_OPAQUE }
+/* Encryption: --to CERTFILE... --cipher C --oaep. */
+#define CLI_OPTS_ENCRYPT \
+	{ "to", required_argument, NULL, CLI_O_TO }, \
+	{ "cipher", required_argument, NULL, CLI_O_CIPHER }, \
+	{ "oaep", no_argument, NULL, CLI_O_OAEP }
+
+typedef struct cli_args {
+	const char *cmd;   /* the command's name: the prefix of its usage errors */
+	int terse;         /* wrap's shorter messages for a bad --digest or --cipher */
+	int started;       /* cli_args_next() has reset getopt */
+	const char *in_path, *out_path, *key_uri;
+	FILE *in;          /* cli_args_input() */
+	cli_output *out;   /* cli_args_output() */
+	/* verification */
+	p11s_verify_opts verify;
+	const char **trust, **certs, **crls;
+	const char *at;
+	/* signing */
+	p11s_sign_opts sign;
+	const char *cert_path;
+	X509 *cert;
+	STACK_OF(X509) *chain;
+	/* encryption */
+	p11s_encrypt_opts encrypt;
+	const char **to;
+	size_t n_to;
+} cli_args;
+
+void cli_args_init(cli_args *a, const char *cmd);
+/* getopt_long over the command's argv ("+": options end at the first operand). */
+int cli_args_next(cli_args *a, int argc, char **argv, const struct option *opts);
+/* A shared option (or an unknown one): EXIT_OK, or the exit status of its error. */
+int cli_args_option(cli_args *a, int c, char **argv);
+/* EXIT_OK when no operand follows the options, else the usage error. */
+int cli_args_no_operands(const cli_args *a, int argc, char **argv);
+/* a->verify from the verification options (--at parsed here). Returns an exit status. */
+int cli_args_verify_opts(cli_args *a);
+/* a->sign.cert (--cert loaded here) and a->sign.chain. Returns an exit status. */
+int cli_args_signer(cli_args *a);
+/* a->encrypt's recipients from --to. */
+void cli_args_encrypt_opts(cli_args *a);
+/* a->in from --in (cli_input_open()); a->out for --out (cli_output_open()). */
+int cli_args_input(cli_args *a);
+int cli_args_output(cli_args *a);
+/*
+ * The end of atomic output: commit a->out when `rc` (a library return value) is not
+ * negative; otherwise print the library's error and discard the output. Returns an exit status.
+ */
+int cli_args_commit(cli_args *a, int rc);
+/* Frees everything, closes a->in and discards an output that was not committed. */
+void cli_args_free(cli_args *a);
+
+/* cli_open() and p11s_key_find() of the key `uri`; prints the error, returns an exit status. */
+int cli_open_key(cli_globals *g, const char *uri, p11s_ctx **ctx, p11s_key **key);
 
 /*
  * Certificates from a file (certload.c): every certificate of a PEM file, or one DER

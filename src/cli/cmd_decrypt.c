@@ -3,8 +3,6 @@
  * enveloped or auth-enveloped message with a private key that stays on the token. The output is
  * atomic: nothing appears unless decryption (and, for GCM, authentication) succeeded.
  */
-#include <getopt.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -35,75 +33,57 @@ static void report_json(FILE *f, const p11s_decrypt_info *info)
 
 static int run(cli_globals *g, int argc, char **argv)
 {
+	enum { O_TOKEN = CLI_O_OWN };
 	static const struct option opts[] = {
-		{ "key", required_argument, NULL, 'k' },
-		{ "token", required_argument, NULL, 't' },
-		{ "in", required_argument, NULL, 'i' },
-		{ "out", required_argument, NULL, 'O' },
+		CLI_OPT_KEY,
+		{ "token", required_argument, NULL, O_TOKEN },
+		CLI_OPT_IN,
+		CLI_OPT_OUT,
 		{ NULL, 0, NULL, 0 },
 	};
 	p11s_decrypt_opts o = P11S_DECRYPT_OPTS_INIT;
 	p11s_decrypt_info info;
-	const char *key_uri = NULL, *token_uri = NULL, *in_path = NULL, *out_path = NULL;
-	cli_output *out = NULL;
+	cli_args a;
 	p11s_ctx *ctx = NULL;
 	p11s_key *key = NULL;
-	FILE *in = NULL;
 	int c, status;
 
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-		switch (c) {
-		case 'k':
-			key_uri = optarg;
-			break;
-		case 't':
-			token_uri = optarg;
-			break;
-		case 'i':
-			in_path = optarg;
-			break;
-		case 'O':
-			out_path = optarg;
-			break;
-		default:
-			return cli_usage_error("decrypt: unknown option or missing value '%s'",
-			    argv[optind - 1]);
+	cli_args_init(&a, "decrypt");
+	while ((c = cli_args_next(&a, argc, argv, opts)) != -1) {
+		if (c == O_TOKEN) {
+			o.token_uri = optarg;
+		} else if ((status = cli_args_option(&a, c, argv)) != EXIT_OK) {
+			goto out;
 		}
 	}
-	if (optind < argc) {
-		return cli_usage_error("decrypt: unexpected argument '%s'", argv[optind]);
+	if ((status = cli_args_no_operands(&a, argc, argv)) != EXIT_OK) {
+		goto out;
 	}
-	if (key_uri != NULL && token_uri != NULL) {
-		return cli_usage_error("decrypt: --key and --token exclude each other");
+	if (a.key_uri != NULL && o.token_uri != NULL) {
+		status = cli_usage_error("decrypt: --key and --token exclude each other");
+		goto out;
 	}
-	if (g->json && (out_path == NULL || strcmp(out_path, "-") == 0)) {
-		return cli_usage_error("decrypt: --json reports on stdout, so it needs --out FILE");
+	if (g->json && (a.out_path == NULL || strcmp(a.out_path, "-") == 0)) {
+		status = cli_usage_error("decrypt: --json reports on stdout, so it needs "
+		                         "--out FILE");
+		goto out;
 	}
-	o.token_uri = token_uri;
-	if ((status = cli_input_open(in_path, &in)) != EXIT_OK) {
-		return status;
+	if ((status = cli_args_input(&a)) != EXIT_OK) {
+		goto out;
 	}
-	if (cli_open(g, key_uri ? key_uri : token_uri, &ctx) < 0 ||
-	    (key_uri != NULL && p11s_key_find(ctx, key_uri, &key) < 0)) {
+	if (cli_open(g, a.key_uri ? a.key_uri : o.token_uri, &ctx) < 0 ||
+	    (a.key_uri != NULL && p11s_key_find(ctx, a.key_uri, &key) < 0)) {
 		status = cli_fail();
 		goto out;
 	}
-	if ((status = cli_output_open(out_path, &out)) != EXIT_OK) {
+	if ((status = cli_args_output(&a)) != EXIT_OK) {
 		goto out;
 	}
-	if (p11s_decrypt_message(ctx, key, in, cli_output_file(out), &o, &info) < 0) {
-		status = cli_fail();
-		cli_output_abort(out);
-		out = NULL;
+	status = cli_args_commit(&a,
+	    p11s_decrypt_message(ctx, key, a.in, cli_output_file(a.out), &o, &info));
+	if (status != EXIT_OK) {
 		goto out;
 	}
-	if ((status = cli_output_commit(out)) != EXIT_OK) {
-		out = NULL;
-		goto out;
-	}
-	out = NULL;
 	if (!info.authenticated) {
 		/* STANDARDS.md §12 (EFAIL): CBC content may have been altered or spliced. */
 		p11s_log(P11S_LOG_INFO,
@@ -121,12 +101,9 @@ static int run(cli_globals *g, int argc, char **argv)
 		}
 	}
 out:
-	cli_output_abort(out);
 	p11s_key_free(key);
 	p11s_ctx_free(ctx);
-	if (in != NULL) {
-		fclose(in);
-	}
+	cli_args_free(&a);
 	return status;
 }
 

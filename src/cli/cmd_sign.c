@@ -5,7 +5,6 @@
  * (batch.c).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -41,17 +40,14 @@ static int check_non_repudiation(X509 *cert, p11s_key *key)
 
 static int run(cli_globals *g, int argc, char **argv)
 {
-	enum { O_KEY = 1, O_CERT, O_CHAIN, O_OPAQUE, O_DIGEST, O_PSS, O_IN, O_OUT, O_ENC, O_BATCH, O_OUT_DIR,
-		O_RR, O_RTO, O_LABEL, O_TSA, O_AUDIT, O_NONREP };
+	enum { O_ENC = CLI_O_OWN, O_BATCH, O_OUT_DIR, O_RR, O_RTO, O_LABEL, O_TSA, O_AUDIT,
+		O_NONREP };
 	static const struct option opts[] = {
-		{ "key", required_argument, NULL, O_KEY },
-		{ "cert", required_argument, NULL, O_CERT },
-		{ "chain", required_argument, NULL, O_CHAIN },
-		{ "opaque", no_argument, NULL, O_OPAQUE },
-		{ "digest", required_argument, NULL, O_DIGEST },
-		{ "pss", no_argument, NULL, O_PSS },
-		{ "in", required_argument, NULL, O_IN },
-		{ "out", required_argument, NULL, O_OUT },
+		CLI_OPT_KEY,
+		CLI_OPTS_SIGNER,
+		CLI_OPTS_SIGNATURE,
+		CLI_OPT_IN,
+		CLI_OPT_OUT,
 		{ "encryption-cert", required_argument, NULL, O_ENC },
 		{ "batch", no_argument, NULL, O_BATCH },
 		{ "out-dir", required_argument, NULL, O_OUT_DIR },
@@ -63,74 +59,19 @@ static int run(cli_globals *g, int argc, char **argv)
 		{ "non-repudiation", no_argument, NULL, O_NONREP },
 		{ NULL, 0, NULL, 0 },
 	};
-	p11s_sign_opts so = P11S_SIGN_OPTS_INIT;
-	const char *key_uri = NULL, *cert_path = NULL, *enc_path = NULL, *in_path = NULL,
-	           *out_path = NULL, *out_dir = NULL;
-	STACK_OF(X509) *chain = NULL;
-	X509 *cert = NULL, *enc = NULL;
+	cli_args a;
+	p11s_sign_opts *so = &a.sign;
+	const char *enc_path = NULL, *out_dir = NULL;
+	X509 *enc = NULL;
 	p11s_ctx *ctx = NULL;
 	p11s_key *key = NULL;
-	FILE *in = NULL;
-	cli_output *o = NULL;
 	int c, status, batch = 0, nonrep = 0;
 	const char **rto = NULL;
 	size_t n_rto = 0;
 
-	if ((chain = sk_X509_new_null()) == NULL) {
-		fprintf(stderr, "p11smime: error: out of memory\n");
-		return EXIT_USAGE;
-	}
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	cli_args_init(&a, "sign");
+	while ((c = cli_args_next(&a, argc, argv, opts)) != -1) {
 		switch (c) {
-		case O_KEY:
-			key_uri = optarg;
-			break;
-		case O_CERT:
-			cert_path = optarg;
-			break;
-		case O_CHAIN: {
-			STACK_OF(X509) *sk;
-
-			if ((status = cli_load_certs(optarg, &sk)) != EXIT_OK) {
-				goto out;
-			}
-			while (sk_X509_num(sk) > 0) {
-				X509 *x = sk_X509_shift(sk);
-
-				if (!sk_X509_push(chain, x)) {
-					X509_free(x);
-				}
-			}
-			sk_X509_free(sk);
-			break;
-		}
-		case O_OPAQUE:
-			so.opaque = 1;
-			break;
-		case O_DIGEST:
-			if (strcmp(optarg, "sha256") == 0) {
-				so.digest = P11S_DIGEST_SHA256;
-			} else if (strcmp(optarg, "sha384") == 0) {
-				so.digest = P11S_DIGEST_SHA384;
-			} else if (strcmp(optarg, "sha512") == 0) {
-				so.digest = P11S_DIGEST_SHA512;
-			} else {
-				status = cli_usage_error("sign: --digest must be sha256, sha384 or sha512, "
-				                         "not '%s'", optarg);
-				goto out;
-			}
-			break;
-		case O_PSS:
-			so.pss = 1;
-			break;
-		case O_IN:
-			in_path = optarg;
-			break;
-		case O_OUT:
-			out_path = optarg;
-			break;
 		case O_ENC:
 			enc_path = optarg;
 			break;
@@ -139,9 +80,9 @@ static int run(cli_globals *g, int argc, char **argv)
 			break;
 		case O_RR:
 			if (strcmp(optarg, "all") == 0) {
-				so.receipt_request = P11S_RECEIPT_REQUEST_ALL;
+				so->receipt_request = P11S_RECEIPT_REQUEST_ALL;
 			} else if (strcmp(optarg, "first-tier") == 0) {
-				so.receipt_request = P11S_RECEIPT_REQUEST_FIRST_TIER;
+				so->receipt_request = P11S_RECEIPT_REQUEST_FIRST_TIER;
 			} else {
 				status = cli_usage_error("sign: --receipt-request must be all or first-tier, "
 				                         "not '%s'", optarg);
@@ -166,13 +107,13 @@ static int run(cli_globals *g, int argc, char **argv)
 				status = cli_fail();
 				goto out;
 			}
-			so.security_label = optarg;
+			so->security_label = optarg;
 			break;
 		case O_TSA:
-			so.tsa_url = optarg;
+			so->tsa_url = optarg;
 			break;
 		case O_AUDIT:
-			so.audit_log = optarg;
+			so->audit_log = optarg;
 			break;
 		case O_NONREP:
 			nonrep = 1;
@@ -181,15 +122,15 @@ static int run(cli_globals *g, int argc, char **argv)
 			out_dir = optarg;
 			break;
 		default:
-			status = cli_usage_error("sign: unknown option or missing value '%s'",
-			    argv[optind - 1]);
-			goto out;
+			if ((status = cli_args_option(&a, c, argv)) != EXIT_OK) {
+				goto out;
+			}
 		}
 	}
 	if (batch) {
 		struct stat st;
 
-		if (in_path != NULL || out_path != NULL) {
+		if (a.in_path != NULL || a.out_path != NULL) {
 			status = cli_usage_error("sign: --batch takes FILE arguments and --out-dir, "
 			                         "not --in or --out");
 			goto out;
@@ -206,70 +147,51 @@ static int run(cli_globals *g, int argc, char **argv)
 	} else if (out_dir != NULL) {
 		status = cli_usage_error("sign: --out-dir needs --batch");
 		goto out;
-	} else if (optind < argc) {
-		status = cli_usage_error("sign: unexpected argument '%s'", argv[optind]);
+	} else if ((status = cli_args_no_operands(&a, argc, argv)) != EXIT_OK) {
 		goto out;
 	}
-	if (key_uri == NULL) {
+	if (a.key_uri == NULL) {
 		status = cli_usage_error("sign: --key URI is required");
 		goto out;
 	}
-	if ((cert_path != NULL && (status = cli_load_cert(cert_path, &cert)) != EXIT_OK) ||
+	if ((status = cli_args_signer(&a)) != EXIT_OK ||
 	    (enc_path != NULL && (status = cli_load_cert(enc_path, &enc)) != EXIT_OK)) {
 		goto out;
 	}
-	so.cert = cert;
-	so.chain = chain;
-	so.encryption_cert = enc;
-	if (rto != NULL && so.receipt_request == P11S_RECEIPT_REQUEST_NONE) {
+	so->encryption_cert = enc;
+	if (rto != NULL && so->receipt_request == P11S_RECEIPT_REQUEST_NONE) {
 		status = cli_usage_error("sign: --receipts-to needs --receipt-request");
 		goto out;
 	}
-	so.receipts_to = rto;
+	so->receipts_to = rto;
 	if (batch) {
 		/* One module load and one login (p11s_key_find logs in) for every file. */
-		if (cli_open(g, key_uri, &ctx) < 0 || p11s_key_find(ctx, key_uri, &key) < 0) {
-			status = cli_fail();
+		if ((status = cli_open_key(g, a.key_uri, &ctx, &key)) != EXIT_OK) {
 			goto out;
 		}
-		if (nonrep && (status = check_non_repudiation(cert, key)) != EXIT_OK) {
+		if (nonrep && (status = check_non_repudiation(a.cert, key)) != EXIT_OK) {
 			goto out;
 		}
-		status = cli_sign_batch(g, ctx, key, &so, out_dir, argv + optind, argc - optind);
+		status = cli_sign_batch(g, ctx, key, so, out_dir, argv + optind, argc - optind);
 		goto out;
 	}
 	/* Read the input before touching the token: a malformed message costs no PIN. */
-	if ((status = cli_input_open(in_path, &in)) != EXIT_OK) {
+	if ((status = cli_args_input(&a)) != EXIT_OK ||
+	    (status = cli_open_key(g, a.key_uri, &ctx, &key)) != EXIT_OK) {
 		goto out;
 	}
-	if (cli_open(g, key_uri, &ctx) < 0 || p11s_key_find(ctx, key_uri, &key) < 0) {
-		status = cli_fail();
+	if (nonrep && (status = check_non_repudiation(a.cert, key)) != EXIT_OK) {
 		goto out;
 	}
-	if (nonrep && (status = check_non_repudiation(cert, key)) != EXIT_OK) {
+	if ((status = cli_args_output(&a)) != EXIT_OK) {
 		goto out;
 	}
-	if ((status = cli_output_open(out_path, &o)) != EXIT_OK) {
-		goto out;
-	}
-	if (p11s_sign_message(key, &so, in, cli_output_file(o)) < 0) {
-		status = cli_fail();
-		cli_output_abort(o); /* no partial output, ever (CLI.md) */
-		o = NULL;
-		goto out;
-	}
-	status = cli_output_commit(o);
-	o = NULL;
+	status = cli_args_commit(&a, p11s_sign_message(key, so, a.in, cli_output_file(a.out)));
 out:
-	cli_output_abort(o);
-	if (in != NULL) {
-		fclose(in);
-	}
 	p11s_key_free(key);
 	p11s_ctx_free(ctx);
-	X509_free(cert);
 	X509_free(enc);
-	sk_X509_pop_free(chain, X509_free);
+	cli_args_free(&a);
 	free(rto);
 	return status;
 }

@@ -5,8 +5,6 @@
  * any verification failure; 2 for malformed input or usage errors. The signed entity is
  * written to --out only after a valid verdict, atomically.
  */
-#include <getopt.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -283,99 +281,37 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 	fputs("}\n", f);
 }
 
-/* Append to a growing argv-like list. */
-static int push(const char ***v, size_t *n, const char *s)
-{
-	const char **nv = realloc(*v, (*n + 1) * sizeof(**v));
-
-	if (nv == NULL) {
-		return -1;
-	}
-	nv[(*n)++] = s;
-	*v = nv;
-	return 0;
-}
-
 static int run(cli_globals *g, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "trust", required_argument, NULL, 't' },
-		{ "certs", required_argument, NULL, 'c' },
-		{ "crl", required_argument, NULL, 'r' },
-		{ "at", required_argument, NULL, 'a' },
-		{ "in", required_argument, NULL, 'i' },
-		{ "out", required_argument, NULL, 'o' },
-		{ "no-sender-check", no_argument, NULL, 'n' },
+		CLI_OPTS_VERIFY,
+		CLI_OPT_IN,
+		CLI_OPT_OUT,
+		CLI_OPT_NO_SENDER_CHECK,
 		{ NULL, 0, NULL, 0 },
 	};
-	p11s_verify_opts o = P11S_VERIFY_OPTS_INIT;
-	const char **trust = NULL, **certs = NULL, **crls = NULL;
-	const char *in_path = NULL, *out_path = NULL, *at = NULL;
+	cli_args a;
 	p11s_verify_result *res = NULL;
-	cli_output *out = NULL;
-	FILE *in = NULL, *report;
-	int c, status = EXIT_USAGE, rc;
+	FILE *report;
+	int c, status;
 
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-		int bad = 0;
-
-		switch (c) {
-		case 't':
-			bad = push(&trust, &o.n_trust_files, optarg);
-			break;
-		case 'c':
-			bad = push(&certs, &o.n_cert_files, optarg);
-			break;
-		case 'r':
-			bad = push(&crls, &o.n_crl_files, optarg);
-			break;
-		case 'a':
-			at = optarg;
-			break;
-		case 'i':
-			in_path = optarg;
-			break;
-		case 'o':
-			out_path = optarg;
-			break;
-		case 'n':
-			o.no_sender_check = 1;
-			break;
-		default:
-			status = cli_usage_error("verify: unknown option or missing value '%s'",
-			    argv[optind - 1]);
-			goto out;
-		}
-		if (bad) {
-			fprintf(stderr, "p11smime: error: out of memory\n");
+	cli_args_init(&a, "verify");
+	while ((c = cli_args_next(&a, argc, argv, opts)) != -1) {
+		if ((status = cli_args_option(&a, c, argv)) != EXIT_OK) {
 			goto out;
 		}
 	}
-	if (optind < argc) {
-		status = cli_usage_error("verify: unexpected argument '%s'", argv[optind]);
+	if ((status = cli_args_no_operands(&a, argc, argv)) != EXIT_OK ||
+	    (status = cli_args_verify_opts(&a)) != EXIT_OK ||
+	    (status = cli_args_input(&a)) != EXIT_OK) {
 		goto out;
 	}
-	o.trust_files = trust;
-	o.cert_files = certs;
-	o.crl_files = crls;
-	if (at != NULL) {
-		if (p11s_verify_parse_time(at, &o.time) < 0) {
-			status = cli_fail();
-			goto out;
-		}
-		o.has_time = 1;
-	}
-	if ((status = cli_input_open(in_path, &in)) != EXIT_OK) {
-		goto out;
-	}
-	if ((rc = p11s_verify_message(&res, in, &o)) < 0) {
+	if (p11s_verify_message(&res, a.in, &a.verify) < 0) {
 		status = cli_fail();
 		goto out;
 	}
 	/* The report never mixes with content: on stderr when the content goes to stdout. */
-	report = out_path != NULL && strcmp(out_path, "-") == 0 ? stderr : stdout;
+	report = a.out_path != NULL && strcmp(a.out_path, "-") == 0 ? stderr : stdout;
 	if (g->json) {
 		cli_verify_report_json(report, res);
 	} else {
@@ -383,28 +319,17 @@ static int run(cli_globals *g, int argc, char **argv)
 	}
 	fflush(report);
 	status = res->valid ? EXIT_OK : EXIT_VERIFY;
-	if (res->valid && out_path != NULL) {
+	if (res->valid && a.out_path != NULL) {
 		/* CLI.md: atomic output, and only verified content (RFC 8551 §6). */
-		if ((status = cli_output_open(out_path, &out)) != EXIT_OK) {
+		if ((status = cli_args_output(&a)) != EXIT_OK) {
 			goto out;
 		}
-		if (p11s_verify_write_content(res, cli_output_file(out)) < 0) {
-			cli_output_abort(out);
-			out = NULL;
-			status = cli_fail();
-			goto out;
-		}
-		status = cli_output_commit(out);
-		out = NULL;
+		status = cli_args_commit(&a,
+		    p11s_verify_write_content(res, cli_output_file(a.out)));
 	}
 out:
 	p11s_verify_result_free(res);
-	if (in != NULL) {
-		fclose(in);
-	}
-	free(trust);
-	free(certs);
-	free(crls);
+	cli_args_free(&a);
 	return status;
 }
 

@@ -16,6 +16,7 @@
 
 struct cli_output {
 	char *dest;       /* NULL: stdout */
+	char *device;     /* the destination when it is not a regular file (spooled, like stdout) */
 	char *tmp_path;   /* temporary file beside dest, or NULL for an unlinked spool */
 	FILE *f;
 };
@@ -85,8 +86,27 @@ int cli_output_open(const char *path, cli_output **out)
 		fprintf(stderr, "p11smime: error: out of memory\n");
 		return EXIT_USAGE;
 	}
+	struct stat st;
+
 	if (path == NULL || strcmp(path, "-") == 0) {
 		/* stdout: spool, so that nothing appears unless the command succeeds. */
+		o->f = tmpfile();
+	} else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "p11smime: error: cannot create output %s: %s\n", path,
+		    strerror(EISDIR));
+		cli_output_abort(o);
+		return EXIT_USAGE;
+	} else if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		/*
+		 * A device or a FIFO (/dev/null, /dev/stdout, a named pipe): renaming a temporary
+		 * file over it would replace it (run as root, /dev/null itself). Spool as for
+		 * stdout, and write it only when the command succeeded.
+		 */
+		if ((o->device = strdup(path)) == NULL) {
+			cli_output_abort(o);
+			fprintf(stderr, "p11smime: error: out of memory\n");
+			return EXIT_USAGE;
+		}
 		o->f = tmpfile();
 	} else {
 		size_t l = strlen(path) + 16;
@@ -130,7 +150,16 @@ int cli_output_commit(cli_output *o)
 		cli_output_abort(o);
 		return EXIT_USAGE;
 	}
-	if (o->dest == NULL) {
+	if (o->device != NULL) {
+		FILE *d = fopen(o->device, "wb");
+		int bad = d == NULL || copy_all(o->f, d, 1) < 0;
+
+		if ((d != NULL && fclose(d) != 0) || bad) {
+			fprintf(stderr, "p11smime: error: cannot write %s: %s\n", o->device,
+			    strerror(errno));
+			rc = EXIT_USAGE;
+		}
+	} else if (o->dest == NULL) {
 		if (copy_all(o->f, stdout, 1) < 0 || fflush(stdout) != 0) {
 			fprintf(stderr, "p11smime: error: writing standard output: %s\n", strerror(errno));
 			rc = EXIT_USAGE;
@@ -159,5 +188,6 @@ void cli_output_abort(cli_output *o)
 	}
 	free(o->tmp_path);
 	free(o->dest);
+	free(o->device);
 	free(o);
 }

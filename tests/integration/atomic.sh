@@ -96,4 +96,21 @@ printf 'ORIGINAL CONTENT\n' >"$tmp/plain.eml"
 expect 0 "decrypt uninterrupted" -- "${tool[@]}" decrypt \
 	--key "pkcs11:token=$token;object=rsa2048;type=private" --in "$tmp/enc.eml" --out "$tmp/plain.eml"
 check "decrypt replaced the destination" grep -q 'Subject: small' "$tmp/plain.eml"
+
+# A destination that is not a regular file is written in place, never renamed over: a
+# temporary file renamed onto /dev/null would replace the device (as root).
+mkfifo "$tmp/fifo"
+timeout 60 cat "$tmp/fifo" >"$tmp/from-fifo" &
+reader=$!
+expect 0 "decrypt --out a named pipe" -- "${tool[@]}" decrypt \
+	--key "pkcs11:token=$token;object=rsa2048;type=private" --in "$tmp/enc.eml" --out "$tmp/fifo"
+wait "$reader" || true
+check "the pipe stays a pipe" [ -p "$tmp/fifo" ]
+check "the reader got the plaintext" grep -q 'Subject: small' "$tmp/from-fifo"
+check "no temporary file beside the pipe" [ -z "$(compgen -G "$tmp/fifo.??????")" ]
+expect 0 "encrypt --out /dev/null" -- "$bin" encrypt --to "$pki/rsa2048.pem" --in "$tmp/small.eml" \
+	--out /dev/null
+check "/dev/null is still the device" [ -c /dev/null ]
+expect 2 "--out a directory is refused" -- "$bin" encrypt --to "$pki/rsa2048.pem" \
+	--in "$tmp/small.eml" --out "$tmp"
 finish
