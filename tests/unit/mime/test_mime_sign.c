@@ -261,8 +261,8 @@ static void test_mime__sink_matches_output(void **state)
 	static const char *const msgs[] = {
 		"From: a@example.org\n\nline one\nline two\r\n\n",
 		"From: a@example.org\nContent-Type: text/plain\n\nascii first\nthen caf\xc3\xa9\n",
-		"From: a@example.org\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
-		"Content-Type: text/plain\nContent-Transfer-Encoding: 8bit\n\nhi\n--b--\n",
+		("From: a@example.org\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
+		 "Content-Type: text/plain\nContent-Transfer-Encoding: 8bit\n\nhi\n--b--\n"),
 		"From: a@example.org\n\nshort\nCONTENT-TRANSFER-ENCODING: BINARY",
 		"From: a@example.org\n\nno line end at all",
 	};
