@@ -520,6 +520,49 @@ static void b64_init(void)
 	b64_class['='] = B64_PAD;
 }
 
+/* Counts carried from one piece of a base64 body to the next. */
+typedef struct b64_state {
+	size_t sig, pad; /* alphabet characters, "=" seen */
+} b64_state;
+
+/* Check `n` octets of a base64 body: only the alphabet, "=" at the end, line breaks. */
+static int b64_scan(b64_state *st, const char *p, ssize_t n)
+{
+	for (ssize_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+
+		switch (b64_class[c]) {
+		case B64_SKIP:
+			continue;
+		case B64_PAD:
+			st->pad++;
+			continue;
+		case B64_ALPHABET:
+			if (st->pad == 0) {
+				st->sig++;
+				continue;
+			}
+			break;
+		default:
+			break;
+		}
+		return p11s_error__set(P11S_ERR_MALFORMED,
+		    "bad base64 in the S/MIME part (byte 0x%02x)", c);
+	}
+	return P11S_OK;
+}
+
+/* The body's end: whole groups of four, at most two "=". */
+static int b64_end(const b64_state *st)
+{
+	if (st->pad > 2 || (st->sig + st->pad) % 4 != 0) {
+		return p11s_error__set(P11S_ERR_MALFORMED,
+		    "bad base64 in the S/MIME part: %zu characters, not a multiple of 4 (truncated?)",
+		    st->sig + st->pad);
+	}
+	return P11S_OK;
+}
+
 static int check_base64(GMimePart *part)
 {
 	GMimeDataWrapper *w = g_mime_part_get_content(part);
@@ -527,7 +570,7 @@ static int check_base64(GMimePart *part)
 	/* 64 KiB reads: an opaque body holds the whole signed content (GMime seeks per read). */
 	char *b = NULL;
 	ssize_t n;
-	size_t sig = 0, pad = 0;
+	b64_state st = { 0, 0 };
 	int rc = P11S_OK;
 
 	if (s == NULL || g_mime_part_get_content_encoding(part) != GMIME_CONTENT_ENCODING_BASE64) {
@@ -541,34 +584,11 @@ static int check_base64(GMimePart *part)
 		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 	}
 	while ((n = g_mime_stream_read(s, b, 65536)) > 0) {
-		for (ssize_t i = 0; i < n; i++) {
-			unsigned char c = (unsigned char)b[i];
-
-			switch (b64_class[c]) {
-			case B64_SKIP:
-				continue;
-			case B64_PAD:
-				pad++;
-				continue;
-			case B64_ALPHABET:
-				if (pad == 0) {
-					sig++;
-					continue;
-				}
-				break;
-			default:
-				break;
-			}
-			rc = p11s_error__set(P11S_ERR_MALFORMED,
-			    "bad base64 in the S/MIME part (byte 0x%02x)", c);
+		if ((rc = b64_scan(&st, b, n)) < 0) {
 			goto out;
 		}
 	}
-	if (pad > 2 || (sig + pad) % 4 != 0) {
-		rc = p11s_error__set(P11S_ERR_MALFORMED,
-		    "bad base64 in the S/MIME part: %zu characters, not a multiple of 4 (truncated?)",
-		    sig + pad);
-	}
+	rc = b64_end(&st);
 out:
 	g_mime_stream_reset(s);
 	free(b);
@@ -628,7 +648,8 @@ static int decode_base64_file(GMimeStream *s, FILE *f)
 	enum { CHUNK = 65536 };
 	GMimeEncoding dec;
 	char *in = NULL, *out = NULL;
-	size_t sig = 0, pad = 0, n_out;
+	b64_state st = { 0, 0 };
+	size_t n_out;
 	ssize_t n;
 	int rc = P11S_OK;
 
@@ -643,26 +664,7 @@ static int decode_base64_file(GMimeStream *s, FILE *f)
 	}
 	g_mime_encoding_init_decode(&dec, GMIME_CONTENT_ENCODING_BASE64);
 	while ((n = g_mime_stream_read(s, in, CHUNK)) > 0) {
-		for (ssize_t i = 0; i < n; i++) {
-			unsigned char c = (unsigned char)in[i];
-
-			switch (b64_class[c]) {
-			case B64_SKIP:
-				continue;
-			case B64_PAD:
-				pad++;
-				continue;
-			case B64_ALPHABET:
-				if (pad == 0) {
-					sig++;
-					continue;
-				}
-				break;
-			default:
-				break;
-			}
-			rc = p11s_error__set(P11S_ERR_MALFORMED,
-			    "bad base64 in the S/MIME part (byte 0x%02x)", c);
+		if ((rc = b64_scan(&st, in, n)) < 0) {
 			goto out;
 		}
 		/* At most 3/4 of the input comes out (g_mime_encoding_outlen() bounds it). */
@@ -677,10 +679,7 @@ static int decode_base64_file(GMimeStream *s, FILE *f)
 		rc = p11s_error__set(P11S_ERR_IO, "cannot read the S/MIME part");
 		goto out;
 	}
-	if (pad > 2 || (sig + pad) % 4 != 0) {
-		rc = p11s_error__set(P11S_ERR_MALFORMED,
-		    "bad base64 in the S/MIME part: %zu characters, not a multiple of 4 (truncated?)",
-		    sig + pad);
+	if ((rc = b64_end(&st)) < 0) {
 		goto out;
 	}
 	n_out = g_mime_encoding_flush(&dec, in, 0, out);
