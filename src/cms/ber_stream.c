@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <openssl/asn1.h>
+
 #include <p11smime/error.h>
 
 #include "cms/ber_stream.h"
@@ -251,4 +253,21 @@ int p11s_cms__ber_octets(p11s_cms_ber *r, const p11s_cms_ber_hdr *h, FILE *sink,
 		}
 	}
 	return rc;
+}
+
+int p11s_cms__ber_content_type(p11s_cms_ber *r, p11s_cms_ber_hdr *ci, BIO *oid)
+{
+	p11s_cms_ber_hdr h;
+	int rc;
+
+	if ((rc = p11s_cms__ber_read_hdr(r, ci)) < 0) {
+		return rc;
+	}
+	if (ci->id != 0x30) {
+		return p11s_cms__ber_bad("not a ContentInfo");
+	}
+	if ((rc = p11s_cms__ber_expect(r, ci, V_ASN1_OBJECT, &h, "no content type")) < 0) {
+		return rc;
+	}
+	return p11s_cms__ber_copy(r, &h, oid);
 }

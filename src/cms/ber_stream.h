@@ -62,6 +62,12 @@ int p11s_cms__ber_expect(p11s_cms_ber *r, const p11s_cms_ber_hdr *ctr, int id,
 int p11s_cms__ber_copy(p11s_cms_ber *r, const p11s_cms_ber_hdr *h, BIO *sk);
 
 /*
+ * Read the start of a ContentInfo (RFC 5652 §3: SEQUENCE { contentType OBJECT IDENTIFIER,
+ * content [0] EXPLICIT ANY }): its header into `ci`, the contentType's encoding into `oid`.
+ */
+int p11s_cms__ber_content_type(p11s_cms_ber *r, p11s_cms_ber_hdr *ci, BIO *oid);
+
+/*
  * The content octets of an OCTET STRING (or an IMPLICIT-tagged one) with header `h` into
  * `sink`: primitive, or constructed from OCTET STRING segments (X.690 §8.7.3), which may be
  * constructed again. `what` is the reason when a segment is not an OCTET STRING.

@@ -688,15 +688,7 @@ static int split_enveloped(FILE *der, BIO *sk, FILE *ct, int *cipher_nid)
 		goto out;
 	}
 	/* ContentInfo ::= SEQUENCE { contentType, content [0] EXPLICIT ANY } (RFC 5652 §3) */
-	if ((rc = p11s_cms__ber_read_hdr(&r, &ci)) < 0) {
-		goto out;
-	}
-	if (ci.id != 0x30) {
-		rc = p11s_cms__ber_bad("not a ContentInfo");
-		goto out;
-	}
-	if ((rc = p11s_cms__ber_expect(&r, &ci, V_ASN1_OBJECT, &h, "no content type")) < 0 ||
-	    (rc = p11s_cms__ber_copy(&r, &h, oid)) < 0) {
+	if ((rc = p11s_cms__ber_content_type(&r, &ci, oid)) < 0) {
 		goto out;
 	}
 	n = BIO_get_mem_data(oid, (char **)&p);
