@@ -271,3 +271,26 @@ int p11s_cms__ber_content_type(p11s_cms_ber *r, p11s_cms_ber_hdr *ci, BIO *oid)
 	}
 	return p11s_cms__ber_copy(r, &h, oid);
 }
+
+int p11s_cms__ber_copy_tail(p11s_cms_ber *r, const p11s_cms_ber_hdr *ctr,
+    const p11s_cms_ber_hdr *ex, const p11s_cms_ber_hdr *ci, BIO *sk)
+{
+	p11s_cms_ber_hdr h;
+	int more, rc;
+
+	while ((more = p11s_cms__ber_next(r, ctr, &h)) == 1) {
+		if ((rc = p11s_cms__ber_copy(r, &h, sk)) < 0) {
+			return rc;
+		}
+	}
+	if (more < 0) {
+		return more;
+	}
+	if ((rc = p11s_cms__ber_next(r, ex, &h)) < 0) {
+		return rc;
+	}
+	if (rc == 1 || (rc = p11s_cms__ber_next(r, ci, &h)) != 0) {
+		return rc < 0 ? rc : p11s_cms__ber_bad("trailing data in the ContentInfo");
+	}
+	return P11S_OK;
+}

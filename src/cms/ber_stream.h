@@ -68,6 +68,13 @@ int p11s_cms__ber_copy(p11s_cms_ber *r, const p11s_cms_ber_hdr *h, BIO *sk);
 int p11s_cms__ber_content_type(p11s_cms_ber *r, p11s_cms_ber_hdr *ci, BIO *oid);
 
 /*
+ * Copy the remaining fields of the container `ctr` to `sk` as they are, then check that the
+ * content [0] `ex` and the ContentInfo `ci` around it end there (nothing trails).
+ */
+int p11s_cms__ber_copy_tail(p11s_cms_ber *r, const p11s_cms_ber_hdr *ctr,
+    const p11s_cms_ber_hdr *ex, const p11s_cms_ber_hdr *ci, BIO *sk);
+
+/*
  * The content octets of an OCTET STRING (or an IMPLICIT-tagged one) with header `h` into
  * `sink`: primitive, or constructed from OCTET STRING segments (X.690 §8.7.3), which may be
  * constructed again. `what` is the reason when a segment is not an OCTET STRING.

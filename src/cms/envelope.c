@@ -679,7 +679,7 @@ static int split_enveloped(FILE *der, BIO *sk, FILE *ct, int *cipher_nid)
 	unsigned char *p;
 	const unsigned char *cp;
 	long n;
-	int rc, more;
+	int rc;
 	static const unsigned char open_ci[] = { 0x30, 0x80 }, open_ex[] = { 0xa0, 0x80 },
 	                           open_seq[] = { 0x30, 0x80 }, eoc[] = { 0, 0 };
 
@@ -791,16 +791,7 @@ static int split_enveloped(FILE *der, BIO *sk, FILE *ct, int *cipher_nid)
 		goto out;
 	}
 	/* The rest as it is: unprotectedAttrs; or authAttrs, mac, unauthAttrs (RFC 5083 §2.1). */
-	while ((more = p11s_cms__ber_next(&r, &ed, &h)) == 1) {
-		if ((rc = p11s_cms__ber_copy(&r, &h, sk)) < 0) {
-			goto out;
-		}
-	}
-	if ((rc = more) < 0 || (rc = p11s_cms__ber_next(&r, &ex, &h)) < 0) {
-		goto out;
-	}
-	if (rc == 1 || (rc = p11s_cms__ber_next(&r, &ci, &h)) != 0) {
-		rc = rc < 0 ? rc : p11s_cms__ber_bad("trailing data in the ContentInfo");
+	if ((rc = p11s_cms__ber_copy_tail(&r, &ed, &ex, &ci, sk)) < 0) {
 		goto out;
 	}
 	if (BIO_write(sk, eoc, 2) != 2 || BIO_write(sk, eoc, 2) != 2 ||

@@ -933,16 +933,7 @@ static int split_signed(FILE *der, BIO *sk, FILE *content, int *has_content, int
 		goto out;
 	}
 	/* The rest as it is: certificates [0], crls [1], signerInfos SET (RFC 5652 §5.1). */
-	while ((more = p11s_cms__ber_next(&r, &sd, &h)) == 1) {
-		if ((rc = p11s_cms__ber_copy(&r, &h, sk)) < 0) {
-			goto out;
-		}
-	}
-	if ((rc = more) < 0 || (rc = p11s_cms__ber_next(&r, &ex, &h)) < 0) {
-		goto out;
-	}
-	if (rc == 1 || (rc = p11s_cms__ber_next(&r, &ci, &h)) != 0) {
-		rc = rc < 0 ? rc : p11s_cms__ber_bad("trailing data in the ContentInfo");
+	if ((rc = p11s_cms__ber_copy_tail(&r, &sd, &ex, &ci, sk)) < 0) {
 		goto out;
 	}
 	if ((rc = sk_write(sk, eoc, 2)) < 0 || (rc = sk_write(sk, eoc, 2)) < 0 ||
