@@ -432,7 +432,7 @@ static const char *mgf_name(unsigned long ck_mgf)
 
 void p11s_bridge__token_failed(int rc, const p11s_mech *mech, int reason, const char *what)
 {
-	const char *name = mech ? p11s_token__mech_name(mech->type) : NULL;
+	const char *name = mech ? p11s_mech_name(mech->type) : NULL;
 
 	/* Name the mechanism once: a backend may already have ("token refuses CKM_..."). */
 	if (rc == P11S_ERR_MECHANISM && mech != NULL &&

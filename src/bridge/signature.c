@@ -421,7 +421,7 @@ static int do_sign(sigctx *c, unsigned char *sig, size_t *siglen, size_t sigsize
 	}
 	if (!verify_host(c, out, outlen, tosign, inlen, pssmd, salt)) {
 		rc = p11s_error__ossl(P11S_ERR_TOKEN, "the signature the token returned (%s) does not "
-		    "verify with the key's public key", p11s_token__mech_name(mech.type));
+		    "verify with the key's public key", p11s_mech_name(mech.type));
 		p11s_bridge__raise(PROV_R_FAILED_TO_SIGN, "bad token signature");
 		goto out;
 	}

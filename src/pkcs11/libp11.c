@@ -49,7 +49,7 @@ typedef struct ec_key_method_st EC_KEY_METHOD;
 
 #include "core/error_int.h"
 #include "pkcs11/backends.h"
-#include "token/token_int.h"
+#include "pkcs11/ck.h"
 
 /* A private, public key or certificate as this backend refers to it (object handle - 1). */
 struct objref {
@@ -96,7 +96,7 @@ static int lp11_error(int fallback, const char *what)
 
 	for (size_t i = 0; i < 2 && ckr_lib > 0; i++) {
 		if (e[i] != 0 && ERR_GET_LIB(e[i]) == ckr_lib && ERR_GET_REASON(e[i]) != 0) {
-			rc = p11s_token__ckr((unsigned long)ERR_GET_REASON(e[i]), what);
+			rc = p11s_ck__rv((unsigned long)ERR_GET_REASON(e[i]), what);
 			ERR_clear_error();
 			return rc;
 		}
@@ -201,11 +201,11 @@ static void fill_token_info(PKCS11_SLOT *s, p11s_slot *out)
 	out->handle = PKCS11_get_slotid_from_slot(s);
 	ti->slot_id = PKCS11_get_slotid_from_slot(s);
 	if (s->description != NULL) {
-		p11s_token__trim(ti->slot_description, sizeof(ti->slot_description),
+		p11s_ck__trim(ti->slot_description, sizeof(ti->slot_description),
 		    (const unsigned char *)s->description, strlen(s->description));
 	}
 	if (s->manufacturer != NULL) {
-		p11s_token__trim(ti->slot_manufacturer, sizeof(ti->slot_manufacturer),
+		p11s_ck__trim(ti->slot_manufacturer, sizeof(ti->slot_manufacturer),
 		    (const unsigned char *)s->manufacturer, strlen(s->manufacturer));
 	}
 	if (s->removable) {
@@ -217,19 +217,19 @@ static void fill_token_info(PKCS11_SLOT *s, p11s_slot *out)
 	}
 	ti->flags |= P11S_TOKEN_PRESENT;
 	if (t->label != NULL) {
-		p11s_token__trim(ti->label, sizeof(ti->label), (const unsigned char *)t->label,
+		p11s_ck__trim(ti->label, sizeof(ti->label), (const unsigned char *)t->label,
 		    strlen(t->label));
 	}
 	if (t->manufacturer != NULL) {
-		p11s_token__trim(ti->manufacturer, sizeof(ti->manufacturer),
+		p11s_ck__trim(ti->manufacturer, sizeof(ti->manufacturer),
 		    (const unsigned char *)t->manufacturer, strlen(t->manufacturer));
 	}
 	if (t->model != NULL) {
-		p11s_token__trim(ti->model, sizeof(ti->model), (const unsigned char *)t->model,
+		p11s_ck__trim(ti->model, sizeof(ti->model), (const unsigned char *)t->model,
 		    strlen(t->model));
 	}
 	if (t->serialnr != NULL) {
-		p11s_token__trim(ti->serial, sizeof(ti->serial),
+		p11s_ck__trim(ti->serial, sizeof(ti->serial),
 		    (const unsigned char *)t->serialnr, strlen(t->serialnr));
 	}
 	ti->flags |= t->loginRequired ? P11S_TOKEN_LOGIN_REQUIRED : 0;
@@ -263,7 +263,7 @@ static int lp11_open(p11s_provider *p, const p11s_provider_cfg *cfg)
 			ERR_clear_error();
 			return p11s_error__ckr(P11S_ERR_MODULE, rv,
 			    "cannot load PKCS#11 module %s: %s", cfg->module_path,
-			    p11s_token__ckr_name(rv));
+			    p11s_ck__rv_name(rv));
 		}
 		return p11s_error__ossl(P11S_ERR_MODULE, "cannot load PKCS#11 module %s",
 		    cfg->module_path);
@@ -739,7 +739,7 @@ static int resolve_key(struct lp11 *lp, const p11s_object *obj, PKCS11_SLOT **sl
 static int unsupported(unsigned long mech)
 {
 	return p11s_error__set(P11S_ERR_UNSUPPORTED, "libp11 backend cannot do %s natively",
-	    p11s_token__mech_name(mech));
+	    p11s_mech_name(mech));
 }
 
 /* Prepare the UI payload for a possible context-specific login on this slot. */
@@ -921,7 +921,7 @@ static int lp11_sign(p11s_provider *p, const p11s_object *key, const p11s_mech *
 		return ecdsa_sign(lp, k, in, inlen, out);
 	}
 	return p11s_error__set(P11S_ERR_MECHANISM, "%s does not fit key '%s'",
-	    p11s_token__mech_name(mech->type), key->label != NULL ? key->label : "");
+	    p11s_mech_name(mech->type), key->label != NULL ? key->label : "");
 }
 
 static int lp11_decrypt(p11s_provider *p, const p11s_object *key, const p11s_mech *mech,

@@ -30,7 +30,7 @@
 #include "core/error_int.h"
 #include "pkcs11/backends.h"
 #include "pkcs11/mock.h"
-#include "token/token_int.h"
+#include "pkcs11/ck.h"
 
 #define NKEYS 3
 #define MAX_FAULTS 16
@@ -281,7 +281,7 @@ static unsigned long take_fault(p11s_mock_op op, size_t *drop)
 static int finish(size_t idx, unsigned long rv, const char *what)
 {
 	st.log[idx].rv = rv;
-	return p11s_token__ckr(rv, what);
+	return p11s_ck__rv(rv, what);
 }
 
 static int add_ext(X509 *cert, X509V3_CTX *ctx, int nid, const char *value)

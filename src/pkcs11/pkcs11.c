@@ -33,7 +33,7 @@
 
 #include "core/error_int.h"
 #include "pkcs11/backends.h"
-#include "token/token_int.h"
+#include "pkcs11/ck.h"
 
 /* Idle sessions kept per slot; more concurrent users open more and close the surplus. */
 #define POOL_MAX 8
@@ -124,7 +124,7 @@ static int module_init(struct priv *pv)
 		pv->finalize = 1;
 	} else {
 		return p11s_error__ckr(P11S_ERR_MODULE, rv, "cannot initialise PKCS#11 module %s: "
-		    "C_Initialize: %s", pv->cfg.module_path, p11s_token__ckr_name(rv));
+		    "C_Initialize: %s", pv->cfg.module_path, p11s_ck__rv_name(rv));
 	}
 	pv->initialized = 1;
 	pv->pid = getpid();
@@ -243,7 +243,7 @@ static int sess_get(struct priv *pv, CK_SLOT_ID slot, sess *s)
 			pl->nopen--;
 		}
 		pthread_mutex_unlock(&pv->lock);
-		return p11s_token__ckr(rv, "C_OpenSession");
+		return p11s_ck__rv(rv, "C_OpenSession");
 	}
 	s->have = 1;
 	return P11S_OK;
@@ -395,78 +395,9 @@ static void pk_close(p11s_provider *p)
 	pv->finalize = 0;
 }
 
-/* Fill `out` for `id` from C_GetSlotInfo and, with a token present, C_GetTokenInfo. */
-static CK_RV fill_slot(struct priv *pv, CK_SLOT_ID id, p11s_slot *out)
-{
-	CK_SLOT_INFO si;
-	CK_TOKEN_INFO ti;
-	p11s_token_info *info = &out->info;
-	CK_RV rv;
-
-	memset(out, 0, sizeof(*out));
-	out->handle = id;
-	info->slot_id = id;
-	if ((rv = pv->f->C_GetSlotInfo(id, &si)) != CKR_OK) {
-		return rv;
-	}
-	p11s_token__trim(info->slot_description, sizeof(info->slot_description),
-	    si.slotDescription, sizeof(si.slotDescription));
-	p11s_token__trim(info->slot_manufacturer, sizeof(info->slot_manufacturer),
-	    si.manufacturerID, sizeof(si.manufacturerID));
-	if (si.flags & CKF_REMOVABLE_DEVICE) {
-		info->flags |= P11S_TOKEN_REMOVABLE;
-	}
-	if (si.flags & CKF_HW_SLOT) {
-		info->flags |= P11S_TOKEN_HW_SLOT;
-	}
-	if (!(si.flags & CKF_TOKEN_PRESENT)) {
-		return CKR_OK;
-	}
-	rv = pv->f->C_GetTokenInfo(id, &ti);
-	if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_TOKEN_NOT_RECOGNIZED ||
-	    rv == CKR_DEVICE_REMOVED || rv == CKR_DEVICE_ERROR) {
-		/* Pulled out between the two calls, or unusable: list the slot as empty. */
-		return CKR_OK;
-	}
-	if (rv != CKR_OK) {
-		return rv;
-	}
-	info->flags |= P11S_TOKEN_PRESENT;
-	p11s_token__trim(info->label, sizeof(info->label), ti.label, sizeof(ti.label));
-	p11s_token__trim(info->manufacturer, sizeof(info->manufacturer), ti.manufacturerID,
-	    sizeof(ti.manufacturerID));
-	p11s_token__trim(info->model, sizeof(info->model), ti.model, sizeof(ti.model));
-	p11s_token__trim(info->serial, sizeof(info->serial), ti.serialNumber,
-	    sizeof(ti.serialNumber));
-	static const struct {
-		CK_FLAGS ck;
-		unsigned int p11s;
-	} map[] = {
-		{ CKF_LOGIN_REQUIRED, P11S_TOKEN_LOGIN_REQUIRED },
-		{ CKF_PROTECTED_AUTHENTICATION_PATH, P11S_TOKEN_PROTECTED_AUTH_PATH },
-		{ CKF_USER_PIN_COUNT_LOW, P11S_TOKEN_USER_PIN_COUNT_LOW },
-		{ CKF_USER_PIN_FINAL_TRY, P11S_TOKEN_USER_PIN_FINAL_TRY },
-		{ CKF_USER_PIN_LOCKED, P11S_TOKEN_USER_PIN_LOCKED },
-		{ CKF_USER_PIN_INITIALIZED, P11S_TOKEN_USER_PIN_INITIALIZED },
-		{ CKF_TOKEN_INITIALIZED, P11S_TOKEN_INITIALIZED },
-		{ CKF_WRITE_PROTECTED, P11S_TOKEN_WRITE_PROTECTED },
-	};
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-		if (ti.flags & map[i].ck) {
-			info->flags |= map[i].p11s;
-		}
-	}
-	return CKR_OK;
-}
-
 static int pk_slots(p11s_provider *p, p11s_slot **out, size_t *n)
 {
 	struct priv *pv = p->priv;
-	CK_SLOT_ID *ids = NULL, *nids;
-	CK_ULONG count = 0;
-	p11s_slot *slots = NULL;
-	size_t used = 0;
-	CK_RV rv;
 	int rc;
 
 	if (out == NULL || n == NULL) {
@@ -477,53 +408,8 @@ static int pk_slots(p11s_provider *p, p11s_slot **out, size_t *n)
 	if ((rc = enter(pv)) < 0) {
 		return rc;
 	}
-	/* The list may grow between the size query and the call (a reader plugged in). */
-	for (int tries = 0;; tries++) {
-		if ((rv = pv->f->C_GetSlotList(CK_FALSE, NULL, &count)) != CKR_OK) {
-			rc = p11s_token__ckr(rv, "C_GetSlotList");
-			goto out;
-		}
-		if (count == 0) {
-			break;
-		}
-		if ((nids = realloc(ids, count * sizeof(*ids))) == NULL) {
-			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
-			goto out;
-		}
-		ids = nids;
-		rv = pv->f->C_GetSlotList(CK_FALSE, ids, &count);
-		if (rv == CKR_BUFFER_TOO_SMALL && tries < 4) {
-			continue;
-		}
-		if (rv != CKR_OK) {
-			rc = p11s_token__ckr(rv, "C_GetSlotList");
-			goto out;
-		}
-		break;
-	}
-	if ((slots = calloc(count ? count : 1, sizeof(*slots))) == NULL) {
-		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	for (CK_ULONG i = 0; i < count; i++) {
-		rv = fill_slot(pv, ids[i], &slots[used]);
-		if (rv == CKR_SLOT_ID_INVALID) {
-			continue; /* a reader that went away since C_GetSlotList */
-		}
-		if (rv != CKR_OK) {
-			rc = p11s_token__ckr(rv, "C_GetSlotInfo");
-			goto out;
-		}
-		used++;
-	}
-	*out = slots;
-	*n = used;
-	slots = NULL;
-	rc = P11S_OK;
-out:
+	rc = p11s_ck__slots(pv->f, out, n);
 	leave(pv);
-	free(slots);
-	free(ids);
 	return rc;
 }
 
@@ -553,7 +439,7 @@ static int pk_login(p11s_provider *p, const p11s_slot *slot, unsigned long user_
 	if (rv == CKR_USER_ALREADY_LOGGED_IN) {
 		rv = CKR_OK; /* login is per application per token: already done */
 	}
-	rc = p11s_token__ckr(rv, "C_Login");
+	rc = p11s_ck__rv(rv, "C_Login");
 out:
 	sess_put(pv, &s, rv);
 	leave(pv);
@@ -698,29 +584,6 @@ static CK_RV find_all(struct priv *pv, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, 
 	*out = all;
 	*n = cnt;
 	return CKR_OK;
-}
-
-static void object_clear(p11s_object *o)
-{
-	free(o->label);
-	free(o->id.data);
-	free(o->modulus.data);
-	free(o->public_exponent.data);
-	free(o->ec_params.data);
-	free(o->ec_point.data);
-	free(o->value.data);
-	memset(o, 0, sizeof(*o));
-}
-
-void p11s_objects_free(p11s_object *objs, size_t n)
-{
-	if (objs == NULL) {
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		object_clear(&objs[i]);
-	}
-	free(objs);
 }
 
 /*
@@ -1105,7 +968,7 @@ static CK_RV read_object(struct priv *pv, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE 
 	o->cls = cls;
 	rv = read_object_batch(pv, h, oh, o, &fallback);
 	if (fallback) {
-		object_clear(o); /* read_object_single starts afresh */
+		p11s_object_clear(o); /* read_object_single starts afresh */
 		rv = read_object_single(pv, h, oh, slot, cls, o);
 	}
 	return rv;
@@ -1152,7 +1015,7 @@ static int pk_objects(p11s_provider *p, const p11s_slot *slot, p11s_object **out
 		free(hs);
 		hs = NULL;
 		if ((rv = find_all(pv, s.h, tmpl, ntmpl, &hs, &nh)) != CKR_OK) {
-			rc = p11s_token__ckr(rv, "C_FindObjects");
+			rc = p11s_ck__rv(rv, "C_FindObjects");
 			goto out;
 		}
 		if (nh == 0) {
@@ -1168,12 +1031,12 @@ static int pk_objects(p11s_provider *p, const p11s_slot *slot, p11s_object **out
 			nobj++; /* counted even when partly read, so that it is freed */
 			if (rv == CKR_OBJECT_HANDLE_INVALID) {
 				/* Destroyed by another application since C_FindObjects. */
-				object_clear(&objs[--nobj]);
+				p11s_object_clear(&objs[--nobj]);
 				rv = CKR_OK;
 				continue;
 			}
 			if (rv != CKR_OK) {
-				rc = p11s_token__ckr(rv, "C_GetAttributeValue");
+				rc = p11s_ck__rv(rv, "C_GetAttributeValue");
 				goto out;
 			}
 		}
@@ -1204,14 +1067,14 @@ static void describe_params(const p11s_mech *mech, char *buf, size_t len)
 	buf[0] = '\0';
 	if (mech->type == P11S_MECH_RSA_PKCS_PSS) {
 		snprintf(buf, len, " (hash %s, mgf %s, salt %lu)",
-		    p11s_token__mech_name(mech->hash), mgf_name(mech->mgf), mech->salt_len);
+		    p11s_mech_name(mech->hash), mgf_name(mech->mgf), mech->salt_len);
 	} else if (mech->type == P11S_MECH_RSA_PKCS_OAEP) {
 		char lbl[40] = "";
 
 		if (mech->label_len > 0) {
 			snprintf(lbl, sizeof(lbl), ", label %zu bytes", mech->label_len);
 		}
-		snprintf(buf, len, " (hash %s, mgf %s%s)", p11s_token__mech_name(mech->hash),
+		snprintf(buf, len, " (hash %s, mgf %s%s)", p11s_mech_name(mech->hash),
 		    mgf_name(mech->mgf), lbl);
 	}
 }
@@ -1260,19 +1123,19 @@ static int build_mech(const p11s_mech *mech, int decrypt, CK_MECHANISM *m,
 	}
 	/* Raw RSA (CKM_RSA_X_509) among them: no host-side padding, ever (DESIGN.md 1). */
 	return p11s_error__set(P11S_ERR_MECHANISM, "pkcs11 backend does not %s with %s",
-	    decrypt ? "decrypt" : "sign", p11s_token__mech_name(mech->type));
+	    decrypt ? "decrypt" : "sign", p11s_mech_name(mech->type));
 }
 
 /* Translate a failed C_SignInit/C_DecryptInit; a refusal names the mechanism and parameters. */
 static int init_error(CK_RV rv, const char *what, const p11s_mech *mech)
 {
 	char params[160];
-	int rc = p11s_token__ckr(rv, what);
+	int rc = p11s_ck__rv(rv, what);
 
 	if (rc == P11S_ERR_MECHANISM) {
 		describe_params(mech, params, sizeof(params));
 		rc = p11s_error__ckr(P11S_ERR_MECHANISM, rv, "token refuses %s%s: %s",
-		    p11s_token__mech_name(mech->type), params, p11s_token__ckr_name(rv));
+		    p11s_mech_name(mech->type), params, p11s_ck__rv_name(rv));
 	}
 	return rc;
 }
@@ -1307,7 +1170,7 @@ static int context_login(struct priv *pv, CK_SESSION_HANDLE h, const p11s_slot *
 		rv = CKR_OK;
 	}
 	*rvp = rv;
-	return p11s_token__ckr(rv, "C_Login(CKU_CONTEXT_SPECIFIC)");
+	return p11s_ck__rv(rv, "C_Login(CKU_CONTEXT_SPECIFIC)");
 }
 
 typedef CK_RV (*single_fn)(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR);
@@ -1399,8 +1262,8 @@ static int sign_or_decrypt(p11s_provider *p, int decrypt, const p11s_object *key
 	}
 	if (key->always_authenticate) {
 		/* Token details for the PIN prompt, gathered before the operation starts. */
-		if ((rv = fill_slot(pv, key->slot, &slot)) != CKR_OK) {
-			rc = p11s_token__ckr(rv, "C_GetTokenInfo");
+		if ((rv = p11s_ck__slot(pv->f, key->slot, &slot)) != CKR_OK) {
+			rc = p11s_ck__rv(rv, "C_GetTokenInfo");
 			goto out;
 		}
 	}
@@ -1423,7 +1286,7 @@ static int sign_or_decrypt(p11s_provider *p, int decrypt, const p11s_object *key
 	    key->modulus.len > SINGLE_OUT_GUESS ? key->modulus.len : SINGLE_OUT_GUESS, out, &active,
 	    &rc);
 	if (rv != CKR_OK) {
-		rc = p11s_token__ckr(rv, decrypt ? "C_Decrypt" : "C_Sign");
+		rc = p11s_ck__rv(rv, decrypt ? "C_Decrypt" : "C_Sign");
 	}
 out:
 	if (active && !session_dead(rv)) {
@@ -1564,10 +1427,10 @@ static int pk_derive(p11s_provider *p, const p11s_object *key, const unsigned ch
 		if (rv == CKR_ARGUMENTS_BAD || rv == CKR_MECHANISM_PARAM_INVALID ||
 		    rv == CKR_DOMAIN_PARAMS_INVALID || rv == CKR_MECHANISM_INVALID) {
 			rc = p11s_error__ckr(P11S_ERR_MECHANISM, rv, "token refuses %s (CKD_NULL, "
-			    "raw and DER public data): %s", p11s_token__mech_name(CKM_ECDH1_DERIVE),
-			    p11s_token__ckr_name(rv));
+			    "raw and DER public data): %s", p11s_mech_name(CKM_ECDH1_DERIVE),
+			    p11s_ck__rv_name(rv));
 		} else {
-			rc = p11s_token__ckr(rv, "C_DeriveKey");
+			rc = p11s_ck__rv(rv, "C_DeriveKey");
 		}
 		goto out;
 	}
@@ -1576,7 +1439,7 @@ static int pk_derive(p11s_provider *p, const p11s_object *key, const unsigned ch
 		rv = CKR_ATTRIBUTE_SENSITIVE;
 	}
 	if (rv != CKR_OK) {
-		rc = p11s_token__ckr(rv, "C_GetAttributeValue(CKA_VALUE)");
+		rc = p11s_ck__rv(rv, "C_GetAttributeValue(CKA_VALUE)");
 		goto out;
 	}
 	if ((rc = p11s_buf_new(&z, va.ulValueLen)) < 0) {
@@ -1584,7 +1447,7 @@ static int pk_derive(p11s_provider *p, const p11s_object *key, const unsigned ch
 	}
 	va.pValue = z->data;
 	if ((rv = pv->f->C_GetAttributeValue(s.h, obj, &va, 1)) != CKR_OK) {
-		rc = p11s_token__ckr(rv, "C_GetAttributeValue(CKA_VALUE)");
+		rc = p11s_ck__rv(rv, "C_GetAttributeValue(CKA_VALUE)");
 		goto out;
 	}
 	if (va.ulValueLen > z->len) {

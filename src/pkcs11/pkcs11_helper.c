@@ -48,7 +48,7 @@
 
 #include "core/error_int.h"
 #include "pkcs11/backends.h"
-#include "token/token_int.h"
+#include "pkcs11/ck.h"
 
 /* Prompts pkcs11-helper may make inside an operation: PIN, context-specific PIN, token. */
 #define OP_PROMPTS                                                                            \
@@ -310,7 +310,7 @@ static int ckr(struct priv *pv, CK_RV rv, const char *what)
 	}
 	if (pv->op_rv != CKR_OK) {
 		/* What the token said first, not pkcs11-helper's CKR_CANCEL after its retry. */
-		return p11s_token__ckr(pv->op_rv, what);
+		return p11s_ck__rv(pv->op_rv, what);
 	}
 	if (pv->hook_rc < 0) {
 		return pv->hook_rc;
@@ -321,7 +321,7 @@ static int ckr(struct priv *pv, CK_RV rv, const char *what)
 			    what);
 		}
 	}
-	return p11s_token__ckr(rv, what);
+	return p11s_ck__rv(rv, what);
 }
 
 /* --- open, close ----------------------------------------------------------------------- */
@@ -403,124 +403,6 @@ static void ph_close(p11s_provider *p)
 
 /* --- slots (module info calls) --------------------------------------------------------- */
 
-static CK_RV fill_slot(struct priv *pv, CK_SLOT_ID id, p11s_slot *out)
-{
-	static const struct {
-		CK_FLAGS ck;
-		unsigned int p11s;
-	} map[] = {
-		{ CKF_LOGIN_REQUIRED, P11S_TOKEN_LOGIN_REQUIRED },
-		{ CKF_PROTECTED_AUTHENTICATION_PATH, P11S_TOKEN_PROTECTED_AUTH_PATH },
-		{ CKF_USER_PIN_COUNT_LOW, P11S_TOKEN_USER_PIN_COUNT_LOW },
-		{ CKF_USER_PIN_FINAL_TRY, P11S_TOKEN_USER_PIN_FINAL_TRY },
-		{ CKF_USER_PIN_LOCKED, P11S_TOKEN_USER_PIN_LOCKED },
-		{ CKF_USER_PIN_INITIALIZED, P11S_TOKEN_USER_PIN_INITIALIZED },
-		{ CKF_TOKEN_INITIALIZED, P11S_TOKEN_INITIALIZED },
-		{ CKF_WRITE_PROTECTED, P11S_TOKEN_WRITE_PROTECTED },
-	};
-	CK_SLOT_INFO si;
-	CK_TOKEN_INFO ti;
-	p11s_token_info *info = &out->info;
-	CK_RV rv;
-
-	memset(out, 0, sizeof(*out));
-	out->handle = id;
-	info->slot_id = id;
-	if ((rv = pv->f->C_GetSlotInfo(id, &si)) != CKR_OK) {
-		return rv;
-	}
-	p11s_token__trim(info->slot_description, sizeof(info->slot_description),
-	    si.slotDescription, sizeof(si.slotDescription));
-	p11s_token__trim(info->slot_manufacturer, sizeof(info->slot_manufacturer),
-	    si.manufacturerID, sizeof(si.manufacturerID));
-	if (si.flags & CKF_REMOVABLE_DEVICE) {
-		info->flags |= P11S_TOKEN_REMOVABLE;
-	}
-	if (si.flags & CKF_HW_SLOT) {
-		info->flags |= P11S_TOKEN_HW_SLOT;
-	}
-	if (!(si.flags & CKF_TOKEN_PRESENT)) {
-		return CKR_OK;
-	}
-	rv = pv->f->C_GetTokenInfo(id, &ti);
-	if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_TOKEN_NOT_RECOGNIZED ||
-	    rv == CKR_DEVICE_REMOVED || rv == CKR_DEVICE_ERROR) {
-		return CKR_OK;
-	}
-	if (rv != CKR_OK) {
-		return rv;
-	}
-	info->flags |= P11S_TOKEN_PRESENT;
-	p11s_token__trim(info->label, sizeof(info->label), ti.label, sizeof(ti.label));
-	p11s_token__trim(info->manufacturer, sizeof(info->manufacturer), ti.manufacturerID,
-	    sizeof(ti.manufacturerID));
-	p11s_token__trim(info->model, sizeof(info->model), ti.model, sizeof(ti.model));
-	p11s_token__trim(info->serial, sizeof(info->serial), ti.serialNumber,
-	    sizeof(ti.serialNumber));
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-		if (ti.flags & map[i].ck) {
-			info->flags |= map[i].p11s;
-		}
-	}
-	return CKR_OK;
-}
-
-static int list_slots(struct priv *pv, p11s_slot **out, size_t *n)
-{
-	CK_SLOT_ID *ids = NULL;
-	CK_ULONG count = 0;
-	p11s_slot *slots = NULL;
-	size_t used = 0;
-	CK_RV rv;
-	int rc;
-
-	*out = NULL;
-	*n = 0;
-	for (int tries = 0;; tries++) {
-		if ((rv = pv->f->C_GetSlotList(CK_FALSE, NULL, &count)) != CKR_OK) {
-			rc = p11s_token__ckr(rv, "C_GetSlotList");
-			goto out;
-		}
-		free(ids);
-		if ((ids = calloc(count ? count : 1, sizeof(*ids))) == NULL) {
-			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
-			goto out;
-		}
-		rv = count ? pv->f->C_GetSlotList(CK_FALSE, ids, &count) : CKR_OK;
-		if (rv == CKR_BUFFER_TOO_SMALL && tries < 4) {
-			continue;
-		}
-		if (rv != CKR_OK) {
-			rc = p11s_token__ckr(rv, "C_GetSlotList");
-			goto out;
-		}
-		break;
-	}
-	if ((slots = calloc(count ? count : 1, sizeof(*slots))) == NULL) {
-		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	for (CK_ULONG i = 0; i < count; i++) {
-		rv = fill_slot(pv, ids[i], &slots[used]);
-		if (rv == CKR_SLOT_ID_INVALID) {
-			continue;
-		}
-		if (rv != CKR_OK) {
-			rc = p11s_token__ckr(rv, "C_GetSlotInfo");
-			goto out;
-		}
-		used++;
-	}
-	*out = slots;
-	*n = used;
-	slots = NULL;
-	rc = P11S_OK;
-out:
-	free(slots);
-	free(ids);
-	return rc;
-}
-
 static int ph_slots(p11s_provider *p, p11s_slot **out, size_t *n)
 {
 	struct priv *pv = p->priv;
@@ -531,7 +413,7 @@ static int ph_slots(p11s_provider *p, p11s_slot **out, size_t *n)
 	if ((rc = enter(pv)) < 0) {
 		return rc;
 	}
-	rc = list_slots(pv, out, n);
+	rc = p11s_ck__slots(pv->f, out, n);
 	leave(pv);
 	return rc;
 }
@@ -548,7 +430,7 @@ static int slot_of_token(struct priv *pv, const pkcs11h_token_id_t token, p11s_s
 	size_t n = 0;
 	int rc;
 
-	if ((rc = list_slots(pv, &slots, &n)) < 0) {
+	if ((rc = p11s_ck__slots(pv->f, &slots, &n)) < 0) {
 		return rc;
 	}
 	rc = P11S_ERR_NOT_FOUND;
@@ -1026,7 +908,7 @@ static int op(p11s_provider *p, int decrypt, const p11s_object *key, const p11s_
 		rc = ckr(pv, rv, what);
 		if (rc == P11S_ERR_MECHANISM) {
 			rc = p11s_error__ckr(P11S_ERR_MECHANISM, rv, "token refuses %s: %s",
-			    p11s_token__mech_name(mech->type), p11s_token__ckr_name(rv));
+			    p11s_mech_name(mech->type), p11s_ck__rv_name(rv));
 		}
 		goto out;
 	}
@@ -1047,7 +929,7 @@ out:
 unsupported:
 	/* Raw RSA (CKM_RSA_X_509) among them: never (DESIGN.md decision 2). */
 	return p11s_error__set(P11S_ERR_UNSUPPORTED, "pkcs11-helper backend cannot %s with %s",
-	    decrypt ? "decrypt" : "sign", p11s_token__mech_name(mech->type));
+	    decrypt ? "decrypt" : "sign", p11s_mech_name(mech->type));
 }
 
 static int ph_sign(p11s_provider *p, const p11s_object *key, const p11s_mech *mech,

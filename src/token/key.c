@@ -45,18 +45,6 @@ static int bytes_dup(p11s_bytes *dst, const p11s_bytes *src)
 	return P11S_OK;
 }
 
-static void obj_clear(p11s_object *o)
-{
-	free(o->label);
-	free(o->id.data);
-	free(o->modulus.data);
-	free(o->public_exponent.data);
-	free(o->ec_params.data);
-	free(o->ec_point.data);
-	free(o->value.data);
-	memset(o, 0, sizeof(*o));
-}
-
 /* Copy what a key needs of a backend object (the backend's array is freed afterwards). */
 static int obj_copy(p11s_object *dst, const p11s_object *src)
 {
@@ -208,7 +196,7 @@ void p11s_key_free(p11s_key *key)
 	if (key == NULL) {
 		return;
 	}
-	obj_clear(&key->obj);
+	p11s_object_clear(&key->obj);
 	X509_free(key->cert);
 	sk_X509_pop_free(key->cas, X509_free);
 	EVP_PKEY_free(key->pub);
@@ -773,7 +761,7 @@ static int before_op(p11s_key *key, unsigned long mech, int decrypt)
 	/* DESIGN.md decision 2: a backend that cannot do a mechanism natively says so. */
 	if (cap == 0 || !(ops->caps & cap)) {
 		return p11s_error__set(P11S_ERR_UNSUPPORTED, "backend %s cannot do %s", ops->name,
-		    p11s_token__mech_name(mech));
+		    p11s_mech_name(mech));
 	}
 	if (key->obj.always_authenticate && !(ops->caps & P11S_CAP_CONTEXT_LOGIN)) {
 		return p11s_error__set(P11S_ERR_UNSUPPORTED,

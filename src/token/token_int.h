@@ -1,4 +1,7 @@
-/* Token layer internals shared with the backends (src/pkcs11/) and the bridge (src/bridge/). */
+/*
+ * Token layer internals, for the layers above it (the bridge, host-side CMS and ESS code;
+ * docs/architecture.md). Backends never include this: they see only sys/provider.h.
+ */
 #ifndef P11S_TOKEN_INT_H
 #define P11S_TOKEN_INT_H
 
@@ -9,22 +12,6 @@
 #include <p11smime/sys/provider.h>
 #include <p11smime/token.h>
 #include <p11smime/uri.h>
-
-/*
- * Translate a PKCS#11 return value into a P11S_ERR_* code, record it with the CK_RV and
- * `what` ("C_Sign"), and return the code. CKR_OK gives P11S_OK. Used by every backend at its
- * boundary, so the mapping lives in one place (src/token/ckr.c).
- */
-int p11s_token__ckr(unsigned long rv, const char *what);
-
-/* The PKCS#11 name of a CK_RV ("CKR_PIN_INCORRECT"), or "CKR_0x..." */
-const char *p11s_token__ckr_name(unsigned long rv);
-
-/* The PKCS#11 name of a mechanism ("CKM_RSA_PKCS_PSS"). */
-const char *p11s_token__mech_name(unsigned long mech);
-
-/* Copy a space-padded PKCS#11 string field into a NUL-terminated, right-trimmed string. */
-void p11s_token__trim(char *dst, size_t dstlen, const unsigned char *src, size_t srclen);
 
 /* The backend registry (src/token/registry.c). NULL when `name` is not compiled in. */
 const struct p11s_provider_ops *p11s_token__backend(const char *name);

@@ -114,6 +114,15 @@ typedef struct p11s_object {
 /** Free an array of `n` objects returned by a backend, and everything it owns. */
 P11S_EXTERN void p11s_objects_free(p11s_object *objs, size_t n);
 
+/**
+ * The PKCS#11 name of a mechanism (P11S_MECH_*, P11S_HASH_*, or any CKM_ value: "CKM_RSA_PKCS_PSS"),
+ * or "CKM_0x..." for one it does not know (valid until the next call in the same thread).
+ */
+P11S_EXTERN const char *p11s_mech_name(unsigned long mech);
+
+/** Free what one object owns (an object moved out of a backend's array) and zero it. */
+P11S_EXTERN void p11s_object_clear(p11s_object *o);
+
 typedef struct p11s_provider p11s_provider;
 
 /**

@@ -45,7 +45,7 @@
 #include <p11smime/sys/provider.h>
 
 #include "pkcs11/backends.h"
-#include "token/token_int.h"
+#include "pkcs11/ck.h"
 
 #define RSA_LABEL "p11s-test-rsa"
 #define EC_LABEL "p11s-test-ec"
@@ -117,7 +117,7 @@ static int aa_create(CK_SLOT_ID slot)
 	rv = aa_f->C_GenerateKeyPair(aa_h, &m, pub, sizeof(pub) / sizeof(pub[0]), priv,
 	    sizeof(priv) / sizeof(priv[0]), &a, &b);
 	if (rv != CKR_OK) {
-		fprintf(stderr, "C_GenerateKeyPair: %s\n", p11s_token__ckr_name(rv));
+		fprintf(stderr, "C_GenerateKeyPair: %s\n", p11s_ck__rv_name(rv));
 	}
 	return rv == CKR_OK;
 }
@@ -331,6 +331,8 @@ static void test_pkcs11__ckr_map(void **state)
 		{ CKR_PIN_LOCKED, "C_Login", P11S_ERR_PIN_LOCKED },
 		{ CKR_DEVICE_REMOVED, "C_Sign", P11S_ERR_DEVICE_REMOVED },
 		{ CKR_SESSION_HANDLE_INVALID, "C_Sign", P11S_ERR_DEVICE_REMOVED },
+		{ CKR_SESSION_CLOSED, "C_Sign", P11S_ERR_DEVICE_REMOVED },
+		{ CKR_MECHANISM_PARAM_INVALID, "C_SignInit", P11S_ERR_MECHANISM },
 		{ CKR_TOKEN_NOT_PRESENT, "C_OpenSession", P11S_ERR_TOKEN_ABSENT },
 		{ CKR_MECHANISM_INVALID, "C_SignInit", P11S_ERR_MECHANISM },
 		{ CKR_ARGUMENTS_BAD, "C_DecryptInit", P11S_ERR_MECHANISM },
@@ -344,7 +346,7 @@ static void test_pkcs11__ckr_map(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		assert_int_equal(p11s_token__ckr(t[i].rv, t[i].what), t[i].code);
+		assert_int_equal(p11s_ck__rv(t[i].rv, t[i].what), t[i].code);
 		if (t[i].code != P11S_OK) {
 			assert_int_equal(p11s_error_last()->code, t[i].code);
 			assert_true(p11s_error_last()->has_ck_rv);
@@ -360,20 +362,20 @@ static void test_pkcs11__ckr_names(void **state)
 	char out[8];
 
 	(void)state;
-	assert_string_equal(p11s_token__ckr_name(CKR_PIN_INCORRECT), "CKR_PIN_INCORRECT");
-	assert_string_equal(p11s_token__ckr_name(0x191), "CKR_CRYPTOKI_ALREADY_INITIALIZED");
-	assert_string_equal(p11s_token__ckr_name(0x7777), "CKR_0x7777");
-	assert_string_equal(p11s_token__ckr_name(CKR_VENDOR_DEFINED | 5), "CKR_VENDOR_DEFINED+0x5");
-	assert_string_equal(p11s_token__mech_name(P11S_MECH_RSA_PKCS_OAEP), "CKM_RSA_PKCS_OAEP");
-	assert_string_equal(p11s_token__mech_name(P11S_MECH_ECDH1_DERIVE), "CKM_ECDH1_DERIVE");
-	assert_string_equal(p11s_token__mech_name(P11S_HASH_SHA256), "CKM_SHA256");
-	assert_string_equal(p11s_token__mech_name(0x43), "CKM_SHA256_RSA_PKCS_PSS");
-	assert_string_equal(p11s_token__mech_name(0x1044), "CKM_ECDSA_SHA256");
-	p11s_token__trim(out, sizeof(out), (const unsigned char *)"ab  c   ", 8);
+	assert_string_equal(p11s_ck__rv_name(CKR_PIN_INCORRECT), "CKR_PIN_INCORRECT");
+	assert_string_equal(p11s_ck__rv_name(0x191), "CKR_CRYPTOKI_ALREADY_INITIALIZED");
+	assert_string_equal(p11s_ck__rv_name(0x7777), "CKR_0x7777");
+	assert_string_equal(p11s_ck__rv_name(CKR_VENDOR_DEFINED | 5), "CKR_VENDOR_DEFINED+0x5");
+	assert_string_equal(p11s_mech_name(P11S_MECH_RSA_PKCS_OAEP), "CKM_RSA_PKCS_OAEP");
+	assert_string_equal(p11s_mech_name(P11S_MECH_ECDH1_DERIVE), "CKM_ECDH1_DERIVE");
+	assert_string_equal(p11s_mech_name(P11S_HASH_SHA256), "CKM_SHA256");
+	assert_string_equal(p11s_mech_name(0x43), "CKM_SHA256_RSA_PKCS_PSS");
+	assert_string_equal(p11s_mech_name(0x1044), "CKM_ECDSA_SHA256");
+	p11s_ck__trim(out, sizeof(out), (const unsigned char *)"ab  c   ", 8);
 	assert_string_equal(out, "ab  c");
-	p11s_token__trim(out, sizeof(out), (const unsigned char *)"abcdefghij", 10);
+	p11s_ck__trim(out, sizeof(out), (const unsigned char *)"abcdefghij", 10);
 	assert_string_equal(out, "abcdefg");
-	p11s_token__trim(out, sizeof(out), (const unsigned char *)"        ", 8);
+	p11s_ck__trim(out, sizeof(out), (const unsigned char *)"        ", 8);
 	assert_string_equal(out, "");
 }
 

@@ -165,52 +165,6 @@ static void test_token__uri_roundtrip(void **state)
 	p11s_uri_free(u);
 }
 
-static void test_token__ckr(void **state)
-{
-	static const struct {
-		unsigned long rv;
-		int code;
-	} map[] = {
-		{ 0x0, P11S_OK },
-		{ 0xA0, P11S_ERR_PIN_INCORRECT },   /* CKR_PIN_INCORRECT */
-		{ 0xA4, P11S_ERR_PIN_LOCKED },      /* CKR_PIN_LOCKED */
-		{ 0x32, P11S_ERR_DEVICE_REMOVED },  /* CKR_DEVICE_REMOVED */
-		{ 0xB3, P11S_ERR_DEVICE_REMOVED },  /* CKR_SESSION_HANDLE_INVALID */
-		{ 0xB0, P11S_ERR_DEVICE_REMOVED },  /* CKR_SESSION_CLOSED */
-		{ 0xE0, P11S_ERR_TOKEN_ABSENT },    /* CKR_TOKEN_NOT_PRESENT */
-		{ 0x70, P11S_ERR_MECHANISM },       /* CKR_MECHANISM_INVALID */
-		{ 0x71, P11S_ERR_MECHANISM },       /* CKR_MECHANISM_PARAM_INVALID */
-		{ 0x101, P11S_ERR_LOGIN },          /* CKR_USER_NOT_LOGGED_IN */
-		{ 0x2, P11S_ERR_NOMEM },            /* CKR_HOST_MEMORY */
-		{ 0x5, P11S_ERR_TOKEN },            /* CKR_GENERAL_ERROR */
-	};
-
-	(void)state;
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-		assert_int_equal(p11s_token__ckr(map[i].rv, "C_Test"), map[i].code);
-		if (map[i].code != P11S_OK) {
-			assert_true(p11s_error_last()->has_ck_rv);
-			assert_int_equal(p11s_error_last()->ck_rv, map[i].rv);
-			assert_non_null(strstr(p11s_error_last()->message, "C_Test"));
-		}
-	}
-	assert_string_equal(p11s_token__ckr_name(0xA0), "CKR_PIN_INCORRECT");
-	assert_string_equal(p11s_token__mech_name(P11S_MECH_RSA_PKCS_PSS), "CKM_RSA_PKCS_PSS");
-	assert_string_equal(p11s_token__mech_name(P11S_MECH_RSA_PKCS_OAEP), "CKM_RSA_PKCS_OAEP");
-}
-
-static void test_token__trim(void **state)
-{
-	char out[8];
-	const unsigned char in[6] = { 'a', 'b', ' ', 'c', ' ', ' ' };
-
-	(void)state;
-	p11s_token__trim(out, sizeof(out), in, sizeof(in));
-	assert_string_equal(out, "ab c");
-	p11s_token__trim(out, 3, in, sizeof(in));
-	assert_string_equal(out, "ab");
-}
-
 static void test_token__registry(void **state)
 {
 	const char *const *names = p11s_backend_names();
@@ -247,8 +201,6 @@ int main(void)
 		cmocka_unit_test(test_token__uri_parse),
 		cmocka_unit_test(test_token__uri_match),
 		cmocka_unit_test(test_token__uri_roundtrip),
-		cmocka_unit_test(test_token__ckr),
-		cmocka_unit_test(test_token__trim),
 		cmocka_unit_test(test_token__registry),
 	};
 

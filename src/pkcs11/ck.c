@@ -1,14 +1,16 @@
 /*
- * PKCS#11 return values and mechanisms: names, and the one place where a CK_RV becomes a
- * P11S_ERR_* code (DESIGN.md "Layers": backends translate CK_RV at their boundary).
+ * What the backends share (ck.h): PKCS#11 return values and mechanisms by name, the one place
+ * where a CK_RV becomes a P11S_ERR_* code (DESIGN.md "Layers": backends translate CK_RV at
+ * their boundary), string fields and slot listing.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <p11-kit/pkcs11.h>
 
 #include "core/error_int.h"
-#include "token/token_int.h"
+#include "pkcs11/ck.h"
 
 #define NAMED(x) { x, #x }
 
@@ -183,17 +185,17 @@ static const char *lookup(const struct named *t, size_t n, unsigned long v, cons
 	return unknown;
 }
 
-const char *p11s_token__ckr_name(unsigned long rv)
+const char *p11s_ck__rv_name(unsigned long rv)
 {
 	return lookup(ckr_names, sizeof(ckr_names) / sizeof(ckr_names[0]), rv, "CKR");
 }
 
-const char *p11s_token__mech_name(unsigned long mech)
+const char *p11s_mech_name(unsigned long mech)
 {
 	return lookup(ckm_names, sizeof(ckm_names) / sizeof(ckm_names[0]), mech, "CKM");
 }
 
-int p11s_token__ckr(unsigned long rv, const char *what)
+int p11s_ck__rv(unsigned long rv, const char *what)
 {
 	int code;
 
@@ -254,10 +256,10 @@ int p11s_token__ckr(unsigned long rv, const char *what)
 		code = P11S_ERR_TOKEN;
 		break;
 	}
-	return p11s_error__ckr(code, rv, "%s: %s", what, p11s_token__ckr_name(rv));
+	return p11s_error__ckr(code, rv, "%s: %s", what, p11s_ck__rv_name(rv));
 }
 
-void p11s_token__trim(char *dst, size_t dstlen, const unsigned char *src, size_t srclen)
+void p11s_ck__trim(char *dst, size_t dstlen, const unsigned char *src, size_t srclen)
 {
 	size_t n = 0;
 
@@ -273,4 +275,150 @@ void p11s_token__trim(char *dst, size_t dstlen, const unsigned char *src, size_t
 		n--;
 	}
 	dst[n] = '\0';
+}
+
+CK_RV p11s_ck__slot(CK_FUNCTION_LIST *f, CK_SLOT_ID id, p11s_slot *out)
+{
+	static const struct {
+		CK_FLAGS ck;
+		unsigned int p11s;
+	} map[] = {
+		{ CKF_LOGIN_REQUIRED, P11S_TOKEN_LOGIN_REQUIRED },
+		{ CKF_PROTECTED_AUTHENTICATION_PATH, P11S_TOKEN_PROTECTED_AUTH_PATH },
+		{ CKF_USER_PIN_COUNT_LOW, P11S_TOKEN_USER_PIN_COUNT_LOW },
+		{ CKF_USER_PIN_FINAL_TRY, P11S_TOKEN_USER_PIN_FINAL_TRY },
+		{ CKF_USER_PIN_LOCKED, P11S_TOKEN_USER_PIN_LOCKED },
+		{ CKF_USER_PIN_INITIALIZED, P11S_TOKEN_USER_PIN_INITIALIZED },
+		{ CKF_TOKEN_INITIALIZED, P11S_TOKEN_INITIALIZED },
+		{ CKF_WRITE_PROTECTED, P11S_TOKEN_WRITE_PROTECTED },
+	};
+	CK_SLOT_INFO si;
+	CK_TOKEN_INFO ti;
+	p11s_token_info *info = &out->info;
+	CK_RV rv;
+
+	memset(out, 0, sizeof(*out));
+	out->handle = id;
+	info->slot_id = id;
+	if ((rv = f->C_GetSlotInfo(id, &si)) != CKR_OK) {
+		return rv;
+	}
+	p11s_ck__trim(info->slot_description, sizeof(info->slot_description),
+	    si.slotDescription, sizeof(si.slotDescription));
+	p11s_ck__trim(info->slot_manufacturer, sizeof(info->slot_manufacturer),
+	    si.manufacturerID, sizeof(si.manufacturerID));
+	if (si.flags & CKF_REMOVABLE_DEVICE) {
+		info->flags |= P11S_TOKEN_REMOVABLE;
+	}
+	if (si.flags & CKF_HW_SLOT) {
+		info->flags |= P11S_TOKEN_HW_SLOT;
+	}
+	if (!(si.flags & CKF_TOKEN_PRESENT)) {
+		return CKR_OK;
+	}
+	rv = f->C_GetTokenInfo(id, &ti);
+	if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_TOKEN_NOT_RECOGNIZED ||
+	    rv == CKR_DEVICE_REMOVED || rv == CKR_DEVICE_ERROR) {
+		/* Pulled out between the two calls, or unusable: list the slot as empty. */
+		return CKR_OK;
+	}
+	if (rv != CKR_OK) {
+		return rv;
+	}
+	info->flags |= P11S_TOKEN_PRESENT;
+	p11s_ck__trim(info->label, sizeof(info->label), ti.label, sizeof(ti.label));
+	p11s_ck__trim(info->manufacturer, sizeof(info->manufacturer), ti.manufacturerID,
+	    sizeof(ti.manufacturerID));
+	p11s_ck__trim(info->model, sizeof(info->model), ti.model, sizeof(ti.model));
+	p11s_ck__trim(info->serial, sizeof(info->serial), ti.serialNumber,
+	    sizeof(ti.serialNumber));
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if (ti.flags & map[i].ck) {
+			info->flags |= map[i].p11s;
+		}
+	}
+	return CKR_OK;
+}
+
+int p11s_ck__slots(CK_FUNCTION_LIST *f, p11s_slot **out, size_t *n)
+{
+	CK_SLOT_ID *ids = NULL, *nids;
+	CK_ULONG count = 0;
+	p11s_slot *slots = NULL;
+	size_t used = 0;
+	CK_RV rv;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	/* The list may grow between the size query and the call (a reader plugged in). */
+	for (int tries = 0;; tries++) {
+		if ((rv = f->C_GetSlotList(CK_FALSE, NULL, &count)) != CKR_OK) {
+			rc = p11s_ck__rv(rv, "C_GetSlotList");
+			goto out;
+		}
+		if (count == 0) {
+			break;
+		}
+		if ((nids = realloc(ids, count * sizeof(*ids))) == NULL) {
+			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		ids = nids;
+		rv = f->C_GetSlotList(CK_FALSE, ids, &count);
+		if (rv == CKR_BUFFER_TOO_SMALL && tries < 4) {
+			continue;
+		}
+		if (rv != CKR_OK) {
+			rc = p11s_ck__rv(rv, "C_GetSlotList");
+			goto out;
+		}
+		break;
+	}
+	if ((slots = calloc(count ? count : 1, sizeof(*slots))) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (CK_ULONG i = 0; i < count; i++) {
+		rv = p11s_ck__slot(f, ids[i], &slots[used]);
+		if (rv == CKR_SLOT_ID_INVALID) {
+			continue; /* a reader that went away since C_GetSlotList */
+		}
+		if (rv != CKR_OK) {
+			rc = p11s_ck__rv(rv, "C_GetSlotInfo");
+			goto out;
+		}
+		used++;
+	}
+	*out = slots;
+	*n = used;
+	slots = NULL;
+	rc = P11S_OK;
+out:
+	free(slots);
+	free(ids);
+	return rc;
+}
+
+void p11s_object_clear(p11s_object *o)
+{
+	free(o->label);
+	free(o->id.data);
+	free(o->modulus.data);
+	free(o->public_exponent.data);
+	free(o->ec_params.data);
+	free(o->ec_point.data);
+	free(o->value.data);
+	memset(o, 0, sizeof(*o));
+}
+
+void p11s_objects_free(p11s_object *objs, size_t n)
+{
+	if (objs == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		p11s_object_clear(&objs[i]);
+	}
+	free(objs);
 }
