@@ -11,8 +11,9 @@
 #include "token/token_int.h"
 
 /*
- * Create a library context with the default provider and the bridge provider loaded.
- * Free with p11s_bridge__libctx_free() (after every EVP_PKEY made in it).
+ * Create a library context with the default provider and the bridge provider loaded; the
+ * library's context (src/lib/context.c) owns it. Free with p11s_bridge__libctx_free() (after
+ * every EVP_PKEY made in it). Token keys become EVP_PKEYs in it through p11s_key_pkey().
  */
 int p11s_bridge__libctx_new(OSSL_LIB_CTX **out);
 
@@ -22,13 +23,6 @@ int p11s_bridge__libctx_new(OSSL_LIB_CTX **out);
  * library context is freed while it is still loaded.)
  */
 void p11s_bridge__libctx_free(OSSL_LIB_CTX *libctx);
-
-/*
- * An EVP_PKEY in `libctx` for `key`: public operations use key->pub's parameters, private
- * ones go to p11s_token__sign/decrypt/derive. `key` must outlive the EVP_PKEY.
- * @return P11S_OK, P11S_ERR_UNSUPPORTED (key type), P11S_ERR_CRYPTO.
- */
-int p11s_bridge__pkey(OSSL_LIB_CTX *libctx, p11s_key *key, EVP_PKEY **out);
 
 /*
  * 1 if `pkey` is a bridge key: every signature it makes is verified with the key's public key

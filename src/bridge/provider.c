@@ -1,7 +1,7 @@
 /*
  * The bridge provider "p11s" (DESIGN.md decision 1): registration in a library context of its
- * own, the provider entry points, and p11s_bridge__pkey(), which turns a token key into an
- * EVP_PKEY whose private operations go to the token.
+ * own, the provider entry points, and p11s_key_pkey() (include/p11smime/token.h), which turns a
+ * token key into an EVP_PKEY whose private operations go to the token.
  *
  * OpenSSL 3.0 traps handled here: the provider lives in a NEW OSSL_LIB_CTX (a token module
  * such as SoftHSM links the same libcrypto and must never see it); fetches without a property
@@ -354,8 +354,10 @@ void p11s_bridge__libctx_free(OSSL_LIB_CTX *libctx)
 	OSSL_LIB_CTX_free(libctx);
 }
 
-int p11s_bridge__pkey(OSSL_LIB_CTX *libctx, p11s_key *key, EVP_PKEY **out)
+/* The bridge is above the token layer: it asks the token for nothing but the key's data. */
+int p11s_key_pkey(p11s_key *key, EVP_PKEY **out)
 {
+	OSSL_LIB_CTX *libctx;
 	struct p11s_bridge_keyref ref;
 	OSSL_PARAM *pub = NULL, *all = NULL;
 	OSSL_PARAM extra[2];
@@ -365,11 +367,12 @@ int p11s_bridge__pkey(OSSL_LIB_CTX *libctx, p11s_key *key, EVP_PKEY **out)
 	int rc = P11S_OK;
 
 	*out = NULL;
-	if (libctx == NULL || key == NULL) {
-		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_bridge__pkey: NULL argument");
+	if (key == NULL || (libctx = key->ctx->libctx) == NULL) {
+		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_key_pkey: NULL argument");
 	}
 	if (key->pub == NULL) {
-		return p11s_error__set(P11S_ERR_NOT_FOUND, "no public key known for %s",
+		return p11s_error__set(P11S_ERR_NOT_FOUND,
+		    "no public key known for %s (no certificate, public key object or attributes)",
 		    key->uri ? key->uri : "the key");
 	}
 	if (EVP_PKEY_is_a(key->pub, "RSA") || EVP_PKEY_is_a(key->pub, "RSA-PSS")) {

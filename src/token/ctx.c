@@ -1,6 +1,6 @@
 /*
- * The library context: backend selection, module path resolution, PIN source, the bridge's
- * OpenSSL library context, token listing and the login policy (PKCS#11 v2.40 §5.6 C_Login;
+ * The token layer's context: backend selection, module path resolution, PIN source, token
+ * listing and the login policy (PKCS#11 v2.40 §5.6 C_Login;
  * STANDARDS.md §11: check the PIN flags before asking, never retry, a locked PIN is final).
  */
 #include <limits.h>
@@ -14,7 +14,6 @@
 #include <openssl/err.h>
 #include <p11-kit/p11-kit.h>
 
-#include "bridge/bridge.h"
 #include <p11smime/log.h>
 #include <p11smime/reader.h>
 
@@ -65,7 +64,7 @@ static int ctx_open_module(p11s_ctx *ctx, const struct p11s_provider_ops *ops)
 	return rc;
 }
 
-int p11s_ctx_new(p11s_ctx **out, const p11s_ctx_opts *opts)
+int p11s_token__ctx_new(p11s_ctx **out, const p11s_ctx_opts *opts)
 {
 	static const p11s_ctx_opts defaults = P11S_CTX_OPTS_INIT;
 	const struct p11s_provider_ops *ops;
@@ -110,16 +109,13 @@ int p11s_ctx_new(p11s_ctx **out, const p11s_ctx_opts *opts)
 	    (rc = p11s_pin_source_parse(&ctx->pins, opts->pin_source)) < 0) {
 		goto out;
 	}
-	if ((rc = p11s_bridge__libctx_new(&ctx->libctx)) < 0) {
-		goto out;
-	}
 	if ((rc = ctx_open_module(ctx, ops)) < 0) {
 		goto out;
 	}
 	*out = ctx;
 	ctx = NULL;
 out:
-	p11s_ctx_free(ctx);
+	p11s_token__ctx_free(ctx);
 	return rc;
 }
 
@@ -277,7 +273,7 @@ int p11s_token__card_check(p11s_key *key)
 }
 
 
-void p11s_ctx_free(p11s_ctx *ctx)
+void p11s_token__ctx_free(p11s_ctx *ctx)
 {
 	if (ctx == NULL) {
 		return;
@@ -303,7 +299,6 @@ void p11s_ctx_free(p11s_ctx *ctx)
 	}
 	free(ctx->prov.priv);
 	free(ctx->slots);
-	p11s_bridge__libctx_free(ctx->libctx);
 	p11s_pin_source_free(ctx->pins);
 	free(ctx->module_path);
 	free(ctx->module_name);
@@ -370,11 +365,6 @@ int p11s_ctx_add_module(p11s_ctx *ctx, const char *module)
 		}
 	}
 	return sub_add(ctx, module, NULL);
-}
-
-OSSL_LIB_CTX *p11s_ctx_libctx(p11s_ctx *ctx)
-{
-	return ctx->libctx;
 }
 
 const char *p11s_ctx_backend(const p11s_ctx *ctx)

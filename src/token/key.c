@@ -14,7 +14,6 @@
 #include <openssl/x509v3.h>
 #include <p11-kit/pkcs11.h>
 
-#include "bridge/bridge.h"
 #include <p11smime/log.h>
 
 #include "core/error_int.h"
@@ -589,17 +588,6 @@ int p11s_key_ca_certs(const p11s_key *key, STACK_OF(X509) **out)
 {
 	*out = X509_chain_up_ref(key->cas);
 	return *out ? P11S_OK : p11s_error__set(P11S_ERR_NOMEM, "out of memory");
-}
-
-int p11s_key_pkey(p11s_key *key, EVP_PKEY **out)
-{
-	*out = NULL;
-	if (key->pub == NULL) {
-		return p11s_error__set(P11S_ERR_NOT_FOUND,
-		    "no public key known for %s (no certificate, public key object or attributes)",
-		    key->uri);
-	}
-	return p11s_bridge__pkey(key->ctx->libctx, key, out);
 }
 
 /* The capability a mechanism needs, for the refusal message and the check. */

@@ -13,6 +13,13 @@
 #include <p11smime/token.h>
 #include <p11smime/uri.h>
 
+/*
+ * The token layer's half of p11s_ctx_new() / p11s_ctx_free(): options, PIN source and the
+ * first module, without `libctx` (src/lib/context.c adds the bridge's).
+ */
+int p11s_token__ctx_new(p11s_ctx **out, const p11s_ctx_opts *opts);
+void p11s_token__ctx_free(p11s_ctx *ctx);
+
 /* The backend registry (src/token/registry.c). NULL when `name` is not compiled in. */
 const struct p11s_provider_ops *p11s_token__backend(const char *name);
 
@@ -21,7 +28,11 @@ struct p11s_ctx {
 	char *module_path;
 	p11s_pin_source *pins;      /* from opts->pin_source, may be NULL */
 	int batch;
-	OSSL_LIB_CTX *libctx;       /* holds the default provider and the bridge provider */
+	/*
+	 * The OpenSSL library context of the bridge, set by the library's context
+	 * (src/lib/context.c) and freed there: the token layer only carries it for its keys.
+	 */
+	OSSL_LIB_CTX *libctx;
 	p11s_slot *slots;           /* last enumeration */
 	size_t nslots;
 	/*
