@@ -32,6 +32,7 @@
 #include "ess/ess_int.h"
 #include "mime/signed.h"
 #include "tsa/tsa_int.h"
+#include "verdict/verdict.h"
 #include "x509/x509_int.h"
 
 #define MAX_DIGESTS 8
@@ -58,8 +59,10 @@ typedef struct signer_int {
 	p11s_ess_info ess;         /* label, equivalent labels, receipt request */
 	char *ts_time, *ts_tsa;    /* signature timestamp: genTime, TSA subject */
 	int ts_valid, sc_bound, nonrep;
-	p11s_verify_revocation *rev; /* per chain element: the revocation status used */
+	p11s_x509_revocation *rev; /* per chain element: the revocation status used */
 	size_t n_rev;
+	p11s_verify_reason *reasons_view;  /* the public views (publish()) */
+	p11s_verify_revocation *rev_view;
 } signer_int;
 
 struct p11s_verify_priv {
@@ -71,6 +74,7 @@ struct p11s_verify_priv {
 	CMS_ContentInfo *cms;                 /* the SignedData; opaque: without its eContent */
 	FILE *content;                        /* opaque: the eContent octets (scratch file) */
 	p11s_reasons reasons, warnings;
+	p11s_verify_reason *reasons_view, *warnings_view;
 	signer_int *si;
 	size_t n_si;
 	p11s_verify_signer *pub;
@@ -720,6 +724,8 @@ static void signer_free(signer_int *s)
 	free(s->ts_time);
 	free(s->ts_tsa);
 	p11s_x509__revocation_free(s->rev, s->n_rev);
+	free(s->reasons_view);
+	free(s->rev_view);
 }
 
 void p11s_verify_result_free(p11s_verify_result *r)
@@ -735,6 +741,8 @@ void p11s_verify_result_free(p11s_verify_result *r)
 		free(r->priv->pub);
 		p11s_reasons__clear(&r->priv->reasons);
 		p11s_reasons__clear(&r->priv->warnings);
+		free(r->priv->reasons_view);
+		free(r->priv->warnings_view);
 		CMS_ContentInfo_free(r->priv->cms);
 		if (r->priv->content != NULL) {
 			fclose(r->priv->content);
@@ -745,19 +753,27 @@ void p11s_verify_result_free(p11s_verify_result *r)
 	free(r);
 }
 
-/* Point the public view at the internal data. */
+/* Point the public view at the internal data (validation's types mapped by src/verdict/). */
 static int publish(p11s_verify_result *res)
 {
 	struct p11s_verify_priv *p = res->priv;
-	int all = p->n_si > 0;
+	int all = p->n_si > 0, rc;
 
 	if (p->n_si > 0 && (p->pub = calloc(p->n_si, sizeof(*p->pub))) == NULL) {
 		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	if ((rc = p11s_verdict__reasons(&p->reasons, &p->reasons_view)) < 0 ||
+	    (rc = p11s_verdict__reasons(&p->warnings, &p->warnings_view)) < 0) {
+		return rc;
 	}
 	for (size_t i = 0; i < p->n_si; i++) {
 		signer_int *s = &p->si[i];
 		p11s_verify_signer *v = &p->pub[i];
 
+		if ((rc = p11s_verdict__reasons(&s->reasons, &s->reasons_view)) < 0 ||
+		    (rc = p11s_verdict__revocation(s->rev, s->n_rev, &s->rev_view)) < 0) {
+			return rc;
+		}
 		v->valid = s->reasons.n == 0;
 		all &= v->valid;
 		v->subject = s->subject;
@@ -770,7 +786,7 @@ static int publish(p11s_verify_result *res)
 		v->signature_algorithm = s->sigalg;
 		v->chain = (const char *const *)s->chain;
 		v->n_chain = s->n_chain;
-		v->reasons = s->reasons.v;
+		v->reasons = s->reasons_view;
 		v->n_reasons = s->reasons.n;
 		v->security_label = s->ess.label;
 		v->equivalent_labels = (const char *const *)s->ess.equivalent;
@@ -781,14 +797,14 @@ static int publish(p11s_verify_result *res)
 		v->timestamp_valid = s->ts_valid;
 		v->signing_certificate = s->sc_bound;
 		v->non_repudiation = s->nonrep;
-		v->revocation = s->rev;
+		v->revocation = s->rev_view;
 		v->n_revocation = s->n_rev;
 	}
 	res->signers = p->pub;
 	res->n_signers = p->n_si;
-	res->reasons = p->reasons.v;
+	res->reasons = p->reasons_view;
 	res->n_reasons = p->reasons.n;
-	res->warnings = p->warnings.v;
+	res->warnings = p->warnings_view;
 	res->n_warnings = p->warnings.n;
 	res->signed_part_path = p->nested;
 	/* Valid only if the root is signed, there are signers, and every one is valid. */
@@ -1195,6 +1211,7 @@ int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_op
 	p11s_verify_result *res = NULL;
 	p11s_mime_signed *m = NULL;
 	p11s_x509_store *store = NULL;
+	p11s_x509_opts xo;
 	int rc;
 
 	if (out == NULL || in == NULL) {
@@ -1215,7 +1232,8 @@ int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_op
 	}
 	res->priv->in = in;
 	/* Option files first: an unreadable --trust is a usage error whatever the message. */
-	if ((rc = p11s_x509__store_new(&store, opts)) < 0 ||
+	p11s_verdict__x509_opts(opts, &xo);
+	if ((rc = p11s_x509__store_new(&store, &xo)) < 0 ||
 	    (rc = p11s_mime__read_signed_ex(&m, in, P11S_MIME_READ_STREAM)) < 0) {
 		goto out;
 	}

@@ -30,6 +30,7 @@
 #include "mime/mime.h"
 #include "mime/signed.h"
 #include "token/token_int.h"
+#include "verdict/verdict.h"
 #include "x509/x509_int.h"
 
 /* Receipt ::= SEQUENCE { version ESSVersion (1), contentType, signedContentIdentifier,
@@ -478,6 +479,7 @@ out:
 
 struct p11s_receipt_priv {
 	p11s_reasons reasons;
+	p11s_verify_reason *reasons_view; /* the public view (src/verdict/) */
 	char *subject, *signing_time, *cid, *ctype;
 	char **chain;
 	size_t n_chain;
@@ -490,6 +492,7 @@ void p11s_receipt_result_free(p11s_receipt_result *r)
 	}
 	if (r->priv != NULL) {
 		p11s_reasons__clear(&r->priv->reasons);
+		free(r->priv->reasons_view);
 		free(r->priv->subject);
 		free(r->priv->signing_time);
 		free(r->priv->cid);
@@ -715,6 +718,7 @@ int p11s_receipt_verify(p11s_receipt_result **out, FILE *receipt, FILE *original
 	p11s_x509_store *store = NULL;
 	CMS_ContentInfo *rcms = NULL;
 	original o = { 0 };
+	p11s_x509_opts xo;
 	int rc;
 
 	if (out == NULL || receipt == NULL || original_in == NULL) {
@@ -726,7 +730,8 @@ int p11s_receipt_verify(p11s_receipt_result **out, FILE *receipt, FILE *original
 		free(res);
 		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 	}
-	if ((rc = p11s_x509__store_new(&store, opts ? opts : &def)) < 0 ||
+	p11s_verdict__x509_opts(opts ? opts : &def, &xo);
+	if ((rc = p11s_x509__store_new(&store, &xo)) < 0 ||
 	    (rc = original_read(&o, original_in)) < 0) {
 		goto out;
 	}
@@ -745,7 +750,10 @@ int p11s_receipt_verify(p11s_receipt_result **out, FILE *receipt, FILE *original
 	res->content_type = res->priv->ctype;
 	res->chain = (const char *const *)res->priv->chain;
 	res->n_chain = res->priv->n_chain;
-	res->reasons = res->priv->reasons.v;
+	if ((rc = p11s_verdict__reasons(&res->priv->reasons, &res->priv->reasons_view)) < 0) {
+		goto out;
+	}
+	res->reasons = res->priv->reasons_view;
 	res->n_reasons = res->priv->reasons.n;
 out:
 	CMS_ContentInfo_free(rcms);

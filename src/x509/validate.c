@@ -61,7 +61,7 @@ int p11s_reasons__add(p11s_reasons *r, const char *code, const char *fmt, ...)
 
 	if (r->n == r->cap) {
 		size_t cap = r->cap ? r->cap * 2 : 4;
-		p11s_verify_reason *v = realloc(r->v, cap * sizeof(*v));
+		p11s_x509_reason *v = realloc(r->v, cap * sizeof(*v));
 
 		if (v == NULL) {
 			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
@@ -275,7 +275,7 @@ void p11s_x509__store_free(p11s_x509_store *s)
 	free(s);
 }
 
-int p11s_x509__store_new(p11s_x509_store **out, const p11s_verify_opts *opts)
+int p11s_x509__store_new(p11s_x509_store **out, const p11s_x509_opts *opts)
 {
 	p11s_x509_store *s;
 	STACK_OF(X509) *anchors = NULL;
@@ -573,24 +573,24 @@ static int verify_cb(int ok, X509_STORE_CTX *ctx)
 	return 1;
 }
 
-void p11s_x509__revocation_free(p11s_verify_revocation *rev, size_t n)
+void p11s_x509__revocation_free(p11s_x509_revocation *rev, size_t n)
 {
 	for (size_t i = 0; rev != NULL && i < n; i++) {
-		free((char *)rev[i].subject);
-		free((char *)rev[i].crl_issuer);
-		free((char *)rev[i].crl_this_update);
-		free((char *)rev[i].crl_next_update);
-		free((char *)rev[i].crl_number);
+		free(rev[i].subject);
+		free(rev[i].crl_issuer);
+		free(rev[i].crl_this_update);
+		free(rev[i].crl_next_update);
+		free(rev[i].crl_number);
 	}
 	free(rev);
 }
 
 /* The evidence entries from what the lookup and the callback saw at each depth. */
 static int revocation_report(collect *c, STACK_OF(X509) *chain,
-    p11s_verify_revocation **out, size_t *n_out)
+    p11s_x509_revocation **out, size_t *n_out)
 {
 	int n = chain != NULL ? sk_X509_num(chain) : 0;
-	p11s_verify_revocation *v;
+	p11s_x509_revocation *v;
 
 	if (n == 0) {
 		return P11S_OK;
@@ -638,7 +638,7 @@ int p11s_x509__validate(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *un
 
 int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *untrusted,
     STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons, STACK_OF(X509) **chain,
-    p11s_verify_revocation **rev, size_t *n_rev)
+    p11s_x509_revocation **rev, size_t *n_rev)
 {
 	X509_STORE_CTX *ctx = NULL;
 	STACK_OF(X509_CRL) *crls = NULL;

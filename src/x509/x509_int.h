@@ -1,19 +1,29 @@
 /*
- * Certificate path validation (RFC 5280) and the S/MIME certificate checks of RFC 8550, for
- * `verify`. Internal to the library.
+ * Certificate path validation (RFC 5280) and the S/MIME certificate checks of RFC 8550.
+ * Internal to the library. Validation has its own options and result types and knows nothing of
+ * CMS: the verifiers above (src/cms/, src/ess/) map them to and from the public verify API
+ * through src/verdict/ (docs/architecture.md).
  */
 #ifndef P11S_X509_INT_H
 #define P11S_X509_INT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <openssl/x509.h>
 
-#include <p11smime/verify.h>
+/*
+ * One reason why something is not valid (or one warning): `code` a stable token (a string
+ * literal: "untrusted", "expired", ...), `message` a human-readable line owned by its list.
+ */
+typedef struct p11s_x509_reason {
+	const char *code;
+	const char *message;
+} p11s_x509_reason;
 
 /* A growing list of reasons (or warnings); strings are owned by the list. */
 typedef struct p11s_reasons {
-	p11s_verify_reason *v;
+	p11s_x509_reason *v;
 	size_t n, cap;
 } p11s_reasons;
 
@@ -35,8 +45,20 @@ typedef struct p11s_x509_store {
 	size_t n_anchors;
 } p11s_x509_store;
 
+/* What validation starts from: files of anchors, untrusted certificates and CRLs; the time. */
+typedef struct p11s_x509_opts {
+	const char *const *trust_files;  /* trust anchors: PEM or DER, several per file */
+	size_t n_trust_files;
+	const char *const *cert_files;   /* untrusted intermediates */
+	size_t n_cert_files;
+	const char *const *crl_files;    /* any CRL turns on checking of every certificate */
+	size_t n_crl_files;
+	int has_time;                    /* non-zero: validate at `time`, else now */
+	int64_t time;                    /* seconds since the epoch (UTC) */
+} p11s_x509_opts;
+
 /* Load every file of `opts`. P11S_ERR_IO / P11S_ERR_MALFORMED name the file. */
-int p11s_x509__store_new(p11s_x509_store **out, const p11s_verify_opts *opts);
+int p11s_x509__store_new(p11s_x509_store **out, const p11s_x509_opts *opts);
 void p11s_x509__store_free(p11s_x509_store *s);
 
 /* Certificates (or CRLs) from a PEM file (several blocks) or DER (one or several concatenated). */
@@ -55,13 +77,29 @@ int p11s_x509__validate(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *un
     STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons, STACK_OF(X509) **chain);
 
 /*
+ * The revocation status used for one certificate of a path (RFC 5280 §6.3): `status` "good"
+ * (a CRL covering it does not list it), "revoked", "unknown" (checked, failed: `problem` is the
+ * reason code) or "not-checked" (no CRL given, or the trust anchor); the CRL that decided it.
+ * Strings other than `status` and `problem` (literals) are owned by the entry.
+ */
+typedef struct p11s_x509_revocation {
+	char *subject;
+	const char *status;
+	const char *problem;
+	char *crl_issuer;        /* RFC 2253 */
+	char *crl_this_update;   /* RFC 3339 UTC */
+	char *crl_next_update;   /* NULL if absent */
+	char *crl_number;        /* cRLNumber in hex, or NULL */
+} p11s_x509_revocation;
+
+/*
  * The same, also reporting the revocation status used for each certificate of the built path
  * (`*rev`, `*n_rev`: one entry per chain element, freed with p11s_x509__revocation_free()).
  */
 int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *untrusted,
     STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons, STACK_OF(X509) **chain,
-    p11s_verify_revocation **rev, size_t *n_rev);
-void p11s_x509__revocation_free(p11s_verify_revocation *rev, size_t n);
+    p11s_x509_revocation **rev, size_t *n_rev);
+void p11s_x509__revocation_free(p11s_x509_revocation *rev, size_t n);
 
 /* Stable reason code of an X509_V_ERR_* value. */
 const char *p11s_x509__reason_code(int err);

@@ -159,7 +159,7 @@ static void test_evidence__tsa_token(void **state)
 	           *other = getenv("P11S_EV_TSA_OTHER"), *pki = getenv("P11S_TEST_PKI");
 	char root[1024];
 	const char *anchors[1];
-	p11s_verify_opts o = P11S_VERIFY_OPTS_INIT;
+	p11s_x509_opts o = { 0 };
 	p11s_x509_store *store = NULL;
 	p11s_reasons r = { 0 };
 	unsigned char *tok, *data;
