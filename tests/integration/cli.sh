@@ -5,10 +5,6 @@ set -euo pipefail
 backend=$1
 . "$(dirname "$0")/lib.sh"
 
-bin=$P11S_BIN
-mod=$P11S_TEST_MODULE
-label=$P11S_TEST_TOKEN
-pinfile=$P11S_TEST_PIN_FILE
 pin=$(head -n1 "$pinfile")
 p11s() { "$bin" --backend "$backend" --module "$mod" "$@"; }
 # Nothing on stdin: no prompting.

@@ -8,8 +8,6 @@ set -euo pipefail
 backend=$1
 . "$(dirname "$0")/lib.sh"
 
-pki=$P11S_TEST_PKI
-p11s() { "$P11S_BIN" --backend "$backend" --module "$P11S_TEST_MODULE" --pin-source "file:$P11S_TEST_PIN_FILE" "$@"; }
 key="pkcs11:token=$P11S_TEST_TOKEN;object=rsa2048;type=private"
 exec </dev/null
 

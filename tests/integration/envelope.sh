@@ -13,11 +13,6 @@ set -euo pipefail
 backend=$1
 . "$(dirname "$0")/lib.sh"
 
-bin=$P11S_BIN
-mod=$P11S_TEST_MODULE
-pki=$P11S_TEST_PKI
-pinfile=$P11S_TEST_PIN_FILE
-p11s() { "$bin" --backend "$backend" --module "$mod" --pin-source "file:$pinfile" "$@"; }
 exec </dev/null
 
 # What the backend declares (docs/backends.md): pkcs11-helper has no ECDH (P11S_CAP_ECDH).

@@ -1,5 +1,20 @@
-# Shared helpers of the shell integration suites: TAP-like lines and a closing
-# "N passed, N failed" line that CI reads.
+# Shared helpers of the shell integration suites: the test token and the tool on it, TAP-like
+# lines and a closing "N passed, N failed" line that CI reads. A suite sets `backend` (its
+# first argument) and sources this file.
+
+# The throwaway SoftHSMv2 token of tests/CMakeLists.txt (fixture token.setup).
+bin=${P11S_BIN:-}
+mod=${P11S_TEST_MODULE:-}
+label=${P11S_TEST_TOKEN:-}
+pki=${P11S_TEST_PKI:-}
+pinfile=${P11S_TEST_PIN_FILE:-}
+
+# p11s ARGS...: the tool through $backend on the test module, PIN from the token's PIN file.
+p11s() { "$bin" --backend "$backend" --module "$mod" --pin-source "file:$pinfile" "$@"; }
+
+# keyuri OBJECT: the URI of the private key OBJECT on the test token.
+keyuri() { printf 'pkcs11:token=%s;object=%s;type=private' "$label" "$1"; }
+
 passed=0
 failed=0
 tmp=$(mktemp -d)

@@ -10,10 +10,6 @@ set -euo pipefail
 backend=$1
 . "$(dirname "$0")/lib.sh"
 
-bin=$P11S_BIN
-mod=$P11S_TEST_MODULE
-label=$P11S_TEST_TOKEN
-pinfile=$P11S_TEST_PIN_FILE
 exec </dev/null
 
 # --- a copy of the fixture's token directory, and a second token in it

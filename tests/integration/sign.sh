@@ -7,12 +7,6 @@ set -euo pipefail
 backend=$1
 . "$(dirname "$0")/lib.sh"
 
-bin=$P11S_BIN
-mod=$P11S_TEST_MODULE
-label=$P11S_TEST_TOKEN
-pki=$P11S_TEST_PKI
-p11s() { "$bin" --backend "$backend" --module "$mod" --pin-source "file:$P11S_TEST_PIN_FILE" "$@"; }
-keyuri() { printf 'pkcs11:token=%s;object=%s;type=private' "$label" "$1"; }
 exec </dev/null
 
 # part1 FILE: the bytes of part 1 of a multipart/signed (RFC 2046 §5.1.1: the CRLF before a

@@ -12,11 +12,6 @@ set -euo pipefail
 backend=$1
 . "$(dirname "$0")/lib.sh"
 
-bin=$P11S_BIN
-mod=$P11S_TEST_MODULE
-label=$P11S_TEST_TOKEN
-pki=$P11S_TEST_PKI
-pinfile=$P11S_TEST_PIN_FILE
 pin=$(head -n1 "$pinfile")
 exec </dev/null
 

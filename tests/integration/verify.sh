@@ -6,8 +6,6 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-bin=$P11S_BIN
-pki=$P11S_TEST_PKI
 exec </dev/null
 v() { "$bin" verify "$@"; }
 

@@ -8,10 +8,6 @@ backend=$1
 . "$(dirname "$0")/lib.sh"
 exec </dev/null
 
-pki=$P11S_TEST_PKI
-uri() { echo "pkcs11:token=$P11S_TEST_TOKEN;object=$1;type=private"; }
-p11s() { "$P11S_BIN" --backend "$backend" --module "$P11S_TEST_MODULE" --pin-source "file:$P11S_TEST_PIN_FILE" "$@"; }
-
 # pkcs11-helper cannot derive ECDH (docs/backends.md): its recipients are RSA only.
 ec_to=ec384 triple_to=ec256
 if [ "$backend" = pkcs11-helper ]; then ec_to=rsa3072 triple_to=rsa3072; fi
@@ -21,18 +17,18 @@ printf 'From: alice-ec256@example.org\r\nTo: bob@example.org\r\nSubject: layers\
 
 # --- sign then encrypt, to an RSA and an EC recipient
 expect 0 "wrap: sign with P-256, encrypt to RSA-2048 and $ec_to" -- \
-	p11s wrap --key "$(uri ec256)" --chain "$pki/intermediate.pem" --to "$pki/rsa2048.pem" \
+	p11s wrap --key "$(keyuri ec256)" --chain "$pki/intermediate.pem" --to "$pki/rsa2048.pem" \
 	--to "$pki/$ec_to.pem" --in "$msg" --out "$tmp/w.eml"
 check "  ... the outer layer is authEnveloped-data" grep -q "smime-type=authEnveloped-data" "$tmp/w.eml"
 check "  ... outer headers stay outside" grep -q "^Subject: layers" "$tmp/w.eml"
 expect 0 "unwrap with the RSA key" -- \
-	p11s unwrap --key "$(uri rsa2048)" --trust "$pki/root.pem" --in "$tmp/w.eml" --out "$tmp/u.eml"
+	p11s unwrap --key "$(keyuri rsa2048)" --trust "$pki/root.pem" --in "$tmp/w.eml" --out "$tmp/u.eml"
 check "  ... reports two layers" grep -q "unwrap: OK (2 layers)" "$tmp/out"
 check "  ... gives back the message" bash -c "tail -n +2 '$tmp/u.eml' | grep -q 'Three layers deep.'"
 expect 0 "unwrap without --key finds the recipient key by its identifier" -- \
 	p11s unwrap --trust "$pki/root.pem" --in "$tmp/w.eml" --out "$tmp/u2.eml"
 expect 1 "unwrap with a key that is not a recipient is exit 1" -- \
-	p11s unwrap --key "$(uri ec256)" --trust "$pki/root.pem" --in "$tmp/w.eml" --out "$tmp/u3.eml"
+	p11s unwrap --key "$(keyuri ec256)" --trust "$pki/root.pem" --in "$tmp/w.eml" --out "$tmp/u3.eml"
 check "  ... and writes nothing" test ! -e "$tmp/u3.eml"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/other.key" \
 	-subj "/CN=Some Other CA" -days 2 -out "$tmp/other.pem" 2>/dev/null
@@ -45,7 +41,7 @@ sed 's/^From: alice-ec256@/From: alice-rsa2048@/' "$msg" >"$tmp/msg-rsa.eml"
 pss=
 if [ "$backend" != libp11 ]; then pss=--pss; fi
 expect 0 "wrap --triple with RSA-2048 ${pss:-PKCS#1}" -- \
-	p11s wrap --triple $pss --key "$(uri rsa2048)" --chain "$pki/intermediate.pem" \
+	p11s wrap --triple $pss --key "$(keyuri rsa2048)" --chain "$pki/intermediate.pem" \
 	--to "$pki/$triple_to.pem" --in "$tmp/msg-rsa.eml" --out "$tmp/t.eml"
 expect 0 "unwrap --json of the triple wrap" -- \
 	p11s --json unwrap --trust "$pki/root.pem" --in "$tmp/t.eml" --out "$tmp/tu.eml"
@@ -80,9 +76,9 @@ expect 1 "a tampered triple wrap fails at the outer signature" -- \
 	p11s unwrap --trust "$pki/root.pem" --in "$tmp/t-bad.eml" --out "$tmp/tb.eml"
 check "  ... and writes nothing" test ! -e "$tmp/tb.eml"
 expect 1 "unwrap of a plain message is exit 1" -- p11s unwrap --in "$msg" --out "$tmp/p.eml"
-expect 2 "wrap without --to is a usage error" -- p11s wrap --key "$(uri rsa2048)" --in "$msg"
+expect 2 "wrap without --to is a usage error" -- p11s wrap --key "$(keyuri rsa2048)" --in "$msg"
 expect 2 "wrap to an unsuitable recipient is refused before signing" -- \
-	p11s wrap --key "$(uri rsa2048)" --to "$pki/serverauth.pem" --in "$msg" --out "$tmp/x.eml"
+	p11s wrap --key "$(keyuri rsa2048)" --to "$pki/serverauth.pem" --in "$msg" --out "$tmp/x.eml"
 check "  ... and writes nothing" test ! -e "$tmp/x.eml"
 
 finish
