@@ -86,23 +86,6 @@ static p11s_key *choose(CMS_ContentInfo *cms, p11s_key_select_fn select, void *p
 	return k;
 }
 
-static void subject_line(X509 *cert, char *buf, size_t len)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	char *p;
-	long n;
-
-	buf[0] = '\0';
-	if (b == NULL) {
-		return;
-	}
-	if (X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
-		n = BIO_get_mem_data(b, &p);
-		snprintf(buf, len, "%.*s", (int)n, p);
-	}
-	BIO_free(b);
-}
-
 int p11s_decrypt_message_select(p11s_ctx *ctx, p11s_key_select_fn select, void *payload,
     FILE *in, FILE *out, p11s_decrypt_info *info)
 {
@@ -146,7 +129,7 @@ int p11s_decrypt_message_select(p11s_ctx *ctx, p11s_key_select_fn select, void *
 	if (info != NULL) {
 		p11s_cms__describe(cms, cipher_nid, ri, info);
 		snprintf(info->key_uri, sizeof(info->key_uri), "%s", p11s_key_uri(use));
-		subject_line(p11s_key_cert(use), info->recipient, sizeof(info->recipient));
+		p11s_cms__subject_text(p11s_key_cert(use), info->recipient, sizeof(info->recipient));
 	}
 out:
 	if (plain != NULL) {

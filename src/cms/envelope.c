@@ -878,8 +878,7 @@ out:
 
 /* ---- decryption with a token key -------------------------------------------------------- */
 
-/* RFC 2253 subject of a certificate into `buf`. */
-static void subject_text(X509 *cert, char *buf, size_t len)
+void p11s_cms__subject_text(X509 *cert, char *buf, size_t len)
 {
 	BIO *b = BIO_new(BIO_s_mem());
 	char *p;
@@ -986,7 +985,7 @@ int p11s_decrypt_message(p11s_ctx *ctx, p11s_key *key, FILE *in, FILE *out,
 	if (info != NULL) {
 		p11s_cms__describe(cms, cipher_nid, ri, info);
 		snprintf(info->key_uri, sizeof(info->key_uri), "%s", p11s_key_uri(use));
-		subject_text(p11s_key_cert(use), info->recipient, sizeof(info->recipient));
+		p11s_cms__subject_text(p11s_key_cert(use), info->recipient, sizeof(info->recipient));
 	}
 out:
 	if (plain != NULL) {

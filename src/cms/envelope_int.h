@@ -56,4 +56,7 @@ int p11s_cms__decrypt_stream(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, F
 void p11s_cms__describe(CMS_ContentInfo *cms, int cipher_nid, CMS_RecipientInfo *ri,
     p11s_decrypt_info *info);
 
+/* The RFC 2253 subject of `cert` into `buf` (cut to fit; "" when it cannot be printed). */
+void p11s_cms__subject_text(X509 *cert, char *buf, size_t len);
+
 #endif

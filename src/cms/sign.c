@@ -28,6 +28,7 @@
 #include "audit/audit_int.h"
 #include "bridge/bridge.h"
 #include "cms/cms_int.h"
+#include "core/encode.h"
 #include "core/error_int.h"
 #include "ess/ess_int.h"
 #include "mime/mime.h"
@@ -171,54 +172,6 @@ out:
 	return rc;
 }
 
-/* DER tag and definite length (X.690 §8.1.3); `p` has room for 10 bytes. */
-static size_t der_header(unsigned char *p, unsigned char tag, size_t len)
-{
-	size_t n = 0, bytes = 0;
-
-	p[n++] = tag;
-	if (len < 0x80) {
-		p[n++] = (unsigned char)len;
-		return n;
-	}
-	for (size_t l = len; l > 0; l >>= 8) {
-		bytes++;
-	}
-	p[n++] = (unsigned char)(0x80 | bytes);
-	while (bytes > 0) {
-		p[n++] = (unsigned char)(len >> (8 * --bytes));
-	}
-	return n;
-}
-
-/* Read one DER TLV at `p` (within `end`): its header length and content length. */
-static int der_tlv(const unsigned char *p, const unsigned char *end, size_t *hl, size_t *cl)
-{
-	size_t n = 2, len;
-
-	if (end - p < 2) {
-		return -1;
-	}
-	len = p[1];
-	if (len & 0x80) {
-		size_t bytes = len & 0x7f;
-
-		if (bytes == 0 || bytes > sizeof(size_t) || (size_t)(end - p) < 2 + bytes) {
-			return -1;
-		}
-		len = 0;
-		for (size_t i = 0; i < bytes; i++) {
-			len = len << 8 | p[2 + i];
-		}
-		n += bytes;
-	}
-	if ((size_t)(end - p) - n < len) {
-		return -1;
-	}
-	*hl = n;
-	*cl = len;
-	return 0;
-}
 
 /*
  * SMIMEEncryptionKeyPreference (RFC 8551 §2.5.3) ::= CHOICE { issuerAndSerialNumber [0]
@@ -239,7 +192,7 @@ static int add_enc_key_pref(CMS_SignerInfo *si, X509 *enc)
 		                                       "issuer and serial number");
 		goto out;
 	}
-	hl = der_header(der, 0xa0, (size_t)nlen + (size_t)slen);
+	hl = p11s_core__der_header(der, 0xa0, (size_t)nlen + (size_t)slen);
 	memcpy(der + hl, name, (size_t)nlen);
 	memcpy(der + hl + nlen, serial, (size_t)slen);
 	total = hl + (size_t)nlen + (size_t)slen;
@@ -593,36 +546,36 @@ static int embed_content(const p11s_buf *det, p11s_mime_msg *m, BIO *out)
 	int rc;
 
 	/* ContentInfo SEQUENCE { contentType, [0] EXPLICIT SignedData } */
-	if (der_tlv(p, end, &hl, &cl) < 0 || p[0] != 0x30) {
+	if (p11s_core__ber_header(p, end, 0, &hl, &cl) < 0 || p[0] != 0x30) {
 		goto bad;
 	}
 	q = p + hl;
 	oid = q;
-	if (der_tlv(q, end, &hl, &cl) < 0 || q[0] != 0x06) {
+	if (p11s_core__ber_header(q, end, 0, &hl, &cl) < 0 || q[0] != 0x06) {
 		goto bad;
 	}
 	oid_len = hl + cl;
 	q += oid_len;
-	if (der_tlv(q, end, &hl, &cl) < 0 || q[0] != 0xa0) {
+	if (p11s_core__ber_header(q, end, 0, &hl, &cl) < 0 || q[0] != 0xa0) {
 		goto bad;
 	}
 	q += hl;
 	/* SignedData SEQUENCE { version, digestAlgorithms, encapContentInfo, ... } */
-	if (der_tlv(q, end, &hl, &cl) < 0 || q[0] != 0x30) {
+	if (p11s_core__ber_header(q, end, 0, &hl, &cl) < 0 || q[0] != 0x30) {
 		goto bad;
 	}
 	sd = q + hl;
 	sd_end = sd + cl;
 	q = sd;
 	for (int i = 0; i < 2; i++) {
-		if (der_tlv(q, sd_end, &hl, &cl) < 0) {
+		if (p11s_core__ber_header(q, sd_end, 0, &hl, &cl) < 0) {
 			goto bad;
 		}
 		q += hl + cl;
 	}
 	pre_len = (size_t)(q - sd);
 	encap = q;
-	if (der_tlv(q, sd_end, &hl, &cl) < 0 || q[0] != 0x30) {
+	if (p11s_core__ber_header(q, sd_end, 0, &hl, &cl) < 0 || q[0] != 0x30) {
 		goto bad;
 	}
 	after_encap = q + hl + cl;
@@ -631,20 +584,20 @@ static int embed_content(const p11s_buf *det, p11s_mime_msg *m, BIO *out)
 		const unsigned char *ect = encap + hl;
 		size_t ehl, ecl;
 
-		if (der_tlv(ect, after_encap, &ehl, &ecl) < 0 || ect[0] != 0x06 ||
+		if (p11s_core__ber_header(ect, after_encap, 0, &ehl, &ecl) < 0 || ect[0] != 0x06 ||
 		    ect + ehl + ecl != after_encap) {
 			goto bad;
 		}
 		size_t tail = (size_t)(sd_end - after_encap), sd_total, l_ex0;
 
-		l_os = der_header(h_os, 0x04, n);
-		l_ex = der_header(h_ex, 0xa0, l_os + n);
+		l_os = p11s_core__der_header(h_os, 0x04, n);
+		l_ex = p11s_core__der_header(h_ex, 0xa0, l_os + n);
 		l_x = ehl + ecl + l_ex + l_os + n; /* content of the new encapContentInfo */
-		l_encap = der_header(h_encap, 0x30, l_x);
-		l_sd = der_header(h_sd, 0x30, pre_len + l_encap + l_x + tail);
+		l_encap = p11s_core__der_header(h_encap, 0x30, l_x);
+		l_sd = p11s_core__der_header(h_sd, 0x30, pre_len + l_encap + l_x + tail);
 		sd_total = l_sd + pre_len + l_encap + l_x + tail;
-		l_ex0 = der_header(h_x, 0xa0, sd_total);
-		l_ci = der_header(h_ci, 0x30, oid_len + l_ex0 + sd_total);
+		l_ex0 = p11s_core__der_header(h_x, 0xa0, sd_total);
+		l_ci = p11s_core__der_header(h_ci, 0x30, oid_len + l_ex0 + sd_total);
 		if (BIO_write(out, h_ci, (int)l_ci) <= 0 || BIO_write(out, oid, (int)oid_len) <= 0 ||
 		    BIO_write(out, h_x, (int)l_ex0) <= 0 || BIO_write(out, h_sd, (int)l_sd) <= 0 ||
 		    BIO_write(out, sd, (int)pre_len) <= 0 || BIO_write(out, h_encap, (int)l_encap) <= 0 ||

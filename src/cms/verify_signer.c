@@ -24,25 +24,13 @@
 
 #include "cms/ber_stream.h"
 #include "cms/verify_int.h"
+#include "core/encode.h"
 #include "core/error_int.h"
 #include "ess/ess_int.h"
 #include "mime/signed.h"
 #include "tsa/tsa_int.h"
 #include "verdict/verdict.h"
 #include "x509/x509_int.h"
-
-static char *hex_of(const unsigned char *p, size_t n)
-{
-	char *s = malloc(n * 2 + 1);
-
-	for (size_t i = 0; s != NULL && i < n; i++) {
-		snprintf(s + 2 * i, 3, "%02x", p[i]);
-	}
-	if (s != NULL) {
-		s[n * 2] = '\0';
-	}
-	return s;
-}
 
 static char *serial_hex(const ASN1_INTEGER *sn)
 {
@@ -356,7 +344,7 @@ int p11s_cms__verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_in
 	}
 	ERR_clear_error();
 	if (first == NULL) {
-		char *kid = keyid ? hex_of(keyid->data, (size_t)keyid->length) : NULL;
+		char *kid = keyid ? p11s_core__hex(keyid->data, (size_t)keyid->length) : NULL;
 
 		if (keyid != NULL) {
 			rc = p11s_reasons__add(r, "signer-certificate-missing",

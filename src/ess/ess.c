@@ -15,6 +15,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "core/encode.h"
 #include "core/error_int.h"
 #include "ess/ess_int.h"
 #include "mime/mime.h"
@@ -78,26 +79,6 @@ int p11s_security_label_check(const char *spec)
 	return rc;
 }
 
-/* DER tag and definite length; `p` has room for 10 bytes. */
-static size_t der_hdr(unsigned char *p, unsigned char tag, size_t len)
-{
-	size_t n = 0, bytes = 0;
-
-	p[n++] = tag;
-	if (len < 0x80) {
-		p[n++] = (unsigned char)len;
-		return n;
-	}
-	for (size_t l = len; l > 0; l >>= 8) {
-		bytes++;
-	}
-	p[n++] = (unsigned char)(0x80 | bytes);
-	while (bytes > 0) {
-		p[n++] = (unsigned char)(len >> (8 * --bytes));
-	}
-	return n;
-}
-
 /*
  * ESSSecurityLabel ::= SET { security-policy-identifier OBJECT IDENTIFIER,
  *   security-classification INTEGER OPTIONAL, ... } — DER orders the SET's components by tag
@@ -122,7 +103,7 @@ static int add_label(CMS_SignerInfo *si, const char *spec)
 		rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot encode the security label");
 		goto out;
 	}
-	hl = der_hdr(der, 0x31, (size_t)olen + (size_t)clen);
+	hl = p11s_core__der_header(der, 0x31, (size_t)olen + (size_t)clen);
 	if (clen > 0) {
 		memcpy(der + hl, c, (size_t)clen);
 	}
@@ -359,19 +340,6 @@ static char *label_text(const unsigned char *p, long len)
 	return s;
 }
 
-static char *hex(const unsigned char *p, size_t n)
-{
-	char *s = malloc(2 * n + 1);
-
-	for (size_t i = 0; s != NULL && i < n; i++) {
-		snprintf(s + 2 * i, 3, "%02x", p[i]);
-	}
-	if (s != NULL) {
-		s[2 * n] = '\0';
-	}
-	return s;
-}
-
 static char *rr_text(CMS_ReceiptRequest *rr)
 {
 	ASN1_STRING *cid;
@@ -381,7 +349,7 @@ static char *rr_text(CMS_ReceiptRequest *rr)
 	size_t cap = 256, len;
 
 	CMS_ReceiptRequest_get0_values(rr, &cid, &aof, &list, &to);
-	if ((idhex = hex(ASN1_STRING_get0_data(cid), (size_t)ASN1_STRING_length(cid))) == NULL ||
+	if ((idhex = p11s_core__hex(ASN1_STRING_get0_data(cid), (size_t)ASN1_STRING_length(cid))) == NULL ||
 	    (s = malloc(cap + strlen(idhex))) == NULL) {
 		free(idhex);
 		return NULL;
@@ -474,50 +442,13 @@ void p11s_ess__info_clear(p11s_ess_info *i)
 
 /* ---- raw DER walking ------------------------------------------------------------------ */
 
-/* One BER header (single-octet tags only). `*cl` is SIZE_MAX for the indefinite form. */
-static int ber_hdr(const unsigned char *p, const unsigned char *end, size_t *hl, size_t *cl)
-{
-	size_t n = 2, len;
-
-	if (end - p < 2 || (p[0] & 0x1f) == 0x1f) {
-		return -1;
-	}
-	len = p[1];
-	if (len == 0x80) {
-		if (!(p[0] & 0x20)) {
-			return -1; /* indefinite length only for constructed encodings */
-		}
-		*hl = 2;
-		*cl = (size_t)-1;
-		return 0;
-	}
-	if (len & 0x80) {
-		size_t bytes = len & 0x7f;
-
-		if (bytes == 0 || bytes > sizeof(size_t) || (size_t)(end - p) < 2 + bytes) {
-			return -1;
-		}
-		len = 0;
-		for (size_t i = 0; i < bytes; i++) {
-			len = len << 8 | p[2 + i];
-		}
-		n += bytes;
-	}
-	if ((size_t)(end - p) - n < len) {
-		return -1;
-	}
-	*hl = n;
-	*cl = len;
-	return 0;
-}
-
 /* Total encoded length of the element at `p` (walking indefinite-length contents). */
 static int ber_total(const unsigned char *p, const unsigned char *end, size_t *total, int depth)
 {
 	size_t hl, cl;
 	const unsigned char *q;
 
-	if (depth > 32 || ber_hdr(p, end, &hl, &cl) < 0) {
+	if (depth > 32 || p11s_core__ber_header(p, end, 1, &hl, &cl) < 0) {
 		return -1;
 	}
 	if (cl != (size_t)-1) {
@@ -544,7 +475,7 @@ static int ber_enter(const unsigned char *p, const unsigned char *end, const uns
 {
 	size_t hl, cl, total;
 
-	if (ber_hdr(p, end, &hl, &cl) < 0 || ber_total(p, end, &total, 0) < 0) {
+	if (p11s_core__ber_header(p, end, 1, &hl, &cl) < 0 || ber_total(p, end, &total, 0) < 0) {
 		return -1;
 	}
 	*c = p + hl;

@@ -25,6 +25,7 @@
 
 #include <p11smime/ess.h>
 
+#include "core/encode.h"
 #include "core/error_int.h"
 #include "ess/ess_int.h"
 #include "mime/mime.h"
@@ -503,19 +504,6 @@ void p11s_receipt_result_free(p11s_receipt_result *r)
 	free(r);
 }
 
-static char *hexdup(const unsigned char *p, size_t n)
-{
-	char *s = malloc(2 * n + 1);
-
-	for (size_t i = 0; s != NULL && i < n; i++) {
-		snprintf(s + 2 * i, 3, "%02x", p[i]);
-	}
-	if (s != NULL) {
-		s[2 * n] = '\0';
-	}
-	return s;
-}
-
 /* The receipt: an S/MIME message (application/pkcs7-mime) or a DER SignedData. */
 static CMS_ContentInfo *read_receipt(FILE *f)
 {
@@ -629,7 +617,7 @@ static int check_receipt(struct p11s_receipt_priv *pv, CMS_ContentInfo *rcms, or
 		rc = p11s_reasons__add(r, "not-a-receipt", "the eContent is not a version 1 Receipt");
 		goto out;
 	}
-	pv->cid = hexdup(rec->content_id->data, (size_t)rec->content_id->length);
+	pv->cid = p11s_core__hex(rec->content_id->data, (size_t)rec->content_id->length);
 	{
 		char t[128];
 
