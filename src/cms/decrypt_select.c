@@ -127,9 +127,7 @@ int p11s_decrypt_message_select(p11s_ctx *ctx, p11s_key_select_fn select, void *
 		goto out;
 	}
 	if (info != NULL) {
-		p11s_cms__describe(cms, cipher_nid, ri, info);
-		snprintf(info->key_uri, sizeof(info->key_uri), "%s", p11s_key_uri(use));
-		p11s_cms__subject_text(p11s_key_cert(use), info->recipient, sizeof(info->recipient));
+		p11s_cms__describe(cms, cipher_nid, ri, use, info);
 	}
 out:
 	if (plain != NULL) {

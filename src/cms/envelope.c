@@ -614,8 +614,26 @@ int p11s_cms__decrypt_stream(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, F
 	return decrypt_common(cms, pkey, cert, ciphertext, plain);
 }
 
+/* The RFC 2253 subject of `cert` into `buf` (cut to fit; "" when it cannot be printed). */
+static void subject_text(X509 *cert, char *buf, size_t len)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p;
+	long n;
+
+	buf[0] = '\0';
+	if (b == NULL) {
+		return;
+	}
+	if (X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
+		n = BIO_get_mem_data(b, &p);
+		snprintf(buf, len, "%.*s", (int)n, p);
+	}
+	BIO_free(b);
+}
+
 void p11s_cms__describe(CMS_ContentInfo *cms, int cipher_nid, CMS_RecipientInfo *ri,
-    p11s_decrypt_info *info)
+    const p11s_key *use, p11s_decrypt_info *info)
 {
 	X509_ALGOR *alg = NULL;
 	int type = OBJ_obj2nid(CMS_get0_type(cms));
@@ -635,6 +653,8 @@ void p11s_cms__describe(CMS_ContentInfo *cms, int cipher_nid, CMS_RecipientInfo 
 		km = OBJ_nid2sn(OBJ_obj2nid(alg->algorithm));
 	}
 	snprintf(info->key_management, sizeof(info->key_management), "%s", km);
+	snprintf(info->key_uri, sizeof(info->key_uri), "%s", p11s_key_uri(use));
+	subject_text(p11s_key_cert(use), info->recipient, sizeof(info->recipient));
 }
 
 /* ---- streaming reader ------------------------------------------------------------------ */
@@ -878,23 +898,6 @@ out:
 
 /* ---- decryption with a token key -------------------------------------------------------- */
 
-void p11s_cms__subject_text(X509 *cert, char *buf, size_t len)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	char *p;
-	long n;
-
-	buf[0] = '\0';
-	if (b == NULL) {
-		return;
-	}
-	if (X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
-		n = BIO_get_mem_data(b, &p);
-		snprintf(buf, len, "%.*s", (int)n, p);
-	}
-	BIO_free(b);
-}
-
 int p11s_decrypt_message(p11s_ctx *ctx, p11s_key *key, FILE *in, FILE *out,
     const p11s_decrypt_opts *opts, p11s_decrypt_info *info)
 {
@@ -983,9 +986,7 @@ int p11s_decrypt_message(p11s_ctx *ctx, p11s_key *key, FILE *in, FILE *out,
 		goto out;
 	}
 	if (info != NULL) {
-		p11s_cms__describe(cms, cipher_nid, ri, info);
-		snprintf(info->key_uri, sizeof(info->key_uri), "%s", p11s_key_uri(use));
-		p11s_cms__subject_text(p11s_key_cert(use), info->recipient, sizeof(info->recipient));
+		p11s_cms__describe(cms, cipher_nid, ri, use, info);
 	}
 out:
 	if (plain != NULL) {

@@ -52,11 +52,11 @@ int p11s_cms__decrypt(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, FILE *pl
 int p11s_cms__decrypt_stream(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, FILE *ciphertext,
     FILE *plain);
 
-/* Details of a parsed message for p11s_decrypt_info (content type, cipher, key management). */
+/*
+ * Details of a decrypted message for p11s_decrypt_info: content type, cipher, key management,
+ * and the key `use` that decrypted it (its URI, its certificate's subject).
+ */
 void p11s_cms__describe(CMS_ContentInfo *cms, int cipher_nid, CMS_RecipientInfo *ri,
-    p11s_decrypt_info *info);
-
-/* The RFC 2253 subject of `cert` into `buf` (cut to fit; "" when it cannot be printed). */
-void p11s_cms__subject_text(X509 *cert, char *buf, size_t len);
+    const p11s_key *use, p11s_decrypt_info *info);
 
 #endif
