@@ -161,6 +161,18 @@ expect 2 "p11smime-gpg --verify garbage: exit 2" -- sh -c "echo x | '$gpgbin' --
 check "  ... NEWSIG, NODATA, no GOODSIG" sh -c \
 	"grep -q NODATA '$tmp/out' && ! grep -q GOODSIG '$tmp/out'"
 
+# The configuration's trust/crl/certs are `p11smime verify`'s defaults when no --trust is given.
+printf 'From: alice-rsa2048@example.org\r\nSubject: config\r\n\r\nhello\r\n' >"$tmp/plain.eml"
+expect 0 "p11smime sign (config file: module, pin-source)" -- "$bin" sign \
+	--key "$(keyuri rsa2048)" --in "$tmp/plain.eml" --out "$tmp/signed.eml"
+expect 0 "p11smime verify without --trust: the config's trust anchors (and CRLs)" -- \
+	"$bin" verify --in "$tmp/signed.eml"
+check "  ... revocation was checked with the config's crl" grep -q '0: good (CRL of CN=p11smime Test Intermediate CA' "$tmp/out"
+expect 1 "p11smime verify --trust OTHER: the config's anchors are not added" -- \
+	"$bin" verify --trust "$pki/ec256.pem" --in "$tmp/signed.eml"
+expect 1 "p11smime verify with a config without trust: untrusted" -- \
+	"$bin" --config "$tmp/notrust.conf" verify --in "$tmp/signed.eml"
+
 # --- 3. expired and revoked signers: a signing program that signs with a software key
 # of the test PKI through openssl cms, as gpgsm would (detached, PEM "SIGNED MESSAGE").
 cat >"$tmp/softsign.sh" <<'EOT'
