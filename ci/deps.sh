@@ -13,6 +13,8 @@ packages=(
 	libpkcs11-helper1-dev libpcsclite-dev libmilter-dev
 	# interop peers and test vectors (PKITS S/MIME messages)
 	libnss3-tools gpgsm gpg-agent python3-cryptography-vectors
+	# real git for the commit and tag signing tests (tests/git)
+	git
 	# test harness
 	python3 valgrind strace time
 	# real readers (virtual card) and a real MTA for the gateway

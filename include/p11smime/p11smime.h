@@ -5,6 +5,7 @@
 #include "audit.h"
 #include "common.h"
 #include "config.h"
+#include "detached.h"
 #include "envelope.h"
 #include "error.h"
 #include "ess.h"

@@ -5,6 +5,7 @@
  * any verification failure; 2 for malformed input or usage errors. The signed entity is
  * written to --out only after a valid verdict, atomically.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -281,6 +282,28 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 	fputs("}\n", f);
 }
 
+/*
+ * The configuration file's repeated `key` (NULL when absent): verify's default trust anchors,
+ * CRLs and intermediates when no --trust is given (docs/verify.md, docs/git.md).
+ */
+static const char **config_list(const p11s_config *cfg, const char *key, size_t *n)
+{
+	const char **v;
+	size_t k = 0;
+
+	while (p11s_config_get_nth(cfg, "", key, k) != NULL) {
+		k++;
+	}
+	if (k == 0 || (v = calloc(k, sizeof(*v))) == NULL) {
+		return NULL;
+	}
+	for (size_t i = 0; i < k; i++) {
+		v[i] = p11s_config_get_nth(cfg, "", key, i);
+	}
+	*n = k;
+	return v;
+}
+
 static int run(cli_globals *g, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -291,6 +314,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	cli_args a;
+	const char **cfg_trust = NULL, **cfg_crl = NULL, **cfg_certs = NULL;
 	p11s_verify_result *res = NULL;
 	FILE *report;
 	int c, status;
@@ -305,6 +329,18 @@ static int run(cli_globals *g, int argc, char **argv)
 	    (status = cli_args_verify_opts(&a)) != EXIT_OK ||
 	    (status = cli_args_input(&a)) != EXIT_OK) {
 		goto out;
+	}
+	if (a.verify.n_trust_files == 0 &&
+	    (cfg_trust = config_list(g->config, "trust", &a.verify.n_trust_files)) != NULL) {
+		a.verify.trust_files = cfg_trust;
+		if (a.verify.n_crl_files == 0 &&
+		    (cfg_crl = config_list(g->config, "crl", &a.verify.n_crl_files)) != NULL) {
+			a.verify.crl_files = cfg_crl;
+		}
+		if (a.verify.n_cert_files == 0 &&
+		    (cfg_certs = config_list(g->config, "certs", &a.verify.n_cert_files)) != NULL) {
+			a.verify.cert_files = cfg_certs;
+		}
 	}
 	if (p11s_verify_message(&res, a.in, &a.verify) < 0) {
 		status = cli_fail();
@@ -329,6 +365,9 @@ static int run(cli_globals *g, int argc, char **argv)
 	}
 out:
 	p11s_verify_result_free(res);
+	free(cfg_trust);
+	free(cfg_crl);
+	free(cfg_certs);
 	cli_args_free(&a);
 	return status;
 }

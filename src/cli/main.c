@@ -26,7 +26,9 @@ static const int class_exit[] = {
 	[P11S_ECLASS_SYSTEM] = EXIT_USAGE,
 };
 
-static const char *const config_keys[] = { ".module", ".backend", ".pin-source", NULL };
+/* trust, crl, certs: verify's defaults; tsa: p11smime-gpg's (docs/git.md, shared file). */
+static const char *const config_keys[] = { ".module", ".backend", ".pin-source", ".trust",
+	".crl", ".certs", ".tsa", NULL };
 
 int cli_fail(void)
 {

@@ -15,7 +15,7 @@ pki=$here/pki
 c=$here/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for t in mime_signed mime_enveloped mime_prepare verify decrypt uri pin_source config; do
+for t in mime_signed mime_enveloped mime_prepare verify decrypt uri pin_source config detached; do
 	mkdir -p "$c/$t"
 	rm -f "$c/$t"/seed-*
 done
@@ -91,5 +91,13 @@ done
 printf '# p11smime configuration\nmodule = /usr/lib/softhsm/libsofthsm2.so\nbackend=pkcs11\npin-source = file:/run/pin\n; comment\n[gateway]\nlisten = 127.0.0.1:10025\n' >"$c/config/seed-full"
 printf 'module=/a\nmodule=/b\n\n[gateway]\r\nlisten=x\r\n' >"$c/config/seed-repeat-crlf"
 printf '[unterminated\nkey\n=value\n' >"$c/config/seed-bad"
+# detached (p11smime-gpg --verify): signatures over fuzz_detached.c's fixed commit object.
+printf 'tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <alice@example.org> 1700000000 +0000\ncommitter A <alice@example.org> 1700000000 +0000\n\nfuzz\n' >"$tmp/commit"
+openssl cms -sign -binary -md sha256 -in "$tmp/commit" -signer "$pki/alice.pem" -inkey "$pki/alice.key" \
+	-outform PEM | sed 's/BEGIN CMS/BEGIN SIGNED MESSAGE/; s/END CMS/END SIGNED MESSAGE/' >"$c/detached/seed-pem"
+openssl cms -sign -binary -md sha512 -in "$tmp/commit" -signer "$pki/bob.pem" -inkey "$pki/bob.key" \
+	-outform DER -out "$c/detached/seed-der"
+openssl cms -sign -binary -nodetach -in "$tmp/commit" -signer "$pki/alice.pem" -inkey "$pki/alice.key" \
+	-outform PEM -out "$c/detached/seed-attached-cms"
 ls -R "$c" | head -80
 du -sh "$c"
