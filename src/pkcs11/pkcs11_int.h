@@ -75,5 +75,8 @@ int p11s_pkcs11__decrypt(p11s_provider *p, const p11s_object *key, const p11s_me
     const unsigned char *in, size_t inlen, p11s_buf **out);
 int p11s_pkcs11__derive(p11s_provider *p, const p11s_object *key, const unsigned char *peer,
     size_t peer_len, p11s_buf **out);
+/* The op of pkcs11_keygen.c. */
+int p11s_pkcs11__generate_keypair(p11s_provider *p, const p11s_slot *slot,
+    const p11s_keygen_spec *spec);
 
 #endif

@@ -61,6 +61,7 @@ enum {
 	P11S_CAP_EDDSA = 1u << 6,
 	P11S_CAP_CONTEXT_LOGIN = 1u << 7,  /* CKU_CONTEXT_SPECIFIC around each signature */
 	P11S_CAP_PROTECTED_AUTH = 1u << 8, /* C_Login with a NULL PIN on a PIN pad */
+	P11S_CAP_KEYGEN = 1u << 9,         /* generate_keypair (C_GenerateKeyPair on the token) */
 };
 
 /** User types for login (CKU_* values). */
@@ -124,6 +125,21 @@ P11S_EXTERN const char *p11s_mech_name(unsigned long mech);
 P11S_EXTERN void p11s_object_clear(p11s_object *o);
 
 typedef struct p11s_provider p11s_provider;
+
+/**
+ * A key pair to generate on the token (p11smime keygen, docs/keys.md). Both halves are token
+ * objects with the same CKA_LABEL and CKA_ID; the private key is CKA_PRIVATE, CKA_SENSITIVE and
+ * not CKA_EXTRACTABLE. Usages: RSA sign+decrypt, EC sign+derive, EdDSA sign.
+ */
+typedef struct p11s_keygen_spec {
+	p11s_key_type type;            /* P11S_KEY_RSA, P11S_KEY_EC or P11S_KEY_EDDSA */
+	unsigned long bits;            /* RSA: CKA_MODULUS_BITS (public exponent 65537) */
+	const unsigned char *params;   /* EC, EdDSA: CKA_EC_PARAMS, the DER OID of the curve */
+	size_t params_len;
+	const char *label;             /* CKA_LABEL */
+	const unsigned char *id;       /* CKA_ID */
+	size_t id_len;
+} p11s_keygen_spec;
 
 /**
  * Asks for a PIN. The token layer implements it from the context's pin source (and the URI's
@@ -192,6 +208,14 @@ struct p11s_provider_ops {
 
 	/* Close sessions, finalise, unload. Must tolerate a partly failed open. */
 	void (*close)(p11s_provider *p);
+
+	/*
+	 * With P11S_CAP_KEYGEN (NULL otherwise; appended last so existing tables stay valid):
+	 * C_GenerateKeyPair of `spec` on the token in `slot`, logged in by the caller, in a
+	 * read/write session. A mechanism or key size the token refuses is P11S_ERR_MECHANISM.
+	 */
+	int (*generate_keypair)(p11s_provider *p, const p11s_slot *slot,
+	    const p11s_keygen_spec *spec);
 };
 
 /** A backend instance. */
