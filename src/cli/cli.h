@@ -173,6 +173,7 @@ void certinfo_json(FILE *f, X509 *cert);
 extern const cli_command cmd_tokens;
 extern const cli_command cmd_keys;
 extern const cli_command cmd_keygen; /* cmd_keygen.c */
+extern const cli_command cmd_csr;    /* cmd_csr.c */
 extern const cli_command cmd_sign;
 extern const cli_command cmd_verify;
 extern const cli_command cmd_encrypt;
