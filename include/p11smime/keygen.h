@@ -20,4 +20,15 @@ P11S_EXTERN P11S_MUST_CHECK int p11s_key_generate(p11s_ctx *ctx, const char *tok
     const char *type, const char *label, const unsigned char *id, size_t id_len,
     p11s_key **out);
 
+/**
+ * Write `cert` on the token of `key` as its certificate (CKA_ID, CKA_LABEL of the key;
+ * CKA_SUBJECT, CKA_ISSUER, CKA_SERIAL_NUMBER of the certificate) and each of `chain` (may be
+ * NULL) not already there as an authority certificate (CKA_CERTIFICATE_CATEGORY 2).
+ * @return P11S_OK; P11S_ERR_USAGE, with nothing written, when the certificate's public key is
+ *         not the key's or the key already has a certificate; P11S_ERR_UNSUPPORTED when the
+ *         backend cannot create objects.
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_key_import_cert(p11s_key *key, X509 *cert,
+    STACK_OF(X509) *chain);
+
 #endif

@@ -174,6 +174,7 @@ extern const cli_command cmd_tokens;
 extern const cli_command cmd_keys;
 extern const cli_command cmd_keygen; /* cmd_keygen.c */
 extern const cli_command cmd_csr;    /* cmd_csr.c */
+extern const cli_command cmd_import_cert; /* cmd_import_cert.c */
 extern const cli_command cmd_sign;
 extern const cli_command cmd_verify;
 extern const cli_command cmd_encrypt;

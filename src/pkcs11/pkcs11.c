@@ -418,7 +418,8 @@ const struct p11s_provider_ops p11s_pkcs11_ops = {
 	.name = "pkcs11",
 	.caps = P11S_CAP_RSA_PKCS_SIGN | P11S_CAP_RSA_PSS | P11S_CAP_RSA_PKCS_DECRYPT |
 	    P11S_CAP_RSA_OAEP | P11S_CAP_ECDSA | P11S_CAP_ECDH | P11S_CAP_EDDSA |
-	    P11S_CAP_CONTEXT_LOGIN | P11S_CAP_PROTECTED_AUTH | P11S_CAP_KEYGEN,
+	    P11S_CAP_CONTEXT_LOGIN | P11S_CAP_PROTECTED_AUTH | P11S_CAP_KEYGEN |
+	    P11S_CAP_CREATE_CERT,
 	.priv_size = sizeof(struct priv),
 	.open = pk_open,
 	.slots = pk_slots,
@@ -430,4 +431,5 @@ const struct p11s_provider_ops p11s_pkcs11_ops = {
 	.derive = p11s_pkcs11__derive,
 	.close = pk_close,
 	.generate_keypair = p11s_pkcs11__generate_keypair,
+	.create_certificate = p11s_pkcs11__create_certificate,
 };

@@ -78,5 +78,7 @@ int p11s_pkcs11__derive(p11s_provider *p, const p11s_object *key, const unsigned
 /* The op of pkcs11_keygen.c. */
 int p11s_pkcs11__generate_keypair(p11s_provider *p, const p11s_slot *slot,
     const p11s_keygen_spec *spec);
+int p11s_pkcs11__create_certificate(p11s_provider *p, const p11s_slot *slot,
+    const p11s_cert_spec *spec);
 
 #endif

@@ -136,3 +136,50 @@ out:
 	p11s_pkcs11__leave(pv);
 	return rc;
 }
+
+/* One certificate object (PKCS#11 v2.40 §4.6.3, X.509 public key certificate objects). */
+int p11s_pkcs11__create_certificate(p11s_provider *p, const p11s_slot *slot,
+    const p11s_cert_spec *spec)
+{
+	struct priv *pv = p->priv;
+	static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+	CK_CERTIFICATE_TYPE ct = CKC_X_509;
+	CK_ULONG cat = spec->category;
+	CK_ATTRIBUTE t[12];
+	CK_ULONG n = 0;
+	CK_OBJECT_HANDLE oh;
+	CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+	CK_RV rv;
+	int rc;
+
+	ADD(t, n, CKA_CLASS, &cls, sizeof(cls));
+	ADD(t, n, CKA_CERTIFICATE_TYPE, &ct, sizeof(ct));
+	ADD(t, n, CKA_TOKEN, &yes, sizeof(yes));
+	ADD(t, n, CKA_PRIVATE, &no, sizeof(no));
+	ADD(t, n, CKA_VALUE, spec->value.data, spec->value.len);
+	ADD(t, n, CKA_SUBJECT, spec->subject.data, spec->subject.len);
+	ADD(t, n, CKA_ISSUER, spec->issuer.data, spec->issuer.len);
+	ADD(t, n, CKA_SERIAL_NUMBER, spec->serial.data, spec->serial.len);
+	ADD(t, n, CKA_CERTIFICATE_CATEGORY, &cat, sizeof(cat));
+	if (spec->id.len > 0) {
+		ADD(t, n, CKA_ID, spec->id.data, spec->id.len);
+	}
+	if (spec->label != NULL && spec->label[0] != '\0') {
+		ADD(t, n, CKA_LABEL, spec->label, strlen(spec->label));
+	}
+	if ((rc = p11s_pkcs11__enter(pv)) < 0) {
+		return rc;
+	}
+	rv = pv->f->C_OpenSession(slot->handle, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
+	if (rv != CKR_OK) {
+		rc = p11s_ck__rv(rv, "C_OpenSession");
+		goto out;
+	}
+	rv = pv->f->C_CreateObject(h, t, n, &oh);
+	rc = p11s_ck__rv(rv, "C_CreateObject");
+	pv->f->C_CloseSession(h);
+out:
+	p11s_pkcs11__leave(pv);
+	return rc;
+}

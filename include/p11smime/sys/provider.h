@@ -62,6 +62,7 @@ enum {
 	P11S_CAP_CONTEXT_LOGIN = 1u << 7,  /* CKU_CONTEXT_SPECIFIC around each signature */
 	P11S_CAP_PROTECTED_AUTH = 1u << 8, /* C_Login with a NULL PIN on a PIN pad */
 	P11S_CAP_KEYGEN = 1u << 9,         /* generate_keypair (C_GenerateKeyPair on the token) */
+	P11S_CAP_CREATE_CERT = 1u << 10,   /* create_certificate (C_CreateObject, CKO_CERTIFICATE) */
 };
 
 /** User types for login (CKU_* values). */
@@ -141,6 +142,17 @@ typedef struct p11s_keygen_spec {
 	size_t id_len;
 } p11s_keygen_spec;
 
+/** An X.509 certificate object to write (CKC_X_509, a token object, not private). */
+typedef struct p11s_cert_spec {
+	p11s_bytes value;              /* CKA_VALUE: DER certificate */
+	p11s_bytes subject;            /* CKA_SUBJECT: DER Name */
+	p11s_bytes issuer;             /* CKA_ISSUER: DER Name */
+	p11s_bytes serial;             /* CKA_SERIAL_NUMBER: DER INTEGER */
+	p11s_bytes id;                 /* CKA_ID (len 0: none) */
+	const char *label;             /* CKA_LABEL */
+	unsigned long category;        /* CKA_CERTIFICATE_CATEGORY: 1 token user, 2 authority */
+} p11s_cert_spec;
+
 /**
  * Asks for a PIN. The token layer implements it from the context's pin source (and the URI's
  * pin-source/pin-value). `user_type` tells which login it is for; a context-specific request
@@ -216,6 +228,10 @@ struct p11s_provider_ops {
 	 */
 	int (*generate_keypair)(p11s_provider *p, const p11s_slot *slot,
 	    const p11s_keygen_spec *spec);
+
+	/* With P11S_CAP_CREATE_CERT: C_CreateObject of `spec` in a read/write session. */
+	int (*create_certificate)(p11s_provider *p, const p11s_slot *slot,
+	    const p11s_cert_spec *spec);
 };
 
 /** A backend instance. */
