@@ -102,12 +102,18 @@ static int exchange(int fd, const char *msg, size_t len, const int *fds, int nfd
 		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
 	} while (n < 0 && errno == EINTR);
 	if (n != (ssize_t)len) {
+		/* The agent may have answered and closed first (a refusal): read that answer. */
 		say(why, whylen, "sending to the agent: %s", n < 0 ? strerror(errno) : "short write");
-		return AGENT_CLIENT_FAILED;
+		if (n >= 0 || (errno != EPIPE && errno != ECONNRESET)) {
+			return AGENT_CLIENT_FAILED;
+		}
 	}
 	do {
 		n = recv(fd, rbuf, AGENT_MAX_MSG, 0);
 	} while (n < 0 && errno == EINTR);
+	if (n <= 0 && why != NULL && strncmp(why, "sending", 7) == 0) {
+		return AGENT_CLIENT_FAILED;
+	}
 	if (n <= 0) {
 		/* EOF before a reply: the agent was stopped or killed while it ran the command. */
 		say(why, whylen, "%s", n == 0 ? "the agent closed the connection before it finished "

@@ -306,7 +306,7 @@ static void status_text(agent *A, int json, char *buf, size_t cap)
 		    "\"logged_in\":%s,\"cache_left\":%ld,\"tokens\":[", A->cache_ttl, A->max_ttl,
 		    A->ops, A->refused, A->nlabels ? "true" : "false", left);
 		for (size_t i = 0, k = 0; i < n; i++) {
-			if (!(t[i].flags & P11S_TOKEN_PRESENT)) {
+			if (!(t[i].flags & P11S_TOKEN_PRESENT) || t[i].label[0] == '\0') {
 				continue;
 			}
 			OUT("%s{\"label\":", k++ ? "," : "");
@@ -325,7 +325,7 @@ static void status_text(agent *A, int json, char *buf, size_t cap)
 		    "cache-ttl %lds, max-ttl %lds\n", (long)getpid(), A->sock_path, A->ops,
 		    A->refused, A->cache_ttl, A->max_ttl);
 		for (size_t i = 0; i < n; i++) {
-			if (!(t[i].flags & P11S_TOKEN_PRESENT)) {
+			if (!(t[i].flags & P11S_TOKEN_PRESENT) || t[i].label[0] == '\0') {
 				continue;
 			}
 			if (logged_in(A, t[i].label)) {
@@ -484,6 +484,17 @@ static void serve(agent *A, int cfd)
 		A->refused++;
 		alog(A, "refused a connection from uid %ld pid %ld (this agent serves uid %ld only)",
 		    (long)cr.uid, (long)cr.pid, (long)getuid());
+		/*
+		 * Read (and drop) its request first: closing a socket with unread data resets the
+		 * connection and the client would not see why. recv() without a control buffer
+		 * makes the kernel close any descriptors it sent (unix(7), SCM_RIGHTS).
+		 */
+		struct pollfd p = { cfd, POLLIN, 0 };
+		char junk[512];
+
+		if (poll(&p, 1, 1000) > 0) {
+			(void)!recv(cfd, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC);
+		}
 		(void)send_error(cfd, "REFUSED", "this agent serves another user");
 		return;
 	}

@@ -273,7 +273,8 @@ int main(int argc, char **argv)
 			printf("p11smime %s\n", p11s_version());
 			status = EXIT_OK;
 			goto out;
-		} else if (strncmp(argv[i], "--pin", 5) == 0 && strncmp(argv[i], "--pin-source", 12) != 0) {
+		} else if (strncmp(argv[i], "--pin", 5) == 0 && strncmp(argv[i], "--pin-source", 12) != 0 &&
+		    strncmp(argv[i], "--pinentry", 10) != 0) {
 			/* A PIN is never an argument (CLI.md): say so instead of "unknown option". */
 			status = cli_usage_error("PINs are not accepted on the command line; use "
 			                         "--pin-source env:VAR, file:PATH, fd:N or prompt");
