@@ -819,6 +819,8 @@ static int run(cli_globals *g, int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	/* Outputs without a name until they are complete: a SIGKILL leaves nothing (io.c). */
+	cli_output_anonymous(1);
 	if (p11s_pin_callback_register(PIN_CALLBACK, agent_pin, &A) < 0) {
 		status = cli_fail();
 		goto out;

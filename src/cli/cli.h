@@ -73,6 +73,8 @@ int cli_output_open(const char *path, cli_output **out);
 FILE *cli_output_file(cli_output *o);
 int cli_output_commit(cli_output *o);
 void cli_output_abort(cli_output *o);
+/* Non-zero: outputs are O_TMPFILE files until commit (set by `p11smime agent`). */
+void cli_output_anonymous(int on);
 
 /*
  * Options that several commands share (opts.c). A command's getopt_long table names the

@@ -78,6 +78,18 @@ int cli_input_open(const char *path, FILE **out)
 	return EXIT_OK;
 }
 
+/*
+ * The agent (docs/agent.md) writes its outputs as O_TMPFILE files: a `p11smime agent` killed
+ * mid-run then leaves nothing beside the destination. The in-process tool keeps the named
+ * DEST.XXXXXX file that docs/security.md documents (tests/integration/atomic.sh watches for it).
+ */
+static int anonymous_outputs;
+
+void cli_output_anonymous(int on)
+{
+	anonymous_outputs = on;
+}
+
 /* An unnamed file (O_TMPFILE, mode 0600) in the directory of `path`, or -1. */
 static int tmpfile_beside(const char *path)
 {
@@ -175,11 +187,11 @@ int cli_output_open(const char *path, cli_output **out)
 		/* Same directory as the destination, so that rename() is atomic. */
 		snprintf(o->tmp_path, l, "%s.XXXXXX", path);
 		/*
-		 * O_TMPFILE (open(2)): a file without a name until commit links it, so that a
-		 * process killed mid-write (SIGKILL, the agent stopped) leaves nothing behind.
-		 * Filesystems without it get the named mkstemp() file as before.
+		 * In the agent, O_TMPFILE (open(2)): a file without a name until commit links it,
+		 * so that an agent killed mid-write leaves nothing behind. Elsewhere, and on
+		 * filesystems without O_TMPFILE, the named mkstemp() file.
 		 */
-		if ((fd = tmpfile_beside(path)) >= 0) {
+		if (anonymous_outputs && (fd = tmpfile_beside(path)) >= 0) {
 			o->anonymous = 1;
 		} else {
 			fd = mkstemp(o->tmp_path);
