@@ -17,6 +17,7 @@ enum {
 	AGENT_CLIENT_DONE = 0,      /* the agent ran the command; *exit_status is its status */
 	AGENT_CLIENT_NO_AGENT = 1,  /* nothing answers on the socket: run in-process instead */
 	AGENT_CLIENT_MISMATCH = 2,  /* the agent uses another --module/--backend: run in-process */
+	AGENT_CLIENT_TOO_LONG = 3,  /* the command line exceeds one record (proto.h): in-process */
 	AGENT_CLIENT_FAILED = -1,   /* refused, protocol error, or the agent died mid-run */
 };
 

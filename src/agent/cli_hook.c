@@ -62,6 +62,7 @@ int cli_agent_try(cli_globals *g, const cli_command *cmd, int argc, char **argv,
 		return 1;
 	case AGENT_CLIENT_NO_AGENT:
 	case AGENT_CLIENT_MISMATCH:
+	case AGENT_CLIENT_TOO_LONG: /* e.g. sign --batch with thousands of files */
 		if (!require) {
 			return 0; /* auto: in-process, as without an agent */
 		}

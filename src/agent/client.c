@@ -158,9 +158,14 @@ int agent_client_run(const agent_call *call, int *exit_status, char *why, unsign
 	int fd = -1, fds[AGENT_RUN_FDS], rc;
 
 	*exit_status = -1;
-	if (call->argc <= 0 || call->argc > AGENT_MAX_ARGS) {
+	if (call->argc <= 0) {
 		say(why, whylen, "%s", "bad command line for the agent");
 		return AGENT_CLIENT_FAILED;
+	}
+	if (call->argc > AGENT_MAX_ARGS) {
+		say(why, whylen, "command line too long for the agent (more than %d arguments)",
+		    AGENT_MAX_ARGS);
+		return AGENT_CLIENT_TOO_LONG;
 	}
 	memset(&r, 0, sizeof(r));
 	r.type = AGENT_REQ_RUN;
@@ -180,8 +185,8 @@ int agent_client_run(const agent_call *call, int *exit_status, char *why, unsign
 		goto out;
 	}
 	if ((len = agent_req_encode(&r, msg, AGENT_MAX_MSG)) < 0) {
-		say(why, whylen, "%s", "command line too long for the agent");
-		rc = AGENT_CLIENT_FAILED;
+		say(why, whylen, "%s", "command line too long for the agent (64 KiB)");
+		rc = AGENT_CLIENT_TOO_LONG;
 		goto out;
 	}
 	if ((rc = dial(call->socket, &fd, why, whylen)) != AGENT_CLIENT_DONE) {
