@@ -10,7 +10,7 @@ packages=(
 	# the token and the tools that make test tokens
 	softhsm2 opensc opensc-pkcs11 gnutls-bin libengine-pkcs11-openssl
 	libgmime-3.0-dev libcurl4-openssl-dev curl
-	libpkcs11-helper1-dev libpcsclite-dev libmilter-dev
+	libpkcs11-helper1-dev libpcsclite-dev libmilter-dev libassuan-dev pinentry-tty tmux
 	# interop peers and test vectors (PKITS S/MIME messages)
 	libnss3-tools gpgsm gpg-agent python3-cryptography-vectors
 	# real git for the commit and tag signing tests (tests/git)

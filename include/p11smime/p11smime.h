@@ -14,6 +14,7 @@
 #include "log.h"
 #include "message.h"
 #include "pin.h"
+#include "pin_callback.h"
 #include "reader.h"
 #include "secret.h"
 #include "sign.h"

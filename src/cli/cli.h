@@ -19,6 +19,8 @@ typedef struct cli_globals {
 	int json;
 	int verbosity; /* -1 quiet, 0 default, 1.. verbose */
 	p11s_config *config;
+	const char *agent_mode; /* --agent auto|never|require (docs/agent.md); NULL: auto */
+	p11s_ctx *agent_ctx;    /* inside `p11smime agent`: the context every command shares */
 } cli_globals;
 
 /* A command: its name, one-line summary, usage text and entry point. */
@@ -41,6 +43,16 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 int cli_open(cli_globals *g, const char *uri, p11s_ctx **out);
 
+/* Free a context from cli_open(); the agent's shared context (g->agent_ctx) stays. */
+void cli_close(cli_globals *g, p11s_ctx *ctx);
+
+/*
+ * The agent (src/agent/cli_hook.c): run `cmd` in `p11smime agent` per g->agent_mode. Returns
+ * 1 when it was handled there (or failed: *status is the exit status), 0 to run in-process.
+ */
+int cli_agent_try(cli_globals *g, const cli_command *cmd, int argc, char **argv, int *status);
+int cli_agent_mode_valid(const char *mode);
+
 /* Non-zero if argv holds -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);
 
@@ -61,6 +73,8 @@ int cli_output_open(const char *path, cli_output **out);
 FILE *cli_output_file(cli_output *o);
 int cli_output_commit(cli_output *o);
 void cli_output_abort(cli_output *o);
+/* Non-zero: outputs are O_TMPFILE files until commit (set by `p11smime agent`). */
+void cli_output_anonymous(int on);
 
 /*
  * Options that several commands share (opts.c). A command's getopt_long table names the
@@ -184,5 +198,6 @@ extern const cli_command cmd_unwrap;
 extern const cli_command cmd_receipt;
 extern const cli_command cmd_verify_receipt;
 extern const cli_command cmd_audit;
+extern const cli_command cmd_agent;
 
 #endif

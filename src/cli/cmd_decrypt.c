@@ -102,7 +102,7 @@ static int run(cli_globals *g, int argc, char **argv)
 	}
 out:
 	p11s_key_free(key);
-	p11s_ctx_free(ctx);
+	cli_close(g, ctx);
 	cli_args_free(&a);
 	return status;
 }

@@ -144,7 +144,7 @@ out:
 		p11s_key_free(keys[i]);
 	}
 	free(keys);
-	p11s_ctx_free(ctx);
+	cli_close(g, ctx);
 	return status;
 }
 

@@ -48,7 +48,7 @@ static int run_receipt(cli_globals *g, int argc, char **argv)
 	status = cli_args_commit(&a, p11s_receipt_create(key, &ro, a.in, cli_output_file(a.out)));
 out:
 	p11s_key_free(key);
-	p11s_ctx_free(ctx);
+	cli_close(g, ctx);
 	cli_args_free(&a);
 	return status;
 }

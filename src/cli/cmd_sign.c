@@ -189,7 +189,7 @@ static int run(cli_globals *g, int argc, char **argv)
 	status = cli_args_commit(&a, p11s_sign_message(key, so, a.in, cli_output_file(a.out)));
 out:
 	p11s_key_free(key);
-	p11s_ctx_free(ctx);
+	cli_close(g, ctx);
 	X509_free(enc);
 	cli_args_free(&a);
 	free(rto);

@@ -209,7 +209,7 @@ static int run(cli_globals *g, int argc, char **argv)
 	status = fflush(stdout) == 0 ? EXIT_OK : EXIT_USAGE;
 out:
 	free(t);
-	p11s_ctx_free(ctx);
+	cli_close(g, ctx);
 	return status;
 }
 

@@ -103,7 +103,7 @@ out:
 		fclose(enveloped);
 	}
 	p11s_key_free(key);
-	p11s_ctx_free(ctx);
+	cli_close(g, ctx);
 	cli_args_free(&a);
 	return status;
 }
@@ -346,7 +346,7 @@ out:
 		fclose(cur);
 	}
 	p11s_key_free(key);
-	p11s_ctx_free(ctx);
+	cli_close(g, ctx);
 	cli_args_free(&a);
 	return status;
 }

@@ -3,6 +3,7 @@
  * rename): on any failure the destination is left untouched and no partial output appears on
  * stdout").
  */
+#define _GNU_SOURCE /* O_TMPFILE */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,6 +19,7 @@ struct cli_output {
 	char *dest;       /* NULL: stdout */
 	char *device;     /* the destination when it is not a regular file (spooled, like stdout) */
 	char *tmp_path;   /* temporary file beside dest, or NULL for an unlinked spool */
+	int anonymous;    /* tmp_path is only a name for commit: the file is O_TMPFILE, unlinked */
 	FILE *f;
 };
 
@@ -76,6 +78,72 @@ int cli_input_open(const char *path, FILE **out)
 	return EXIT_OK;
 }
 
+/*
+ * The agent (docs/agent.md) writes its outputs as O_TMPFILE files: a `p11smime agent` killed
+ * mid-run then leaves nothing beside the destination. The in-process tool keeps the named
+ * DEST.XXXXXX file that docs/security.md documents (tests/integration/atomic.sh watches for it).
+ */
+static int anonymous_outputs;
+
+void cli_output_anonymous(int on)
+{
+	anonymous_outputs = on;
+}
+
+/* An unnamed file (O_TMPFILE, mode 0600) in the directory of `path`, or -1. */
+static int tmpfile_beside(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+	int fd;
+
+	if (slash == NULL) {
+		snprintf(dir, sizeof(dir), ".");
+	} else if ((size_t)(slash - path) >= sizeof(dir)) {
+		return -1;
+	} else {
+		snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	}
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	return fd;
+}
+
+/*
+ * Give the O_TMPFILE file a name: link it under a fresh DEST.XXXXXX (linkat through
+ * /proc/self/fd, which needs no privilege unlike AT_EMPTY_PATH), for the rename over DEST.
+ */
+static int link_anonymous(cli_output *o)
+{
+	char proc[64];
+	size_t l = strlen(o->tmp_path);
+	static const char set[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fileno(o->f));
+	for (int tries = 0; tries < 100; tries++) {
+		unsigned char r[6];
+		FILE *u = fopen("/dev/urandom", "rb");
+		int got = u != NULL && fread(r, 1, sizeof(r), u) == sizeof(r);
+
+		if (u != NULL) {
+			fclose(u);
+		}
+		if (!got) {
+			return -1;
+		}
+		for (int i = 0; i < 6; i++) {
+			o->tmp_path[l - 6 + (size_t)i] = set[r[i] % (sizeof(set) - 1)];
+		}
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, o->tmp_path, AT_SYMLINK_FOLLOW) == 0) {
+			o->anonymous = 0; /* named now: abort removes it */
+			return 0;
+		}
+		if (errno != EEXIST) {
+			return -1;
+		}
+	}
+	return -1;
+}
+
 int cli_output_open(const char *path, cli_output **out)
 {
 	cli_output *o;
@@ -118,7 +186,17 @@ int cli_output_open(const char *path, cli_output **out)
 		}
 		/* Same directory as the destination, so that rename() is atomic. */
 		snprintf(o->tmp_path, l, "%s.XXXXXX", path);
-		if ((fd = mkstemp(o->tmp_path)) >= 0) {
+		/*
+		 * In the agent, O_TMPFILE (open(2)): a file without a name until commit links it,
+		 * so that an agent killed mid-write leaves nothing behind. Elsewhere, and on
+		 * filesystems without O_TMPFILE, the named mkstemp() file.
+		 */
+		if (anonymous_outputs && (fd = tmpfile_beside(path)) >= 0) {
+			o->anonymous = 1;
+		} else {
+			fd = mkstemp(o->tmp_path);
+		}
+		if (fd >= 0) {
 			(void)fchmod(fd, 0600);
 			o->f = fdopen(fd, "w+b");
 			if (o->f == NULL) {
@@ -164,7 +242,8 @@ int cli_output_commit(cli_output *o)
 			fprintf(stderr, "p11smime: error: writing standard output: %s\n", strerror(errno));
 			rc = EXIT_USAGE;
 		}
-	} else if (fsync(fileno(o->f)) != 0 || rename(o->tmp_path, o->dest) != 0) {
+	} else if (fsync(fileno(o->f)) != 0 || (o->anonymous && link_anonymous(o) != 0) ||
+	    rename(o->tmp_path, o->dest) != 0) {
 		fprintf(stderr, "p11smime: error: cannot write %s: %s\n", o->dest, strerror(errno));
 		rc = EXIT_USAGE;
 	} else {
@@ -183,7 +262,7 @@ void cli_output_abort(cli_output *o)
 	if (o->f != NULL) {
 		fclose(o->f);
 	}
-	if (o->tmp_path != NULL) {
+	if (o->tmp_path != NULL && !o->anonymous) {
 		unlink(o->tmp_path);
 	}
 	free(o->tmp_path);

@@ -16,7 +16,7 @@
 static const cli_command *const commands[] = { &cmd_tokens, &cmd_keys, &cmd_sign, &cmd_verify,
 	&cmd_encrypt, &cmd_decrypt, &cmd_wrap, &cmd_unwrap, &cmd_receipt,
 	&cmd_verify_receipt, &cmd_audit,
-	&cmd_keygen, &cmd_csr, &cmd_import_cert };
+	&cmd_keygen, &cmd_csr, &cmd_import_cert, &cmd_agent };
 
 /* Error class -> exit status (CLI.md "Exit status"). SYSTEM has no status of its own: 2. */
 static const int class_exit[] = {
@@ -81,6 +81,11 @@ int cli_open(cli_globals *g, const char *uri, p11s_ctx **out)
 	char *named = NULL;
 	int from_config = 0, rc;
 
+	if (g->agent_ctx != NULL) {
+		/* Inside the agent: its long-lived, logged-in context (docs/agent.md). */
+		*out = g->agent_ctx;
+		return P11S_OK;
+	}
 	o.backend = g->backend ? g->backend : p11s_config_get(g->config, "", "backend");
 
 	o.module = g->module;
@@ -121,6 +126,13 @@ int cli_open(cli_globals *g, const char *uri, p11s_ctx **out)
 	return rc;
 }
 
+void cli_close(cli_globals *g, p11s_ctx *ctx)
+{
+	if (ctx != g->agent_ctx) {
+		p11s_ctx_free(ctx);
+	}
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -139,6 +151,7 @@ static void usage(FILE *f)
 	    " (default pkcs11)\n"
 	    "  --pin-source SRC    env:VAR, file:PATH, fd:N or prompt; never a PIN itself\n"
 	    "  --config FILE       configuration file (default $XDG_CONFIG_HOME/p11smime/config)\n"
+	    "  --agent MODE        auto (default: use a running agent), never, require\n"
 	    "  --json              machine-readable output on stdout\n"
 	    "  -v, --verbose       more on stderr (repeat for debug)\n"
 	    "  -q, --quiet         errors only on stderr\n"
@@ -242,6 +255,12 @@ int main(int argc, char **argv)
 			g.pin_source = v;
 		} else if ((v = opt_value("--config", &i, argc, argv, &missing)) != NULL) {
 			g.config_path = v;
+		} else if ((v = opt_value("--agent", &i, argc, argv, &missing)) != NULL) {
+			if (!cli_agent_mode_valid(v)) {
+				status = cli_usage_error("--agent must be auto, never or require, not '%s'", v);
+				goto out;
+			}
+			g.agent_mode = v;
 		} else if (missing) {
 			status = cli_usage_error("option %s needs a value", argv[i]);
 			goto out;
@@ -257,7 +276,8 @@ int main(int argc, char **argv)
 			printf("p11smime %s\n", p11s_version());
 			status = EXIT_OK;
 			goto out;
-		} else if (strncmp(argv[i], "--pin", 5) == 0 && strncmp(argv[i], "--pin-source", 12) != 0) {
+		} else if (strncmp(argv[i], "--pin", 5) == 0 && strncmp(argv[i], "--pin-source", 12) != 0 &&
+		    strncmp(argv[i], "--pinentry", 10) != 0) {
 			/* A PIN is never an argument (CLI.md): say so instead of "unknown option". */
 			status = cli_usage_error("PINs are not accepted on the command line; use "
 			                         "--pin-source env:VAR, file:PATH, fd:N or prompt");
@@ -304,7 +324,9 @@ int main(int argc, char **argv)
 		status = cli_fail();
 		goto out;
 	}
-	status = cmd->run(&g, nrest, rest);
+	if (!cli_agent_try(&g, cmd, nrest, rest, &status)) {
+		status = cmd->run(&g, nrest, rest);
+	}
 out:
 	p11s_config_free(g.config);
 	free(rest);

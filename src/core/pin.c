@@ -16,7 +16,7 @@
 #include "core/error_int.h"
 #include "core/pin_int.h"
 
-typedef enum { SRC_ENV, SRC_FILE, SRC_FD, SRC_PROMPT, SRC_LITERAL } src_kind;
+typedef enum { SRC_ENV, SRC_FILE, SRC_FD, SRC_PROMPT, SRC_LITERAL, SRC_CALLBACK } src_kind;
 
 struct p11s_pin_source {
 	src_kind kind;
@@ -119,6 +119,11 @@ int p11s_pin_source_parse(p11s_pin_source **out, const char *spec)
 			return rc;
 		}
 		(*out)->fd = (int)fd;
+	} else if (strncmp(spec, "callback:", 9) == 0 && spec[9] != '\0') {
+		/* The application's own callback (pin_callback.h, e.g. the agent's pinentry). */
+		if ((rc = new_source(out, SRC_CALLBACK, spec + 9)) < 0) {
+			return rc;
+		}
 	} else if (strcmp(spec, "prompt") == 0) {
 		if ((rc = new_source(out, SRC_PROMPT, NULL)) < 0) {
 			return rc;
@@ -145,6 +150,9 @@ int p11s_pin_source_parse(p11s_pin_source **out, const char *spec)
 		break;
 	case SRC_FD:
 		snprintf((*out)->describe, sizeof((*out)->describe), "fd:%d", (*out)->fd);
+		break;
+	case SRC_CALLBACK:
+		snprintf((*out)->describe, sizeof((*out)->describe), "callback:%s", (*out)->arg);
 		break;
 	default:
 		snprintf((*out)->describe, sizeof((*out)->describe), "prompt");
@@ -303,6 +311,11 @@ int p11s_pin_source_read(p11s_pin_source *src, const char *what, p11s_secret **o
 		break;
 	case SRC_PROMPT:
 		if ((rc = read_prompt(s, what)) < 0) {
+			goto out;
+		}
+		break;
+	case SRC_CALLBACK:
+		if ((rc = p11s_pin_callback__read(src->arg, what, s)) < 0) {
 			goto out;
 		}
 		break;

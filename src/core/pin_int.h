@@ -13,4 +13,7 @@ int p11s_pin_source__literal(p11s_pin_source **out, const char *value, size_t le
 /* Non-zero if reading the source would need a terminal. */
 int p11s_pin_source__is_prompt(const p11s_pin_source *src);
 
+/* Read a PIN through the registered callback `name` (pin_callback.c). */
+int p11s_pin_callback__read(const char *name, const char *what, p11s_secret *out);
+
 #endif
