@@ -181,5 +181,6 @@ extern const cli_command cmd_unwrap;
 extern const cli_command cmd_receipt;
 extern const cli_command cmd_verify_receipt;
 extern const cli_command cmd_audit;
+extern const cli_command cmd_mua; /* cmd_mua.c: NeoMutt and mutt */
 
 #endif
