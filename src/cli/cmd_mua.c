@@ -17,6 +17,7 @@
 #include <openssl/bio.h>
 #include <openssl/pem.h> /* before cms.h: it declares PEM_read_bio_CMS only then */
 #include <openssl/cms.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -99,39 +100,34 @@ static int find_key(cli_globals *g, const char *k, p11s_ctx **ctx, p11s_key **ke
 	return EXIT_OK;
 }
 
-/* Read a CMS ContentInfo in DER, PEM or bare base64 (NeoMutt hands over either). */
+/* Read a CMS ContentInfo in DER, PEM, an S/MIME message or bare base64 (NeoMutt uses all). */
 static CMS_ContentInfo *read_cms(const char *path)
 {
 	BIO *b = BIO_new_file(path, "rb");
 	CMS_ContentInfo *cms = NULL;
-	int c;
+	unsigned char first = 0;
 
-	if (b == NULL) {
+	if (b == NULL || BIO_read(b, &first, 1) != 1 || BIO_reset(b) != 0) {
+		BIO_free(b);
 		return NULL;
 	}
-	c = BIO_read(b, &(char){ 0 }, 1) == 1 ? 0 : -1;
-	(void)BIO_reset(b);
-	if (c == 0) {
-		unsigned char first = 0;
+	if (first == 0x30) { /* DER: a SEQUENCE (X.690 §8.9) */
+		cms = d2i_CMS_bio(b, NULL);
+	} else if (first == '-') {
+		cms = PEM_read_bio_CMS(b, NULL, NULL, NULL);
+	} else if ((cms = SMIME_read_CMS(b, NULL)) == NULL && BIO_reset(b) == 0) {
+		/* Not a MIME message (what get_signer_cert and pk7out get, as `openssl smime
+		 * -in` reads it): bare base64 of the DER, as a body copied verbatim. */
+		BIO *b64 = BIO_new(BIO_f_base64());
 
-		(void)BIO_read(b, &first, 1);
-		(void)BIO_reset(b);
-		if (first == 0x30) { /* DER SEQUENCE (X.690 §8.9) */
-			cms = d2i_CMS_bio(b, NULL);
-		} else if (first == '-') {
-			cms = PEM_read_bio_CMS(b, NULL, NULL, NULL);
-		} else {
-			BIO *b64 = BIO_new(BIO_f_base64());
-
-			if (b64 != NULL) {
-				BIO *chain = BIO_push(b64, b);
-
-				cms = d2i_CMS_bio(chain, NULL);
-				BIO_pop(b64);
-				BIO_free(b64);
-			}
+		if (b64 != NULL) {
+			BIO_push(b64, b);
+			cms = d2i_CMS_bio(b64, NULL);
+			BIO_pop(b64);
+			BIO_free(b64);
 		}
 	}
+	ERR_clear_error();
 	BIO_free(b);
 	return cms;
 }
@@ -148,7 +144,8 @@ static int write_stdout_bio(BIO *mem)
 }
 
 /* sign: a DER detached signature over the entity in canonical (CRLF) form (RFC 8551 §3.1.1). */
-static int op_sign(cli_globals *g, const char *k, const char *in, const char *digest)
+static int op_sign(cli_globals *g, const char *k, const char *in, const char *digest,
+    const char *chain_path)
 {
 	p11s_ctx *ctx = NULL;
 	p11s_key *key = NULL;
@@ -174,8 +171,13 @@ static int op_sign(cli_globals *g, const char *k, const char *in, const char *di
 		status = cli_fail();
 		goto out;
 	}
-	if (p11s_key_ca_certs(key, &chain) < 0) {
-		chain = NULL; /* the chain is optional: the recipient may have it */
+	if (chain_path != NULL) {
+		/* --chain: the intermediates travel in the SignedData (RFC 8551 §2.4.1). */
+		if ((status = cli_load_certs(chain_path, &chain)) != EXIT_OK) {
+			goto out;
+		}
+	} else if (p11s_key_ca_certs(key, &chain) < 0) {
+		chain = NULL; /* CA certificates on the token are optional */
 	}
 	md = EVP_get_digestbyname(digest);
 	if (md == NULL) {
@@ -474,17 +476,22 @@ static int op_certs(const char *in, const char *out_path, int signers_only)
 	if (cms == NULL) {
 		return fail(EXIT_USAGE, "%s is not a CMS/PKCS#7 structure", in);
 	}
-	if (signers_only) {
-		/* Signer certificates are found among the certificates the SignedData carries. */
-		if (CMS_verify(cms, NULL, NULL, NULL, NULL,
-		        CMS_NO_SIGNER_CERT_VERIFY | CMS_NO_CONTENT_VERIFY | CMS_NO_ATTR_VERIFY) != 1 &&
-		    CMS_get0_SignerInfos(cms) == NULL) {
-			status = fail(EXIT_VERIFY, "%s: signer certificates not found", in);
-			goto out;
+	certs = CMS_get1_certs(cms);
+	if (signers_only && certs != NULL) {
+		/* Keep the certificates that some SignerInfo's sid names (RFC 5652 §5.3). */
+		STACK_OF(CMS_SignerInfo) *si = CMS_get0_SignerInfos(cms);
+
+		for (int i = sk_X509_num(certs) - 1; i >= 0; i--) {
+			int hit = 0;
+
+			for (int j = 0; j < sk_CMS_SignerInfo_num(si); j++) {
+				hit |= CMS_SignerInfo_cert_cmp(sk_CMS_SignerInfo_value(si, j),
+				    sk_X509_value(certs, i)) == 0;
+			}
+			if (!hit) {
+				X509_free(sk_X509_delete(certs, i));
+			}
 		}
-		certs = CMS_get0_signers(cms);
-	} else {
-		certs = CMS_get1_certs(cms);
 	}
 	if (certs == NULL || sk_X509_num(certs) == 0) {
 		status = fail(EXIT_VERIFY, "%s holds no certificates", in);
@@ -501,11 +508,7 @@ static int op_certs(const char *in, const char *out_path, int signers_only)
 		status = EXIT_USAGE;
 	}
 out:
-	if (signers_only) {
-		sk_X509_free(certs);
-	} else {
-		sk_X509_pop_free(certs, X509_free);
-	}
+	sk_X509_pop_free(certs, X509_free);
 	CMS_ContentInfo_free(cms);
 	return status;
 }
@@ -547,7 +550,7 @@ static int op_emails(const char *in)
 
 static int run(cli_globals *g, int argc, char **argv)
 {
-	enum { O_SIG = CLI_O_OWN, O_CAFILE, O_CAPATH, O_TO, O_DIGEST, O_OUT };
+	enum { O_SIG = CLI_O_OWN, O_CAFILE, O_CAPATH, O_TO, O_DIGEST, O_OUT, O_CHAIN };
 	static const struct option opts[] = {
 		CLI_OPT_KEY,
 		CLI_OPT_IN,
@@ -559,9 +562,11 @@ static int run(cli_globals *g, int argc, char **argv)
 		{ "CApath", required_argument, NULL, O_CAPATH },
 		{ "to", required_argument, NULL, O_TO },
 		{ "digest", required_argument, NULL, O_DIGEST },
+		{ "chain", required_argument, NULL, O_CHAIN },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *op, *key = NULL, *in = NULL, *sig = NULL, *out = NULL, *digest = "sha256";
+	const char *chain = NULL;
 	const char *trust[16], *to[64];
 	size_t n_trust = 0, n_to = 0;
 	int c;
@@ -583,6 +588,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		case O_OUT: out = optarg; break;
 		case O_SIG: sig = optarg; break;
 		case O_DIGEST: digest = optarg; break;
+		case O_CHAIN: chain = optarg; break;
 		case O_CAFILE:
 			if (n_trust == sizeof(trust) / sizeof(trust[0])) {
 				return cli_usage_error("mua: too many trust files");
@@ -622,7 +628,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		if (key == NULL) {
 			return cli_usage_error("mua sign: --key URI|ADDRESS is required");
 		}
-		return op_sign(g, key, in, digest);
+		return op_sign(g, key, in, digest, chain);
 	}
 	if (strcmp(op, "verify") == 0) {
 		if (sig == NULL) {
@@ -654,7 +660,8 @@ static int run(cli_globals *g, int argc, char **argv)
 const cli_command cmd_mua = {
 	"mua",
 	"the S/MIME commands of NeoMutt and mutt (contrib/neomutt/smime.rc)",
-	"mua sign --key URI|ADDRESS [--digest D] --in ENTITY      DER detached signature on stdout\n"
+	"mua sign --key URI|ADDRESS [--digest D] [--chain FILE] --in ENTITY\n"
+	"                                                            DER detached signature on stdout\n"
 	"       mua verify --sig SIG --in CONTENT [-CAfile FILE]...  detached (first stderr line:\n"
 	"                                                            \"Verification successful\")\n"
 	"       mua verify --in SIGNED-DATA [-CAfile FILE]...        opaque: content on stdout\n"
