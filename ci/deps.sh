@@ -19,6 +19,8 @@ packages=(
 	python3 valgrind strace time
 	# real readers (virtual card) and a real MTA for the gateway
 	pcscd vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome postfix
+	# real mail clients driven in tmux (tests/mua)
+	neomutt tmux
 )
 
 missing=()

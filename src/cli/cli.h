@@ -199,5 +199,6 @@ extern const cli_command cmd_receipt;
 extern const cli_command cmd_verify_receipt;
 extern const cli_command cmd_audit;
 extern const cli_command cmd_agent;
+extern const cli_command cmd_mua; /* cmd_mua.c: NeoMutt and mutt */
 
 #endif

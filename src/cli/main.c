@@ -16,7 +16,7 @@
 static const cli_command *const commands[] = { &cmd_tokens, &cmd_keys, &cmd_sign, &cmd_verify,
 	&cmd_encrypt, &cmd_decrypt, &cmd_wrap, &cmd_unwrap, &cmd_receipt,
 	&cmd_verify_receipt, &cmd_audit,
-	&cmd_keygen, &cmd_csr, &cmd_import_cert, &cmd_agent };
+	&cmd_keygen, &cmd_csr, &cmd_import_cert, &cmd_agent, &cmd_mua };
 
 /* Error class -> exit status (CLI.md "Exit status"). SYSTEM has no status of its own: 2. */
 static const int class_exit[] = {

@@ -1,0 +1,153 @@
+#!/bin/bash
+# The real NeoMutt with contrib/neomutt/smime.rc on the test token, driven in tmux
+# (docs/mail-clients.md): compose and send a signed message through a fake sendmail into an
+# mbox, check it with `openssl cms -verify`, open it (NeoMutt must say "S/MIME signature
+# successfully verified"), open a copy with one byte altered (it must not), and open a
+# message encrypted to the token's certificate, typing the PIN at NeoMutt's passphrase
+# prompt (the --pin-source fd:0 path). Exit 77 (skip) without neomutt or tmux.
+set -euo pipefail
+
+for tool in neomutt tmux openssl; do
+	command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed" >&2; exit 77; }
+done
+: "${P11S_BIN:?}" "${P11S_TEST_PKI:?}" "${P11S_TEST_PIN_FILE:?}" "${SOFTHSM2_CONF:?}"
+: "${P11S_SOURCE_DIR:?}" "${P11S_TEST_MODULE:?}"
+pki=$P11S_TEST_PKI
+work=$(mktemp -d)
+n_session=0
+sock=
+cleanup() {
+	local i
+	for i in $(seq 1 "$n_session"); do
+		tmux -L "p11smime-mua-$$-$i" kill-server 2>/dev/null || true
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; [ -f "$work/screen" ] && cat "$work/screen" >&2; exit 1; }
+
+addr=$(openssl x509 -in "$pki/rsa2048.pem" -noout -email | head -1)
+[ -n "$addr" ] || fail "no e-mail address in $pki/rsa2048.pem"
+mkdir -p "$work/bin" "$work/home"
+ln -s "$P11S_BIN" "$work/bin/p11smime"
+cat "$pki/root.pem" "$pki/intermediate.pem" > "$work/ca.pem"
+
+# The fake sendmail: the message goes into an mbox, with its From_ line (RFC 4155).
+cat > "$work/bin/sendmail" <<EOS
+#!/bin/sh
+{ printf 'From p11smime-test %s\n' "\$(date -u '+%a %b %e %H:%M:%S %Y')"; cat; echo; } >> "$work/sent.mbox"
+EOS
+chmod +x "$work/bin/sendmail"
+
+# The user's muttrc: source the shipped file unchanged, set the few variables it names.
+cat > "$work/muttrc" <<EOR
+source $P11S_SOURCE_DIR/contrib/neomutt/smime.rc
+set smime_default_key="$addr"
+set smime_ca_location="$work/ca.pem"
+set crypt_autosign=yes
+set sendmail="$work/bin/sendmail"
+set from="$addr"
+set realname="Alice"
+set editor="true"
+set record=""
+set postpone=no
+set folder="$work"
+set mbox_type=mbox
+set header_cache=""
+set wait_key=no
+set timeout=1
+set fast_reply=yes
+EOR
+
+env_run="env -i HOME=$work/home TERM=xterm-256color PATH=$work/bin:/usr/bin:/bin \
+SOFTHSM2_CONF=$SOFTHSM2_CONF P11SMIME_MODULE=$P11S_TEST_MODULE"
+
+# Start NeoMutt in a tmux server of its own (a new socket each time: a server just killed
+# may still hold the old one); wait_for polls the screen for a string.
+start() {
+	[ -z "$sock" ] || tmux -L "$sock" kill-server 2>/dev/null || true
+	n_session=$((n_session + 1))
+	sock=p11smime-mua-$$-$n_session
+	tmux -L "$sock" new-session -d -x 132 -y 50 "$env_run neomutt -n -F $work/muttrc $*; sleep 60"
+}
+screen() { tmux -L "$sock" capture-pane -p -S -200 > "$work/screen"; }
+wait_for() {
+	local i
+	for i in $(seq 1 100); do
+		screen
+		grep -qF -- "$1" "$work/screen" && return 0
+		sleep 0.1
+	done
+	fail "NeoMutt did not show \"$1\""
+}
+keys() { tmux -L "$sock" send-keys "$@"; }
+pin=$(head -1 "$P11S_TEST_PIN_FILE")
+
+# 1. Compose and send a signed message; the PIN is typed at NeoMutt's prompt.
+printf 'From: %s\nTo: bob@example.org\nSubject: signed on the token\n\nHello from NeoMutt, signed on the token.\n' \
+	"$addr" > "$work/draft"
+start -H "$work/draft"
+wait_for "Security: Sign (S/MIME)"
+keys y
+wait_for "Enter S/MIME passphrase:"
+keys "$pin" Enter
+wait_for "Mail sent"
+[ -s "$work/sent.mbox" ] || fail "nothing reached the mbox"
+grep -q '^Content-Type: multipart/signed' "$work/sent.mbox" || fail "the sent message is not multipart/signed"
+grep -qF "$pin" "$work/sent.mbox" && fail "the PIN is in the message"
+tail -n +2 "$work/sent.mbox" > "$work/sent.eml"
+openssl cms -verify -in "$work/sent.eml" -CAfile "$work/ca.pem" -purpose smimesign \
+	-out "$work/content" 2> "$work/openssl.err" || { cat "$work/openssl.err" >&2; fail "openssl cms -verify refused NeoMutt's message"; }
+grep -q "Verification successful" "$work/openssl.err" || fail "openssl did not verify"
+grep -q "Hello from NeoMutt, signed on the token." "$work/content" || fail "openssl's content differs"
+echo "ok 1 - NeoMutt sent a message signed on the token; openssl cms -verify accepts it"
+
+# 2. Open it: NeoMutt runs smime_verify_command and reports a good signature.
+start -f "$work/sent.mbox"
+wait_for "signed on the token"
+keys Enter
+wait_for "S/MIME signature successfully verified"
+grep -qF "Hello from NeoMutt, signed on the token." "$work/screen" || fail "body not shown"
+echo "ok 2 - NeoMutt shows \"S/MIME signature successfully verified\""
+
+# 3. One byte of the signed body altered: NeoMutt must report a bad signature.
+sed 's/^Hello from NeoMutt, signed/Hello from NeoMutt, siGned/' "$work/sent.mbox" > "$work/altered.mbox"
+cmp -s "$work/sent.mbox" "$work/altered.mbox" && fail "the alteration did not happen"
+start -f "$work/altered.mbox"
+wait_for "signed on the token"
+keys Enter
+wait_for "S/MIME signature could NOT be verified"
+grep -qF "successfully verified" "$work/screen" && fail "an altered message verified"
+grep -qF "content-altered" "$work/screen" || fail "p11smime's reason is not shown"
+echo "ok 3 - one altered byte: \"S/MIME signature could NOT be verified\" (content-altered)"
+
+# 4. A message encrypted to the token's certificate opens decrypted; the PIN is typed at
+#    NeoMutt's passphrase prompt and reaches p11smime on stdin (--pin-source fd:0).
+#    AES-CBC only: NeoMutt 20220429 does not know RFC 8551's smime-type=authEnveloped-data
+#    (AES-GCM) and shows such a part as unsupported (docs/mail-clients.md).
+for cipher in aes-256-cbc; do
+	printf 'From: bob@example.org\nTo: %s\nSubject: secret %s\nContent-Type: text/plain\n\nThe secret word is %s-tangerine.\n' \
+		"$addr" "$cipher" "$cipher" > "$work/plain.eml"
+	"$P11S_BIN" encrypt --cipher "$cipher" --to "$pki/rsa2048.pem" --in "$work/plain.eml" \
+		--out "$work/enc.eml"
+	grep -q "tangerine" "$work/enc.eml" && fail "the plaintext is in the encrypted message"
+	{ echo "From bob@example.org Sun Dec  6 00:00:00 2026"; cat "$work/enc.eml"; echo; } > "$work/enc.mbox"
+	start -f "$work/enc.mbox"
+	wait_for "secret $cipher"
+	keys Enter
+	wait_for "Enter S/MIME passphrase:"
+	keys "$pin" Enter
+	wait_for "The secret word is $cipher-tangerine."
+	grep -qF "S/MIME encrypted" "$work/screen" || fail "NeoMutt did not mark the part encrypted"
+	echo "ok 4 - NeoMutt decrypted a message ($cipher) with the token key, PIN via its prompt"
+done
+
+# 5. A wrong PIN at the prompt: no plaintext, and the token's refusal, not a crash.
+start -f "$work/enc.mbox"
+wait_for "secret"
+keys Enter
+wait_for "Enter S/MIME passphrase:"
+keys "0000${pin}x" Enter
+wait_for "Could not copy message" # NeoMutt 20220429: the failed decryption leaves no message
+grep -qF "tangerine" "$work/screen" && fail "decrypted with a wrong PIN"
+echo "ok 5 - a wrong PIN decrypts nothing"
