@@ -715,23 +715,41 @@ static int after_op(p11s_key *key, int rc, int from_backend)
 	int handle_died = rc < 0 && e->has_ck_rv &&
 	    (e->ck_rv == CKR_OBJECT_HANDLE_INVALID || e->ck_rv == CKR_KEY_HANDLE_INVALID);
 
-	if (rc != P11S_ERR_DEVICE_REMOVED && rc != P11S_ERR_TOKEN_ABSENT && !handle_died) {
+	/*
+	 * A plain token failure may be a token that vanished too: pkcs11-helper reports a token
+	 * deleted under it as CKR_FUNCTION_REJECTED from C_Sign. Look before calling it plain.
+	 */
+	int plain = rc == P11S_ERR_TOKEN && from_backend;
+
+	if (rc != P11S_ERR_DEVICE_REMOVED && rc != P11S_ERR_TOKEN_ABSENT && !handle_died && !plain) {
 		return rc;
 	}
-	key->stale = 1;
-	if (handle_died) {
+	if (handle_died || plain) {
 		char msg[sizeof(e->message)];
 		unsigned long ck_rv = e->ck_rv;
+		int has_ck_rv = e->has_ck_rv;
 
 		snprintf(msg, sizeof(msg), "%s", e->message);
 		if (!token_still_present(key)) {
-			return p11s_error__ckr(P11S_ERR_TOKEN_ABSENT, ck_rv,
-			    "token '%s' (serial %s) is gone: %s", key->slot.info.label,
-			    key->slot.info.serial, msg);
+			key->stale = 1;
+			return has_ck_rv ? p11s_error__ckr(P11S_ERR_TOKEN_ABSENT, ck_rv,
+			                       "token '%s' (serial %s) is gone: %s", key->slot.info.label,
+			                       key->slot.info.serial, msg)
+			                 : p11s_error__set(P11S_ERR_TOKEN_ABSENT,
+			                       "token '%s' (serial %s) is gone: %s", key->slot.info.label,
+			                       key->slot.info.serial, msg);
 		}
 		/* token_still_present() may have left its own error: restore the operation's. */
-		p11s_error__ckr(rc, ck_rv, "%s", msg);
+		if (has_ck_rv) {
+			p11s_error__ckr(rc, ck_rv, "%s", msg);
+		} else {
+			p11s_error__set(rc, "%s", msg);
+		}
+		if (!handle_died) {
+			return rc; /* a present token's own failure: reported as it came */
+		}
 	}
+	key->stale = 1;
 	if (from_backend) {
 		/* The token layer's own messages (refresh, login) name the token already. */
 		p11s_error__prefix("token '%s': ", key->slot.info.label);
