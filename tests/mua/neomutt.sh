@@ -83,6 +83,27 @@ wait_for() {
 keys() { tmux -L "$sock" send-keys "$@"; }
 pin=$(head -1 "$P11S_TEST_PIN_FILE")
 
+# 0. The commands themselves on bad input: one line on stderr, the documented status, no
+#    stdout; the message never from stdin (stdin carries the PIN).
+expect() { # STATUS CMD... : stdout must stay empty
+	local want=$1 rc=0
+	shift
+	"$@" > "$work/out" 2> "$work/err" < "$P11S_TEST_PIN_FILE" || rc=$?
+	[ "$rc" -eq "$want" ] || { cat "$work/err" >&2; fail "$* exited $rc, not $want"; }
+	[ ! -s "$work/out" ] || fail "$* wrote to stdout"
+	[ "$(wc -l < "$work/err")" -ge 1 ] || fail "$* gave no error"
+}
+export SOFTHSM2_CONF P11SMIME_MODULE=$P11S_TEST_MODULE
+printf 'Content-Type: text/plain\n\nx\n' > "$work/entity"
+expect 2 "$P11S_BIN" --pin-source fd:0 mua decrypt --in -
+expect 2 "$P11S_BIN" --pin-source fd:0 mua sign --key "$addr" --in -
+expect 3 "$P11S_BIN" --pin-source fd:0 mua sign --key nobody@example.org --in "$work/entity"
+expect 2 "$P11S_BIN" --pin-source fd:0 mua decrypt --in "$work/entity"
+expect 2 "$P11S_BIN" mua verify --sig "$work/entity" --in "$work/entity" -CAfile "$work/ca.pem"
+head -1 "$work/err" | grep -qx "Verification failure" || fail "a bad signature's first line"
+expect 2 "$P11S_BIN" mua frobnicate --in "$work/entity"
+echo "ok 0 - mua on bad input: one-line errors, exit 2/3, nothing on stdout"
+
 # 1. Compose and send a signed message; the PIN is typed at NeoMutt's prompt.
 printf 'From: %s\nTo: bob@example.org\nSubject: signed on the token\n\nHello from NeoMutt, signed on the token.\n' \
 	"$addr" > "$work/draft"
