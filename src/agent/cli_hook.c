@@ -1,6 +1,6 @@
 /*
  * The CLI's side of the agent (global --agent auto|never|require, docs/agent.md): sign,
- * decrypt, wrap, unwrap and receipt run in the agent when its socket answers; with `auto`
+ * decrypt, wrap, unwrap, receipt and mua (the mail clients' commands) run in the agent when its socket answers; with `auto`
  * and no agent they run in-process as before, with `require` they fail with exit status 3.
  */
 #include <stdio.h>
@@ -12,7 +12,8 @@
 
 static int agent_command(const char *name)
 {
-	static const char *const names[] = { "sign", "decrypt", "wrap", "unwrap", "receipt" };
+	static const char *const names[] = { "sign", "decrypt", "wrap", "unwrap", "receipt",
+		"mua" };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (strcmp(names[i], name) == 0) {

@@ -343,8 +343,9 @@ static void status_text(agent *A, int json, char *buf, size_t cap)
 
 static const cli_command *allowed(const char *name)
 {
+	/* mua: NeoMutt's smime_sign/decrypt_command run here too, so a mail client logs in once. */
 	static const cli_command *const cmds[] = { &cmd_sign, &cmd_decrypt, &cmd_wrap, &cmd_unwrap,
-		&cmd_receipt };
+		&cmd_receipt, &cmd_mua };
 
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(cmds[i]->name, name) == 0) {
@@ -554,8 +555,8 @@ static void serve(agent *A, int cfd)
 		agent_rep rep = { .type = AGENT_REP_EXIT };
 
 		if (cmd == NULL) {
-			(void)send_error(cfd, "UNSUPPORTED", "the agent runs sign, decrypt, wrap, unwrap "
-			    "and receipt only");
+			(void)send_error(cfd, "UNSUPPORTED", "the agent runs sign, decrypt, wrap, unwrap, "
+			    "receipt and mua only");
 		} else if (!same_config(A, r)) {
 			(void)send_error(cfd, "MISMATCH", "the agent uses another --module or --backend");
 		} else if (nfds != AGENT_RUN_FDS || fstat(fds[0], &st) != 0 || !S_ISDIR(st.st_mode)) {

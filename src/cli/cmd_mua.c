@@ -201,7 +201,7 @@ out:
 	sk_X509_pop_free(chain, X509_free);
 	EVP_PKEY_free(pkey);
 	p11s_key_free(key);
-	p11s_ctx_free(ctx);
+	cli_close(g, ctx); /* inside the agent: its context stays */
 	return status;
 }
 
@@ -406,7 +406,7 @@ static int op_decrypt(cli_globals *g, const char *k, const char *in)
 	status = cli_output_commit(out);
 out:
 	p11s_key_free(key);
-	p11s_ctx_free(ctx);
+	cli_close(g, ctx);
 	fclose(t);
 	return status;
 }

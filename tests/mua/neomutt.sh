@@ -4,7 +4,10 @@
 # mbox, check it with `openssl cms -verify`, open it (NeoMutt must say "S/MIME signature
 # successfully verified"), open a copy with one byte altered (it must not), and open a
 # message encrypted to the token's certificate, typing the PIN at NeoMutt's passphrase
-# prompt (the --pin-source fd:0 path). Exit 77 (skip) without neomutt or tmux.
+# prompt (the --pin-source fd:0 path). Then the same with the agent started as a user does
+# (eval "$(p11smime agent --daemon)"): NeoMutt signs and decrypts with the agent's login, one
+# C_Login for the whole session (counted through OpenSC's pkcs11-spy). Exit 77 (skip) without
+# neomutt or tmux.
 set -euo pipefail
 
 for tool in neomutt tmux openssl; do
@@ -18,6 +21,9 @@ n_session=0
 sock=
 cleanup() {
 	local i
+	if [ -n "${P11SMIME_AGENT_SOCK:-}" ]; then
+		"$P11S_BIN" agent --stop >/dev/null 2>&1 || true
+	fi
 	for i in $(seq 1 "$n_session"); do
 		tmux -L "p11smime-mua-$$-$i" kill-server 2>/dev/null || true
 	done
@@ -172,3 +178,60 @@ keys "0000${pin}x" Enter
 wait_for "Could not copy message" # NeoMutt 20220429: the failed decryption leaves no message
 grep -qF "tangerine" "$work/screen" && fail "decrypted with a wrong PIN"
 echo "ok 5 - a wrong PIN decrypts nothing"
+
+# 6. The agent, started as the user does: eval "$(p11smime agent --daemon)". From now on the
+#    smime.rc commands run in the agent (--agent auto finds it through P11SMIME_AGENT_SOCK):
+#    whatever is typed at NeoMutt's passphrase prompt is not used (here "not-the-pin"), the
+#    agent logs in once with its own PIN source, and the whole session - a message signed and
+#    sent, a signed message read, an encrypted one opened - makes exactly one C_Login.
+spy=
+for f in /usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so /usr/lib/x86_64-linux-gnu/pkcs11-spy.so; do
+	[ -e "$f" ] && { spy=$f; break; }
+done
+[ -n "$spy" ] || fail "pkcs11-spy.so missing (Debian package opensc-pkcs11)"
+mkdir -p "$work/run"
+chmod 700 "$work/run"
+: > "$work/spy.log"
+eval "$(env XDG_RUNTIME_DIR="$work/run" PKCS11SPY="$P11S_TEST_MODULE" PKCS11SPY_OUTPUT="$work/spy.log" \
+	"$P11S_BIN" --module "$spy" --pin-source "file:$P11S_TEST_PIN_FILE" agent --daemon \
+	--log "$work/agent.log")"
+[ -S "${P11SMIME_AGENT_SOCK:-}" ] || fail "agent --daemon printed no socket"
+env_run="$env_run P11SMIME_AGENT_SOCK=$P11SMIME_AGENT_SOCK"
+logins() { grep -c '^[0-9]*: C_Login$' "$work/spy.log" || true; }
+
+: > "$work/sent.mbox"
+printf 'From: %s\nTo: bob@example.org\nSubject: signed via the agent\n\nHello from NeoMutt, signed through the agent.\n' \
+	"$addr" > "$work/draft"
+start -H "$work/draft"
+wait_for "Security: Sign (S/MIME)"
+keys y
+wait_for "Enter S/MIME passphrase:"
+keys "not-the-pin" Enter
+wait_for "Mail sent"
+tail -n +2 "$work/sent.mbox" > "$work/sent.eml"
+openssl cms -verify -in "$work/sent.eml" -CAfile "$work/ca.pem" -purpose smimesign \
+	-out "$work/content" 2> "$work/openssl.err" || { cat "$work/openssl.err" "$work/agent.log" >&2; fail "openssl cms -verify refused the agent-signed message"; }
+grep -q "Hello from NeoMutt, signed through the agent." "$work/content" || fail "openssl's content differs"
+grep -q '^p11smime agent\[[0-9]*\]: mua for pid' "$work/agent.log" || fail "the signature was not made in the agent"
+echo "ok 6 - with the agent: NeoMutt sent a signed message, no PIN typed; openssl verifies it"
+
+start -f "$work/sent.mbox"
+wait_for "signed via the agent"
+keys Enter
+wait_for "S/MIME signature successfully verified"
+echo "ok 7 - with the agent: NeoMutt shows \"S/MIME signature successfully verified\""
+
+start -f "$work/enc.mbox"
+wait_for "secret"
+keys Enter
+wait_for "Enter S/MIME passphrase:"
+keys "not-the-pin" Enter
+wait_for "The secret word is aes-256-cbc-tangerine."
+echo "ok 8 - with the agent: NeoMutt decrypted a message, no PIN typed"
+
+echo "# C_Login calls through the agent for the whole NeoMutt session: $(logins)"
+[ "$(logins)" = 1 ] || { cat "$work/agent.log" >&2; fail "$(logins) C_Login calls, not 1"; }
+grep -qF "$(head -1 "$P11S_TEST_PIN_FILE")" "$work/agent.log" && fail "the PIN is in the agent's log"
+echo "ok 9 - one C_Login for signing, verifying and decrypting in NeoMutt (pkcs11-spy)"
+"$P11S_BIN" agent --stop >/dev/null
+unset P11SMIME_AGENT_SOCK
