@@ -215,6 +215,19 @@ start_agent --pin-source "file:$pinfile" --cache-ttl 0
 for i in 1 2 3; do via sign --key "$rsa" --in msg.eml --out z$i.eml; done
 check "cache-ttl 0: three signatures, three C_Login" test "$(logins)" = 3
 stop_agent
+# max-ttl: the login ends that long after it was made, however often it is used meanwhile.
+start_agent --pin-source "file:$pinfile" --cache-ttl 600 --max-ttl 4
+via sign --key "$rsa" --in msg.eml --out m1.eml
+sleep 1
+via sign --key "$rsa" --in msg.eml --out m2.eml
+check "max-ttl 4: two signatures 1 s apart, one C_Login" test "$(logins)" = 1
+sleep 4
+via sign --key "$rsa" --in msg.eml --out m3.eml
+check "  ... 5 s after the login, used meanwhile, the next signature logs in again (2 C_Login)" \
+	test "$(logins)" = 2
+check "  ... the signatures before and after the new login verify" sh -c \
+	"$(declare -f verifies); bin='$bin' pki='$pki'; verifies m1.eml m1.out && verifies m3.eml m3.out"
+stop_agent
 
 # --- 6. CKA_ALWAYS_AUTHENTICATE
 (
