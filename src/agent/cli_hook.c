@@ -1,7 +1,8 @@
 /*
  * The CLI's side of the agent (global --agent auto|never|require, docs/agent.md): sign,
- * decrypt, wrap, unwrap, receipt and mua (the mail clients' commands) run in the agent when its socket answers; with `auto`
- * and no agent they run in-process as before, with `require` they fail with exit status 3.
+ * decrypt, wrap, unwrap, receipt and mua (the mail clients' commands) run in the agent when
+ * its socket answers; with `auto` and no agent they run in-process as before, with `require`
+ * they fail with exit status 3.
  */
 #include <stdio.h>
 #include <stdlib.h>
