@@ -746,7 +746,14 @@ static int after_op(p11s_key *key, int rc, int from_backend)
 			p11s_error__set(rc, "%s", msg);
 		}
 		if (!handle_died) {
-			return rc; /* a present token's own failure: reported as it came */
+			/*
+			 * A present token's own failure, reported as it came but naming the token: with
+			 * several tokens in use the user must know which one refused. (softhsm2-util
+			 * can delete a token's objects and fail to remove its directory: the token
+			 * stays listed and each C_Sign is refused.)
+			 */
+			p11s_error__prefix("token '%s': ", key->slot.info.label);
+			return rc;
 		}
 	}
 	key->stale = 1;
