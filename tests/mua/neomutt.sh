@@ -111,22 +111,27 @@ expect 2 "$P11S_BIN" mua frobnicate --in "$work/entity"
 echo "ok 0 - mua on bad input: one-line errors, exit 2/3, nothing on stdout"
 
 # 1. Compose and send a signed message; the PIN is typed at NeoMutt's prompt.
-printf 'From: %s\nTo: bob@example.org\nSubject: signed on the token\n\nHello from NeoMutt, signed on the token.\n' \
-	"$addr" > "$work/draft"
-start -H "$work/draft"
-wait_for "Security: Sign (S/MIME)"
-keys y
-wait_for "Enter S/MIME passphrase:"
-keys "$pin" Enter
-wait_for "Mail sent"
-[ -s "$work/sent.mbox" ] || fail "nothing reached the mbox"
-grep -q '^Content-Type: multipart/signed' "$work/sent.mbox" || fail "the sent message is not multipart/signed"
-grep -qF "$pin" "$work/sent.mbox" && fail "the PIN is in the message"
-tail -n +2 "$work/sent.mbox" > "$work/sent.eml"
-openssl cms -verify -in "$work/sent.eml" -CAfile "$work/ca.pem" -purpose smimesign \
-	-out "$work/content" 2> "$work/openssl.err" || { cat "$work/openssl.err" >&2; fail "openssl cms -verify refused NeoMutt's message"; }
-grep -q "Verification successful" "$work/openssl.err" || fail "openssl did not verify"
-grep -q "Hello from NeoMutt, signed on the token." "$work/content" || fail "openssl's content differs"
+# send_signed PASSPHRASE SUBJECT BODY: compose in NeoMutt, sign (typing PASSPHRASE at its
+# prompt), send into an empty mbox; openssl cms -verify must accept it with BODY as content.
+send_signed() {
+	: > "$work/sent.mbox"
+	printf 'From: %s\nTo: bob@example.org\nSubject: %s\n\n%s\n' "$addr" "$2" "$3" > "$work/draft"
+	start -H "$work/draft"
+	wait_for "Security: Sign (S/MIME)"
+	keys y
+	wait_for "Enter S/MIME passphrase:"
+	keys "$1" Enter
+	wait_for "Mail sent"
+	[ -s "$work/sent.mbox" ] || fail "nothing reached the mbox"
+	grep -q '^Content-Type: multipart/signed' "$work/sent.mbox" || fail "the sent message is not multipart/signed"
+	grep -qF "$pin" "$work/sent.mbox" && fail "the PIN is in the message"
+	tail -n +2 "$work/sent.mbox" > "$work/sent.eml"
+	openssl cms -verify -in "$work/sent.eml" -CAfile "$work/ca.pem" -purpose smimesign \
+		-out "$work/content" 2> "$work/openssl.err" || { cat "$work/openssl.err" >&2; fail "openssl cms -verify refused NeoMutt's message"; }
+	grep -q "Verification successful" "$work/openssl.err" || fail "openssl did not verify"
+	grep -qF "$3" "$work/content" || fail "openssl's content differs"
+}
+send_signed "$pin" "signed on the token" "Hello from NeoMutt, signed on the token."
 echo "ok 1 - NeoMutt sent a message signed on the token; openssl cms -verify accepts it"
 
 # 2. Open it: NeoMutt runs smime_verify_command and reports a good signature.
@@ -199,19 +204,7 @@ eval "$(env XDG_RUNTIME_DIR="$work/run" PKCS11SPY="$P11S_TEST_MODULE" PKCS11SPY_
 env_run="$env_run P11SMIME_AGENT_SOCK=$P11SMIME_AGENT_SOCK"
 logins() { grep -c '^[0-9]*: C_Login$' "$work/spy.log" || true; }
 
-: > "$work/sent.mbox"
-printf 'From: %s\nTo: bob@example.org\nSubject: signed via the agent\n\nHello from NeoMutt, signed through the agent.\n' \
-	"$addr" > "$work/draft"
-start -H "$work/draft"
-wait_for "Security: Sign (S/MIME)"
-keys y
-wait_for "Enter S/MIME passphrase:"
-keys "not-the-pin" Enter
-wait_for "Mail sent"
-tail -n +2 "$work/sent.mbox" > "$work/sent.eml"
-openssl cms -verify -in "$work/sent.eml" -CAfile "$work/ca.pem" -purpose smimesign \
-	-out "$work/content" 2> "$work/openssl.err" || { cat "$work/openssl.err" "$work/agent.log" >&2; fail "openssl cms -verify refused the agent-signed message"; }
-grep -q "Hello from NeoMutt, signed through the agent." "$work/content" || fail "openssl's content differs"
+send_signed "not-the-pin" "signed via the agent" "Hello from NeoMutt, signed through the agent."
 grep -q '^p11smime agent\[[0-9]*\]: mua for pid' "$work/agent.log" || fail "the signature was not made in the agent"
 echo "ok 6 - with the agent: NeoMutt sent a signed message, no PIN typed; openssl verifies it"
 
