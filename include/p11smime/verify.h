@@ -7,8 +7,11 @@
 
 #include "common.h"
 
-/** Version of p11s_verify_opts understood by this library. */
-#define P11S_VERIFY_OPTS_VERSION 1
+/**
+ * Version of p11s_verify_opts understood by this library: 2 adds `allow_weak`; version 1
+ * structures are still accepted (as allow_weak = 0).
+ */
+#define P11S_VERIFY_OPTS_VERSION 2
 
 /**
  * Options of p11s_verify_message(). Initialise with P11S_VERIFY_OPTS_INIT, then set fields:
@@ -30,9 +33,15 @@ typedef struct p11s_verify_opts {
 	                                      (for callers that check it themselves, e.g. a
 	                                      mail reader handing over only the signed part);
 	                                      reported as warning "sender-not-checked" */
+	int allow_weak;                  /**< (version 2) non-zero: signatures with SHA-1 or MD5,
+	                                      keys under the minimum size and paths with such
+	                                      certificate signatures are not failed for that; each
+	                                      finding is a warning "weak-algorithm" instead of a
+	                                      reason (docs/verify.md, "Weak algorithms"): for
+	                                      archives of old mail */
 } p11s_verify_opts;
 
-#define P11S_VERIFY_OPTS_INIT { P11S_VERIFY_OPTS_VERSION, NULL, 0, NULL, 0, NULL, 0, 0, 0, 0 }
+#define P11S_VERIFY_OPTS_INIT { P11S_VERIFY_OPTS_VERSION, NULL, 0, NULL, 0, NULL, 0, 0, 0, 0, 0 }
 
 /**
  * One reason why something is not valid (or one warning). `code` is a stable token meant for
@@ -103,6 +112,10 @@ typedef struct p11s_verify_signer {
 	const p11s_verify_revocation *revocation; /**< per certificate of the path as far as it
 	                                               was built (the order of `chain`) */
 	size_t n_revocation;
+	/* Algorithms (docs/verify.md, "Weak algorithms"); appended. */
+	const char *key_type;            /**< signer key: "RSA", "EC", "DSA", "Ed25519", ...;
+	                                      NULL if the certificate was not found */
+	int key_bits;                    /**< its size in bits (RSA modulus, EC curve order) */
 } p11s_verify_signer;
 
 /**

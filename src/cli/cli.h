@@ -87,6 +87,7 @@ enum {
 	CLI_O_TRUST, CLI_O_CERTS, CLI_O_CRL, CLI_O_AT, CLI_O_NO_SENDER_CHECK,
 	CLI_O_CERT, CLI_O_CHAIN, CLI_O_DIGEST, CLI_O_PSS, CLI_O_OPAQUE,
 	CLI_O_TO, CLI_O_CIPHER, CLI_O_OAEP,
+	CLI_O_ALLOW_WEAK, CLI_O_REQUIRE_AUTHENTICATED,
 	CLI_O_OWN = 0x200
 };
 
@@ -94,12 +95,16 @@ enum {
 #define CLI_OPT_OUT { "out", required_argument, NULL, CLI_O_OUT }
 #define CLI_OPT_KEY { "key", required_argument, NULL, CLI_O_KEY }
 #define CLI_OPT_NO_SENDER_CHECK { "no-sender-check", no_argument, NULL, CLI_O_NO_SENDER_CHECK }
-/* Verification: --trust FILE... --certs FILE... --crl FILE... --at TIME. */
+/* Verification: --trust FILE... --certs FILE... --crl FILE... --at TIME --allow-weak. */
 #define CLI_OPTS_VERIFY \
+	{ "allow-weak", no_argument, NULL, CLI_O_ALLOW_WEAK }, \
 	{ "trust", required_argument, NULL, CLI_O_TRUST }, \
 	{ "certs", required_argument, NULL, CLI_O_CERTS }, \
 	{ "crl", required_argument, NULL, CLI_O_CRL }, \
 	{ "at", required_argument, NULL, CLI_O_AT }
+/* Decryption: refuse EnvelopedData without integrity (docs/envelope.md). */
+#define CLI_OPT_REQUIRE_AUTHENTICATED \
+	{ "require-authenticated", no_argument, NULL, CLI_O_REQUIRE_AUTHENTICATED }
 /* The signer's certificates: --cert FILE --chain FILE... */
 #define CLI_OPTS_SIGNER \
 	{ "cert", required_argument, NULL, CLI_O_CERT }, \
@@ -126,6 +131,7 @@ typedef struct cli_args {
 	p11s_verify_opts verify;
 	const char **trust, **certs, **crls;
 	const char *at;
+	int require_authenticated; /* --require-authenticated (policy.c adds the config key) */
 	/* signing */
 	p11s_sign_opts sign;
 	const char *cert_path;
@@ -170,6 +176,16 @@ int cli_open_key(cli_globals *g, const char *uri, p11s_ctx **ctx, p11s_key **key
  */
 int cli_load_certs(const char *path, STACK_OF(X509) **out);
 int cli_load_cert(const char *path, X509 **out); /* exactly one */
+
+/*
+ * The reader's policy (policy.c): the config keys allow-weak and require-authenticated added
+ * to a->verify.allow_weak and a->require_authenticated (call after the options; prints its
+ * usage error, returns an exit status); the one-line stderr warnings for weak algorithms
+ * accepted by --allow-weak and for decrypted content without integrity protection.
+ */
+int cli_policy_apply(const cli_globals *g, cli_args *a);
+void cli_policy_warn_weak(const p11s_verify_result *r);
+void cli_policy_warn_unauthenticated(const p11s_decrypt_info *info);
 
 /* verify's report (cmd_verify.c), also used by unwrap for each signed layer. */
 void cli_verify_report_text(FILE *f, const p11s_verify_result *r);

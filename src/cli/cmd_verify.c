@@ -68,6 +68,9 @@ void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 		fprintf(f, "  digest: %s\n", s->digest ? s->digest : "?");
 		fprintf(f, "  signature algorithm: %s\n",
 		    s->signature_algorithm ? s->signature_algorithm : "?");
+		if (s->key_type != NULL) {
+			fprintf(f, "  key: %s %d bits\n", s->key_type, s->key_bits);
+		}
 		/* Evidence (docs/evidence.md). */
 		if (s->timestamp != NULL) {
 			fprintf(f, "  timestamp: %s by %s (%s)\n", s->timestamp,
@@ -241,6 +244,11 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 		json_key(f, "signature_algorithm");
 		json_opt_str(f, s->signature_algorithm);
 		fputc(',', f);
+		json_key(f, "key_type");
+		json_opt_str(f, s->key_type);
+		fputc(',', f);
+		json_key(f, "key_bits");
+		fprintf(f, "%d,", s->key_bits);
 		json_key(f, "chain");
 		json_strv(f, s->chain, s->n_chain);
 		fputc(',', f);
@@ -327,6 +335,7 @@ static int run(cli_globals *g, int argc, char **argv)
 	}
 	if ((status = cli_args_no_operands(&a, argc, argv)) != EXIT_OK ||
 	    (status = cli_args_verify_opts(&a)) != EXIT_OK ||
+	    (status = cli_policy_apply(g, &a)) != EXIT_OK ||
 	    (status = cli_args_input(&a)) != EXIT_OK) {
 		goto out;
 	}
@@ -354,6 +363,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		cli_verify_report_text(report, res);
 	}
 	fflush(report);
+	cli_policy_warn_weak(res);
 	status = res->valid ? EXIT_OK : EXIT_VERIFY;
 	if (res->valid && a.out_path != NULL) {
 		/* CLI.md: atomic output, and only verified content (RFC 8551 §6). */
@@ -376,6 +386,6 @@ const cli_command cmd_verify = {
 	"verify",
 	"verify a signed message (multipart/signed or opaque) and its signers' certificates",
 	"verify [--trust FILE]... [--certs FILE]... [--crl FILE]... [--at TIME] [--in FILE] "
-	"[--out FILE] [--no-sender-check]",
+	"[--out FILE] [--no-sender-check] [--allow-weak]",
 	run,
 };

@@ -191,6 +191,7 @@ static int run_unwrap(cli_globals *g, int argc, char **argv)
 		{ "token", required_argument, NULL, O_TOKEN },
 		CLI_OPTS_VERIFY,
 		CLI_OPT_NO_SENDER_CHECK,
+		CLI_OPT_REQUIRE_AUTHENTICATED,
 		CLI_OPT_IN,
 		CLI_OPT_OUT,
 		{ NULL, 0, NULL, 0 },
@@ -221,9 +222,11 @@ static int run_unwrap(cli_globals *g, int argc, char **argv)
 		status = cli_usage_error("unwrap: --json and --out - both want stdout");
 		goto out;
 	}
-	if ((status = cli_args_verify_opts(&a)) != EXIT_OK) {
+	if ((status = cli_args_verify_opts(&a)) != EXIT_OK ||
+	    (status = cli_policy_apply(g, &a)) != EXIT_OK) {
 		goto out;
 	}
+	dopts.require_authenticated = a.require_authenticated;
 	if ((status = cli_input_open(a.in_path, &cur)) != EXIT_OK) {
 		goto out;
 	}
@@ -268,6 +271,7 @@ static int run_unwrap(cli_globals *g, int argc, char **argv)
 				/* The signed entity joined with the outer header fields is the next layer. */
 				l->status = layer_fail(l);
 			}
+			cli_policy_warn_weak(l->vr);
 			fclose(entity);
 		} else {
 			if (ctx == NULL &&
@@ -277,6 +281,8 @@ static int run_unwrap(cli_globals *g, int argc, char **argv)
 			} else if (fseek(cur, 0, SEEK_SET) != 0 ||
 			    p11s_decrypt_message(ctx, key, cur, next, &dopts, &l->di) < 0) {
 				l->status = layer_fail(l);
+			} else {
+				cli_policy_warn_unauthenticated(&l->di);
 			}
 		}
 		worst = l->status > worst ? l->status : worst;
@@ -363,6 +369,7 @@ const cli_command cmd_unwrap = {
 	"unwrap",
 	"peel signed and enveloped layers, verifying and decrypting each; report every layer",
 	"unwrap [--key URI] [--token URI] [--trust FILE]... [--certs FILE]... [--crl FILE]... "
-	"[--at TIME] [--no-sender-check] [--in FILE] [--out FILE]",
+	"[--at TIME] [--no-sender-check] [--allow-weak] [--require-authenticated] [--in FILE] "
+	"[--out FILE]",
 	run_unwrap,
 };

@@ -136,6 +136,12 @@ int cli_args_option(cli_args *a, int c, char **argv)
 	case CLI_O_NO_SENDER_CHECK:
 		a->verify.no_sender_check = 1;
 		break;
+	case CLI_O_ALLOW_WEAK:
+		a->verify.allow_weak = 1;
+		break;
+	case CLI_O_REQUIRE_AUTHENTICATED:
+		a->require_authenticated = 1;
+		break;
 	case CLI_O_CERT:
 		a->cert_path = optarg;
 		break;

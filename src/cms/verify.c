@@ -164,7 +164,7 @@ static int micalg_has(const char *micalg, const char *name)
 }
 
 static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x509_store *store,
-    int no_sender_check)
+    int no_sender_check, int allow_weak)
 {
 	struct p11s_verify_priv *p = res->priv;
 	const unsigned char *der = m->der;
@@ -311,6 +311,7 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 	env.sender = no_sender_check ? NULL : &m->sender;
 	env.d = &d;
 	env.warnings = &p->warnings;
+	env.allow_weak = allow_weak;
 	/* Johnny C2: each signer on its own; one valid signer never vouches for another. */
 	for (int i = 0; i < n; i++) {
 		p->n_si++;
@@ -353,7 +354,8 @@ int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_op
 	if (opts == NULL) {
 		opts = &defaults;
 	}
-	if (opts->version != P11S_VERIFY_OPTS_VERSION) {
+	/* Version 1 callers have no allow_weak field: it is not read for them. */
+	if (opts->version != 1 && opts->version != P11S_VERIFY_OPTS_VERSION) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_verify_opts version %u unknown",
 		    opts->version);
 	}
@@ -401,7 +403,8 @@ int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_op
 		break;
 	}
 	if (rc >= 0 && m->kind != P11S_MIME_NOT_SIGNED) {
-		rc = verify_cms(res, m, store, opts->no_sender_check);
+		rc = verify_cms(res, m, store, opts->no_sender_check,
+		    opts->version >= 2 && opts->allow_weak);
 	}
 	if (rc >= 0) {
 		rc = p11s_cms__publish(res);

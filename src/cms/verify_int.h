@@ -43,6 +43,8 @@ typedef struct signer_int {
 	p11s_ess_info ess;         /* label, equivalent labels, receipt request */
 	char *ts_time, *ts_tsa;    /* signature timestamp: genTime, TSA subject */
 	int ts_valid, sc_bound, nonrep;
+	const char *key_type;      /* signer key (a literal), bits */
+	int key_bits;
 	p11s_x509_revocation *rev; /* per chain element: the revocation status used */
 	size_t n_rev;
 	p11s_verify_reason *reasons_view;  /* the public views (publish()) */
@@ -84,6 +86,7 @@ typedef struct verify_env {
 	const p11s_x509_sender *sender; /* NULL: the caller checks the sender itself */
 	digests *d;
 	p11s_reasons *warnings;
+	int allow_weak;            /* the weak-algorithm policy's findings are warnings */
 } verify_env;
 
 /* The index of the content digest computed with `nid` (verify.c), or -1. */

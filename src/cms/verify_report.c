@@ -116,6 +116,8 @@ int p11s_cms__publish(p11s_verify_result *res)
 		v->timestamp_valid = s->ts_valid;
 		v->signing_certificate = s->sc_bound;
 		v->non_repudiation = s->nonrep;
+		v->key_type = s->key_type;
+		v->key_bits = s->key_bits;
 		v->revocation = s->rev_view;
 		v->n_revocation = s->n_rev;
 	}
