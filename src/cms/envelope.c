@@ -898,6 +898,19 @@ out:
 
 /* ---- decryption with a token key -------------------------------------------------------- */
 
+int p11s_cms__check_authenticated(CMS_ContentInfo *cms, int cipher_nid,
+    const p11s_decrypt_opts *opts)
+{
+	if (opts != NULL && opts->version >= 2 && opts->require_authenticated &&
+	    OBJ_obj2nid(CMS_get0_type(cms)) != NID_id_smime_ct_authEnvelopedData) {
+		return p11s_error__set(P11S_ERR_VERIFY, "unauthenticated-encryption: the message is "
+		    "enveloped-data (%s) without integrity protection, refused by "
+		    "require-authenticated (only authEnveloped-data is accepted)",
+		    cipher_nid != NID_undef ? OBJ_nid2sn(cipher_nid) : "CBC");
+	}
+	return P11S_OK;
+}
+
 int p11s_decrypt_message(p11s_ctx *ctx, p11s_key *key, FILE *in, FILE *out,
     const p11s_decrypt_opts *opts, p11s_decrypt_info *info)
 {
@@ -928,12 +941,7 @@ int p11s_decrypt_message(p11s_ctx *ctx, p11s_key *key, FILE *in, FILE *out,
 	 * CBC EnvelopedData can be altered and spliced (EFAIL). Refused before any token
 	 * operation, so no plaintext is ever produced (docs/envelope.md).
 	 */
-	if (opts != NULL && opts->version >= 2 && opts->require_authenticated &&
-	    OBJ_obj2nid(CMS_get0_type(cms)) != NID_id_smime_ct_authEnvelopedData) {
-		rc = p11s_error__set(P11S_ERR_VERIFY, "unauthenticated-encryption: the message is "
-		    "enveloped-data (%s) without integrity protection, refused by "
-		    "require-authenticated (only authEnveloped-data is accepted)",
-		    cipher_nid != NID_undef ? OBJ_nid2sn(cipher_nid) : "CBC");
+	if ((rc = p11s_cms__check_authenticated(cms, cipher_nid, opts)) < 0) {
 		goto out;
 	}
 	ris = CMS_get0_RecipientInfos(cms);

@@ -20,7 +20,7 @@ const char *const gw_config_keys[] = {
 	"token.module", "token.uri", "token.pin-source", "token.backend", "token.sessions",
 	"token.retry",
 	"inbound.decrypt", "inbound.verify", "inbound.trust", "inbound.crl", "inbound.undecryptable",
-	"inbound.authserv-id",
+	"inbound.authserv-id", "inbound.allow-weak", "inbound.require-authenticated",
 	"outbound.sign", "outbound.encrypt", "outbound.certs", "outbound.trusted-clients",
 	"outbound.audit-log",
 	NULL,
@@ -217,6 +217,8 @@ static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
 
 	BOOL("inbound", "decrypt", decrypt, 1);
 	BOOL("inbound", "verify", verify, 1);
+	BOOL("inbound", "allow-weak", allow_weak, 0);
+	BOOL("inbound", "require-authenticated", require_authenticated, 0);
 	if (collect(c, "inbound", "trust", &cfg->trust, &cfg->ntrust) < 0 ||
 	    collect(c, "inbound", "crl", &cfg->crl, &cfg->ncrl) < 0) {
 		FAIL("out of memory");

@@ -223,15 +223,12 @@ static gw_outcome tempfail(eom *e, int rc, const char *what)
 
 static gw_outcome verify_into_header(eom *e, FILE *msg)
 {
-	p11s_verify_opts o = P11S_VERIFY_OPTS_INIT;
+	p11s_verify_opts o;
 	p11s_verify_result *v = NULL;
 	gw_result *r = e->r;
 	int rc;
 
-	o.trust_files = (const char *const *)e->cfg->trust;
-	o.n_trust_files = e->cfg->ntrust;
-	o.crl_files = (const char *const *)e->cfg->crl;
-	o.n_crl_files = e->cfg->ncrl;
+	gw_policy_verify_opts(e->cfg, &o);
 	rewind(msg);
 	rc = p11s_verify_message(&v, msg, &o);
 	if (input_error(rc)) {
@@ -253,6 +250,11 @@ static gw_outcome verify_into_header(eom *e, FILE *msg)
 	r->verdict = v->valid ? 1 : 0;
 	snprintf(r->detail + strlen(r->detail), sizeof(r->detail) - strlen(r->detail),
 	    " smime=%s", v->valid ? "pass" : "fail");
+	for (size_t i = 0; i < v->n_warnings; i++) {
+		if (strcmp(v->warnings[i].code, "weak-algorithm") == 0) {
+			p11s_log(P11S_LOG_WARN, "weak-algorithm: %s", v->warnings[i].message);
+		}
+	}
 	p11s_verify_result_free(v);
 	return GW_OUT_VERIFIED;
 }
@@ -260,6 +262,7 @@ static gw_outcome verify_into_header(eom *e, FILE *msg)
 static gw_outcome do_inbound_decrypt(eom *e)
 {
 	p11s_decrypt_info info;
+	p11s_decrypt_opts dopts;
 	p11s_msg_kind kind;
 	gw_result *r = e->r;
 	gw_slot *slot;
@@ -275,7 +278,8 @@ static gw_outcome do_inbound_decrypt(eom *e)
 		return tempfail(e, P11S_ERR_IO, NULL);
 	}
 	rewind(e->m->spool);
-	rc = gw_slot_decrypt(slot, e->m->spool, r->result, &info, &matched);
+	gw_policy_decrypt_opts(e->cfg, &dopts);
+	rc = gw_slot_decrypt_opts(slot, e->m->spool, r->result, &dopts, &info, &matched);
 	gw_pool_release(e->pool, slot, matched || rc != P11S_ERR_NOT_FOUND ? rc : P11S_OK);
 	if (rc == P11S_OK && fflush(r->result) != 0) {
 		snprintf(r->detail, sizeof(r->detail), "spool: %s", strerror(errno));
@@ -288,6 +292,11 @@ static gw_outcome do_inbound_decrypt(eom *e)
 		    info.authenticated ? "yes" : "no (CBC: no integrity protection)",
 		    info.key_management);
 		snprintf(r->detail, sizeof(r->detail), "%s %s", info.cipher, info.key_uri);
+		if (!info.authenticated) {
+			p11s_log(P11S_LOG_WARN, "unauthenticated-encryption: %s (%s) decrypted without "
+			    "integrity protection (EFAIL); [inbound] require-authenticated refuses it",
+			    info.content_type, info.cipher);
+		}
 		if (e->cfg->verify) {
 			rewind(r->result);
 			if (p11s_message_kind(r->result, &kind) == P11S_OK && kind == P11S_MSG_SIGNED &&
@@ -302,6 +311,13 @@ static gw_outcome do_inbound_decrypt(eom *e)
 	if (!matched && rc == P11S_ERR_NOT_FOUND) {
 		snprintf(r->mark, sizeof(r->mark), "not decrypted (no key for any recipient)");
 		snprintf(r->detail, sizeof(r->detail), "no key for any recipient");
+		return GW_OUT_UNDECRYPTABLE;
+	}
+	if (rc == P11S_ERR_VERIFY) {
+		/* [inbound] require-authenticated: refused before any token operation. */
+		snprintf(r->mark, sizeof(r->mark), "not decrypted (unauthenticated-encryption: "
+		    "enveloped-data refused by require-authenticated)");
+		snprintf(r->detail, sizeof(r->detail), "unauthenticated-encryption");
 		return GW_OUT_UNDECRYPTABLE;
 	}
 	if (input_error(rc)) {
