@@ -8,8 +8,8 @@
 #include "common.h"
 
 /**
- * Version of p11s_verify_opts understood by this library: 2 adds `allow_weak`; version 1
- * structures are still accepted (as allow_weak = 0).
+ * Version of p11s_verify_opts understood by this library: 2 adds `allow_weak` and
+ * `date_tolerance`; version 1 structures are still accepted (as both 0).
  */
 #define P11S_VERIFY_OPTS_VERSION 2
 
@@ -39,9 +39,17 @@ typedef struct p11s_verify_opts {
 	                                      finding is a warning "weak-algorithm" instead of a
 	                                      reason (docs/verify.md, "Weak algorithms"): for
 	                                      archives of old mail */
+	int64_t date_tolerance;          /**< (version 2) the date check (docs/verify.md,
+	                                      "Dates"): a Date header farther than this many
+	                                      seconds from signingTime or the time-stamp's genTime
+	                                      fails the signer ("date-mismatch"); 0: the default,
+	                                      P11S_VERIFY_DATE_TOLERANCE; negative: not checked */
 } p11s_verify_opts;
 
-#define P11S_VERIFY_OPTS_INIT { P11S_VERIFY_OPTS_VERSION, NULL, 0, NULL, 0, NULL, 0, 0, 0, 0, 0 }
+/** The default date tolerance: one hour (docs/verify.md, "Dates"). */
+#define P11S_VERIFY_DATE_TOLERANCE 3600
+
+#define P11S_VERIFY_OPTS_INIT { P11S_VERIFY_OPTS_VERSION, NULL, 0, NULL, 0, NULL, 0, 0, 0, 0, 0, 0 }
 
 /**
  * One reason why something is not valid (or one warning). `code` is a stable token meant for
@@ -116,6 +124,11 @@ typedef struct p11s_verify_signer {
 	const char *key_type;            /**< signer key: "RSA", "EC", "DSA", "Ed25519", ...;
 	                                      NULL if the certificate was not found */
 	int key_bits;                    /**< its size in bits (RSA modulus, EC curve order) */
+	/* Dates (docs/verify.md, "Dates"); appended. */
+	int has_date_skew;               /**< the message has a Date and the signer a signingTime */
+	int64_t date_skew;               /**< Date - signingTime, seconds */
+	int has_timestamp_skew;          /**< the message has a Date and a verified time-stamp */
+	int64_t timestamp_skew;          /**< Date - genTime, seconds */
 } p11s_verify_signer;
 
 /**
@@ -138,6 +151,10 @@ typedef struct p11s_verify_result {
 	const p11s_verify_reason *warnings; /**< not failures ("micalg-mismatch", ...) */
 	size_t n_warnings;
 	struct p11s_verify_priv *priv;      /**< internal; do not touch */
+	/* Dates; appended. */
+	const char *date;            /**< the Date header field as received, NULL if none */
+	const char *protected_date;  /**< a Date field inside the signed entity (RFC 9788 header
+	                                  protection), NULL if none */
 } p11s_verify_result;
 
 /**

@@ -87,7 +87,7 @@ enum {
 	CLI_O_TRUST, CLI_O_CERTS, CLI_O_CRL, CLI_O_AT, CLI_O_NO_SENDER_CHECK,
 	CLI_O_CERT, CLI_O_CHAIN, CLI_O_DIGEST, CLI_O_PSS, CLI_O_OPAQUE,
 	CLI_O_TO, CLI_O_CIPHER, CLI_O_OAEP,
-	CLI_O_ALLOW_WEAK, CLI_O_REQUIRE_AUTHENTICATED,
+	CLI_O_ALLOW_WEAK, CLI_O_REQUIRE_AUTHENTICATED, CLI_O_DATE_TOLERANCE,
 	CLI_O_OWN = 0x200
 };
 
@@ -95,9 +95,13 @@ enum {
 #define CLI_OPT_OUT { "out", required_argument, NULL, CLI_O_OUT }
 #define CLI_OPT_KEY { "key", required_argument, NULL, CLI_O_KEY }
 #define CLI_OPT_NO_SENDER_CHECK { "no-sender-check", no_argument, NULL, CLI_O_NO_SENDER_CHECK }
-/* Verification: --trust FILE... --certs FILE... --crl FILE... --at TIME --allow-weak. */
+/*
+ * Verification: --trust FILE... --certs FILE... --crl FILE... --at TIME --allow-weak
+ * --date-tolerance SECONDS|off.
+ */
 #define CLI_OPTS_VERIFY \
 	{ "allow-weak", no_argument, NULL, CLI_O_ALLOW_WEAK }, \
+	{ "date-tolerance", required_argument, NULL, CLI_O_DATE_TOLERANCE }, \
 	{ "trust", required_argument, NULL, CLI_O_TRUST }, \
 	{ "certs", required_argument, NULL, CLI_O_CERTS }, \
 	{ "crl", required_argument, NULL, CLI_O_CRL }, \

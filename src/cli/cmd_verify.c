@@ -33,6 +33,10 @@ void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 		    r->n_signers == 1 ? "" : "s");
 	}
 	fprintf(f, "structure: %s\n", r->structure ? r->structure : "not signed");
+	fprintf(f, "date: %s\n", r->date ? r->date : "(no Date header: not compared)");
+	if (r->protected_date != NULL) {
+		fprintf(f, "protected date: %s\n", r->protected_date);
+	}
 	if (strcmp(r->signed_part, "whole-message") == 0) {
 		fprintf(f, "signed part: the whole message\n");
 	} else if (strcmp(r->signed_part, "nested-part") == 0) {
@@ -62,6 +66,9 @@ void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 		if (s->signing_time != NULL) {
 			fprintf(f, "  signing time: %s (claimed by the signer, not verified)\n",
 			    s->signing_time);
+			if (s->has_date_skew) {
+				fprintf(f, "  date - signing time: %+lld s\n", (long long)s->date_skew);
+			}
 		} else {
 			fprintf(f, "  signing time: (none)\n");
 		}
@@ -76,6 +83,9 @@ void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 			fprintf(f, "  timestamp: %s by %s (%s)\n", s->timestamp,
 			    s->timestamp_authority ? s->timestamp_authority : "?",
 			    s->timestamp_valid ? "verified RFC 3161 token" : "NOT valid");
+			if (s->has_timestamp_skew) {
+				fprintf(f, "  date - timestamp: %+lld s\n", (long long)s->timestamp_skew);
+			}
 		}
 		fprintf(f, "  signing certificate binding: %s\n",
 		    s->signing_certificate == 2 ? "signingCertificateV2 matches"
@@ -215,6 +225,12 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 	json_key(f, "signed_part_path");
 	json_opt_str(f, r->signed_part_path);
 	fputc(',', f);
+	json_key(f, "date");
+	json_opt_str(f, r->date);
+	fputc(',', f);
+	json_key(f, "protected_date");
+	json_opt_str(f, r->protected_date);
+	fputc(',', f);
 	json_key(f, "signers");
 	fputc('[', f);
 	for (size_t i = 0; i < r->n_signers; i++) {
@@ -238,6 +254,19 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 		json_key(f, "signing_time");
 		json_opt_str(f, s->signing_time);
 		fputc(',', f);
+		/* Date - signingTime and Date - genTime in seconds (docs/verify.md "Dates"). */
+		json_key(f, "date_difference");
+		if (s->has_date_skew) {
+			fprintf(f, "%lld,", (long long)s->date_skew);
+		} else {
+			fputs("null,", f);
+		}
+		json_key(f, "timestamp_date_difference");
+		if (s->has_timestamp_skew) {
+			fprintf(f, "%lld,", (long long)s->timestamp_skew);
+		} else {
+			fputs("null,", f);
+		}
 		json_key(f, "digest");
 		json_opt_str(f, s->digest);
 		fputc(',', f);
@@ -386,6 +415,6 @@ const cli_command cmd_verify = {
 	"verify",
 	"verify a signed message (multipart/signed or opaque) and its signers' certificates",
 	"verify [--trust FILE]... [--certs FILE]... [--crl FILE]... [--at TIME] [--in FILE] "
-	"[--out FILE] [--no-sender-check] [--allow-weak]",
+	"[--out FILE] [--no-sender-check] [--allow-weak] [--date-tolerance SECONDS|off]",
 	run,
 };

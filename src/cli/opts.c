@@ -139,6 +139,21 @@ int cli_args_option(cli_args *a, int c, char **argv)
 	case CLI_O_ALLOW_WEAK:
 		a->verify.allow_weak = 1;
 		break;
+	case CLI_O_DATE_TOLERANCE: {
+		/* docs/verify.md "Dates": seconds (1 to 10 years), or off. */
+		char *end = NULL;
+		long long s = strtoll(optarg, &end, 10);
+
+		if (strcmp(optarg, "off") == 0) {
+			a->verify.date_tolerance = -1;
+		} else if (end == optarg || *end != '\0' || s < 1 || s > 315360000LL) {
+			return cli_usage_error("%s: --date-tolerance must be seconds (1 or more) or "
+			                       "off, not '%s'", a->cmd, optarg);
+		} else {
+			a->verify.date_tolerance = s;
+		}
+		break;
+	}
 	case CLI_O_REQUIRE_AUTHENTICATED:
 		a->require_authenticated = 1;
 		break;

@@ -338,6 +338,66 @@ out:
 	return rc;
 }
 
+/*
+ * The date check (src/verdict/dates.c, docs/verify.md "Dates"): the outer Date and a Date
+ * inside the signed entity (RFC 9788 §2: protected header fields) against each signer's
+ * signingTime and verified time-stamp. A message without a Date (a detached CMS file) is not
+ * checked.
+ */
+static int check_dates(struct p11s_verify_priv *p, p11s_mime_signed *m, int64_t tolerance)
+{
+	p11s_dates_in d = { 0 };
+	int rc;
+
+	if (tolerance == 0) {
+		tolerance = P11S_VERIFY_DATE_TOLERANCE;
+	}
+	if (m->date != NULL) {
+		if ((p->date = strdup(m->date)) == NULL) {
+			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		}
+		if (p11s_mime__parse_date(m->date, &d.date) == 0) {
+			d.has_date = 1;
+			d.date_raw = p->date;
+		} else if ((rc = p11s_reasons__add(&p->warnings, "date-unreadable",
+		                "the Date header \"%s\" is not an RFC 5322 date-time: not compared "
+		                "with the signing time", m->date)) < 0) {
+			return rc;
+		}
+	}
+	/* The signed entity: part 1 of a multipart/signed, or the eContent of an opaque one. */
+	if (p->kind == P11S_MIME_MULTIPART_SIGNED) {
+		rc = p11s_mime__entity_date(p->in, p->start, p->end, &p->protected_date);
+	} else if (p->content != NULL) {
+		rc = p11s_mime__entity_date(p->content, 0, -1, &p->protected_date);
+	} else {
+		rc = 0;
+	}
+	if (rc < 0) {
+		return rc;
+	}
+	if (p->protected_date != NULL &&
+	    p11s_mime__parse_date(p->protected_date, &d.protected_date) == 0) {
+		d.has_protected_date = 1;
+		d.protected_date_raw = p->protected_date;
+	}
+	for (size_t i = 0; i < p->n_si; i++) {
+		signer_int *s = &p->si[i];
+		p11s_dates_out o;
+
+		d.signing_time = s->signing_time;
+		d.timestamp = s->ts_valid ? s->ts_time : NULL;
+		if ((rc = p11s_verdict__dates(&d, tolerance, &o, &s->reasons)) < 0) {
+			return rc;
+		}
+		s->has_date_skew = o.has_date_skew;
+		s->date_skew = o.date_skew;
+		s->has_ts_skew = o.has_timestamp_skew;
+		s->ts_skew = o.timestamp_skew;
+	}
+	return P11S_OK;
+}
+
 int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_opts *opts)
 {
 	p11s_verify_opts defaults = P11S_VERIFY_OPTS_INIT;
@@ -405,6 +465,9 @@ int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_op
 	if (rc >= 0 && m->kind != P11S_MIME_NOT_SIGNED) {
 		rc = verify_cms(res, m, store, opts->no_sender_check,
 		    opts->version >= 2 && opts->allow_weak);
+	}
+	if (rc >= 0 && m->kind != P11S_MIME_NOT_SIGNED) {
+		rc = check_dates(res->priv, m, opts->version >= 2 ? opts->date_tolerance : 0);
 	}
 	if (rc >= 0) {
 		rc = p11s_cms__publish(res);

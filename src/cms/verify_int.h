@@ -45,6 +45,8 @@ typedef struct signer_int {
 	int ts_valid, sc_bound, nonrep;
 	const char *key_type;      /* signer key (a literal), bits */
 	int key_bits;
+	int has_date_skew, has_ts_skew;  /* the date check (src/verdict/dates.c) */
+	int64_t date_skew, ts_skew;
 	p11s_x509_revocation *rev; /* per chain element: the revocation status used */
 	size_t n_rev;
 	p11s_verify_reason *reasons_view;  /* the public views (publish()) */
@@ -65,6 +67,7 @@ struct p11s_verify_priv {
 	size_t n_si;
 	p11s_verify_signer *pub;
 	char *nested;
+	char *date, *protected_date;          /* Date fields, raw */
 };
 
 /* The digests of the content, one per distinct algorithm, plus our own SHA-256 fingerprint. */

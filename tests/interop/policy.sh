@@ -12,6 +12,10 @@
 #    openssl decrypts with a one-line warning by default; --require-authenticated (and the
 #    config key) refuses it with exit 1, reason unauthenticated-encryption, and writes no
 #    output; AuthEnvelopedData passes.
+# 3. dates (docs/verify.md "Dates"): a Date header (outer, or protected inside the signed
+#    entity) farther than the tolerance (1 h) from signingTime or the time-stamp's genTime is
+#    not valid (reason date-mismatch, the difference in text and --json); --date-tolerance
+#    widens or turns it off; no Date header, no check.
 # NSS and gpgsm parts need their tools (skipped with a note locally, failed in CI).
 . "$(dirname "$0")/common.sh"
 need openssl python3
@@ -319,4 +323,84 @@ expect 1 "unwrap --require-authenticated of CBC: exit 1" -- p11s unwrap --requir
 	--in "$tmp/e-aes-256-cbc.eml" --out "$tmp/u.eml"
 check "  ... reason unauthenticated-encryption, no output" sh -c \
 	"grep -q unauthenticated-encryption '$tmp/out' && test ! -e '$tmp/u.eml'"
+# --- 3. dates ---------------------------------------------------------------------------------
+# dated OUT DATE [ENTITY]: the openssl cms signature of ENTITY (default $tmp/entity) under a
+# header section with Date: DATE ("" for none). Signed now, so signingTime is now.
+dated() {
+	local out=$1 d=$2 ent=${3:-$tmp/entity}
+	openssl cms -sign -binary -in "$ent" -signer "$tmp/good.pem" -inkey "$tmp/good.key" \
+		-certfile "$pki/intermediate.pem" -md sha256 -out "$tmp/body.smime"
+	{
+		printf 'From: good@example.org\nTo: bob@example.org\nSubject: dates\n'
+		[ -z "$d" ] || printf 'Date: %s\n' "$d"
+		cat "$tmp/body.smime"
+	} >"$out"
+}
+ago() { LC_ALL=C date -R -d "$1"; }
+dated "$tmp/d-now.eml" "$(ago now)"
+expect 0 "Date = now: valid" -- v "${trust[@]}" --in "$tmp/d-now.eml"
+check "  ... the difference reported (date - signing time)" grep -q '^  date - signing time: [+-][0-9]* s' "$tmp/out"
+dated "$tmp/d-50m.eml" "$(ago '-50 minutes')"
+expect 0 "Date 50 min before signingTime: within the 1 h tolerance" -- v "${trust[@]}" --in "$tmp/d-50m.eml"
+dated "$tmp/d-3h.eml" "$(ago '-3 hours')"
+expect 1 "Date 3 h before signingTime: not valid" -- v "${trust[@]}" --in "$tmp/d-3h.eml"
+check "  ... reason date-mismatch with the difference" \
+	grep -q 'reason: date-mismatch: the Date header (.*) is 0[23]:[0-9:]* before the signingTime .*(difference -10[0-9]* s, tolerance 01:00:00)' "$tmp/out"
+expect 1 "  ... --json" -- "$bin" --json verify "${trust[@]}" --in "$tmp/d-3h.eml"
+check "  ... --json: date, date_difference about -10800, reason date-mismatch" python3 -c '
+import json,sys; d=json.load(open(sys.argv[1])); s=d["signers"][0]
+assert d["valid"] is False and d["date"], d
+assert -10900 < s["date_difference"] < -10700, s["date_difference"]
+assert [r["code"] for r in s["reasons"]]==["date-mismatch"], s["reasons"]' "$tmp/out"
+expect 0 "  ... --date-tolerance 14400: valid" -- v "${trust[@]}" --date-tolerance 14400 --in "$tmp/d-3h.eml"
+expect 0 "  ... --date-tolerance off: valid" -- v "${trust[@]}" --date-tolerance off --in "$tmp/d-3h.eml"
+expect 2 "  ... --date-tolerance -5: usage error" -- v "${trust[@]}" --date-tolerance -5 --in "$tmp/d-3h.eml"
+dated "$tmp/d-future.eml" "$(ago '+2 hours')"
+expect 1 "Date 2 h after signingTime: not valid" -- v "${trust[@]}" --in "$tmp/d-future.eml"
+check "  ... after" grep -q 'reason: date-mismatch: .* after the signingTime' "$tmp/out"
+dated "$tmp/d-2024.eml" "Mon, 1 Jan 2024 00:00:00 +0000"
+expect 1 "a re-dated message (Date 2024, signed now): not valid" -- v "${trust[@]}" --in "$tmp/d-2024.eml"
+check "  ... days reported" grep -q 'reason: date-mismatch: .* is [0-9]* d [0-9:]* before' "$tmp/out"
+dated "$tmp/d-none.eml" ""
+expect 0 "no Date header: not compared, valid" -- v "${trust[@]}" --in "$tmp/d-none.eml"
+check "  ... says so" grep -q '^date: (no Date header: not compared)' "$tmp/out"
+dated "$tmp/d-junk.eml" "yesterday-ish"
+expect 0 "an unreadable Date: warning date-unreadable, valid" -- v "${trust[@]}" --in "$tmp/d-junk.eml"
+check "  ... warning" grep -q '^warning: date-unreadable' "$tmp/out"
+# RFC 9788 header protection: the signed entity carries its own Date (hp="clear").
+printf 'Content-Type: text/plain; charset=us-ascii; hp="clear"\r\nFrom: good@example.org\r\nDate: %s\r\n\r\nprotected\r\n' \
+	"$(ago '-5 hours')" >"$tmp/hp-entity"
+dated "$tmp/d-hp.eml" "$(ago now)" "$tmp/hp-entity"
+expect 1 "protected Date 5 h before signingTime (outer Date now): not valid" -- v "${trust[@]}" --in "$tmp/d-hp.eml"
+check "  ... reason names the protected Date header" \
+	grep -q 'reason: date-mismatch: the protected Date header (inside the signed part)' "$tmp/out"
+check "  ... the outer Date is fine" sh -c "! grep -q 'reason: date-mismatch: the Date header' '$tmp/out'"
+check "  ... protected date reported" grep -q '^protected date: ' "$tmp/out"
+openssl cms -sign -binary -nodetach -in "$tmp/hp-entity" -signer "$tmp/good.pem" -inkey "$tmp/good.key" \
+	-certfile "$pki/intermediate.pem" -md sha256 -out "$tmp/body.smime"
+{ printf 'From: good@example.org\nDate: %s\n' "$(ago now)"; cat "$tmp/body.smime"; } >"$tmp/d-hpo.eml"
+expect 1 "  ... opaque: the same" -- v "${trust[@]}" --in "$tmp/d-hpo.eml"
+check "  ... reason names the protected Date header" grep -q 'protected Date header' "$tmp/out"
+# unwrap: the Date of the outer message applies to the signed layer inside.
+openssl cms -encrypt -aes-256-gcm -in "$tmp/d-3h.eml" -out "$tmp/env-3h.eml" "$pki/rsa2048.pem"
+expect 1 "unwrap of an enveloped re-dated message: exit 1" -- p11s unwrap "${trust[@]}" \
+	--in "$tmp/env-3h.eml" --out "$tmp/u.eml"
+check "  ... date-mismatch" grep -q 'date-mismatch' "$tmp/out"
+# The time-stamp's genTime (RFC 3161), with the test TSA of tests/evidence.
+here=$(cd "$(dirname "$0")" && pwd)
+ts=$tmp/tsa
+if tsa=$("$here/../evidence/tsa.sh" start "$ts" "$pki" 2>/dev/null); then
+	trap '"$here/../evidence/tsa.sh" stop "$ts"; gpgconf --kill all >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+	printf 'From: Alice <alice-rsa2048@example.org>\nTo: bob@example.org\nSubject: ts\nDate: %s\n\nstamped\n' \
+		"$(ago '-2 hours')" >"$tmp/tsmsg.eml"
+	expect 0 "sign --tsa of a message dated 2 h ago" -- p11s sign --key "$(keyuri rsa2048)" \
+		--chain "$pki/intermediate.pem" --tsa "$tsa/good" --in "$tmp/tsmsg.eml" --out "$tmp/ts.eml"
+	expect 1 "  ... verify: not valid" -- v "${trust[@]}" --in "$tmp/ts.eml"
+	check "  ... date-mismatch against signingTime and against the time-stamp genTime" sh -c \
+		"grep -q 'date-mismatch: .* the signingTime' '$tmp/out' && grep -q 'date-mismatch: .* the time-stamp genTime' '$tmp/out'"
+	check "  ... date - timestamp reported" grep -q '^  date - timestamp: -7[0-9]* s' "$tmp/out"
+	expect 0 "  ... --date-tolerance 10800: valid" -- v "${trust[@]}" --date-tolerance 10800 --in "$tmp/ts.eml"
+else
+	not_ok "the test TSA (tests/evidence/tsa.sh) did not start"
+fi
 finish
