@@ -376,6 +376,10 @@ static int check_dates(struct p11s_verify_priv *p, p11s_mime_signed *m, int64_t 
 	if (rc < 0) {
 		return rc;
 	}
+	if (p->protected_date != NULL && p->protected_date[0] == '\0') {
+		free(p->protected_date); /* "Date:" with nothing readable: no protected Date */
+		p->protected_date = NULL;
+	}
 	if (p->protected_date != NULL &&
 	    p11s_mime__parse_date(p->protected_date, &d.protected_date) == 0) {
 		d.has_protected_date = 1;

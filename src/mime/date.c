@@ -105,7 +105,7 @@ int p11s_mime__entity_date(FILE *f, off_t start, off_t end, char **raw)
 		if (val != NULL) {
 			break; /* the Date field is complete */
 		}
-		if (len > 5 && strncasecmp(line, "Date:", 5) == 0) {
+		if (len >= 5 && strncasecmp(line, "Date:", 5) == 0) {
 			if ((val = strndup(line + 5, len - 5)) == NULL) {
 				rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 				goto out;
