@@ -355,6 +355,7 @@ static gw_outcome do_inbound_layers(eom *e, int *handled)
 	p11s_verify_opts o = P11S_VERIFY_OPTS_INIT;
 	char layers[300] = "";
 	FILE *cur = e->m->spool, *next = NULL, *entity = NULL;
+	p11s_verify_result *outer = NULL; /* the outermost verdict, reused when nothing is inside */
 	gw_outcome out = GW_OUT_PASS;
 	size_t n = 0;
 
@@ -418,7 +419,11 @@ static gw_outcome do_inbound_layers(eom *e, int *handled)
 			break;
 		}
 		layer_note(layers, sizeof(layers), ++n, v);
-		p11s_verify_result_free(v);
+		if (outer == NULL) {
+			outer = v;
+		} else {
+			p11s_verify_result_free(v);
+		}
 		fclose(entity);
 		entity = NULL;
 		if (cur != e->m->spool) {
@@ -436,6 +441,17 @@ static gw_outcome do_inbound_layers(eom *e, int *handled)
 	if (cur != e->m->spool) {
 		fclose(cur);
 	}
+	if (!*handled && outer != NULL) {
+		/* No encrypted layer inside: the outer verdict as verify_into_header() gives it. */
+		gw_authres_format(e->r->authres, sizeof(e->r->authres), e->cfg->authserv_id, outer);
+		e->r->verdict = outer->valid ? 1 : 0;
+		snprintf(e->r->detail + strlen(e->r->detail),
+		    sizeof(e->r->detail) - strlen(e->r->detail), " smime=%s",
+		    outer->valid ? "pass" : "fail");
+		out = GW_OUT_VERIFIED;
+		*handled = 1;
+	}
+	p11s_verify_result_free(outer);
 	return out;
 }
 
