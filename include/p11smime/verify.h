@@ -186,6 +186,17 @@ P11S_EXTERN P11S_MUST_CHECK int p11s_verify_message(p11s_verify_result **out, FI
 P11S_EXTERN P11S_MUST_CHECK int p11s_verify_write_content(const p11s_verify_result *r,
     FILE *out);
 
+/**
+ * Write the signed entity like p11s_verify_write_content(), but whatever the verdict: for a
+ * reader that goes on peeling the layers inside a signature that failed (a broken outer
+ * signature around an encrypted part, issue 23). The bytes are NOT verified content: label
+ * them so, and never publish them as verified (RFC 8551 §6). Still refuses a result of a
+ * message that is not signed, and re-checks that the input did not change.
+ * @return P11S_OK, P11S_ERR_VERIFY (not signed, or the input changed), P11S_ERR_IO.
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_verify_write_content_unverified(
+    const p11s_verify_result *r, FILE *out);
+
 /** Free a result; NULL is accepted. */
 P11S_EXTERN void p11s_verify_result_free(p11s_verify_result *r);
 

@@ -301,6 +301,30 @@ else
 	not_ok "altered signed message delivered"
 fi
 
+# 6b. every layer (issue 23): a triple wrap whose outer signed content was altered (a header
+#     field added to the signed part, as a list server might) is still decrypted for the
+#     recipient; the marker names the failed outer layer, the inner signature gets the A-R.
+msg "$tmp/plain6b" alice-ec256@example.org alice-rsa2048@example.org triple-bad "inner words 6b"
+"$P11S_BIN" --module "$P11S_TEST_MODULE" --pin-source "file:$P11S_TEST_PIN_FILE" wrap --triple \
+	--key "pkcs11:token=$P11S_TEST_TOKEN;object=ec256;type=private" --chain "$PKI/intermediate.pem" \
+	--to "$PKI/rsa2048.pem" --in "$tmp/plain6b" --out "$tmp/triple6b"
+python3 - "$tmp/triple6b" "$tmp/triple6b-bad" <<'EOF'
+import sys
+d = open(sys.argv[1], 'rb').read()
+i = d.index(b'Content-Type: application/pkcs7-mime')
+open(sys.argv[2], 'wb').write(d[:i] + b'X-List-Footer: added\r\n' + d[i:])
+EOF
+send alice-ec256@example.org alice-rsa2048@example.org "$tmp/triple6b-bad"
+if f=$(delivered triple-bad); then
+	check "broken outer signature: still delivered decrypted" grep -q "inner words 6b" "$f"
+	check "... the marker names the failed outer layer" \
+		grep -q "^X-P11smime-Gateway: decrypted; .*; layer1=signed:fail(content-altered)" "$f"
+	check "... the inner signature: smime=pass" \
+		grep -q "^Authentication-Results: gw.test; smime=pass body.smime-identifier=alice-ec256@example.org" "$f"
+else
+	not_ok "triple wrap with a broken outer signature delivered"
+fi
+
 # 7. outbound: a configured sender's mail is signed with the token key; openssl verifies it.
 msg "$tmp/plain7" alice-rsa2048@example.org bob@example.com out-signed "Signed by the gateway."
 send alice-rsa2048@example.org bob@example.com "$tmp/plain7"
