@@ -18,6 +18,7 @@
 #include "reader.h"
 #include "secret.h"
 #include "sign.h"
+#include "store.h"
 #include "token.h"
 #include "tsa.h"
 #include "uri.h"
