@@ -10,6 +10,7 @@
 #include "error.h"
 #include "ess.h"
 #include "gateway.h"
+#include "harvest.h"
 #include "keygen.h"
 #include "log.h"
 #include "message.h"

@@ -5,6 +5,7 @@
 #ifndef P11S_CLI_RECIPIENTS_H
 #define P11S_CLI_RECIPIENTS_H
 
+#include <p11smime/harvest.h>
 #include <p11smime/store.h>
 
 #include "cli.h"
@@ -37,5 +38,10 @@ typedef struct cli_recipients {
 int cli_recipients_resolve(cli_globals *g, cli_args *a, const char *store_path,
     cli_recipients *r);
 void cli_recipients_free(cli_recipients *r);
+
+/* The config's `harvest = yes`. */
+int cli_harvest_configured(cli_globals *g);
+/* Record a VALID result's signers in the store; a failure is a warning, never the status. */
+void cli_harvest(cli_globals *g, const char *store_path, const p11s_verify_result *r);
 
 #endif
