@@ -184,6 +184,16 @@ expect 0 "GCM announcer and CBC-only announcer together" -- st encrypt --store "
 	--to erin@example.org --to bob@example.org --in "$msg" --out "$tmp/c2.eml"
 check "  ... CBC" grep -q 'smime-type=enveloped-data' "$tmp/c2.eml"
 
+# --- wrap --to ADDRESS: sign on the token, encrypt to bob from the store
+expect 0 "wrap --to bob@example.org" -- p11s wrap --key "$(keyuri rsa2048)" --store "$db" \
+	--trust "$pki/root.pem" --to bob@example.org --in "$tmp/plain.eml" --out "$tmp/w.eml"
+expect 0 "  ... openssl cms -decrypt with bob's key" -- openssl cms -decrypt -in "$tmp/w.eml" \
+	-recip "$tmp/bob.pem" -inkey "$tmp/bob.key" -out "$tmp/wd.eml"
+check "  ... holds the signed message" grep -q 'application/pkcs7-signature\|signed-data' "$tmp/wd.eml"
+expect 1 "wrap --to expired@example.org is refused before signing" -- p11s wrap --key "$(keyuri rsa2048)" \
+	--store "$db" --trust "$pki/root.pem" --to expired@example.org --in "$tmp/plain.eml" --out "$tmp/w2.eml"
+check "  ... names the reason, no output" sh -c "grep -q 'expired@example.org: no usable certificate: expired' '$tmp/err' && [ ! -e '$tmp/w2.eml' ]"
+
 # --- several CLI processes writing at once (WAL, busy timeout): no row lost
 for i in $(seq 1 24); do issue "u$i" "user$i@example.org" & [ $((i % 6)) = 0 ] && wait; done
 wait
