@@ -141,4 +141,32 @@ enum {
 P11S_EXTERN P11S_MUST_CHECK int p11s_store_recipient(p11s_store *s, const char *address,
     const p11s_recipient_opts *opts, X509 **cert, int *caps);
 
+/** Version of p11s_ldap_opts understood by this library. */
+#define P11S_LDAP_OPTS_VERSION 1
+
+/** Limits of a directory lookup. */
+typedef struct p11s_ldap_opts {
+	unsigned int version;   /**< P11S_LDAP_OPTS_VERSION */
+	int timeout_ms;         /**< connect and search time limit; default 5000 */
+	int size_limit;         /**< at most this many entries; default 16 */
+	int cache_seconds;      /**< how long the store keeps the answers; default 86400 */
+} p11s_ldap_opts;
+
+#define P11S_LDAP_OPTS_INIT { P11S_LDAP_OPTS_VERSION, 5000, 16, 86400 }
+
+/**
+ * Ask an LDAP directory (OpenLDAP libldap, anonymous, LDAPv3) for `address`: `url` is
+ * `ldap://host[:port]/BASE-DN` (or ldaps://), the filter `(mail=ADDRESS)`
+ * with the address escaped (RFC 4515 §3), attributes userCertificate;binary (RFC 4523) and
+ * userSMIMECertificate (RFC 2798: a PKCS#7 SignedData holding certificates). The certificates
+ * that carry the address are cached in the store (source "ldap") until now + cache_seconds;
+ * p11s_store_recipient() then validates them like any other.
+ * @param n_found  certificates cached (may be NULL).
+ * @return P11S_OK (possibly none found); P11S_ERR_USAGE (bad URL or address), P11S_ERR_IO
+ *         (the directory is unreachable, timed out or refused the search; the message names
+ *         it), P11S_ERR_NOMEM.
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_store_ldap_fetch(p11s_store *s, const char *url,
+    const char *address, const p11s_ldap_opts *opts, size_t *n_found);
+
 #endif

@@ -12,6 +12,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		CLI_OPT_OUT,
 		/* --to ADDRESS: the store and what validates its certificates (recipients.c). */
 		CLI_OPT_STORE,
+		CLI_OPT_LDAP,
 		{ "trust", required_argument, NULL, CLI_O_TRUST },
 		{ "certs", required_argument, NULL, CLI_O_CERTS },
 		{ "crl", required_argument, NULL, CLI_O_CRL },
@@ -19,13 +20,13 @@ static int run(cli_globals *g, int argc, char **argv)
 	};
 	cli_args a;
 	cli_recipients r = { 0 };
-	const char *store = NULL;
+	cli_lookup lk = { 0 };
 	int c, status;
 
 	cli_args_init(&a, "encrypt");
 	while ((c = cli_args_next(&a, argc, argv, opts)) != -1) {
-		if (c == CLI_O_STORE) {
-			store = optarg;
+		if (cli_lookup_option(&lk, c, optarg)) {
+			continue;
 		} else if ((status = cli_args_option(&a, c, argv)) != EXIT_OK) {
 			goto out;
 		}
@@ -38,7 +39,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		goto out;
 	}
 	cli_args_encrypt_opts(&a);
-	if ((status = cli_recipients_resolve(g, &a, store, &r)) != EXIT_OK) {
+	if ((status = cli_recipients_resolve(g, &a, &lk, &r)) != EXIT_OK) {
 		goto out;
 	}
 	if (a.encrypt.cipher == P11S_CIPHER_AES_128_CBC ||
@@ -54,6 +55,7 @@ static int run(cli_globals *g, int argc, char **argv)
 	    p11s_encrypt_message(a.in, cli_output_file(a.out), &a.encrypt));
 out:
 	cli_recipients_free(&r);
+	cli_lookup_free(&lk);
 	cli_args_free(&a);
 	return status;
 }
@@ -62,14 +64,17 @@ const cli_command cmd_encrypt = {
 	"encrypt",
 	"encrypt a message to one or more recipient certificates (RSA, EC P-256/P-384)",
 	"encrypt --to CERTFILE|ADDRESS [--to ...]... [--cipher aes-256-gcm|aes-128-gcm|aes-128-cbc|"
-	"aes-256-cbc] [--oaep] [--store DB] [--trust FILE]... [--certs FILE]... [--crl FILE]...\n"
-	"        [--in FILE] [--out FILE]\n"
+	"aes-256-cbc] [--oaep] [--store DB] [--ldap URL]... [--trust FILE]... [--certs FILE]...\n"
+	"        [--crl FILE]..."
+	" [--in FILE] [--out FILE]\n"
 	"\n"
 	"  --to CERTFILE   recipient certificate (PEM or DER); repeat for more recipients\n"
 	"  --to ADDRESS    (not a file) the certificate for ADDRESS from the store that validates\n"
 	"                  now to --trust (or the config's trust); see docs/certificates.md\n"
 	"  --store DB      certificate store (default: config's store, else\n"
 	"                  $XDG_DATA_HOME/p11smime/certs.db)\n"
+	"  --ldap URL      ldap://host[:port]/BASE-DN asked (mail=ADDRESS) when the store has no\n"
+	"                  usable certificate (default: the config's ldap keys); answers cached\n"
 	"  --cipher C      content cipher (default aes-256-gcm: AuthEnvelopedData; CBC gives\n"
 	"                  EnvelopedData, which has no integrity protection); with addresses the\n"
 	"                  default is aes-256-gcm only if every one announced it, else aes-256-cbc\n"

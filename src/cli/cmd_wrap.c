@@ -40,6 +40,7 @@ static int run_wrap(cli_globals *g, int argc, char **argv)
 		CLI_OPT_OUT,
 		/* --to ADDRESS (recipients.c, docs/certificates.md) */
 		CLI_OPT_STORE,
+		CLI_OPT_LDAP,
 		{ "trust", required_argument, NULL, CLI_O_TRUST },
 		{ "certs", required_argument, NULL, CLI_O_CERTS },
 		{ "crl", required_argument, NULL, CLI_O_CRL },
@@ -47,7 +48,7 @@ static int run_wrap(cli_globals *g, int argc, char **argv)
 	};
 	cli_args a;
 	cli_recipients rcp = { 0 };
-	const char *store = NULL;
+	cli_lookup lk = { 0 };
 	int triple = 0, c, rc, status;
 	p11s_ctx *ctx = NULL;
 	p11s_key *key = NULL;
@@ -58,8 +59,8 @@ static int run_wrap(cli_globals *g, int argc, char **argv)
 	while ((c = cli_args_next(&a, argc, argv, opts)) != -1) {
 		if (c == O_TRIPLE) {
 			triple = 1;
-		} else if (c == CLI_O_STORE) {
-			store = optarg;
+		} else if (cli_lookup_option(&lk, c, optarg)) {
+			continue;
 		} else if ((status = cli_args_option(&a, c, argv)) != EXIT_OK) {
 			goto out;
 		}
@@ -73,7 +74,7 @@ static int run_wrap(cli_globals *g, int argc, char **argv)
 	}
 	cli_args_encrypt_opts(&a);
 	/* Addresses resolve (and validate) before the token signs anything. */
-	if ((status = cli_recipients_resolve(g, &a, store, &rcp)) != EXIT_OK) {
+	if ((status = cli_recipients_resolve(g, &a, &lk, &rcp)) != EXIT_OK) {
 		goto out;
 	}
 	/* Check every recipient before the token signs anything (a PIN may be asked per use). */
@@ -118,6 +119,7 @@ out:
 	p11s_key_free(key);
 	cli_close(g, ctx);
 	cli_recipients_free(&rcp);
+	cli_lookup_free(&lk);
 	cli_args_free(&a);
 	return status;
 }
@@ -369,7 +371,7 @@ const cli_command cmd_wrap = {
 	"wrap",
 	"sign, then encrypt (--triple: sign, encrypt, sign again — RFC 2634 triple wrapping)",
 	"wrap --key URI --to CERTFILE|ADDRESS [--to ...]... [--triple] [--digest D] [--pss] "
-	"[--opaque] [--cert FILE] [--chain FILE]... [--cipher C] [--oaep] [--store DB] "
+	"[--opaque] [--cert FILE] [--chain FILE]... [--cipher C] [--oaep] [--store DB] [--ldap URL]... "
 	"[--trust FILE]... [--certs FILE]... [--crl FILE]... [--in FILE] [--out FILE]",
 	run_wrap,
 };

@@ -47,7 +47,66 @@ static int push_cert(cli_recipients *r, X509 *x)
 	return 0;
 }
 
-int cli_recipients_resolve(cli_globals *g, cli_args *a, const char *store_path,
+int cli_lookup_option(cli_lookup *l, int c, const char *arg)
+{
+	const char **nv;
+
+	if (c == CLI_O_STORE) {
+		l->store = arg;
+		return 1;
+	}
+	if (c != CLI_O_LDAP) {
+		return 0;
+	}
+	if ((nv = realloc(l->ldap, (l->n_ldap + 1) * sizeof(*nv))) != NULL) {
+		nv[l->n_ldap++] = arg;
+		l->ldap = nv;
+	}
+	return 1;
+}
+
+void cli_lookup_free(cli_lookup *l)
+{
+	free(l->ldap);
+	memset(l, 0, sizeof(*l));
+}
+
+/*
+ * The store first (a cache of imports, harvests and earlier directory answers), then the
+ * directories: store, ask, store again (docs/certificates.md "Lookup order").
+ */
+static int lookup(cli_globals *g, p11s_store *s, const cli_lookup *lk, const char *addr,
+    const p11s_recipient_opts *ro, X509 **x, int *caps)
+{
+	const char **cfg = NULL, *const *urls = lk->ldap;
+	size_t n = lk->n_ldap, found = 0;
+	int rc;
+
+	if ((rc = p11s_store_recipient(s, addr, ro, x, caps)) == P11S_OK ||
+	    rc != P11S_ERR_VERIFY) {
+		return rc;
+	}
+	if (n == 0) {
+		urls = cfg = cli_config_list(g->config, "ldap", &n);
+	}
+	if (n == 0) {
+		return rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+
+		/* An unreachable directory is reported and the next one asked. */
+		if (p11s_store_ldap_fetch(s, urls[i], addr, NULL, &k) < 0) {
+			fprintf(stderr, "p11smime: warning: %s\n", p11s_error_last()->message);
+		}
+		found += k;
+	}
+	free(cfg);
+	p11s_log(P11S_LOG_INFO, "%s: %zu certificate(s) from the directories", addr, found);
+	return p11s_store_recipient(s, addr, ro, x, caps);
+}
+
+int cli_recipients_resolve(cli_globals *g, cli_args *a, const cli_lookup *lk,
     cli_recipients *r)
 {
 	p11s_recipient_opts ro = P11S_RECIPIENT_OPTS_INIT;
@@ -79,10 +138,10 @@ int cli_recipients_resolve(cli_globals *g, cli_args *a, const char *store_path,
 			r->files[r->n_files++] = a->to[i];
 			continue;
 		}
-		if (s == NULL && (status = cli_store_open(g, store_path, &s)) != EXIT_OK) {
+		if (s == NULL && (status = cli_store_open(g, lk->store, &s)) != EXIT_OK) {
 			goto out;
 		}
-		if (p11s_store_recipient(s, a->to[i], &ro, &x, &caps) < 0) {
+		if (lookup(g, s, lk, a->to[i], &ro, &x, &caps) < 0) {
 			status = cli_fail();
 			goto out;
 		}
