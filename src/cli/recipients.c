@@ -95,8 +95,12 @@ static int lookup(cli_globals *g, p11s_store *s, const cli_lookup *lk, const cha
 	for (size_t i = 0; i < n; i++) {
 		size_t k = 0;
 
-		/* An unreachable directory is reported and the next one asked. */
-		if (p11s_store_ldap_fetch(s, urls[i], addr, NULL, &k) < 0) {
+		/* An unreachable directory is reported and the next one asked; a bad URL is fatal. */
+		if ((rc = p11s_store_ldap_fetch(s, urls[i], addr, NULL, &k)) == P11S_ERR_USAGE) {
+			free(cfg);
+			return rc;
+		}
+		if (rc < 0) {
 			fprintf(stderr, "p11smime: warning: %s\n", p11s_error_last()->message);
 		}
 		found += k;

@@ -11,6 +11,7 @@
 #include <openssl/err.h>
 #include <openssl/pkcs7.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "core/error_int.h"
 #include "store_int.h"
@@ -65,7 +66,11 @@ static int value(p11s_store *s, const struct berval *bv, int smime, const char *
 
 		if (p7 != NULL && PKCS7_type_is_signed(p7) && p7->d.sign != NULL) {
 			for (int i = 0; rc == P11S_OK && i < sk_X509_num(p7->d.sign->cert); i++) {
-				rc = cache(s, sk_X509_value(p7->d.sign->cert, i), address, expires, n);
+				X509 *x = sk_X509_value(p7->d.sign->cert, i);
+
+				/* The entry's chain: its CA certificates help build paths (never trust). */
+				rc = X509_check_ca(x) > 0 ? p11s_store_add(s, x, P11S_STORE_LDAP, expires, NULL)
+				                          : cache(s, x, address, expires, n);
 			}
 		}
 		PKCS7_free(p7);

@@ -140,6 +140,17 @@ int p11s_store_recipient(p11s_store *s, const char *address, const p11s_recipien
 			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 			goto out;
 		}
+		/* --certs intermediates beside the store's (p11s_x509__validate takes one list). */
+		for (int k = 0; k < sk_X509_num(xs->certs); k++) {
+			X509 *c = sk_X509_value(xs->certs, k);
+
+			if (!X509_up_ref(c) || !sk_X509_push(untrusted, c)) {
+				X509_free(c);
+				sk_X509_pop_free(untrusted, X509_free);
+				rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+				goto out;
+			}
+		}
 		if ((rc = add_issuers(s, e->cert, untrusted)) < 0 ||
 		    (rc = p11s_x509__validate(xs, e->cert, untrusted, NULL, &reasons, &chain)) < 0) {
 			sk_X509_pop_free(untrusted, X509_free);
