@@ -25,7 +25,7 @@
 int p11s_store__caps_gcm(const unsigned char *der, size_t len, int *gcm)
 {
 	const unsigned char *p = der;
-	X509_ALGORS *algs;
+	X509_ALGORS *algs = NULL;
 
 	*gcm = 0;
 	if (len > LONG_MAX || (algs = d2i_X509_ALGORS(NULL, &p, (long)len)) == NULL ||
