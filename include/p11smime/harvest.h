@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 
 #include "common.h"
+#include "store.h"
 #include "verify.h"
 
 /** One signer's certificates and announcements; members owned by the struct. */
@@ -33,5 +34,17 @@ typedef struct p11s_verify_announcement {
 P11S_EXTERN P11S_MUST_CHECK int p11s_verify_signer_announcement(const p11s_verify_result *r,
     size_t i, p11s_verify_announcement *out);
 P11S_EXTERN void p11s_verify_announcement_clear(p11s_verify_announcement *a);
+
+/**
+ * Harvest a VALID result (docs/certificates.md "Harvesting"): each signer's certificate and the
+ * message's CA certificates (source harvested), and per signer address the announcements with
+ * the signing time (p11s_store_announce(): an older signature never overwrites a newer). A
+ * signature without signingTime counts as signed at the epoch.
+ * @param n  signers recorded (may be NULL).
+ * @return P11S_OK; P11S_ERR_USAGE (the result is not valid: nothing recorded), P11S_ERR_IO,
+ *         P11S_ERR_NOMEM, P11S_ERR_MALFORMED (unreadable SMIMECapabilities).
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_verify_harvest(const p11s_verify_result *r, p11s_store *s,
+    size_t *n);
 
 #endif

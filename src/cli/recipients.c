@@ -202,51 +202,19 @@ int cli_harvest_configured(cli_globals *g)
 	                     strcmp(v, "1") == 0);
 }
 
-/*
- * Harvesting (docs/certificates.md): each signer's certificate and the message's CA
- * certificates, and what the signer announced, with its signing time so that an older
- * signature read later never overwrites a newer announcement. A message without signingTime
- * counts as signed at the epoch: it records capabilities only where none are known.
- */
+/* Harvesting (docs/certificates.md): a failure is a warning; verify's verdict stands. */
 void cli_harvest(cli_globals *g, const char *store_path, const p11s_verify_result *r)
 {
 	p11s_store *s = NULL;
 	size_t n = 0;
 
 	if (p11s_store_open(&s, store_path != NULL ? store_path
-	                                           : p11s_config_get(g->config, "", "store")) < 0) {
+	                                           : p11s_config_get(g->config, "", "store")) < 0 ||
+	    p11s_verify_harvest(r, s, &n) < 0) {
 		fprintf(stderr, "p11smime: warning: not harvested: %s\n",
 		    p11s_error_last()->message);
-		return;
+	} else {
+		p11s_log(P11S_LOG_INFO, "harvested %zu signer(s)", n);
 	}
-	for (size_t i = 0; i < r->n_signers; i++) {
-		p11s_verify_announcement an;
-		int rc = P11S_OK;
-
-		if (p11s_verify_signer_announcement(r, i, &an) < 0) {
-			rc = -1;
-		} else if (an.cert != NULL) {
-			rc = p11s_store_add(s, an.cert, P11S_STORE_HARVESTED, 0, NULL);
-			for (int k = 0; rc == P11S_OK && k < sk_X509_num(an.chain); k++) {
-				rc = p11s_store_add(s, sk_X509_value(an.chain, k), P11S_STORE_HARVESTED, 0,
-				    NULL);
-			}
-			if (rc == P11S_OK && (an.caps != NULL || an.pref != NULL)) {
-				rc = p11s_store_announce(s, an.cert, an.caps, an.caps_len, an.pref,
-				    an.has_signing_time ? an.signing_time : 0, NULL);
-			}
-			if (rc == P11S_OK && an.pref != NULL) {
-				rc = p11s_store_add(s, an.pref, P11S_STORE_HARVESTED, 0, NULL);
-			}
-			n += rc == P11S_OK;
-		}
-		if (rc < 0) {
-			fprintf(stderr, "p11smime: warning: signer %zu not harvested: %s\n", i + 1,
-			    p11s_error_last()->message);
-		}
-		p11s_verify_announcement_clear(&an);
-	}
-	p11s_log(P11S_LOG_INFO, "harvested %zu signer(s) into %s", n,
-	    store_path != NULL ? store_path : "the certificate store");
 	p11s_store_close(s);
 }

@@ -137,3 +137,42 @@ void p11s_verify_announcement_clear(p11s_verify_announcement *a)
 	X509_free(a->pref);
 	memset(a, 0, sizeof(*a));
 }
+
+int p11s_verify_harvest(const p11s_verify_result *r, p11s_store *s, size_t *n)
+{
+	int rc = P11S_OK;
+
+	if (n != NULL) {
+		*n = 0;
+	}
+	/* RFC 8551 §2.5: what an unverified message claims is not recorded. */
+	if (r == NULL || !r->valid) {
+		return p11s_error__set(P11S_ERR_USAGE, "only a valid signature is harvested");
+	}
+	for (size_t i = 0; i < r->n_signers && rc == P11S_OK; i++) {
+		p11s_verify_announcement an;
+
+		if ((rc = p11s_verify_signer_announcement(r, i, &an)) < 0) {
+			break;
+		}
+		if (an.cert != NULL) {
+			rc = p11s_store_add(s, an.cert, P11S_STORE_HARVESTED, 0, NULL);
+			for (int k = 0; rc == P11S_OK && k < sk_X509_num(an.chain); k++) {
+				rc = p11s_store_add(s, sk_X509_value(an.chain, k), P11S_STORE_HARVESTED, 0,
+				    NULL);
+			}
+			if (rc == P11S_OK && an.pref != NULL) {
+				rc = p11s_store_add(s, an.pref, P11S_STORE_HARVESTED, 0, NULL);
+			}
+			if (rc == P11S_OK && (an.caps != NULL || an.pref != NULL)) {
+				rc = p11s_store_announce(s, an.cert, an.caps, an.caps_len, an.pref,
+				    an.has_signing_time ? an.signing_time : 0, NULL);
+			}
+			if (rc == P11S_OK && n != NULL) {
+				(*n)++;
+			}
+		}
+		p11s_verify_announcement_clear(&an);
+	}
+	return rc;
+}

@@ -24,6 +24,7 @@ const char *const gw_config_keys[] = {
 	"outbound.sign", "outbound.encrypt", "outbound.certs", "outbound.trusted-clients",
 	"outbound.audit-log",
 	"outbound.store", "outbound.ldap", /* docs/certificates.md, recipients.c */
+	"inbound.harvest",
 	NULL,
 };
 
@@ -218,6 +219,7 @@ static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
 
 	BOOL("inbound", "decrypt", decrypt, 1);
 	BOOL("inbound", "verify", verify, 1);
+	BOOL("inbound", "harvest", harvest, 0); /* into [outbound] store (docs/certificates.md) */
 	if (collect(c, "inbound", "trust", &cfg->trust, &cfg->ntrust) < 0 ||
 	    collect(c, "inbound", "crl", &cfg->crl, &cfg->ncrl) < 0) {
 		FAIL("out of memory");

@@ -47,6 +47,7 @@ typedef struct gw_config {
 	/* [inbound] */
 	int decrypt;
 	int verify;
+	int harvest;             /* [inbound] harvest: valid signers into [outbound] store */
 	char **trust;
 	size_t ntrust;
 	char **crl;
@@ -72,6 +73,9 @@ typedef struct gw_config {
  * *caps P11S_CAPS_*; -1 when none is usable (logged).
  */
 int gw_store_recipient(const gw_config *cfg, const char *addr, X509 **cert, int *caps);
+
+/* Record a valid result's signers in [outbound] store (recipients.c); failures are logged. */
+void gw_store_harvest(const gw_config *cfg, const p11s_verify_result *v);
 
 /* Known keys, for p11s_config_load(). */
 extern const char *const gw_config_keys[];

@@ -251,6 +251,9 @@ static gw_outcome verify_into_header(eom *e, FILE *msg)
 	}
 	gw_authres_format(r->authres, sizeof(r->authres), e->cfg->authserv_id, v);
 	r->verdict = v->valid ? 1 : 0;
+	if (v->valid && e->cfg->harvest && e->cfg->store != NULL) {
+		gw_store_harvest(e->cfg, v); /* after a successful verification only */
+	}
 	snprintf(r->detail + strlen(r->detail), sizeof(r->detail) - strlen(r->detail),
 	    " smime=%s", v->valid ? "pass" : "fail");
 	p11s_verify_result_free(v);

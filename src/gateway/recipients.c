@@ -40,3 +40,16 @@ int gw_store_recipient(const gw_config *cfg, const char *addr, X509 **cert, int 
 	p11s_store_close(s);
 	return rc < 0 ? -1 : 0;
 }
+
+void gw_store_harvest(const gw_config *cfg, const p11s_verify_result *v)
+{
+	p11s_store *s = NULL;
+	size_t n = 0;
+
+	if (p11s_store_open(&s, cfg->store) < 0 || p11s_verify_harvest(v, s, &n) < 0) {
+		p11s_log(P11S_LOG_WARN, "not harvested: %s", p11s_error_last()->message);
+	} else {
+		p11s_log(P11S_LOG_INFO, "harvested %zu signer(s)", n);
+	}
+	p11s_store_close(s);
+}

@@ -438,7 +438,8 @@ stop_gw
 cp "$PKI/keyenc-only.pem" "$W/certs/bob@example.com.pem"
 sed -e "s|^socket = .*|socket = unix:$W/milter/gw.sock|" -e 's/^workers = .*/workers = 4/' \
 	-e 's/^retry = 1/retry = 1\nsessions = 2/' "$W/gateway.conf" >"$W/gateway-c.conf"
-printf 'encrypt = yes\ncerts = %s\nstore = %s\n' "$W/certs" "$W/certs.db" >>"$W/gateway-c.conf"
+printf 'encrypt = yes\ncerts = %s\nstore = %s\n[inbound]\nharvest = yes\n' "$W/certs" "$W/certs.db" \
+	>>"$W/gateway-c.conf"
 # A recipient known only to the certificate store (docs/certificates.md): a software key
 # certified by the test intermediate, imported with the chain by the CLI.
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/dave.key" 2>/dev/null
@@ -526,6 +527,32 @@ expect 0 "store: ... one decrypts with dave's key (openssl cms)" -- \
 expect 0 "store: ... to a signature that verifies" -- \
 	openssl cms -verify -in "$tmp/decs" -CAfile "$PKI/chain.pem" -out "$tmp/outs"
 check "store: ... over the text" grep -q "for dave only" "$tmp/outs"
+
+# 15d. [inbound] harvest = yes: a verified inbound signature puts its signer (and its
+#      AES-256-GCM announcement) into the store; an altered one records nothing.
+msg "$tmp/plain15d" alice-ec256@example.org bob@example.org harvest-in
+"$P11S_BIN" --module "$P11S_TEST_MODULE" --pin-source "file:$P11S_TEST_PIN_FILE" sign \
+	--key "pkcs11:token=$P11S_TEST_TOKEN;object=ec256;type=private" \
+	--chain "$PKI/intermediate.pem" --in "$tmp/plain15d" --out "$tmp/signed15d"
+msg "$tmp/plain15e" alice-ec384@example.org bob@example.org harvest-bad
+"$P11S_BIN" --module "$P11S_TEST_MODULE" --pin-source "file:$P11S_TEST_PIN_FILE" sign \
+	--key "pkcs11:token=$P11S_TEST_TOKEN;object=ec384;type=private" \
+	--chain "$PKI/intermediate.pem" --in "$tmp/plain15e" --out "$tmp/signed15e"
+sed -i 's/Hello from the gateway test (harvest-bad)/Hello from the gateway test (HARVEST-BAD)/' "$tmp/signed15e"
+check "harvest: (the second message's signed text is altered)" grep -q 'HARVEST-BAD' "$tmp/signed15e"
+sendu alice-ec256@example.org bob@example.org "$tmp/signed15d"
+sendu alice-ec384@example.org bob@example.org "$tmp/signed15e"
+if f=$(delivered harvest-in) && delivered harvest-bad >/dev/null; then
+	check "harvest: the verified signer is in the store, harvested" test "$(sqlite3 "$W/certs.db" \
+		"SELECT c.source FROM certs c JOIN addresses a USING (fingerprint)
+		 WHERE a.address = 'alice-ec256@example.org'")" = harvested
+	check "harvest: ... with its aes-256-gcm announcement" test "$(sqlite3 "$W/certs.db" \
+		"SELECT gcm FROM announcements WHERE address = 'alice-ec256@example.org'")" = 1
+	check "harvest: the altered signature's signer is not" test "$(sqlite3 "$W/certs.db" \
+		"SELECT count(*) FROM addresses WHERE address = 'alice-ec384@example.org'")" = 0
+else
+	not_ok "harvest: signed inbound messages delivered"
+fi
 
 # 16. load over the unix socket with 2 sessions and 4 workers: each message delivered once,
 #     decrypted (a 4xx would fail the sender here: it talks to the milter's smtpd directly).
