@@ -166,6 +166,30 @@ expect 0 "harvest = yes in the config, a newer signature" -- st --config "$tmp/h
 check "  ... updates the announcement to gcm" test "$(sqlite3 "$db" \
 	"SELECT gcm FROM announcements WHERE address='$signer' AND signing_time > 1")" = 1
 
+# SMIMEEncryptionKeyPreference (RFC 8551 §2.5.3) wins over the latest notAfter: alice-ec256
+# names a second certificate of hers (a software RSA key, notAfter sooner than the token's).
+ec=alice-ec256@example.org
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/ecenc.key" 2>/dev/null
+openssl req -new -key "$tmp/ecenc.key" -subj "/O=p11smime test/CN=Alice enc/emailAddress=$ec" \
+	-out "$tmp/ecenc.csr" 2>/dev/null
+openssl x509 -req -in "$tmp/ecenc.csr" -CA "$pki/intermediate.pem" -CAkey "$pki/intermediate/intermediate.key" \
+	-set_serial 0x4e4e -days 2 -extfile "$pki/openssl.cnf" -extensions ee_rsa -out "$tmp/ecenc.pem" 2>/dev/null
+printf 'From: %s\nTo: bob@example.org\nSubject: pref\nMIME-Version: 1.0\nContent-Type: text/plain\n\npref\n' "$ec" >"$tmp/pref.eml"
+expect 0 "sign with ec256 naming another encryption certificate" -- p11s sign --key "$(keyuri ec256)" \
+	--chain "$pki/intermediate.pem" --chain "$tmp/ecenc.pem" --encryption-cert "$tmp/ecenc.pem" \
+	--in "$tmp/pref.eml" --out "$tmp/pref-signed.eml"
+expect 0 "  ... verify --store harvests both" -- st verify --store="$db" --trust "$pki/root.pem" --in "$tmp/pref-signed.eml"
+check "  ... two certificates for $ec" test "$(sqlite3 "$db" "SELECT count(*) FROM addresses WHERE address='$ec'")" = 2
+check "  ... the preference recorded" test "$(sqlite3 "$db" "SELECT preferred FROM announcements WHERE address='$ec'")" = "$(fpr "$tmp/ecenc.pem")"
+expect 0 "encrypt --to $ec" -- st encrypt --store "$db" --trust "$pki/root.pem" --to "$ec" --in "$msg" --out "$tmp/p.eml"
+expect 0 "  ... to the preferred certificate: openssl decrypts with its key" -- openssl cms -decrypt \
+	-in "$tmp/p.eml" -recip "$tmp/ecenc.pem" -inkey "$tmp/ecenc.key" -out "$tmp/pd.txt"
+sqlite3 "$db" "UPDATE announcements SET preferred = NULL WHERE address='$ec'"
+expect 0 "without the preference, encrypt --to $ec" -- st encrypt --store "$db" --trust "$pki/root.pem" --to "$ec" --in "$msg" --out "$tmp/p2.eml"
+expect 4 "  ... goes to the latest notAfter (the token's): the other key cannot decrypt" -- openssl cms -decrypt \
+	-in "$tmp/p2.eml" -recip "$tmp/ecenc.pem" -inkey "$tmp/ecenc.key" -out "$tmp/pd2.txt"
+expect 0 "  ... the token decrypts it" -- p11s decrypt --in "$tmp/p2.eml" --out "$tmp/pd3.eml"
+
 # openssl cms -sign: OpenSSL's default SMIMECapabilities (CBC ciphers, no GCM).
 issue erin erin@example.org
 printf 'signed by openssl\n' >"$tmp/body.txt"
