@@ -145,6 +145,7 @@ typedef struct cli_args {
 	p11s_encrypt_opts encrypt;
 	const char **to;
 	size_t n_to;
+	int cipher_given;  /* --cipher was on the command line (recipients.c) */
 } cli_args;
 
 void cli_args_init(cli_args *a, const char *cmd);
@@ -220,5 +221,6 @@ extern const cli_command cmd_verify_receipt;
 extern const cli_command cmd_audit;
 extern const cli_command cmd_agent;
 extern const cli_command cmd_mua; /* cmd_mua.c: NeoMutt and mutt */
+extern const cli_command cmd_certs; /* cmd_certs.c: the certificate store */
 
 #endif

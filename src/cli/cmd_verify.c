@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "recipients.h"
 
 static void text_reason(FILE *f, const char *indent, const char *what,
     const p11s_verify_reason *r)
@@ -348,9 +348,12 @@ static int run(cli_globals *g, int argc, char **argv)
 		CLI_OPT_IN,
 		CLI_OPT_OUT,
 		CLI_OPT_NO_SENDER_CHECK,
+		{ "store", optional_argument, NULL, CLI_O_STORE }, /* harvest (docs/certificates.md) */
 		{ NULL, 0, NULL, 0 },
 	};
 	cli_args a;
+	const char *store = NULL;
+	int harvest = cli_harvest_configured(g);
 	const char **cfg_trust = NULL, **cfg_crl = NULL, **cfg_certs = NULL;
 	p11s_verify_result *res = NULL;
 	FILE *report;
@@ -358,7 +361,10 @@ static int run(cli_globals *g, int argc, char **argv)
 
 	cli_args_init(&a, "verify");
 	while ((c = cli_args_next(&a, argc, argv, opts)) != -1) {
-		if ((status = cli_args_option(&a, c, argv)) != EXIT_OK) {
+		if (c == CLI_O_STORE) {
+			harvest = 1;
+			store = optarg;
+		} else if ((status = cli_args_option(&a, c, argv)) != EXIT_OK) {
 			goto out;
 		}
 	}
@@ -394,6 +400,9 @@ static int run(cli_globals *g, int argc, char **argv)
 	fflush(report);
 	cli_policy_warn_weak(res);
 	status = res->valid ? EXIT_OK : EXIT_VERIFY;
+	if (res->valid && harvest) {
+		cli_harvest(g, store, res); /* after a successful verification only (RFC 8551 §2.5) */
+	}
 	if (res->valid && a.out_path != NULL) {
 		/* CLI.md: atomic output, and only verified content (RFC 8551 §6). */
 		if ((status = cli_args_output(&a)) != EXIT_OK) {
@@ -415,6 +424,10 @@ const cli_command cmd_verify = {
 	"verify",
 	"verify a signed message (multipart/signed or opaque) and its signers' certificates",
 	"verify [--trust FILE]... [--certs FILE]... [--crl FILE]... [--at TIME] [--in FILE] "
-	"[--out FILE] [--no-sender-check] [--allow-weak] [--date-tolerance SECONDS|off]",
+	"[--out FILE] [--no-sender-check] [--allow-weak] [--date-tolerance SECONDS|off] "
+	"[--store[=DB]]\n"
+	"\n"
+	"  --store[=DB]  after a successful verification, record the signers' certificates and\n"
+	"                announced capabilities in the certificate store (also: harvest = yes)",
 	run,
 };

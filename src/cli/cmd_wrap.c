@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "cli.h"
+#include "recipients.h"
 
 /* RFC 8551 §3.6: arbitrary nesting "within resource limits". */
 #define UNWRAP_MAX_LAYERS 16
@@ -40,9 +40,17 @@ static int run_wrap(cli_globals *g, int argc, char **argv)
 		CLI_OPTS_ENCRYPT,
 		CLI_OPT_IN,
 		CLI_OPT_OUT,
+		/* --to ADDRESS (recipients.c, docs/certificates.md) */
+		CLI_OPT_STORE,
+		CLI_OPT_LDAP,
+		{ "trust", required_argument, NULL, CLI_O_TRUST },
+		{ "certs", required_argument, NULL, CLI_O_CERTS },
+		{ "crl", required_argument, NULL, CLI_O_CRL },
 		{ NULL, 0, NULL, 0 },
 	};
 	cli_args a;
+	cli_recipients rcp = { 0 };
+	cli_lookup lk = { 0 };
 	int triple = 0, c, rc, status;
 	p11s_ctx *ctx = NULL;
 	p11s_key *key = NULL;
@@ -53,6 +61,8 @@ static int run_wrap(cli_globals *g, int argc, char **argv)
 	while ((c = cli_args_next(&a, argc, argv, opts)) != -1) {
 		if (c == O_TRIPLE) {
 			triple = 1;
+		} else if (cli_lookup_option(&lk, c, optarg)) {
+			continue;
 		} else if ((status = cli_args_option(&a, c, argv)) != EXIT_OK) {
 			goto out;
 		}
@@ -65,14 +75,18 @@ static int run_wrap(cli_globals *g, int argc, char **argv)
 		goto out;
 	}
 	cli_args_encrypt_opts(&a);
+	/* Addresses resolve (and validate) before the token signs anything. */
+	if ((status = cli_recipients_resolve(g, &a, &lk, &rcp)) != EXIT_OK) {
+		goto out;
+	}
 	/* Check every recipient before the token signs anything (a PIN may be asked per use). */
-	for (size_t i = 0; i < a.n_to; i++) {
+	for (size_t i = 0; i < rcp.n_files; i++) {
 		X509 *r = NULL;
 
-		if ((status = cli_load_cert(a.to[i], &r)) != EXIT_OK) {
+		if ((status = cli_load_cert(rcp.files[i], &r)) != EXIT_OK) {
 			goto out;
 		}
-		if (p11s_encrypt_check_recipient(r, a.to[i]) < 0) {
+		if (p11s_encrypt_check_recipient(r, rcp.files[i]) < 0) {
 			X509_free(r);
 			status = cli_fail();
 			goto out;
@@ -106,6 +120,8 @@ out:
 	}
 	p11s_key_free(key);
 	cli_close(g, ctx);
+	cli_recipients_free(&rcp);
+	cli_lookup_free(&lk);
 	cli_args_free(&a);
 	return status;
 }
@@ -615,8 +631,9 @@ out:
 const cli_command cmd_wrap = {
 	"wrap",
 	"sign, then encrypt (--triple: sign, encrypt, sign again — RFC 2634 triple wrapping)",
-	"wrap --key URI --to CERTFILE [--to CERTFILE]... [--triple] [--digest D] [--pss] "
-	"[--opaque] [--cert FILE] [--chain FILE]... [--cipher C] [--oaep] [--in FILE] [--out FILE]",
+	"wrap --key URI --to CERTFILE|ADDRESS [--to ...]... [--triple] [--digest D] [--pss] "
+	"[--opaque] [--cert FILE] [--chain FILE]... [--cipher C] [--oaep] [--store DB] [--ldap URL]... "
+	"[--trust FILE]... [--certs FILE]... [--crl FILE]... [--in FILE] [--out FILE]",
 	run_wrap,
 };
 

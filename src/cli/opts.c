@@ -182,6 +182,7 @@ int cli_args_option(cli_args *a, int c, char **argv)
 		bad = push(&a->to, &a->n_to, optarg);
 		break;
 	case CLI_O_CIPHER:
+		a->cipher_given = 1;
 		if (parse_cipher(optarg, &a->encrypt.cipher) < 0) {
 			if (a->terse) {
 				return cli_usage_error("%s: unknown cipher '%s'", a->cmd, optarg);

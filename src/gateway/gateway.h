@@ -47,6 +47,7 @@ typedef struct gw_config {
 	/* [inbound] */
 	int decrypt;
 	int verify;
+	int harvest;             /* [inbound] harvest: valid signers into [outbound] store */
 	char **trust;
 	size_t ntrust;
 	char **crl;
@@ -60,10 +61,23 @@ typedef struct gw_config {
 	size_t nsigners;
 	int encrypt;
 	char *certs;
+	char *store;             /* [outbound] store: the certificate store (docs/certificates.md),
+	                            validated to [inbound] trust and crl */
+	char **ldap;             /* [outbound] ldap: directories asked through the store */
+	size_t nldap;
 	gw_cidr *trusted;
 	size_t ntrusted;
 	char *audit_log;         /* [outbound] audit-log: a record per signature (audit.h) */
 } gw_config;
+
+/*
+ * The certificate for `addr` from [outbound] store (recipients.c): 0 and *cert (caller frees),
+ * *caps P11S_CAPS_*; -1 when none is usable (logged).
+ */
+int gw_store_recipient(const gw_config *cfg, const char *addr, X509 **cert, int *caps);
+
+/* Record a valid result's signers in [outbound] store (recipients.c); failures are logged. */
+void gw_store_harvest(const gw_config *cfg, const p11s_verify_result *v);
 
 /* Known keys, for p11s_config_load(). */
 extern const char *const gw_config_keys[];

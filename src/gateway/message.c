@@ -248,6 +248,9 @@ static gw_outcome verify_into_header(eom *e, FILE *msg)
 	}
 	gw_authres_format(r->authres, sizeof(r->authres), e->cfg->authserv_id, v);
 	r->verdict = v->valid ? 1 : 0;
+	if (v->valid && e->cfg->harvest && e->cfg->store != NULL) {
+		gw_store_harvest(e->cfg, v); /* after a successful verification only */
+	}
 	snprintf(r->detail + strlen(r->detail), sizeof(r->detail) - strlen(r->detail),
 	    " smime=%s", v->valid ? "pass" : "fail");
 	for (size_t i = 0; i < v->n_warnings; i++) {
@@ -368,7 +371,7 @@ static void layer_note(char *buf, size_t len, size_t n, const p11s_verify_result
  */
 static gw_outcome do_inbound_layers(eom *e, int *handled)
 {
-	p11s_verify_opts o = P11S_VERIFY_OPTS_INIT;
+	p11s_verify_opts o;
 	char layers[300] = "";
 	FILE *cur = e->m->spool, *next = NULL, *entity = NULL;
 	p11s_verify_result *outer = NULL; /* the outermost verdict, reused when nothing is inside */
@@ -376,10 +379,7 @@ static gw_outcome do_inbound_layers(eom *e, int *handled)
 	size_t n = 0;
 
 	*handled = 0;
-	o.trust_files = (const char *const *)e->cfg->trust;
-	o.n_trust_files = e->cfg->ntrust;
-	o.crl_files = (const char *const *)e->cfg->crl;
-	o.n_crl_files = e->cfg->ncrl;
+	gw_policy_verify_opts(e->cfg, &o); /* trust, CRLs, [inbound] allow-weak */
 	for (;;) {
 		p11s_verify_result *v = NULL;
 		p11s_msg_kind kind;
@@ -464,6 +464,9 @@ static gw_outcome do_inbound_layers(eom *e, int *handled)
 		snprintf(e->r->detail + strlen(e->r->detail),
 		    sizeof(e->r->detail) - strlen(e->r->detail), " smime=%s",
 		    outer->valid ? "pass" : "fail");
+		if (outer->valid && e->cfg->harvest && e->cfg->store != NULL) {
+			gw_store_harvest(e->cfg, outer); /* after a successful verification only */
+		}
 		out = GW_OUT_VERIFIED;
 		*handled = 1;
 	}
@@ -471,36 +474,66 @@ static gw_outcome do_inbound_layers(eom *e, int *handled)
 	return out;
 }
 
-/* DIR/<address>.pem for every recipient, or 0 (then the message is not encrypted). */
-static int recipient_files(eom *e, char ***out)
+/*
+ * Every recipient's certificate: DIR/<address>.pem when [outbound] certs has it, else the
+ * store's (gw_store_recipient()); 0 when one has neither (then the message is not encrypted).
+ * *cbc: a store recipient has not announced AES-256-GCM (RFC 8551 §2.7).
+ */
+static int recipient_files(eom *e, char ***out, X509 ***certs, size_t *ncerts, int *cbc)
 {
 	char **files = calloc(e->m->nrcpts + 1, sizeof(*files));
+	X509 **xs = calloc(e->m->nrcpts + 1, sizeof(*xs));
+	size_t nf = 0, nx = 0;
 
 	*out = NULL;
-	if (files == NULL) {
+	*certs = NULL;
+	*ncerts = 0;
+	*cbc = 0;
+	if (files == NULL || xs == NULL) {
+		free(files);
+		free(xs);
 		return -1;
 	}
 	for (size_t i = 0; i < e->m->nrcpts; i++) {
 		const char *a = e->m->rcpts[i];
-		size_t len = strlen(e->cfg->certs) + strlen(a) + 6;
+		size_t len = (e->cfg->certs != NULL ? strlen(e->cfg->certs) : 0) + strlen(a) + 6;
+		int caps;
 
 		/* An address with a '/' (or starting with '.') never names a file outside DIR. */
-		if (a[0] == '\0' || a[0] == '.' || strchr(a, '/') != NULL ||
-		    (files[i] = malloc(len)) == NULL) {
+		if (a[0] == '\0' || a[0] == '.' || strchr(a, '/') != NULL) {
 			goto none;
 		}
-		snprintf(files[i], len, "%s/%s.pem", e->cfg->certs, a);
-		if (access(files[i], R_OK) != 0) {
+		if (e->cfg->certs != NULL) {
+			if ((files[nf] = malloc(len)) == NULL) {
+				goto none;
+			}
+			snprintf(files[nf], len, "%s/%s.pem", e->cfg->certs, a);
+			if (access(files[nf], R_OK) == 0) {
+				nf++;
+				continue;
+			}
+			free(files[nf]);
+			files[nf] = NULL;
+		}
+		if (e->cfg->store == NULL || gw_store_recipient(e->cfg, a, &xs[nx], &caps) < 0) {
 			goto none;
 		}
+		*cbc |= caps != P11S_CAPS_GCM;
+		nx++;
 	}
 	*out = files;
-	return (int)e->m->nrcpts;
+	*certs = xs;
+	*ncerts = nx;
+	return (int)nf + (int)nx;
 none:
-	for (size_t i = 0; i < e->m->nrcpts; i++) {
+	for (size_t i = 0; i < nf; i++) {
 		free(files[i]);
 	}
+	for (size_t i = 0; i < nx; i++) {
+		X509_free(xs[i]);
+	}
 	free(files);
+	free(xs);
 	return 0;
 }
 
@@ -513,7 +546,9 @@ static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 	p11s_key *key;
 	FILE *enc = NULL;
 	char **files = NULL;
-	int rc, nfiles;
+	X509 **certs = NULL;
+	size_t ncerts = 0;
+	int rc, nfiles, cbc = 0;
 
 	if (e->pool == NULL || (slot = gw_pool_acquire(e->pool)) == NULL) {
 		snprintf(r->detail, sizeof(r->detail), "token unavailable");
@@ -550,7 +585,7 @@ static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 		return tempfail(e, rc, "sign");
 	}
 	snprintf(r->detail, sizeof(r->detail), "signer %s", who->addr);
-	if (!e->cfg->encrypt || (nfiles = recipient_files(e, &files)) <= 0) {
+	if (!e->cfg->encrypt || (nfiles = recipient_files(e, &files, &certs, &ncerts, &cbc)) <= 0) {
 		return GW_OUT_SIGNED;
 	}
 	/* Sign, then encrypt (RFC 8551 §3.7): to every recipient's certificate from DIR. */
@@ -558,7 +593,12 @@ static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 		rc = P11S_ERR_IO;
 	} else {
 		eo.recipient_files = (const char *const *)files;
-		eo.n_recipient_files = (size_t)nfiles;
+		eo.n_recipient_files = (size_t)nfiles - ncerts;
+		eo.recipient_certs = certs;
+		eo.n_recipient_certs = ncerts;
+		if (cbc) {
+			eo.cipher = P11S_CIPHER_AES_256_CBC; /* RFC 8551 §2.7: not every one reads GCM */
+		}
 		eo.crlf = 1;
 		rewind(r->result);
 		rc = p11s_encrypt_message(r->result, enc, &eo);
@@ -566,10 +606,14 @@ static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 			rc = P11S_ERR_IO;
 		}
 	}
-	for (int i = 0; i < nfiles; i++) {
+	for (int i = 0; i < nfiles - (int)ncerts; i++) {
 		free(files[i]);
 	}
 	free(files);
+	for (size_t i = 0; i < ncerts; i++) {
+		X509_free(certs[i]);
+	}
+	free(certs);
 	if (rc < 0) {
 		/* A recipient certificate that is unusable: better signed than lost; say so. */
 		if (enc != NULL) {
