@@ -39,6 +39,7 @@
 
 #define PIN_CALLBACK "agent"
 #define MAX_LABELS 16
+#define MAX_KEYS 16
 
 typedef struct agent {
 	cli_globals *g;
@@ -55,6 +56,11 @@ typedef struct agent {
 	char wrong_msg[256];       /* SETERROR for the next pinentry of that token */
 	char wrong_label[33];
 	unsigned long ops, refused;
+	struct {
+		char *uri;
+		p11s_key *key;
+	} keys[MAX_KEYS];          /* keys found on ctx, by --key URI (agent_key_find()) */
+	size_t nkeys;
 	const agent_req *cur;      /* the request being served */
 	FILE *log;                 /* NULL: syslog */
 	int stop;
@@ -100,12 +106,55 @@ static void on_card(const char *reader, int present, void *payload)
 	}
 }
 
+/* Forget the found keys (they belong to ctx; a new context finds them again). */
+static void forget_keys(agent *A)
+{
+	for (size_t i = 0; i < A->nkeys; i++) {
+		p11s_key_free(A->keys[i].key);
+		free(A->keys[i].uri);
+	}
+	A->nkeys = 0;
+}
+
+/*
+ * cli_key_find() inside the agent. Finding a key reads every object of its token and parses
+ * every certificate there (the key's own and the CA certificates it is sent with): more than
+ * half of the agent's time for one signature (docs/performance.md). A key found by a command
+ * that succeeded is kept for the next commands with the same --key URI, as a long-lived
+ * library user keeps its key (token.h); the library itself finds the token again after a
+ * removal (the key's stale flag). Kept until the login is dropped or any command fails. A
+ * URI with a pin-value or pin-source is never kept: no PIN stays in the agent.
+ */
+static int agent_key_find(void *payload, p11s_ctx *ctx, const char *uri, p11s_key **out)
+{
+	agent *A = payload;
+	char *copy;
+	int rc;
+
+	for (size_t i = 0; ctx == A->ctx && i < A->nkeys; i++) {
+		if (strcmp(A->keys[i].uri, uri) == 0) {
+			*out = p11s_key_up_ref(A->keys[i].key);
+			return P11S_OK;
+		}
+	}
+	if ((rc = p11s_key_find(ctx, uri, out)) < 0) {
+		return rc;
+	}
+	if (ctx == A->ctx && A->nkeys < MAX_KEYS && strstr(uri, "pin-") == NULL &&
+	    (copy = strdup(uri)) != NULL) {
+		A->keys[A->nkeys].uri = copy;
+		A->keys[A->nkeys++].key = p11s_key_up_ref(*out);
+	}
+	return rc;
+}
+
 /* Log out everywhere: freeing the context closes the sessions (C_Logout, C_CloseAllSessions). */
 static void drop_login(agent *A, const char *why)
 {
 	if (A->ctx == NULL) {
 		return;
 	}
+	forget_keys(A);
 	alog(A, "dropping the login%s (%s)", A->nlabels ? "" : " (none held)", why);
 	p11s_ctx_free(A->ctx);
 	A->ctx = NULL;
@@ -303,8 +352,9 @@ static void status_text(agent *A, int json, char *buf, size_t cap)
 		OUT("{\"version\":1,\"pid\":%ld,\"socket\":", (long)getpid());
 		json_s(buf, cap, &o, A->sock_path);
 		OUT(",\"cache_ttl\":%ld,\"max_ttl\":%ld,\"operations\":%lu,\"refused\":%lu,"
-		    "\"logged_in\":%s,\"cache_left\":%ld,\"tokens\":[", A->cache_ttl, A->max_ttl,
-		    A->ops, A->refused, A->nlabels ? "true" : "false", left);
+		    "\"logged_in\":%s,\"cache_left\":%ld,\"keys_kept\":%zu,\"tokens\":[",
+		    A->cache_ttl, A->max_ttl, A->ops, A->refused, A->nlabels ? "true" : "false", left,
+		    A->nkeys);
 		for (size_t i = 0, k = 0; i < n; i++) {
 			if (!(t[i].flags & P11S_TOKEN_PRESENT) || t[i].label[0] == '\0') {
 				continue;
@@ -422,12 +472,17 @@ static int run_command(agent *A, const cli_command *cmd, const agent_req *r, con
 	g.json = r->json;
 	g.verbosity = r->verbosity;
 	g.agent_ctx = A->ctx;
+	g.agent_key_find = agent_key_find;
+	g.agent_key_payload = A;
 	g.pin_source = "callback:" PIN_CALLBACK;
 	A->cur = r;
 	A->pending[0] = '\0';
 	status = cmd->run(&g, r->argc, argv);
 	A->cur = NULL;
 	e = p11s_error_last();
+	if (status != EXIT_OK) {
+		forget_keys(A); /* whatever failed, find the key afresh next time */
+	}
 	if (status == EXIT_OK || !login_lost(e)) {
 		if (A->pending[0] != '\0' && !logged_in(A, A->pending) && A->nlabels < MAX_LABELS) {
 			snprintf(A->labels[A->nlabels++], sizeof(A->labels[0]), "%s", A->pending);
