@@ -216,9 +216,6 @@ static int agent_pin(const char *what, p11s_secret *out, char *why, size_t whyle
 
 	label_of(what, label, sizeof(label));
 	alog(A, "PIN requested for %s", what);
-	if (!per_op) {
-		snprintf(A->pending, sizeof(A->pending), "%s", label);
-	}
 	if (A->pins != NULL) {
 		p11s_secret *s = NULL;
 
@@ -232,7 +229,7 @@ static int agent_pin(const char *what, p11s_secret *out, char *why, size_t whyle
 			return -1;
 		}
 		p11s_secret_free(s);
-		return 0;
+		goto got_pin;
 	}
 	snprintf(desc, sizeof(desc), "%s of token '%s'%s%s%s",
 	    per_op ? "PIN for this operation only (the key asks for it every time; never cached)"
@@ -247,6 +244,14 @@ static int agent_pin(const char *what, p11s_secret *out, char *why, size_t whyle
 	}
 	if (err != NULL) {
 		A->wrong_msg[0] = '\0';
+	}
+got_pin:
+	/*
+	 * Only a PIN that was given leads to a login attempt: a cancelled or failed PIN entry
+	 * must not mark the token logged in (the command fails with no C_Login at all).
+	 */
+	if (!per_op) {
+		snprintf(A->pending, sizeof(A->pending), "%s", label);
 	}
 	return 0;
 }
@@ -344,6 +349,7 @@ static void status_text(agent *A, int json, char *buf, size_t cap)
 	size_t n = 0, o = 0;
 	time_t now = time(NULL);
 	long left = cache_left(A, now);
+	int fresh = A->ctx == NULL;
 
 	if (ensure_ctx(A) < 0 || p11s_token_list(A->ctx, &t, &n) < 0) {
 		n = 0;
@@ -388,6 +394,15 @@ static void status_text(agent *A, int json, char *buf, size_t cap)
 	free(t);
 	if (o >= cap && cap > 0) {
 		buf[cap - 1] = '\0';
+	}
+	if (fresh && A->ctx != NULL) {
+		/*
+		 * Made for this status only: not kept, so that the next command loads the module
+		 * afresh and sees a token inserted meanwhile (SoftHSM, like some card modules,
+		 * lists its tokens at C_Initialize).
+		 */
+		p11s_ctx_free(A->ctx);
+		A->ctx = NULL;
 	}
 }
 
@@ -495,6 +510,11 @@ static int run_command(agent *A, const cli_command *cmd, const agent_req *r, con
 			note_wrong_pin(A, A->pending);
 		}
 		drop_login(A, e->message);
+	}
+	if (status != EXIT_OK && A->ctx != NULL && A->nlabels == 0) {
+		/* No login to keep: start afresh next time (a token may come back meanwhile). */
+		p11s_ctx_free(A->ctx);
+		A->ctx = NULL;
 	}
 	if (A->cache_ttl == 0) {
 		drop_login(A, "cache-ttl 0: one login per operation");
