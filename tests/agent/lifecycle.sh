@@ -107,7 +107,7 @@ while IFS= read -r line; do
 			echo "D \$(cat '$pinfile')"
 			echo OK
 		fi ;;
-	BYE*) echo "OK closing connection"; exit 0 ;;
+	BYE*) echo OK; exit 0 ;; # short: the line buffer keeps what follows "OK"
 	*) echo OK ;;
 	esac
 done
@@ -135,5 +135,40 @@ check "  ... a third GETPIN, one C_Login, logged in" sh -c \
 	"[ \$(grep -c GETPIN pe.log) = 3 ] && [ $(logins) = 1 ] && [ $(status logged_in) = true ]"
 check "  ... the signature verifies" verifies c2.eml c2.out
 check "no PIN in the agent's log" sh -c "! grep -q -- \"\$(cat '$pinfile')\" '$tmp/agent.log'"
+# The PIN came from the pinentry in an Assuan D line: once C_Login returned, no copy of it may
+# remain in the agent's writable memory (libassuan's line buffer included; src/agent/
+# pinentry.c wipes every block libassuan frees). Read through /proc/PID/mem (needs ptrace
+# rights over the agent: root, or CAP_SYS_PTRACE, since the agent is not dumpable).
+pin_in_memory() {
+	python3 - "$agent_pid" "$(cat "$pinfile")" <<'PY'
+import re, sys
+pid, pin = sys.argv[1], sys.argv[2].encode()
+hits = 0
+with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+    for line in maps:
+        f = line.split()
+        if "w" not in f[1]:
+            continue
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        try:
+            mem.seek(lo)
+            data = mem.read(hi - lo)
+        except OSError:
+            continue
+        # The PIN, or all of it but its first character: libassuan's next line ("OK")
+        # overwrites the start of the "D PIN" line in its buffer, not the rest.
+        n = len(re.findall(rb"(?<![0-9])" + re.escape(pin[:1]) + rb"?" + re.escape(pin[1:]) +
+                           rb"(?![0-9])", data))
+        if n:
+            print(f"# {n} cop{'y' if n == 1 else 'ies'} of the PIN in {' '.join(f[5:]) or '[anon]'} {f[0]}")
+        hits += n
+sys.exit(1 if hits else 0)
+PY
+}
+if [ -r "/proc/$agent_pid/mem" ] && python3 -c "open('/proc/$agent_pid/mem','rb')" 2>/dev/null; then
+	check "no copy of the PIN left in the agent's memory after the pinentry login" pin_in_memory
+else
+	echo "# skipped: no ptrace rights over the agent to read its memory"
+fi
 stop_agent
 finish
