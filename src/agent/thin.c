@@ -243,11 +243,13 @@ int main(int argc, char **argv)
 	call.fd_in = call.fd_out = call.fd_err = -1;
 	rc = agent_client_run(&call, &status, why, sizeof(why));
 	if (rc == AGENT_CLIENT_DONE) {
+		free(rest);
 		return status;
 	}
 	if (rc == AGENT_CLIENT_FAILED) {
 		/* Refused, a protocol error, or the agent died while it ran the command. */
 		fprintf(stderr, "p11smime: error: %s\n", why);
+		free(rest);
 		return EXIT_TOKEN_;
 	}
 	/* No agent, another module, too long for one record: the tool decides, as always. */

@@ -150,10 +150,14 @@ with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem
         if "w" not in f[1]:
             continue
         lo, hi = (int(x, 16) for x in f[0].split("-"))
+        # Skip mappings of more than 1 GiB: ASan's shadow memory and allocator reserve
+        # (terabytes, mostly never touched) in the sanitizer build; the heap is far smaller.
+        if hi - lo > 1 << 30:
+            continue
         try:
             mem.seek(lo)
             data = mem.read(hi - lo)
-        except OSError:
+        except (OSError, ValueError, OverflowError):
             continue
         # The PIN, or all of it but its first character: libassuan's next line ("OK")
         # overwrites the start of the "D PIN" line in its buffer, not the rest.
