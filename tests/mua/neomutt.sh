@@ -259,18 +259,18 @@ PKCS11_MODULE_PATH=$P11S_TEST_MODULE openssl cms -decrypt -engine pkcs11 -keyfor
 	-recip "$pki/rsa2048.pem" -in "$work/sent-enc.eml" -out "$work/openssl-plain" \
 	2> "$work/openssl.err" || { cat "$work/openssl.err" >&2; fail "openssl cms -decrypt refused NeoMutt's message"; }
 grep -qF "kumquat" "$work/openssl-plain" || fail "openssl's plaintext differs"
-echo "ok 10 - NeoMutt encrypted a composed message to the token's certificate; openssl cms -decrypt (token key, engine) reads it"
+echo "ok 9 - NeoMutt encrypted a composed message to the token's certificate; openssl cms -decrypt (token key, engine) reads it"
 start -f "$work/sent.mbox"
 wait_for "encrypted in compose"
 keys Enter
 wait_for "Enter S/MIME passphrase:"
 keys "not-the-pin" Enter
 wait_for "The compose menu encrypted this: kumquat."
-echo "ok 11 - reopened in NeoMutt, it decrypts through the agent"
+echo "ok 10 - reopened in NeoMutt, it decrypts through the agent"
 
 echo "# C_Login calls through the agent for the whole NeoMutt session: $(logins)"
 [ "$(logins)" = 1 ] || { cat "$work/agent.log" >&2; fail "$(logins) C_Login calls, not 1"; }
 grep -qF "$(head -1 "$P11S_TEST_PIN_FILE")" "$work/agent.log" && fail "the PIN is in the agent's log"
-echo "ok 12 - one C_Login for signing, verifying, encrypting and decrypting in NeoMutt (pkcs11-spy)"
+echo "ok 11 - one C_Login for signing, verifying, encrypting and decrypting in NeoMutt (pkcs11-spy)"
 "$P11S_BIN" agent --stop >/dev/null
 unset P11SMIME_AGENT_SOCK
