@@ -21,6 +21,9 @@ typedef struct cli_globals {
 	p11s_config *config;
 	const char *agent_mode; /* --agent auto|never|require (docs/agent.md); NULL: auto */
 	p11s_ctx *agent_ctx;    /* inside `p11smime agent`: the context every command shares */
+	/* inside the agent: its cache of keys found by earlier commands (cli_key_find()) */
+	int (*agent_key_find)(void *payload, p11s_ctx *ctx, const char *uri, p11s_key **out);
+	void *agent_key_payload;
 } cli_globals;
 
 /* A command: its name, one-line summary, usage text and entry point. */
@@ -42,6 +45,12 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * command will use: its module-path wins over --module, the environment and the config file.
  */
 int cli_open(cli_globals *g, const char *uri, p11s_ctx **out);
+
+/*
+ * p11s_key_find(), or inside the agent its key cache (g->agent_key_find): the library's
+ * status; free the key with p11s_key_free() either way.
+ */
+int cli_key_find(cli_globals *g, p11s_ctx *ctx, const char *uri, p11s_key **key);
 
 /* Free a context from cli_open(); the agent's shared context (g->agent_ctx) stays. */
 void cli_close(cli_globals *g, p11s_ctx *ctx);

@@ -75,7 +75,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		goto out;
 	}
 	if (cli_open(g, a.key_uri ? a.key_uri : o.token_uri, &ctx) < 0 ||
-	    (a.key_uri != NULL && p11s_key_find(ctx, a.key_uri, &key) < 0)) {
+	    (a.key_uri != NULL && cli_key_find(g, ctx, a.key_uri, &key) < 0)) {
 		status = cli_fail();
 		goto out;
 	}

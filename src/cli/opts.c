@@ -270,9 +270,17 @@ int cli_args_commit(cli_args *a, int rc)
 	return cli_output_commit(o);
 }
 
+int cli_key_find(cli_globals *g, p11s_ctx *ctx, const char *uri, p11s_key **key)
+{
+	if (g->agent_key_find != NULL) {
+		return g->agent_key_find(g->agent_key_payload, ctx, uri, key);
+	}
+	return p11s_key_find(ctx, uri, key);
+}
+
 int cli_open_key(cli_globals *g, const char *uri, p11s_ctx **ctx, p11s_key **key)
 {
-	if (cli_open(g, uri, ctx) < 0 || p11s_key_find(*ctx, uri, key) < 0) {
+	if (cli_open(g, uri, ctx) < 0 || cli_key_find(g, *ctx, uri, key) < 0) {
 		return cli_fail();
 	}
 	return EXIT_OK;
