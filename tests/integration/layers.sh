@@ -11,7 +11,7 @@ backend=$1
 exec </dev/null
 
 msg=$tmp/msg.eml
-printf 'From: alice-rsa2048@example.org\r\nTo: bob@example.org\r\nSubject: layers\r\nDate: Sat, 28 Nov 2026 12:00:00 +0000\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThe inner words.\r\n' >"$msg"
+printf 'From: alice-rsa2048@example.org\r\nTo: bob@example.org\r\nSubject: layers\r\nDate: %s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThe inner words.\r\n' "$(LC_ALL=C date -u -R)" >"$msg"
 
 # The list server's signing certificate (a key on the host: openssl signs with it).
 cat >"$tmp/list.ext" <<'EXT'
