@@ -29,7 +29,10 @@ static const int class_exit[] = {
 
 /* trust, crl, certs: verify's defaults; tsa: p11smime-gpg's (docs/git.md, shared file). */
 static const char *const config_keys[] = { ".module", ".backend", ".pin-source", ".trust",
-	".crl", ".certs", ".tsa", NULL };
+	".crl", ".certs", ".tsa",
+	/* verify's revocation policy (docs/verify.md, "Revocation"). */
+	".revocation", ".fetch", ".soft-fail", ".ocsp-url", ".ocsp-scope", ".fetch-allow",
+	".fetch-deny", NULL };
 
 int cli_fail(void)
 {
