@@ -20,7 +20,7 @@ packages=(
 	# real git for the commit and tag signing tests (tests/git)
 	git
 	# test harness
-	python3 valgrind strace time
+	python3 valgrind strace time jq
 	# real readers (virtual card) and a real MTA for the gateway
 	pcscd vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome postfix
 	# real mail clients driven in tmux (tests/mua)

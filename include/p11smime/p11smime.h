@@ -17,6 +17,7 @@
 #include "pin.h"
 #include "pin_callback.h"
 #include "reader.h"
+#include "revocation.h"
 #include "secret.h"
 #include "sign.h"
 #include "store.h"

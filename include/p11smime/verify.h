@@ -79,6 +79,16 @@ typedef struct p11s_verify_revocation {
 	const char *crl_this_update; /**< its thisUpdate, RFC 3339 UTC, or NULL */
 	const char *crl_next_update; /**< its nextUpdate, RFC 3339 UTC, or NULL if absent */
 	const char *crl_number;   /**< its cRLNumber (RFC 5280 §5.2.3) in hex, or NULL */
+	/* Live revocation (revocation.h); appended. */
+	const char *source;       /**< what decided: "file-crl" (--crl), "message-crl" (in the
+	                               SignedData), "fetched-crl" (crlDistributionPoints), "ocsp",
+	                               or NULL (nothing decided) */
+	const char *ocsp_responder;   /**< the responder URL asked, or NULL */
+	const char *ocsp_produced_at; /**< the OCSP response's producedAt, RFC 3339 UTC, or NULL */
+	const char *ocsp_this_update; /**< its thisUpdate, or NULL */
+	const char *ocsp_next_update; /**< its nextUpdate, or NULL (absent or no OCSP) */
+	const char *revocation_time;  /**< for "revoked" by OCSP: revocationTime, else NULL */
+	int soft_failed;          /**< status "unknown" accepted by --soft-fail (a warning) */
 } p11s_verify_revocation;
 
 /** What is known about one SignerInfo (RFC 5652 §5.3). All strings are owned by the result. */

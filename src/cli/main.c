@@ -32,7 +32,9 @@ static const int class_exit[] = {
 static const char *const config_keys[] = { ".module", ".backend", ".pin-source", ".trust",
 	".crl", ".certs", ".tsa", ".allow-weak", ".require-authenticated",
 	".store", ".harvest", ".ldap", /* docs/certificates.md */
-	NULL };
+	/* verify's revocation policy (docs/verify.md, "Revocation"). */
+	".revocation", ".fetch", ".soft-fail", ".ocsp-url", ".ocsp-scope", ".fetch-allow",
+	".fetch-deny", NULL };
 
 int cli_fail(void)
 {

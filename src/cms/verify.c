@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <p11smime/revocation.h>
 #include <p11smime/verify.h>
 
 #include "cms/ber_stream.h"
@@ -404,6 +405,13 @@ static int check_dates(struct p11s_verify_priv *p, p11s_mime_signed *m, int64_t 
 
 int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_opts *opts)
 {
+	return p11s_verify_message_rev(out, in, opts, NULL);
+}
+
+int p11s_verify_message_rev(p11s_verify_result **out, FILE *in, const p11s_verify_opts *opts,
+    const p11s_revocation_opts *rev)
+{
+	p11s_x509_rev_policy pol;
 	p11s_verify_opts defaults = P11S_VERIFY_OPTS_INIT;
 	p11s_verify_result *res = NULL;
 	p11s_mime_signed *m = NULL;
@@ -434,6 +442,19 @@ int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_op
 	if ((rc = p11s_x509__store_new(&store, &xo)) < 0 ||
 	    (rc = p11s_mime__read_signed_ex(&m, in, P11S_MIME_READ_STREAM)) < 0) {
 		goto out;
+	}
+	/* An explicit revocation policy (revocation.h, issue 19) replaces "--crl turns CRLs on". */
+	if (rev != NULL) {
+		if (rev->version != P11S_REVOCATION_OPTS_VERSION) {
+			rc = p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_revocation_opts version %u unknown",
+			    rev->version);
+			goto out;
+		}
+		pol = (p11s_x509_rev_policy){ .methods = rev->methods, .fetch = rev->fetch,
+			.soft_fail = rev->soft_fail, .ocsp_whole_path = rev->ocsp_whole_path,
+			.ocsp_url = rev->ocsp_url, .allow = rev->fetch_allow, .n_allow = rev->n_fetch_allow,
+			.deny = rev->fetch_deny, .n_deny = rev->n_fetch_deny, .timeout_s = rev->fetch_timeout };
+		store->rev = &pol;
 	}
 	res->priv->kind = m->kind;
 	switch (m->kind) {

@@ -443,6 +443,15 @@ int p11s_cms__verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_in
 	         &out->rev, &out->n_rev)) < 0) {
 		return rc;
 	}
+	/* --soft-fail (revocation.h): an undecided revocation status is a warning, not a reason. */
+	for (size_t i = 0; i < out->n_rev; i++) {
+		if (out->rev[i].soft_failed &&
+		    (rc = p11s_reasons__add(env->warnings, "revocation-unknown",
+		         "revocation status unknown for %s, accepted (--soft-fail)",
+		         out->rev[i].subject)) < 0) {
+			return rc;
+		}
+	}
 	for (int i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
 		char *s = p11s_x509__name(X509_get_subject_name(sk_X509_value(chain, i)));
 
