@@ -339,7 +339,8 @@ static char *ocsp_cache_key(const char *url, OCSP_CERTID *id)
 	char *key = NULL;
 	size_t ul = strlen(url);
 
-	if (len > 0 && (key = malloc(ul + 6 + 2 * (size_t)len)) != NULL) {
+	/* "ocsp " URL ' ' hex(DER) NUL */
+	if (len > 0 && (key = malloc(5 + ul + 1 + 2 * (size_t)len + 1)) != NULL) {
 		memcpy(key, "ocsp ", 5);
 		memcpy(key + 5, url, ul);
 		key[5 + ul] = ' ';

@@ -811,7 +811,7 @@ static int live_decide(const p11s_x509_rev_policy *pol, collect *c, STACK_OF(X50
 		int same = pre_chain != NULL && d < sk_X509_num(pre_chain) &&
 		    X509_cmp(sk_X509_value(pre_chain, d), x) == 0;
 		int need = (pol->methods & P11S_REV_CRL) != 0 || ocsp_covers(pol, d);
-		int crl_decided = rd->revoked || (rd->issuer != NULL && rd->problem == NULL &&
+		int crl_decided = rd->revoked || (rd->crl != NULL && rd->problem == NULL &&
 		                                     (pol->methods & P11S_REV_CRL) != 0);
 		p11s_x509_revocation *v = (size_t)d < n_rev ? &rev[d] : NULL;
 		char *subj;
