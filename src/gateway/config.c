@@ -21,6 +21,7 @@ const char *const gw_config_keys[] = {
 	"token.retry",
 	"inbound.decrypt", "inbound.verify", "inbound.trust", "inbound.crl", "inbound.undecryptable",
 	"inbound.authserv-id", "inbound.allow-weak", "inbound.require-authenticated",
+	"inbound.date-tolerance", "outbound.audit-checkpoint-every", /* docs/gateway.md */
 	"outbound.sign", "outbound.encrypt", "outbound.certs", "outbound.trusted-clients",
 	"outbound.audit-log",
 	"outbound.store", "outbound.ldap", /* docs/certificates.md, recipients.c */
@@ -222,6 +223,19 @@ static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
 	BOOL("inbound", "allow-weak", allow_weak, 0);
 	BOOL("inbound", "require-authenticated", require_authenticated, 0);
 	BOOL("inbound", "harvest", harvest, 0); /* into [outbound] store (docs/certificates.md) */
+	cfg->date_tolerance = 0;
+	if ((v = p11s_config_get(c, "inbound", "date-tolerance")) != NULL) {
+		/* As verify --date-tolerance: seconds (1 s to 10 years) or off (docs/verify.md). */
+		int secs;
+
+		if (strcmp(v, "off") == 0) {
+			cfg->date_tolerance = -1;
+		} else if (parse_int(v, 1, 315360000, &secs) == 0) {
+			cfg->date_tolerance = secs;
+		} else {
+			FAIL("%s: [inbound] date-tolerance = %s: expected seconds or off", cfg->path, v);
+		}
+	}
 	if (collect(c, "inbound", "trust", &cfg->trust, &cfg->ntrust) < 0 ||
 	    collect(c, "inbound", "crl", &cfg->crl, &cfg->ncrl) < 0) {
 		FAIL("out of memory");
@@ -339,6 +353,12 @@ static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
 		free(list);
 	}
 	cfg->audit_log = dup_or_null(p11s_config_get(c, "outbound", "audit-log"));
+	cfg->audit_checkpoint_every = 0;
+	if ((v = p11s_config_get(c, "outbound", "audit-checkpoint-every")) != NULL &&
+	    (cfg->audit_log == NULL || parse_int(v, 1, 1000000, &cfg->audit_checkpoint_every) < 0)) {
+		FAIL("%s: [outbound] audit-checkpoint-every = %s: expected 1 to 1000000, with "
+		    "audit-log", cfg->path, v);
+	}
 	if (cfg->audit_log != NULL) {
 		/*
 		 * Checked at start: with an audit log no signature is released without its record

@@ -56,6 +56,8 @@ typedef struct gw_config {
 	char *authserv_id;
 	int allow_weak;            /* weak algorithms are warnings, not "fail" (docs/verify.md) */
 	int require_authenticated; /* EnvelopedData (CBC) is not decrypted (docs/envelope.md) */
+	long long date_tolerance;  /* [inbound] date-tolerance: seconds, -1 off, 0 the default
+	                              of docs/verify.md "Dates" */
 	/* [outbound] */
 	gw_signer *signers;
 	size_t nsigners;
@@ -68,6 +70,7 @@ typedef struct gw_config {
 	gw_cidr *trusted;
 	size_t ntrusted;
 	char *audit_log;         /* [outbound] audit-log: a record per signature (audit.h) */
+	int audit_checkpoint_every; /* [outbound] audit-checkpoint-every: 0 = only at shutdown */
 } gw_config;
 
 /*
@@ -158,6 +161,8 @@ int gw_slot_decrypt_opts(gw_slot *s, FILE *in, FILE *out, const p11s_decrypt_opt
     p11s_decrypt_info *info, int *matched);
 /* The signing key looked up at open for a signer, or NULL. */
 p11s_key *gw_slot_signer_key(gw_pool *p, gw_slot *s, const gw_signer *who);
+/* `who` signed (into [outbound] audit-log): gw_pool_free() writes a final checkpoint. */
+void gw_pool_note_signed(gw_pool *p, const gw_signer *who);
 
 /* Non-zero for errors that mean the token/module is unavailable (tempfail and reopen). */
 int gw_token_error(int rc);

@@ -569,6 +569,9 @@ static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 	gw_policy_sign_opts(e->cfg, &so);
 	rc = p11s_sign_message(key, &so, e->m->spool, r->result);
 	gw_pool_release(e->pool, slot, rc);
+	if (rc == P11S_OK) {
+		gw_pool_note_signed(e->pool, who);
+	}
 	if (rc == P11S_ERR_MALFORMED) {
 		fclose(r->result);
 		r->result = NULL;

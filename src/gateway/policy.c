@@ -150,6 +150,7 @@ void gw_policy_sign_opts(const gw_config *cfg, p11s_sign_opts *opts)
 	 */
 	*opts = init;
 	opts->audit_log = cfg->audit_log;
+	opts->audit_checkpoint_every = (unsigned int)cfg->audit_checkpoint_every;
 }
 
 void gw_policy_verify_opts(const gw_config *cfg, p11s_verify_opts *opts)
@@ -163,6 +164,8 @@ void gw_policy_verify_opts(const gw_config *cfg, p11s_verify_opts *opts)
 	opts->n_crl_files = cfg->ncrl;
 	/* [inbound] allow-weak: SHA-1/MD5 and small keys pass with a warning (docs/verify.md). */
 	opts->allow_weak = cfg->allow_weak;
+	/* [inbound] date-tolerance: Date vs signingTime / time-stamp (docs/verify.md "Dates"). */
+	opts->date_tolerance = cfg->date_tolerance;
 }
 
 void gw_policy_decrypt_opts(const gw_config *cfg, p11s_decrypt_opts *opts)

@@ -43,6 +43,7 @@ struct gw_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int pin_failed;        /* the token refused the PIN: never retried until reload */
+	const gw_signer *last_signer; /* signed into [outbound] audit-log since the start */
 };
 
 int gw_token_error(int rc)
@@ -261,11 +262,50 @@ int gw_pool_new(gw_pool **out, const gw_config *cfg)
 	return P11S_OK;
 }
 
+/*
+ * The end of a run (shutdown or reload) with [outbound] audit-log: a final signed checkpoint,
+ * as `sign --audit-log` writes at the end of each run (docs/evidence.md), so that the log ends
+ * anchored and a removed tail is detected by `audit verify`. Signed with the key that signed
+ * last; a failure is logged, never fatal (audit verify then reports the unanchored records).
+ */
+static void final_checkpoint(gw_pool *p)
+{
+	size_t i = p->last_signer != NULL ? (size_t)(p->last_signer - p->cfg->signers) : 0;
+
+	if (p->cfg->audit_log == NULL || p->last_signer == NULL) {
+		return;
+	}
+	for (size_t k = 0; k < p->nslots; k++) {
+		gw_slot *s = &p->slots[k];
+
+		if (s->open && s->signer_keys != NULL && s->signer_keys[i] != NULL) {
+			if (p11s_audit_checkpoint(s->signer_keys[i], p->cfg->audit_log, NULL) < 0) {
+				p11s_log(P11S_LOG_ERROR, "audit log %s: final checkpoint not written: %s",
+				    p->cfg->audit_log, p11s_error_last()->message);
+			} else {
+				p11s_log(P11S_LOG_INFO, "audit log %s: final checkpoint written",
+				    p->cfg->audit_log);
+			}
+			return;
+		}
+	}
+	p11s_log(P11S_LOG_ERROR, "audit log %s: final checkpoint not written: the token is "
+	    "unavailable", p->cfg->audit_log);
+}
+
+void gw_pool_note_signed(gw_pool *p, const gw_signer *who)
+{
+	pthread_mutex_lock(&p->lock);
+	p->last_signer = who;
+	pthread_mutex_unlock(&p->lock);
+}
+
 void gw_pool_free(gw_pool *p)
 {
 	if (p == NULL) {
 		return;
 	}
+	final_checkpoint(p);
 	for (size_t i = 0; i < p->nslots; i++) {
 		slot_close(&p->slots[i], p->cfg->nsigners);
 	}

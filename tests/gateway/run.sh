@@ -462,8 +462,10 @@ stop_gw
 cp "$PKI/keyenc-only.pem" "$W/certs/bob@example.com.pem"
 sed -e "s|^socket = .*|socket = unix:$W/milter/gw.sock|" -e 's/^workers = .*/workers = 4/' \
 	-e 's/^retry = 1/retry = 1\nsessions = 2/' "$W/gateway.conf" >"$W/gateway-c.conf"
-printf 'encrypt = yes\ncerts = %s\nstore = %s\n[inbound]\nharvest = yes\n' "$W/certs" "$W/certs.db" \
-	>>"$W/gateway-c.conf"
+# With an audit log (docs/evidence.md): a periodic checkpoint every 3 signatures and a final
+# one at shutdown, checked after SIGTERM below.
+printf 'encrypt = yes\ncerts = %s\nstore = %s\naudit-log = %s\naudit-checkpoint-every = 3\n[inbound]\nharvest = yes\n' \
+	"$W/certs" "$W/certs.db" "$W/audit.log" >>"$W/gateway-c.conf"
 # A recipient known only to the certificate store (docs/certificates.md): a software key
 # certified by the test intermediate, imported with the chain by the CLI.
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/dave.key" 2>/dev/null
@@ -600,6 +602,14 @@ check "unix-socket load: every one decrypted" test "$(grep -l '^X-P11smime-Gatew
 kill -TERM "$gwpid"
 if wait "$gwpid"; then ok "SIGTERM (unix socket): clean exit"; else not_ok "SIGTERM (unix socket): clean exit"; fi
 gwpid=
+# The audit log of the outbound signatures ends at the final checkpoint of the run (issue 23):
+# removing its last records is detected without an external hash.
+expect 0 "audit log: every outbound signature recorded, anchored by a final checkpoint" -- \
+	"$P11S_BIN" audit verify --require-checkpoint --signer-cert "$PKI/rsa2048.pem" "$W/audit.log"
+check "... with periodic checkpoints too" test "$(grep -c '"operation":"checkpoint"' "$W/audit.log")" -ge 2
+head -n 2 "$W/audit.log" >"$tmp/audit-cut.log"
+expect 1 "audit log cut after two records: detected" -- \
+	"$P11S_BIN" audit verify "$tmp/audit-cut.log"
 check "no spool files left behind" sh -c "[ -z \"\$(ls -A '$W/spool')\" ]"
 
 if [ "$failed" -gt 0 ]; then

@@ -102,6 +102,47 @@ static void test_gateway__reader_policy(void **state)
 	assert_non_null(strstr(err, "require-authenticated"));
 }
 
+/* [inbound] date-tolerance (docs/verify.md "Dates") and [outbound] audit-checkpoint-every. */
+static void test_gateway__date_and_audit(void **state)
+{
+	gw_config cfg;
+	p11s_verify_opts vo;
+	p11s_sign_opts so;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(parse("", &cfg, err), 0);
+	gw_policy_verify_opts(&cfg, &vo);
+	gw_policy_sign_opts(&cfg, &so);
+	assert_true(vo.date_tolerance == 0); /* the library's default tolerance */
+	assert_int_equal((int)so.audit_checkpoint_every, 0);
+	gw_config_free(&cfg);
+
+	assert_int_equal(parse("[inbound]\ndate-tolerance = 7200\n", &cfg, err), 0);
+	gw_policy_verify_opts(&cfg, &vo);
+	assert_true(vo.date_tolerance == 7200);
+	gw_config_free(&cfg);
+	assert_int_equal(parse("[inbound]\ndate-tolerance = off\n", &cfg, err), 0);
+	gw_policy_verify_opts(&cfg, &vo);
+	assert_true(vo.date_tolerance == -1);
+	gw_config_free(&cfg);
+	assert_int_equal(parse("[inbound]\ndate-tolerance = 0\n", &cfg, err), -1);
+	assert_int_equal(parse("[inbound]\ndate-tolerance = 1h\n", &cfg, err), -1);
+	assert_non_null(strstr(err, "date-tolerance"));
+
+	assert_int_equal(parse("[outbound]\naudit-log = /tmp/gw-audit.log\n"
+	    "audit-checkpoint-every = 50\n", &cfg, err), 0);
+	gw_policy_sign_opts(&cfg, &so);
+	assert_string_equal(so.audit_log, "/tmp/gw-audit.log");
+	assert_int_equal((int)so.audit_checkpoint_every, 50);
+	gw_config_free(&cfg);
+	/* Checkpoints without a log, or a count out of range, are configuration errors. */
+	assert_int_equal(parse("[outbound]\naudit-checkpoint-every = 50\n", &cfg, err), -1);
+	assert_int_equal(parse("[outbound]\naudit-log = /tmp/gw-audit.log\n"
+	    "audit-checkpoint-every = 0\n", &cfg, err), -1);
+	assert_non_null(strstr(err, "audit-checkpoint-every"));
+}
+
 static void test_gateway__config_errors(void **state)
 {
 	gw_config cfg;
@@ -236,6 +277,7 @@ int main(void)
 		cmocka_unit_test(test_gateway__config_keys),
 		cmocka_unit_test(test_gateway__config_errors),
 		cmocka_unit_test(test_gateway__reader_policy),
+		cmocka_unit_test(test_gateway__date_and_audit),
 		cmocka_unit_test(test_gateway__size),
 		cmocka_unit_test(test_gateway__addr_spec),
 		cmocka_unit_test(test_gateway__cidr),
