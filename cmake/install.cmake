@@ -9,8 +9,12 @@ include(CMakePackageConfigHelpers)
 # symbol versions a Debian symbols file and the dynamic linker use, and hides what a static
 # dependency could export. tests/abi checks the result against debian/libp11smime0.symbols.
 set(P11S_VERSION_SCRIPT ${PROJECT_SOURCE_DIR}/src/lib/libp11smime.map)
-target_link_options(p11smime PRIVATE "LINKER:--version-script=${P11S_VERSION_SCRIPT}"
-	"LINKER:--no-undefined")
+target_link_options(p11smime PRIVATE "LINKER:--version-script=${P11S_VERSION_SCRIPT}")
+# Every symbol the library needs comes from a library it names (DT_NEEDED), so that a program
+# linking -lp11smime alone loads. Not with sanitizers: their runtime lives in the executable.
+if(NOT P11S_SANITIZE)
+	target_link_options(p11smime PRIVATE "LINKER:--no-undefined")
+endif()
 set_property(TARGET p11smime APPEND PROPERTY LINK_DEPENDS ${P11S_VERSION_SCRIPT})
 
 # Installed programs: CMake links them with the build-tree RUNPATH plus a trailing ':' (room for
