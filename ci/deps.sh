@@ -21,6 +21,8 @@ packages=(
 	pcscd vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome postfix
 	# real mail clients driven in tmux (tests/mua)
 	neomutt tmux
+	# Debian packaging (ci/package.sh, tests/package)
+	debhelper devscripts lintian dpkg-dev fakeroot
 )
 
 missing=()
