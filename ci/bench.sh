@@ -2,7 +2,7 @@
 # Benchmark of p11smime beside the token's raw rate and beside OpenSSL (issue 9,
 # docs/performance.md), on a throwaway SoftHSMv2 token made for this run and removed after.
 #
-# usage: ci/bench.sh [--build DIR] [--full] [--rounds N] [--gateway]
+# usage: ci/bench.sh [--build DIR] [--full] [--rounds N] [--gateway] [--one]
 #   --build DIR  build directory with src/cli/p11smime (default: build); the raw-rate program
 #                is DIR/bench/p11s-bench-raw, compiled here if the bench target was not built
 #   --full       also the 1 GiB message (needs ~4 GiB of disk and several minutes)
@@ -10,6 +10,8 @@
 #   --gateway    only the gateway part (milter msgs/s against raw C_Decrypt); that part also
 #                runs after the others whenever DIR/src/gateway/p11smime-gateway is built
 #                (P11S_BENCH_GW_CONNS, _WORKERS, _SECONDS tune it)
+#   --one        only the one-message whole-process part: in-process p11smime, through the
+#                agent (full p11smime and the thin p11smime-client) and openssl cms
 #
 # Prints every figure with its ratio. Nothing here asserts timings: the output is the result.
 # The machine is whatever runs this; rates are taken in interleaved rounds (raw, batch, raw,
@@ -20,13 +22,15 @@ build=$top/build
 full=0
 rounds=3
 gw_only=0
+one_only=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) build=$(cd "$2" && pwd); shift 2 ;;
 	--full) full=1; shift ;;
 	--rounds) rounds=$2; shift 2 ;;
 	--gateway) gw_only=1; shift ;;
-	*) echo "usage: $0 [--build DIR] [--full] [--rounds N] [--gateway]" >&2; exit 2 ;;
+	--one) one_only=1; shift ;;
+	*) echo "usage: $0 [--build DIR] [--full] [--rounds N] [--gateway] [--one]" >&2; exit 2 ;;
 	esac
 done
 bin=$build/src/cli/p11smime
@@ -86,11 +90,12 @@ sha_mbs=$(calc "$sha * 1000 / 1048576" 0)
 echo "sha256 (openssl speed, 16 KiB blocks): $sha_mbs MiB/s"
 
 if [ "$gw_only" = 0 ]; then
-echo
-echo "== token rates: raw PKCS#11 vs p11smime sign --batch (4 KiB messages), $rounds rounds"
 msgs=$work/msgs
 mkdir -p "$msgs" "$work/out"
 make_msg "$msgs/m0.eml" 4096
+if [ "$one_only" = 0 ]; then
+echo
+echo "== token rates: raw PKCS#11 vs p11smime sign --batch (4 KiB messages), $rounds rounds"
 n_rsa=${P11S_BENCH_N_RSA:-600}
 n_ec=${P11S_BENCH_N_EC:-2000}
 for i in $(seq 1 "$n_ec"); do ln "$msgs/m0.eml" "$msgs/m$i.eml"; done
@@ -129,57 +134,84 @@ echo "raw C_Sign CKM_ECDSA P-256 (digest):             $r_ec ops/s"
 echo "raw C_Decrypt CKM_RSA_PKCS RSA-2048:             $r_dec ops/s"
 echo "sign --batch RSA-2048, 4 KiB:                    $b_rsa msgs/s = $(calc "100 * $b_rsa / $r_rsa" 1)% of raw (target >= 85%)"
 echo "sign --batch P-256, 4 KiB:                       $b_ec msgs/s = $(calc "100 * $b_ec / $r_ec" 1)% of raw (target >= 50%)"
+fi # one_only
 
 echo
 echo "== one 4 KiB message, whole process: p11smime sign vs openssl cms -sign -engine pkcs11"
-# Wall time and CPU time (user + system of the process, from the shell's `times`, in ms) of
-# each, in paired runs. p11smime makes its output durable (fsync of the file and its
-# directory, docs/security.md) and openssl does not, which only the wall time sees.
-# timed W C CMD...: run CMD; append its wall time to file W and its CPU time to file C (ms).
+# Wall time and CPU time (user + system of the command and its children, in ms) of each, in
+# paired runs, from bash's `time` keyword: it forks and waits for the command itself and
+# nothing else, so that no helper process (a subshell, awk, env) is counted in a contender's
+# time — at 3-10 ms per run such a helper would be a third of the figure. p11smime makes its
+# output durable (fsync of the file and its directory, docs/security.md) and openssl does
+# not, which only the wall time sees.
+# timed W C CMD...: run CMD; append its wall time to file W (EPOCHREALTIME, microseconds) and
+# its CPU time to file C (ms; bash's `time` resolution is 1 ms).
 timed() {
-	local w=$1 c=$2 t0 t1
+	local w=$1 c=$2 u s t0 t1 TIMEFORMAT='%3U %3S' rc=0
 	shift 2
-	t0=$(now)
-	( "$@" >/dev/null 2>"$work/timed.err" || { cat "$work/timed.err" >&2; exit 1; }; times ) | awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/);
-		printf "%.1f\n", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1000 }' >>"$c"
-	t1=$(now)
-	calc "($t1 - $t0) * 1000" 1 >>"$w"
+	# (a brace group, not $(...): no subshell between the two clock readings)
+	t0=$EPOCHREALTIME
+	{ time "$@" >/dev/null 2>"$work/timed.err" || rc=$?; } 2>"$work/timed.t"
+	t1=$EPOCHREALTIME
+	[ "$rc" = 0 ] || { cat "$work/timed.err" >&2; exit 1; }
+	read -r u s <"$work/timed.t"
+	calc "($t1 - $t0) * 1000" 2 >>"$w"
 	echo >>"$w"
+	calc "($u + $s) * 1000" 1 >>"$c"
+	echo >>"$c"
 }
 m=$msgs/m0.eml
-# The third contender (docs/agent.md): the same `p11smime sign`, whole client process, with a
-# `p11smime agent` holding the login; the agent is started once and warmed by one signature.
+# Through `p11smime agent` (docs/agent.md), whole client process, with the agent started once
+# and warmed by one signature per key: the full `p11smime --agent require sign` (which loads
+# all of the tool's shared libraries before it dials the agent), and the thin client
+# `p11smime-client` (libc only; the same command line, docs/agent.md "The thin client").
+client=$build/src/cli/p11smime-client
+[ -x "$client" ] || { echo "bench: $client not built" >&2; exit 2; }
 agent_sock=$work/agent.sock
 "$bin" --module "$module" --pin-source "file:$pin" agent --socket "$agent_sock" \
 	--log "$work/agent.log" &
 agent_pid=$!
 trap 'kill "$agent_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do [ -S "$agent_sock" ] && break; sleep 0.05; done
+# Exported, not passed through env(1): that would add a process to the clients' time only.
+export P11SMIME_AGENT_SOCK=$agent_sock
 for key in rsa2048 ec256; do
-	P11SMIME_AGENT_SOCK=$agent_sock "$bin" --agent require sign --key "$(keyuri "$key")" \
-		--in "$m" --out "$work/o3.eml"
+	"$client" --agent require sign --key "$(keyuri "$key")" \
+		--in "$m" --out "$work/o4.eml"
 done
 for key in rsa2048 ec256; do
-	: >"$work/w_p"; : >"$work/w_o"; : >"$work/c_p"; : >"$work/c_o"; : >"$work/w_a"; : >"$work/c_a"
+	for f in w_p c_p w_o c_o w_a c_a w_t c_t; do : >"$work/$f"; done
 	for r in $(seq 1 $((rounds * 4))); do
 		timed "$work/w_p" "$work/c_p" "$bin" --agent never --module "$module" \
 			--pin-source "file:$pin" sign --key "$(keyuri "$key")" --in "$m" --out "$work/o1.eml"
-		timed "$work/w_a" "$work/c_a" env P11SMIME_AGENT_SOCK="$agent_sock" "$bin" \
+		timed "$work/w_a" "$work/c_a" "$bin" \
 			--agent require sign --key "$(keyuri "$key")" --in "$m" --out "$work/o3.eml"
+		timed "$work/w_t" "$work/c_t" "$client" \
+			--agent require sign --key "$(keyuri "$key")" --in "$m" --out "$work/o4.eml"
 		timed "$work/w_o" "$work/c_o" openssl cms -sign -engine pkcs11 -keyform engine \
 			-inkey "$(engine_uri "$key")" -signer "$pki/$key.pem" -md sha256 -in "$m" \
 			-out "$work/o2.eml"
 	done
+	# Same signature structure from all three p11smime paths (the boundary and signingTime
+	# differ per run, so the check is on what can be compared: both verify).
+	for o in o1 o3 o4; do
+		"$bin" verify --trust "$pki/root.pem" --certs "$pki/intermediate.pem" \
+			--no-sender-check --in "$work/$o.eml" >/dev/null || { echo "bench: $o.eml does not verify" >&2; exit 1; }
+	done
 	wp=$(grep . "$work/w_p" | median); wo=$(grep . "$work/w_o" | median)
-	wa=$(grep . "$work/w_a" | median)
-	cp=$(median <"$work/c_p"); co=$(median <"$work/c_o"); ca=$(median <"$work/c_a")
+	wa=$(grep . "$work/w_a" | median); wt=$(grep . "$work/w_t" | median)
+	cp=$(grep . "$work/c_p" | median); co=$(grep . "$work/c_o" | median)
+	ca=$(grep . "$work/c_a" | median); ct=$(grep . "$work/c_t" | median)
 	echo "$key: wall p11smime $wp ms, openssl (engine) $wo ms: $(calc "$wp / $wo" 2)x; CPU p11smime $cp ms, openssl $co ms: $(calc "$cp / $co" 2)x (medians of $((rounds * 4)) interleaved runs; target <= 1)"
-	echo "$key: wall via agent $wa ms = $(calc "$wa / $wo" 2)x openssl (target <= 0.5); client CPU $ca ms (the agent's own CPU is not in it)"
+	echo "$key: wall via agent, full p11smime client $wa ms = $(calc "$wa / $wo" 2)x openssl; client CPU $ca ms (the agent's own CPU is not in it)"
+	echo "$key: wall via agent, p11smime-client $wt ms = $(calc "$wt / $wo" 2)x openssl (target <= 0.5); client CPU $ct ms"
 done
 "$bin" agent --stop --socket "$agent_sock" >/dev/null 2>&1 || kill "$agent_pid" 2>/dev/null || true
 wait "$agent_pid" 2>/dev/null || true
+unset P11SMIME_AGENT_SOCK
 trap 'rm -rf "$work"' EXIT
 
+[ "$one_only" = 1 ] && { echo; echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"; exit 0; }
 echo
 echo "== large messages: wall time and peak RSS (/usr/bin/time), p11smime beside openssl cms"
 sizes="1 100"

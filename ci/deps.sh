@@ -11,12 +11,16 @@ packages=(
 	softhsm2 opensc opensc-pkcs11 gnutls-bin libengine-pkcs11-openssl
 	libgmime-3.0-dev libcurl4-openssl-dev curl
 	libpkcs11-helper1-dev libpcsclite-dev libmilter-dev libassuan-dev pinentry-tty tmux
+	# the recipients' certificate store (docs/certificates.md)
+	libsqlite3-dev sqlite3 libldap-dev
+	# a real directory for the LDAP lookups (tests/store)
+	slapd ldap-utils
 	# interop peers and test vectors (PKITS S/MIME messages)
 	libnss3-tools gpgsm gpg-agent python3-cryptography-vectors
 	# real git for the commit and tag signing tests (tests/git)
 	git
 	# test harness
-	python3 valgrind strace time
+	python3 valgrind strace time jq
 	# real readers (virtual card) and a real MTA for the gateway
 	pcscd vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome postfix
 	# real mail clients driven in tmux (tests/mua)

@@ -81,17 +81,24 @@ P11S_EXTERN P11S_MUST_CHECK int p11s_encrypt_check_recipient(X509 *cert, const c
 P11S_EXTERN P11S_MUST_CHECK int p11s_encrypt_message(FILE *in, FILE *out,
     const p11s_encrypt_opts *opts);
 
-/** Version of p11s_decrypt_opts understood by this library. */
-#define P11S_DECRYPT_OPTS_VERSION 1
+/**
+ * Version of p11s_decrypt_opts understood by this library: 2 adds `require_authenticated`;
+ * version 1 structures are still accepted.
+ */
+#define P11S_DECRYPT_OPTS_VERSION 2
 
 /** Options of p11s_decrypt_message(). Initialise with P11S_DECRYPT_OPTS_INIT. */
 typedef struct p11s_decrypt_opts {
 	unsigned int version;   /**< P11S_DECRYPT_OPTS_VERSION */
 	const char *token_uri;  /**< without a key: the tokens whose keys are candidates (a
 	                             pkcs11: token URI, see p11s_key_list()); NULL: every token */
+	int require_authenticated; /**< (version 2) non-zero: refuse EnvelopedData (CBC, no
+	                                integrity, EFAIL) before any token operation, with
+	                                P11S_ERR_VERIFY "unauthenticated-encryption: ..."; only
+	                                AuthEnvelopedData is decrypted (docs/envelope.md) */
 } p11s_decrypt_opts;
 
-#define P11S_DECRYPT_OPTS_INIT { P11S_DECRYPT_OPTS_VERSION, NULL }
+#define P11S_DECRYPT_OPTS_INIT { P11S_DECRYPT_OPTS_VERSION, NULL, 0 }
 
 /** What p11s_decrypt_message() found; filled on success. */
 typedef struct p11s_decrypt_info {
@@ -133,6 +140,7 @@ typedef struct p11s_decrypt_info {
  * @param opts  options or NULL.
  * @param info  receives details on success, or NULL.
  * @return P11S_OK; P11S_ERR_MALFORMED (not an enveloped message, bad base64 or DER);
+ *         P11S_ERR_VERIFY (opts->require_authenticated and the message is EnvelopedData);
  *         P11S_ERR_DECRYPT (no recipient for the key or the token's keys, or "decryption
  *         failed"); TOKEN-class errors for failures that do not depend on the data (PIN,
  *         module, a mechanism or its parameters refused: P11S_ERR_MECHANISM/UNSUPPORTED name

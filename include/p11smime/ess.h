@@ -73,6 +73,13 @@ typedef struct p11s_receipt_result {
 	                                        mismatch", "no-matching-request", ... */
 	size_t n_reasons;
 	struct p11s_receipt_priv *priv;    /**< internal */
+	/* Algorithms and the weak-algorithm policy (docs/verify.md); appended. */
+	const p11s_verify_reason *warnings; /**< "weak-algorithm" accepted by allow_weak */
+	size_t n_warnings;
+	const char *digest;              /**< the receipt's digest algorithm, or NULL */
+	const char *signature_algorithm; /**< its signature algorithm, or NULL */
+	const char *key_type;            /**< receipt signer key ("RSA", "EC", ...), or NULL */
+	int key_bits;
 } p11s_receipt_result;
 
 /**

@@ -59,4 +59,14 @@ typedef p11s_key *(*p11s_key_select_fn)(const p11s_recipient_id *rid, void *payl
 P11S_EXTERN P11S_MUST_CHECK int p11s_decrypt_message_select(p11s_ctx *ctx,
     p11s_key_select_fn select, void *payload, FILE *in, FILE *out, p11s_decrypt_info *info);
 
+/**
+ * p11s_decrypt_message_select() with options: only `opts->require_authenticated` (version 2)
+ * is used here (token_uri is the caller's business): EnvelopedData is then refused with
+ * P11S_ERR_VERIFY "unauthenticated-encryption: ..." before `select` is called.
+ * `opts` may be NULL.
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_decrypt_message_select_ex(p11s_ctx *ctx,
+    p11s_key_select_fn select, void *payload, FILE *in, FILE *out,
+    const p11s_decrypt_opts *opts, p11s_decrypt_info *info);
+
 #endif

@@ -41,11 +41,15 @@ typedef struct p11s_sign_opts {
 	                                signature value; NULL: none */
 	const char *audit_log;     /**< append a record to this hash-chained audit log (audit.h);
 	                                NULL: none. Without its record the signature is not output. */
+	unsigned int audit_checkpoint_every; /**< with audit_log: a signed checkpoint (audit.h)
+	                                    after this many records; 0: the default
+	                                    P11S_AUDIT_CHECKPOINT_EVERY (100). The end of a run
+	                                    is the caller's p11s_audit_checkpoint(). */
 } p11s_sign_opts;
 
 #define P11S_SIGN_OPTS_VERSION 1
 #define P11S_SIGN_OPTS_INIT { P11S_SIGN_OPTS_VERSION, P11S_DIGEST_SHA256, 0, 0, NULL, NULL, NULL, \
-	0, NULL, NULL, NULL, NULL }
+	0, NULL, NULL, NULL, NULL, 0 }
 
 /**
  * Sign an RFC 5322 message with a token key.

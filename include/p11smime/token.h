@@ -187,4 +187,11 @@ P11S_EXTERN P11S_MUST_CHECK int p11s_key_pkey(p11s_key *key, EVP_PKEY **out);
 /** Free; NULL is accepted. */
 P11S_EXTERN void p11s_key_free(p11s_key *key);
 
+/**
+ * Take one more reference to `key` (for a holder that keeps found keys across operations,
+ * as `p11smime agent` does): each reference is released with p11s_key_free(); the key is
+ * freed with the last. Returns `key`.
+ */
+P11S_EXTERN p11s_key *p11s_key_up_ref(p11s_key *key);
+
 #endif

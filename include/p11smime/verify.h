@@ -7,8 +7,11 @@
 
 #include "common.h"
 
-/** Version of p11s_verify_opts understood by this library. */
-#define P11S_VERIFY_OPTS_VERSION 1
+/**
+ * Version of p11s_verify_opts understood by this library: 2 adds `allow_weak` and
+ * `date_tolerance`; version 1 structures are still accepted (as both 0).
+ */
+#define P11S_VERIFY_OPTS_VERSION 2
 
 /**
  * Options of p11s_verify_message(). Initialise with P11S_VERIFY_OPTS_INIT, then set fields:
@@ -30,9 +33,23 @@ typedef struct p11s_verify_opts {
 	                                      (for callers that check it themselves, e.g. a
 	                                      mail reader handing over only the signed part);
 	                                      reported as warning "sender-not-checked" */
+	int allow_weak;                  /**< (version 2) non-zero: signatures with SHA-1 or MD5,
+	                                      keys under the minimum size and paths with such
+	                                      certificate signatures are not failed for that; each
+	                                      finding is a warning "weak-algorithm" instead of a
+	                                      reason (docs/verify.md, "Weak algorithms"): for
+	                                      archives of old mail */
+	int64_t date_tolerance;          /**< (version 2) the date check (docs/verify.md,
+	                                      "Dates"): a Date header farther than this many
+	                                      seconds from signingTime or the time-stamp's genTime
+	                                      fails the signer ("date-mismatch"); 0: the default,
+	                                      P11S_VERIFY_DATE_TOLERANCE; negative: not checked */
 } p11s_verify_opts;
 
-#define P11S_VERIFY_OPTS_INIT { P11S_VERIFY_OPTS_VERSION, NULL, 0, NULL, 0, NULL, 0, 0, 0, 0 }
+/** The default date tolerance: one hour (docs/verify.md, "Dates"). */
+#define P11S_VERIFY_DATE_TOLERANCE 3600
+
+#define P11S_VERIFY_OPTS_INIT { P11S_VERIFY_OPTS_VERSION, NULL, 0, NULL, 0, NULL, 0, 0, 0, 0, 0, 0 }
 
 /**
  * One reason why something is not valid (or one warning). `code` is a stable token meant for
@@ -62,6 +79,16 @@ typedef struct p11s_verify_revocation {
 	const char *crl_this_update; /**< its thisUpdate, RFC 3339 UTC, or NULL */
 	const char *crl_next_update; /**< its nextUpdate, RFC 3339 UTC, or NULL if absent */
 	const char *crl_number;   /**< its cRLNumber (RFC 5280 §5.2.3) in hex, or NULL */
+	/* Live revocation (revocation.h); appended. */
+	const char *source;       /**< what decided: "file-crl" (--crl), "message-crl" (in the
+	                               SignedData), "fetched-crl" (crlDistributionPoints), "ocsp",
+	                               or NULL (nothing decided) */
+	const char *ocsp_responder;   /**< the responder URL asked, or NULL */
+	const char *ocsp_produced_at; /**< the OCSP response's producedAt, RFC 3339 UTC, or NULL */
+	const char *ocsp_this_update; /**< its thisUpdate, or NULL */
+	const char *ocsp_next_update; /**< its nextUpdate, or NULL (absent or no OCSP) */
+	const char *revocation_time;  /**< for "revoked" by OCSP: revocationTime, else NULL */
+	int soft_failed;          /**< status "unknown" accepted by --soft-fail (a warning) */
 } p11s_verify_revocation;
 
 /** What is known about one SignerInfo (RFC 5652 §5.3). All strings are owned by the result. */
@@ -103,6 +130,15 @@ typedef struct p11s_verify_signer {
 	const p11s_verify_revocation *revocation; /**< per certificate of the path as far as it
 	                                               was built (the order of `chain`) */
 	size_t n_revocation;
+	/* Algorithms (docs/verify.md, "Weak algorithms"); appended. */
+	const char *key_type;            /**< signer key: "RSA", "EC", "DSA", "Ed25519", ...;
+	                                      NULL if the certificate was not found */
+	int key_bits;                    /**< its size in bits (RSA modulus, EC curve order) */
+	/* Dates (docs/verify.md, "Dates"); appended. */
+	int has_date_skew;               /**< the message has a Date and the signer a signingTime */
+	int64_t date_skew;               /**< Date - signingTime, seconds */
+	int has_timestamp_skew;          /**< the message has a Date and a verified time-stamp */
+	int64_t timestamp_skew;          /**< Date - genTime, seconds */
 } p11s_verify_signer;
 
 /**
@@ -125,6 +161,10 @@ typedef struct p11s_verify_result {
 	const p11s_verify_reason *warnings; /**< not failures ("micalg-mismatch", ...) */
 	size_t n_warnings;
 	struct p11s_verify_priv *priv;      /**< internal; do not touch */
+	/* Dates; appended. */
+	const char *date;            /**< the Date header field as received, NULL if none */
+	const char *protected_date;  /**< a Date field inside the signed entity (RFC 9788 header
+	                                  protection), NULL if none */
 } p11s_verify_result;
 
 /**
@@ -155,6 +195,17 @@ P11S_EXTERN P11S_MUST_CHECK int p11s_verify_message(p11s_verify_result **out, FI
  */
 P11S_EXTERN P11S_MUST_CHECK int p11s_verify_write_content(const p11s_verify_result *r,
     FILE *out);
+
+/**
+ * Write the signed entity like p11s_verify_write_content(), but whatever the verdict: for a
+ * reader that goes on peeling the layers inside a signature that failed (a broken outer
+ * signature around an encrypted part, issue 23). The bytes are NOT verified content: label
+ * them so, and never publish them as verified (RFC 8551 §6). Still refuses a result of a
+ * message that is not signed, and re-checks that the input did not change.
+ * @return P11S_OK, P11S_ERR_VERIFY (not signed, or the input changed), P11S_ERR_IO.
+ */
+P11S_EXTERN P11S_MUST_CHECK int p11s_verify_write_content_unverified(
+    const p11s_verify_result *r, FILE *out);
 
 /** Free a result; NULL is accepted. */
 P11S_EXTERN void p11s_verify_result_free(p11s_verify_result *r);

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,53 @@ static int resolve(const char *program, char *path, size_t cap)
 	return -1;
 }
 
+/*
+ * libassuan's memory, wiped when it is given back. The PIN reaches us in a "D <PIN>" line that
+ * libassuan reads into the line buffer of its context (inbound.line, with any bytes read past
+ * the line end in inbound.attic) and unescapes there in place before our data callback sees
+ * it; the next line read ("OK", then the answer to BYE) overwrites only its own length, and
+ * assuan_release() frees the context without clearing it. libassuan has no call to clear
+ * that buffer, but it takes its allocator from assuan_new_ext(): every block it frees or
+ * moves (realloc) is cleansed first, whole (malloc_usable_size(), glibc), so the line buffer
+ * is wiped when the context is released, right after GETPIN. docs/security.md.
+ */
+static void *wipe_malloc(size_t n)
+{
+	return malloc(n);
+}
+
+static void wipe_free(void *p)
+{
+	if (p != NULL) {
+		OPENSSL_cleanse(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+static void *wipe_realloc(void *p, size_t n)
+{
+	size_t old;
+	void *q;
+
+	if (p == NULL) {
+		return malloc(n);
+	}
+	if (n == 0) {
+		wipe_free(p);
+		return NULL;
+	}
+	/* Never realloc() in place of a copy: the old block would be freed uncleansed. */
+	old = malloc_usable_size(p);
+	if ((q = malloc(n)) == NULL) {
+		return NULL;
+	}
+	memcpy(q, p, old < n ? old : n);
+	wipe_free(p);
+	return q;
+}
+
+static struct assuan_malloc_hooks wipe_hooks = { wipe_malloc, wipe_realloc, wipe_free };
+
 struct pin_sink {
 	p11s_secret *out;
 	int too_long;
@@ -104,6 +152,8 @@ int agent_pinentry_get(const char *program, const char *tty, const char *term, c
 	assuan_fd_t keep[] = { ASSUAN_INVALID_FD };
 	struct pin_sink sink = { out, 0 };
 	gpg_error_t err;
+	assuan_log_cb_t log_cb = NULL;
+	void *log_data = NULL;
 	int rc = -1;
 
 	p11s_secret_wipe(out);
@@ -113,7 +163,9 @@ int agent_pinentry_get(const char *program, const char *tty, const char *term, c
 	}
 	argv[0] = path;
 	argv[1] = NULL;
-	if ((err = assuan_new(&ctx)) != 0) {
+	/* assuan_new() with the default logger, and the wiping allocator above. */
+	assuan_get_log_cb(&log_cb, &log_data);
+	if ((err = assuan_new_ext(&ctx, GPG_ERR_SOURCE_DEFAULT, &wipe_hooks, log_cb, log_data)) != 0) {
 		snprintf(why, whylen, "pinentry: %s", gpg_strerror(err));
 		return -1;
 	}

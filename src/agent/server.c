@@ -39,6 +39,7 @@
 
 #define PIN_CALLBACK "agent"
 #define MAX_LABELS 16
+#define MAX_KEYS 16
 
 typedef struct agent {
 	cli_globals *g;
@@ -55,6 +56,11 @@ typedef struct agent {
 	char wrong_msg[256];       /* SETERROR for the next pinentry of that token */
 	char wrong_label[33];
 	unsigned long ops, refused;
+	struct {
+		char *uri;
+		p11s_key *key;
+	} keys[MAX_KEYS];          /* keys found on ctx, by --key URI (agent_key_find()) */
+	size_t nkeys;
 	const agent_req *cur;      /* the request being served */
 	FILE *log;                 /* NULL: syslog */
 	int stop;
@@ -100,12 +106,55 @@ static void on_card(const char *reader, int present, void *payload)
 	}
 }
 
+/* Forget the found keys (they belong to ctx; a new context finds them again). */
+static void forget_keys(agent *A)
+{
+	for (size_t i = 0; i < A->nkeys; i++) {
+		p11s_key_free(A->keys[i].key);
+		free(A->keys[i].uri);
+	}
+	A->nkeys = 0;
+}
+
+/*
+ * cli_key_find() inside the agent. Finding a key reads every object of its token and parses
+ * every certificate there (the key's own and the CA certificates it is sent with): more than
+ * half of the agent's time for one signature (docs/performance.md). A key found by a command
+ * that succeeded is kept for the next commands with the same --key URI, as a long-lived
+ * library user keeps its key (token.h); the library itself finds the token again after a
+ * removal (the key's stale flag). Kept until the login is dropped or any command fails. A
+ * URI with a pin-value or pin-source is never kept: no PIN stays in the agent.
+ */
+static int agent_key_find(void *payload, p11s_ctx *ctx, const char *uri, p11s_key **out)
+{
+	agent *A = payload;
+	char *copy;
+	int rc;
+
+	for (size_t i = 0; ctx == A->ctx && i < A->nkeys; i++) {
+		if (strcmp(A->keys[i].uri, uri) == 0) {
+			*out = p11s_key_up_ref(A->keys[i].key);
+			return P11S_OK;
+		}
+	}
+	if ((rc = p11s_key_find(ctx, uri, out)) < 0) {
+		return rc;
+	}
+	if (ctx == A->ctx && A->nkeys < MAX_KEYS && strstr(uri, "pin-") == NULL &&
+	    (copy = strdup(uri)) != NULL) {
+		A->keys[A->nkeys].uri = copy;
+		A->keys[A->nkeys++].key = p11s_key_up_ref(*out);
+	}
+	return rc;
+}
+
 /* Log out everywhere: freeing the context closes the sessions (C_Logout, C_CloseAllSessions). */
 static void drop_login(agent *A, const char *why)
 {
 	if (A->ctx == NULL) {
 		return;
 	}
+	forget_keys(A);
 	alog(A, "dropping the login%s (%s)", A->nlabels ? "" : " (none held)", why);
 	p11s_ctx_free(A->ctx);
 	A->ctx = NULL;
@@ -167,9 +216,6 @@ static int agent_pin(const char *what, p11s_secret *out, char *why, size_t whyle
 
 	label_of(what, label, sizeof(label));
 	alog(A, "PIN requested for %s", what);
-	if (!per_op) {
-		snprintf(A->pending, sizeof(A->pending), "%s", label);
-	}
 	if (A->pins != NULL) {
 		p11s_secret *s = NULL;
 
@@ -183,7 +229,7 @@ static int agent_pin(const char *what, p11s_secret *out, char *why, size_t whyle
 			return -1;
 		}
 		p11s_secret_free(s);
-		return 0;
+		goto got_pin;
 	}
 	snprintf(desc, sizeof(desc), "%s of token '%s'%s%s%s",
 	    per_op ? "PIN for this operation only (the key asks for it every time; never cached)"
@@ -198,6 +244,14 @@ static int agent_pin(const char *what, p11s_secret *out, char *why, size_t whyle
 	}
 	if (err != NULL) {
 		A->wrong_msg[0] = '\0';
+	}
+got_pin:
+	/*
+	 * Only a PIN that was given leads to a login attempt: a cancelled or failed PIN entry
+	 * must not mark the token logged in (the command fails with no C_Login at all).
+	 */
+	if (!per_op) {
+		snprintf(A->pending, sizeof(A->pending), "%s", label);
 	}
 	return 0;
 }
@@ -295,6 +349,7 @@ static void status_text(agent *A, int json, char *buf, size_t cap)
 	size_t n = 0, o = 0;
 	time_t now = time(NULL);
 	long left = cache_left(A, now);
+	int fresh = A->ctx == NULL;
 
 	if (ensure_ctx(A) < 0 || p11s_token_list(A->ctx, &t, &n) < 0) {
 		n = 0;
@@ -303,8 +358,9 @@ static void status_text(agent *A, int json, char *buf, size_t cap)
 		OUT("{\"version\":1,\"pid\":%ld,\"socket\":", (long)getpid());
 		json_s(buf, cap, &o, A->sock_path);
 		OUT(",\"cache_ttl\":%ld,\"max_ttl\":%ld,\"operations\":%lu,\"refused\":%lu,"
-		    "\"logged_in\":%s,\"cache_left\":%ld,\"tokens\":[", A->cache_ttl, A->max_ttl,
-		    A->ops, A->refused, A->nlabels ? "true" : "false", left);
+		    "\"logged_in\":%s,\"cache_left\":%ld,\"keys_kept\":%zu,\"tokens\":[",
+		    A->cache_ttl, A->max_ttl, A->ops, A->refused, A->nlabels ? "true" : "false", left,
+		    A->nkeys);
 		for (size_t i = 0, k = 0; i < n; i++) {
 			if (!(t[i].flags & P11S_TOKEN_PRESENT) || t[i].label[0] == '\0') {
 				continue;
@@ -338,6 +394,15 @@ static void status_text(agent *A, int json, char *buf, size_t cap)
 	free(t);
 	if (o >= cap && cap > 0) {
 		buf[cap - 1] = '\0';
+	}
+	if (fresh && A->ctx != NULL) {
+		/*
+		 * Made for this status only: not kept, so that the next command loads the module
+		 * afresh and sees a token inserted meanwhile (SoftHSM, like some card modules,
+		 * lists its tokens at C_Initialize).
+		 */
+		p11s_ctx_free(A->ctx);
+		A->ctx = NULL;
 	}
 }
 
@@ -422,12 +487,17 @@ static int run_command(agent *A, const cli_command *cmd, const agent_req *r, con
 	g.json = r->json;
 	g.verbosity = r->verbosity;
 	g.agent_ctx = A->ctx;
+	g.agent_key_find = agent_key_find;
+	g.agent_key_payload = A;
 	g.pin_source = "callback:" PIN_CALLBACK;
 	A->cur = r;
 	A->pending[0] = '\0';
 	status = cmd->run(&g, r->argc, argv);
 	A->cur = NULL;
 	e = p11s_error_last();
+	if (status != EXIT_OK) {
+		forget_keys(A); /* whatever failed, find the key afresh next time */
+	}
 	if (status == EXIT_OK || !login_lost(e)) {
 		if (A->pending[0] != '\0' && !logged_in(A, A->pending) && A->nlabels < MAX_LABELS) {
 			snprintf(A->labels[A->nlabels++], sizeof(A->labels[0]), "%s", A->pending);
@@ -440,6 +510,11 @@ static int run_command(agent *A, const cli_command *cmd, const agent_req *r, con
 			note_wrong_pin(A, A->pending);
 		}
 		drop_login(A, e->message);
+	}
+	if (status != EXIT_OK && A->ctx != NULL && A->nlabels == 0) {
+		/* No login to keep: start afresh next time (a token may come back meanwhile). */
+		p11s_ctx_free(A->ctx);
+		A->ctx = NULL;
 	}
 	if (A->cache_ttl == 0) {
 		drop_login(A, "cache-ttl 0: one login per operation");

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/proverr.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 
 #include "bridge/bridge_int.h"
@@ -78,12 +79,65 @@ static int dec_decrypt_init(void *vctx, void *provkey, const OSSL_PARAM params[]
 	return dec_set_ctx_params(c, params);
 }
 
+/*
+ * Does the token honour an OAEP label (pSourceData, RFC 8017 §7.1.2 step 3a)? PKCS#11 v2.40
+ * §2.1.8 passes it as CKZ_DATA_SPECIFIED; a token that accepts the parameter but decrypts as
+ * if the label were empty (SoftHSM 2.6.1 does) fails every labelled message like a wrong key.
+ * Asked only after a labelled decryption failed: a random value of ours is encrypted on the
+ * host with the same hash, MGF and label and decrypted on the token. The answer depends on the
+ * token alone, never on the message's data, so telling it apart is no padding oracle (RFC
+ * 3218). @return 1 the label works, 0 it does not, -1 unknown (the probe itself failed).
+ */
+static int label_probe(decctx *c, const p11s_mech *mech, const p11s_bridge_md *md,
+    const p11s_bridge_md *mgf1)
+{
+	EVP_PKEY_CTX *pc = NULL;
+	unsigned char val[32], *ct = NULL, *lbl = NULL;
+	size_t ctlen = 0;
+	p11s_buf *buf = NULL;
+	int ret = -1;
+
+	if (RAND_bytes(val, sizeof(val)) != 1 ||
+	    (pc = EVP_PKEY_CTX_new_from_pkey(NULL, c->op.pub, "provider=default")) == NULL ||
+	    EVP_PKEY_encrypt_init(pc) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md_name(pc, md->name, NULL) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, mgf1->name, NULL) <= 0 ||
+	    (lbl = OPENSSL_memdup(c->label, c->label_len)) == NULL) {
+		goto out;
+	}
+	if (EVP_PKEY_CTX_set0_rsa_oaep_label(pc, lbl, (int)c->label_len) <= 0) {
+		OPENSSL_free(lbl);
+		goto out;
+	}
+	if (EVP_PKEY_encrypt(pc, NULL, &ctlen, val, sizeof(val)) <= 0 ||
+	    (ct = OPENSSL_malloc(ctlen)) == NULL ||
+	    EVP_PKEY_encrypt(pc, ct, &ctlen, val, sizeof(val)) <= 0) {
+		goto out;
+	}
+	if (p11s_token__decrypt(c->op.ref, mech, ct, ctlen, &buf) < 0) {
+		int code = p11s_error_last()->code;
+
+		ret = code == P11S_ERR_DECRYPT || code == P11S_ERR_TOKEN ? 0 : -1;
+	} else {
+		ret = buf->len == sizeof(val) && CRYPTO_memcmp(buf->data, val, sizeof(val)) == 0;
+	}
+out:
+	OPENSSL_cleanse(val, sizeof(val));
+	p11s_buf_free(buf);
+	OPENSSL_free(ct);
+	EVP_PKEY_CTX_free(pc);
+	ERR_clear_error();
+	return ret;
+}
+
 static int dec_decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t outsize,
     const unsigned char *in, size_t inlen)
 {
 	decctx *c = vctx;
 	p11s_mech mech = { 0 };
 	p11s_buf *buf = NULL;
+	const p11s_bridge_md *md = NULL, *mgf1 = NULL;
 	int size, rc, ok = 0;
 
 	if (!p11s_bridge__op_size(c, &size)) {
@@ -95,8 +149,7 @@ static int dec_decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t ou
 		return 1;
 	}
 	if (c->pad == RSA_PKCS1_OAEP_PADDING) {
-		const p11s_bridge_md *md = c->oaep_md, *mgf1;
-
+		md = c->oaep_md;
 		if (md == NULL && (md = p11s_bridge__md(c->op.prov->libctx, "SHA1")) == NULL) {
 			return 0;
 		}
@@ -110,6 +163,18 @@ static int dec_decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t ou
 		mech.type = P11S_MECH_RSA_PKCS;
 	}
 	if ((rc = p11s_token__decrypt(c->op.ref, &mech, in, inlen, &buf)) < 0) {
+		/*
+		 * A data-dependent failure: CKR_ENCRYPTED_DATA_INVALID, or the vague
+		 * CKR_GENERAL_ERROR SoftHSM 2.6.1 answers for a bad OAEP block (measured).
+		 */
+		if ((rc == P11S_ERR_DECRYPT || rc == P11S_ERR_TOKEN) && mech.label_len > 0 &&
+		    label_probe(c, &mech, md, mgf1) == 0) {
+			/* The token, not the message: exit 3 with the parameters (docs/envelope.md). */
+			rc = p11s_error__set(P11S_ERR_MECHANISM, "token ignores the OAEP label: %s "
+			    "(hash %s, MGF1 with %s, label of %zu bytes) accepted the label but does "
+			    "not decrypt with it (tested with a value of ours)",
+			    p11s_mech_name(mech.type), md->name, mgf1->name, mech.label_len);
+		}
 		p11s_bridge__token_failed(rc, &mech, PROV_R_FAILED_TO_DECRYPT,
 		    "token decryption failed");
 		goto out;

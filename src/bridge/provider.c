@@ -449,6 +449,12 @@ void p11s_bridge__token_failed(int rc, const p11s_mech *mech, int reason, const 
 		} else {
 			p11s_error__prefix("token refuses %s: ", name);
 		}
+	} else if (rc == P11S_ERR_MECHANISM && mech != NULL && mech->type == P11S_MECH_RSA_PKCS_OAEP &&
+	    strstr(p11s_error_last()->message, "hash") == NULL &&
+	    strstr(p11s_error_last()->message, "MGF1") == NULL) {
+		/* A backend named the mechanism only (pkcs11-helper): add the OAEP parameters. */
+		p11s_error__prefix("OAEP parameters %s, %s%s: ", hash_name(mech->hash),
+		    mgf_name(mech->mgf), mech->label_len ? ", label" : "");
 	}
 	p11s_bridge__raise(reason, what);
 }

@@ -21,6 +21,9 @@ typedef struct cli_globals {
 	p11s_config *config;
 	const char *agent_mode; /* --agent auto|never|require (docs/agent.md); NULL: auto */
 	p11s_ctx *agent_ctx;    /* inside `p11smime agent`: the context every command shares */
+	/* inside the agent: its cache of keys found by earlier commands (cli_key_find()) */
+	int (*agent_key_find)(void *payload, p11s_ctx *ctx, const char *uri, p11s_key **out);
+	void *agent_key_payload;
 } cli_globals;
 
 /* A command: its name, one-line summary, usage text and entry point. */
@@ -42,6 +45,12 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * command will use: its module-path wins over --module, the environment and the config file.
  */
 int cli_open(cli_globals *g, const char *uri, p11s_ctx **out);
+
+/*
+ * p11s_key_find(), or inside the agent its key cache (g->agent_key_find): the library's
+ * status; free the key with p11s_key_free() either way.
+ */
+int cli_key_find(cli_globals *g, p11s_ctx *ctx, const char *uri, p11s_key **key);
 
 /* Free a context from cli_open(); the agent's shared context (g->agent_ctx) stays. */
 void cli_close(cli_globals *g, p11s_ctx *ctx);
@@ -87,6 +96,7 @@ enum {
 	CLI_O_TRUST, CLI_O_CERTS, CLI_O_CRL, CLI_O_AT, CLI_O_NO_SENDER_CHECK,
 	CLI_O_CERT, CLI_O_CHAIN, CLI_O_DIGEST, CLI_O_PSS, CLI_O_OPAQUE,
 	CLI_O_TO, CLI_O_CIPHER, CLI_O_OAEP,
+	CLI_O_ALLOW_WEAK, CLI_O_REQUIRE_AUTHENTICATED, CLI_O_DATE_TOLERANCE,
 	CLI_O_OWN = 0x200
 };
 
@@ -94,12 +104,20 @@ enum {
 #define CLI_OPT_OUT { "out", required_argument, NULL, CLI_O_OUT }
 #define CLI_OPT_KEY { "key", required_argument, NULL, CLI_O_KEY }
 #define CLI_OPT_NO_SENDER_CHECK { "no-sender-check", no_argument, NULL, CLI_O_NO_SENDER_CHECK }
-/* Verification: --trust FILE... --certs FILE... --crl FILE... --at TIME. */
+/*
+ * Verification: --trust FILE... --certs FILE... --crl FILE... --at TIME --allow-weak
+ * --date-tolerance SECONDS|off.
+ */
 #define CLI_OPTS_VERIFY \
+	{ "allow-weak", no_argument, NULL, CLI_O_ALLOW_WEAK }, \
+	{ "date-tolerance", required_argument, NULL, CLI_O_DATE_TOLERANCE }, \
 	{ "trust", required_argument, NULL, CLI_O_TRUST }, \
 	{ "certs", required_argument, NULL, CLI_O_CERTS }, \
 	{ "crl", required_argument, NULL, CLI_O_CRL }, \
 	{ "at", required_argument, NULL, CLI_O_AT }
+/* Decryption: refuse EnvelopedData without integrity (docs/envelope.md). */
+#define CLI_OPT_REQUIRE_AUTHENTICATED \
+	{ "require-authenticated", no_argument, NULL, CLI_O_REQUIRE_AUTHENTICATED }
 /* The signer's certificates: --cert FILE --chain FILE... */
 #define CLI_OPTS_SIGNER \
 	{ "cert", required_argument, NULL, CLI_O_CERT }, \
@@ -126,6 +144,7 @@ typedef struct cli_args {
 	p11s_verify_opts verify;
 	const char **trust, **certs, **crls;
 	const char *at;
+	int require_authenticated; /* --require-authenticated (policy.c adds the config key) */
 	/* signing */
 	p11s_sign_opts sign;
 	const char *cert_path;
@@ -135,6 +154,7 @@ typedef struct cli_args {
 	p11s_encrypt_opts encrypt;
 	const char **to;
 	size_t n_to;
+	int cipher_given;  /* --cipher was on the command line (recipients.c) */
 } cli_args;
 
 void cli_args_init(cli_args *a, const char *cmd);
@@ -171,6 +191,16 @@ int cli_open_key(cli_globals *g, const char *uri, p11s_ctx **ctx, p11s_key **key
 int cli_load_certs(const char *path, STACK_OF(X509) **out);
 int cli_load_cert(const char *path, X509 **out); /* exactly one */
 
+/*
+ * The reader's policy (policy.c): the config keys allow-weak and require-authenticated added
+ * to a->verify.allow_weak and a->require_authenticated (call after the options; prints its
+ * usage error, returns an exit status); the one-line stderr warnings for weak algorithms
+ * accepted by --allow-weak and for decrypted content without integrity protection.
+ */
+int cli_policy_apply(const cli_globals *g, cli_args *a);
+void cli_policy_warn_weak(const p11s_verify_result *r);
+void cli_policy_warn_unauthenticated(const p11s_decrypt_info *info);
+
 /* verify's report (cmd_verify.c), also used by unwrap for each signed layer. */
 void cli_verify_report_text(FILE *f, const p11s_verify_result *r);
 void cli_verify_report_json(FILE *f, const p11s_verify_result *r);
@@ -200,5 +230,6 @@ extern const cli_command cmd_verify_receipt;
 extern const cli_command cmd_audit;
 extern const cli_command cmd_agent;
 extern const cli_command cmd_mua; /* cmd_mua.c: NeoMutt and mutt */
+extern const cli_command cmd_certs; /* cmd_certs.c: the certificate store */
 
 #endif

@@ -39,6 +39,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		{ "token", required_argument, NULL, O_TOKEN },
 		CLI_OPT_IN,
 		CLI_OPT_OUT,
+		CLI_OPT_REQUIRE_AUTHENTICATED,
 		{ NULL, 0, NULL, 0 },
 	};
 	p11s_decrypt_opts o = P11S_DECRYPT_OPTS_INIT;
@@ -56,9 +57,11 @@ static int run(cli_globals *g, int argc, char **argv)
 			goto out;
 		}
 	}
-	if ((status = cli_args_no_operands(&a, argc, argv)) != EXIT_OK) {
+	if ((status = cli_args_no_operands(&a, argc, argv)) != EXIT_OK ||
+	    (status = cli_policy_apply(g, &a)) != EXIT_OK) {
 		goto out;
 	}
+	o.require_authenticated = a.require_authenticated;
 	if (a.key_uri != NULL && o.token_uri != NULL) {
 		status = cli_usage_error("decrypt: --key and --token exclude each other");
 		goto out;
@@ -72,7 +75,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		goto out;
 	}
 	if (cli_open(g, a.key_uri ? a.key_uri : o.token_uri, &ctx) < 0 ||
-	    (a.key_uri != NULL && p11s_key_find(ctx, a.key_uri, &key) < 0)) {
+	    (a.key_uri != NULL && cli_key_find(g, ctx, a.key_uri, &key) < 0)) {
 		status = cli_fail();
 		goto out;
 	}
@@ -86,10 +89,7 @@ static int run(cli_globals *g, int argc, char **argv)
 	}
 	if (!info.authenticated) {
 		/* STANDARDS.md §12 (EFAIL): CBC content may have been altered or spliced. */
-		p11s_log(P11S_LOG_INFO,
-		    "warning: %s (%s) is not integrity-protected: the content may have been "
-		    "altered or spliced (EFAIL); treat it as unauthenticated",
-		    info.content_type, info.cipher);
+		cli_policy_warn_unauthenticated(&info);
 	} else {
 		p11s_log(P11S_LOG_INFO, "decrypted %s (%s, %s); authentication tag verified",
 		    info.content_type, info.cipher, info.key_management);
@@ -110,13 +110,16 @@ out:
 const cli_command cmd_decrypt = {
 	"decrypt",
 	"decrypt an enveloped or auth-enveloped message with a key that stays on the token",
-	"decrypt [--key URI | --token URI] [--in FILE] [--out FILE]\n"
+	"decrypt [--key URI | --token URI] [--in FILE] [--out FILE] [--require-authenticated]\n"
 	"\n"
 	"  --key URI       the private key (pkcs11: URI); only its certificate may match a\n"
 	"                  recipient of the message\n"
 	"  --token URI     without --key: search the keys of these tokens (default: all)\n"
 	"  --in FILE       encrypted message (default stdin)\n"
 	"  --out FILE      decrypted message (default stdout); written only on success\n"
+	"  --require-authenticated\n"
+	"                  refuse enveloped-data (CBC, no integrity protection) with exit 1;\n"
+	"                  without it such content is decrypted with a warning on stderr\n"
 	"\n"
 	"The key is found by the message's recipient identifiers (issuer and serial number or\n"
 	"subject key identifier). Exit 1: no recipient for the key, or \"decryption failed\"\n"

@@ -2,7 +2,7 @@
  * `p11smime encrypt --to CERTFILE [--to CERTFILE]... [--cipher C] [--oaep] [--in F] [--out F]`
  * (CLI.md): encrypt an RFC 5322 message to one or more certificates. No token is involved.
  */
-#include "cli.h"
+#include "recipients.h"
 
 static int run(cli_globals *g, int argc, char **argv)
 {
@@ -10,14 +10,24 @@ static int run(cli_globals *g, int argc, char **argv)
 		CLI_OPTS_ENCRYPT,
 		CLI_OPT_IN,
 		CLI_OPT_OUT,
+		/* --to ADDRESS: the store and what validates its certificates (recipients.c). */
+		CLI_OPT_STORE,
+		CLI_OPT_LDAP,
+		{ "trust", required_argument, NULL, CLI_O_TRUST },
+		{ "certs", required_argument, NULL, CLI_O_CERTS },
+		{ "crl", required_argument, NULL, CLI_O_CRL },
 		{ NULL, 0, NULL, 0 },
 	};
 	cli_args a;
+	cli_recipients r = { 0 };
+	cli_lookup lk = { 0 };
 	int c, status;
 
 	cli_args_init(&a, "encrypt");
 	while ((c = cli_args_next(&a, argc, argv, opts)) != -1) {
-		if ((status = cli_args_option(&a, c, argv)) != EXIT_OK) {
+		if (cli_lookup_option(&lk, c, optarg)) {
+			continue;
+		} else if ((status = cli_args_option(&a, c, argv)) != EXIT_OK) {
 			goto out;
 		}
 	}
@@ -25,10 +35,13 @@ static int run(cli_globals *g, int argc, char **argv)
 		goto out;
 	}
 	if (a.n_to == 0) {
-		status = cli_usage_error("encrypt: at least one --to CERTFILE is needed");
+		status = cli_usage_error("encrypt: at least one --to CERTFILE|ADDRESS is needed");
 		goto out;
 	}
 	cli_args_encrypt_opts(&a);
+	if ((status = cli_recipients_resolve(g, &a, &lk, &r)) != EXIT_OK) {
+		goto out;
+	}
 	if (a.encrypt.cipher == P11S_CIPHER_AES_128_CBC ||
 	    a.encrypt.cipher == P11S_CIPHER_AES_256_CBC) {
 		p11s_log(P11S_LOG_INFO, "CBC gives EnvelopedData without integrity protection "
@@ -41,6 +54,8 @@ static int run(cli_globals *g, int argc, char **argv)
 	status = cli_args_commit(&a,
 	    p11s_encrypt_message(a.in, cli_output_file(a.out), &a.encrypt));
 out:
+	cli_recipients_free(&r);
+	cli_lookup_free(&lk);
 	cli_args_free(&a);
 	return status;
 }
@@ -48,12 +63,21 @@ out:
 const cli_command cmd_encrypt = {
 	"encrypt",
 	"encrypt a message to one or more recipient certificates (RSA, EC P-256/P-384)",
-	"encrypt --to CERTFILE [--to CERTFILE]... [--cipher aes-256-gcm|aes-128-gcm|aes-128-cbc|"
-	"aes-256-cbc] [--oaep] [--in FILE] [--out FILE]\n"
+	"encrypt --to CERTFILE|ADDRESS [--to ...]... [--cipher aes-256-gcm|aes-128-gcm|aes-128-cbc|"
+	"aes-256-cbc] [--oaep] [--store DB] [--ldap URL]... [--trust FILE]... [--certs FILE]...\n"
+	"        [--crl FILE]..."
+	" [--in FILE] [--out FILE]\n"
 	"\n"
 	"  --to CERTFILE   recipient certificate (PEM or DER); repeat for more recipients\n"
+	"  --to ADDRESS    (not a file) the certificate for ADDRESS from the store that validates\n"
+	"                  now to --trust (or the config's trust); see docs/certificates.md\n"
+	"  --store DB      certificate store (default: config's store, else\n"
+	"                  $XDG_DATA_HOME/p11smime/certs.db)\n"
+	"  --ldap URL      ldap://host[:port]/BASE-DN asked (mail=ADDRESS) when the store has no\n"
+	"                  usable certificate (default: the config's ldap keys); answers cached\n"
 	"  --cipher C      content cipher (default aes-256-gcm: AuthEnvelopedData; CBC gives\n"
-	"                  EnvelopedData, which has no integrity protection)\n"
+	"                  EnvelopedData, which has no integrity protection); with addresses the\n"
+	"                  default is aes-256-gcm only if every one announced it, else aes-256-cbc\n"
 	"  --oaep          RSA recipients get RSAES-OAEP with SHA-256 (default PKCS#1 v1.5)\n"
 	"  --in FILE       message to encrypt (default stdin)\n"
 	"  --out FILE      encrypted message (default stdout); written atomically",

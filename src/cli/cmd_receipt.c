@@ -60,6 +60,32 @@ const cli_command cmd_receipt = {
 	run_receipt,
 };
 
+/* A JSON string or null, and a comma. */
+static void opt_str(FILE *f, const char *s)
+{
+	if (s != NULL) {
+		json_str(f, s);
+	} else {
+		fputs("null", f);
+	}
+	fputc(',', f);
+}
+
+static void reasons_json(FILE *f, const p11s_verify_reason *v, size_t n)
+{
+	fputc('[', f);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "%s{", i ? "," : "");
+		json_key(f, "code");
+		json_str(f, v[i].code);
+		fputc(',', f);
+		json_key(f, "message");
+		json_str(f, v[i].message);
+		fputc('}', f);
+	}
+	fputc(']', f);
+}
+
 static void report(FILE *f, int json, const p11s_receipt_result *r)
 {
 	if (json) {
@@ -96,18 +122,21 @@ static void report(FILE *f, int json, const p11s_receipt_result *r)
 			json_str(f, r->chain[i]);
 		}
 		fputs("],", f);
+		/* The algorithms, always (docs/verify.md, "Weak algorithms"). */
+		json_key(f, "digest");
+		opt_str(f, r->digest);
+		json_key(f, "signature_algorithm");
+		opt_str(f, r->signature_algorithm);
+		json_key(f, "key_type");
+		opt_str(f, r->key_type);
+		json_key(f, "key_bits");
+		fprintf(f, "%d,", r->key_bits);
 		json_key(f, "reasons");
-		fputc('[', f);
-		for (size_t i = 0; i < r->n_reasons; i++) {
-			fprintf(f, "%s{", i ? "," : "");
-			json_key(f, "code");
-			json_str(f, r->reasons[i].code);
-			fputc(',', f);
-			json_key(f, "message");
-			json_str(f, r->reasons[i].message);
-			fputc('}', f);
-		}
-		fputs("]}\n", f);
+		reasons_json(f, r->reasons, r->n_reasons);
+		fputc(',', f);
+		json_key(f, "warnings");
+		reasons_json(f, r->warnings, r->n_warnings);
+		fputs("}\n", f);
 		return;
 	}
 	fprintf(f, "verdict: %s\n", r->valid ? "VALID RECEIPT" : "INVALID RECEIPT");
@@ -120,8 +149,17 @@ static void report(FILE *f, int json, const p11s_receipt_result *r)
 	for (size_t i = 0; i < r->n_chain; i++) {
 		fprintf(f, "  %zu: %s\n", i, r->chain[i]);
 	}
+	fprintf(f, "digest: %s\n", r->digest ? r->digest : "?");
+	fprintf(f, "signature algorithm: %s\n", r->signature_algorithm ? r->signature_algorithm
+	                                                               : "?");
+	if (r->key_type != NULL) {
+		fprintf(f, "key: %s %d bits\n", r->key_type, r->key_bits);
+	}
 	for (size_t i = 0; i < r->n_reasons; i++) {
 		fprintf(f, "reason: %s: %s\n", r->reasons[i].code, r->reasons[i].message);
+	}
+	for (size_t i = 0; i < r->n_warnings; i++) {
+		fprintf(f, "warning: %s: %s\n", r->warnings[i].code, r->warnings[i].message);
 	}
 }
 
@@ -156,6 +194,7 @@ static int run_verify_receipt(cli_globals *g, int argc, char **argv)
 		goto out;
 	}
 	if ((status = cli_args_verify_opts(&a)) != EXIT_OK ||
+	    (status = cli_policy_apply(g, &a)) != EXIT_OK ||
 	    (status = cli_input_open(orig_path, &orig)) != EXIT_OK ||
 	    (status = cli_args_input(&a)) != EXIT_OK) {
 		goto out;
@@ -165,6 +204,9 @@ static int run_verify_receipt(cli_globals *g, int argc, char **argv)
 		goto out;
 	}
 	report(stdout, g->json, res);
+	for (size_t i = 0; i < res->n_warnings; i++) {
+		p11s_log(P11S_LOG_WARN, "%s: %s", res->warnings[i].code, res->warnings[i].message);
+	}
 	status = res->valid ? EXIT_OK : EXIT_VERIFY;
 out:
 	p11s_receipt_result_free(res);
@@ -179,6 +221,6 @@ const cli_command cmd_verify_receipt = {
 	"verify-receipt",
 	"verify an ESS signed receipt against the original signed message",
 	"verify-receipt --original FILE [--trust FILE]... [--certs FILE]... [--crl FILE]...\n"
-	"       [--at TIME] [--in FILE]",
+	"       [--at TIME] [--in FILE] [--allow-weak]",
 	run_verify_receipt,
 };

@@ -38,10 +38,24 @@ static int check_non_repudiation(X509 *cert, p11s_key *key)
 	return EXIT_OK;
 }
 
+/*
+ * The end of a run with --audit-log: a final signed checkpoint (docs/evidence.md), so that
+ * the log ends anchored. The signatures of the run are already out: a checkpoint that fails
+ * is a warning (audit verify then reports the unanchored records), not a changed status.
+ */
+static void audit_end_of_run(const p11s_sign_opts *so, p11s_key *key)
+{
+	if (so->audit_log != NULL && key != NULL &&
+	    p11s_audit_checkpoint(key, so->audit_log, so->tsa_url) < 0) {
+		fprintf(stderr, "p11smime: warning: audit log %s: final checkpoint not written: %s\n",
+		    so->audit_log, p11s_error_last()->message);
+	}
+}
+
 static int run(cli_globals *g, int argc, char **argv)
 {
 	enum { O_ENC = CLI_O_OWN, O_BATCH, O_OUT_DIR, O_RR, O_RTO, O_LABEL, O_TSA, O_AUDIT,
-		O_NONREP };
+		O_NONREP, O_CKPT };
 	static const struct option opts[] = {
 		CLI_OPT_KEY,
 		CLI_OPTS_SIGNER,
@@ -56,6 +70,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		{ "security-label", required_argument, NULL, O_LABEL },
 		{ "tsa", required_argument, NULL, O_TSA },
 		{ "audit-log", required_argument, NULL, O_AUDIT },
+		{ "audit-checkpoint-every", required_argument, NULL, O_CKPT },
 		{ "non-repudiation", no_argument, NULL, O_NONREP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -118,6 +133,18 @@ static int run(cli_globals *g, int argc, char **argv)
 		case O_NONREP:
 			nonrep = 1;
 			break;
+		case O_CKPT: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*optarg == '\0' || *end != '\0' || v == 0 || v > 1000000) {
+				status = cli_usage_error("sign: --audit-checkpoint-every must be 1..1000000, "
+				                         "not '%s'", optarg);
+				goto out;
+			}
+			so->audit_checkpoint_every = (unsigned int)v;
+			break;
+		}
 		case O_OUT_DIR:
 			out_dir = optarg;
 			break;
@@ -173,6 +200,7 @@ static int run(cli_globals *g, int argc, char **argv)
 			goto out;
 		}
 		status = cli_sign_batch(g, ctx, key, so, out_dir, argv + optind, argc - optind);
+		audit_end_of_run(so, key);
 		goto out;
 	}
 	/* Read the input before touching the token: a malformed message costs no PIN. */
@@ -187,6 +215,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		goto out;
 	}
 	status = cli_args_commit(&a, p11s_sign_message(key, so, a.in, cli_output_file(a.out)));
+	audit_end_of_run(so, key);
 out:
 	p11s_key_free(key);
 	cli_close(g, ctx);
@@ -203,6 +232,7 @@ const cli_command cmd_sign = {
 	"       [--pss] [--encryption-cert FILE] [--in FILE] [--out FILE]\n"
 	"       [--receipt-request all|first-tier] [--receipts-to ADDR]...\n"
 	"       [--security-label POLICY-OID:CLASSIFICATION] [--tsa URL] [--audit-log FILE]\n"
+	"       [--audit-checkpoint-every N]\n"
 	"       [--non-repudiation]\n"
 	"       sign --key URI [OPTIONS] --batch --out-dir DIR FILE...",
 	run,

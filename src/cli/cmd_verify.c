@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "recipients.h"
 
 static void text_reason(FILE *f, const char *indent, const char *what,
     const p11s_verify_reason *r)
@@ -33,6 +33,10 @@ void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 		    r->n_signers == 1 ? "" : "s");
 	}
 	fprintf(f, "structure: %s\n", r->structure ? r->structure : "not signed");
+	fprintf(f, "date: %s\n", r->date ? r->date : "(no Date header: not compared)");
+	if (r->protected_date != NULL) {
+		fprintf(f, "protected date: %s\n", r->protected_date);
+	}
 	if (strcmp(r->signed_part, "whole-message") == 0) {
 		fprintf(f, "signed part: the whole message\n");
 	} else if (strcmp(r->signed_part, "nested-part") == 0) {
@@ -62,17 +66,26 @@ void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 		if (s->signing_time != NULL) {
 			fprintf(f, "  signing time: %s (claimed by the signer, not verified)\n",
 			    s->signing_time);
+			if (s->has_date_skew) {
+				fprintf(f, "  date - signing time: %+lld s\n", (long long)s->date_skew);
+			}
 		} else {
 			fprintf(f, "  signing time: (none)\n");
 		}
 		fprintf(f, "  digest: %s\n", s->digest ? s->digest : "?");
 		fprintf(f, "  signature algorithm: %s\n",
 		    s->signature_algorithm ? s->signature_algorithm : "?");
+		if (s->key_type != NULL) {
+			fprintf(f, "  key: %s %d bits\n", s->key_type, s->key_bits);
+		}
 		/* Evidence (docs/evidence.md). */
 		if (s->timestamp != NULL) {
 			fprintf(f, "  timestamp: %s by %s (%s)\n", s->timestamp,
 			    s->timestamp_authority ? s->timestamp_authority : "?",
 			    s->timestamp_valid ? "verified RFC 3161 token" : "NOT valid");
+			if (s->has_timestamp_skew) {
+				fprintf(f, "  date - timestamp: %+lld s\n", (long long)s->timestamp_skew);
+			}
 		}
 		fprintf(f, "  signing certificate binding: %s\n",
 		    s->signing_certificate == 2 ? "signingCertificateV2 matches"
@@ -112,6 +125,19 @@ void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 					fprintf(f, ", number %s", v->crl_number);
 				}
 				fputc(')', f);
+			}
+			if (v->source != NULL) {
+				fprintf(f, " [%s]", v->source);
+			}
+			if (v->ocsp_responder != NULL && v->ocsp_this_update != NULL) {
+				fprintf(f, " (OCSP %s, thisUpdate %s", v->ocsp_responder, v->ocsp_this_update);
+				if (v->ocsp_next_update != NULL) {
+					fprintf(f, ", nextUpdate %s", v->ocsp_next_update);
+				}
+				fputc(')', f);
+			}
+			if (v->soft_failed) {
+				fputs(" (accepted: --soft-fail)", f);
 			}
 			fputc('\n', f);
 		}
@@ -193,6 +219,34 @@ static void json_revocation(FILE *f, const p11s_verify_revocation *v, size_t n)
 			json_opt_str(f, v[i].crl_number);
 			fputc('}', f);
 		}
+		/* Live revocation (issue 19): which source decided, and the OCSP response. */
+		fputc(',', f);
+		json_key(f, "source");
+		json_opt_str(f, v[i].source);
+		fputc(',', f);
+		json_key(f, "soft_failed");
+		fputs(v[i].soft_failed ? "true," : "false,", f);
+		json_key(f, "ocsp");
+		if (v[i].ocsp_responder == NULL) {
+			fputs("null", f);
+		} else {
+			fputc('{', f);
+			json_key(f, "responder");
+			json_str(f, v[i].ocsp_responder);
+			fputc(',', f);
+			json_key(f, "produced_at");
+			json_opt_str(f, v[i].ocsp_produced_at);
+			fputc(',', f);
+			json_key(f, "this_update");
+			json_opt_str(f, v[i].ocsp_this_update);
+			fputc(',', f);
+			json_key(f, "next_update");
+			json_opt_str(f, v[i].ocsp_next_update);
+			fputc(',', f);
+			json_key(f, "revocation_time");
+			json_opt_str(f, v[i].revocation_time);
+			fputc('}', f);
+		}
 		fputc('}', f);
 	}
 	fputc(']', f);
@@ -211,6 +265,12 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 	fputc(',', f);
 	json_key(f, "signed_part_path");
 	json_opt_str(f, r->signed_part_path);
+	fputc(',', f);
+	json_key(f, "date");
+	json_opt_str(f, r->date);
+	fputc(',', f);
+	json_key(f, "protected_date");
+	json_opt_str(f, r->protected_date);
 	fputc(',', f);
 	json_key(f, "signers");
 	fputc('[', f);
@@ -235,12 +295,30 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 		json_key(f, "signing_time");
 		json_opt_str(f, s->signing_time);
 		fputc(',', f);
+		/* Date - signingTime and Date - genTime in seconds (docs/verify.md "Dates"). */
+		json_key(f, "date_difference");
+		if (s->has_date_skew) {
+			fprintf(f, "%lld,", (long long)s->date_skew);
+		} else {
+			fputs("null,", f);
+		}
+		json_key(f, "timestamp_date_difference");
+		if (s->has_timestamp_skew) {
+			fprintf(f, "%lld,", (long long)s->timestamp_skew);
+		} else {
+			fputs("null,", f);
+		}
 		json_key(f, "digest");
 		json_opt_str(f, s->digest);
 		fputc(',', f);
 		json_key(f, "signature_algorithm");
 		json_opt_str(f, s->signature_algorithm);
 		fputc(',', f);
+		json_key(f, "key_type");
+		json_opt_str(f, s->key_type);
+		fputc(',', f);
+		json_key(f, "key_bits");
+		fprintf(f, "%d,", s->key_bits);
 		json_key(f, "chain");
 		json_strv(f, s->chain, s->n_chain);
 		fputc(',', f);
@@ -304,6 +382,152 @@ static const char **config_list(const p11s_config *cfg, const char *key, size_t 
 	return v;
 }
 
+/*
+ * Live revocation (issue 19, docs/verify.md "Revocation"): --revocation, --fetch/--no-fetch,
+ * --soft-fail, --ocsp-url, --ocsp-scope, --fetch-allow/--fetch-deny, and the configuration
+ * keys of the same names. Without any of them verify behaves as before (--crl files alone).
+ */
+enum {
+	O_REVOCATION = CLI_O_OWN + 0x40, O_FETCH, O_NO_FETCH, O_SOFT_FAIL, O_OCSP_URL, O_OCSP_SCOPE,
+	O_FETCH_ALLOW, O_FETCH_DENY
+};
+
+typedef struct rev_cli {
+	int given;                       /* a revocation option or config key was used */
+	const char *methods, *scope;
+	int fetch, soft_fail;            /* -1: not given */
+	p11s_revocation_opts o;
+	const char **allow, **deny;      /* command line (borrowed argv) */
+	size_t n_allow, n_deny;
+} rev_cli;
+
+static int rev_push(const char ***v, size_t *n, const char *s)
+{
+	const char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+
+	if (nv == NULL) {
+		return -1;
+	}
+	nv[(*n)++] = s;
+	*v = nv;
+	return 0;
+}
+
+/* 1 yes, 0 no, -1 neither. */
+static int rev_bool(const char *s)
+{
+	if (s == NULL) {
+		return -1;
+	}
+	if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+		return 1;
+	}
+	if (strcmp(s, "no") == 0 || strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
+		return 0;
+	}
+	return -2;
+}
+
+/* One of our options; -1 if `c` is not one. */
+static int rev_option(rev_cli *r, int c, const char *arg)
+{
+	switch (c) {
+	case O_REVOCATION:
+		r->methods = arg;
+		break;
+	case O_FETCH:
+	case O_NO_FETCH:
+		r->fetch = c == O_FETCH;
+		break;
+	case O_SOFT_FAIL:
+		r->soft_fail = 1;
+		break;
+	case O_OCSP_URL:
+		r->o.ocsp_url = arg;
+		break;
+	case O_OCSP_SCOPE:
+		r->scope = arg;
+		break;
+	case O_FETCH_ALLOW:
+	case O_FETCH_DENY:
+		if (c == O_FETCH_ALLOW ? rev_push(&r->allow, &r->n_allow, arg)
+		                       : rev_push(&r->deny, &r->n_deny, arg)) {
+			return cli_usage_error("verify: out of memory");
+		}
+		break;
+	default:
+		return -1;
+	}
+	r->given = 1;
+	return EXIT_OK;
+}
+
+/* The policy from the options, then the configuration file's keys for what they left open. */
+static int rev_finish(rev_cli *r, const p11s_config *cfg, int have_crl_files)
+{
+	const char *v;
+	int b;
+
+	if (r->methods == NULL && (r->methods = p11s_config_get(cfg, "", "revocation")) != NULL) {
+		r->given = 1;
+	}
+	if (r->fetch < 0 && (v = p11s_config_get(cfg, "", "fetch")) != NULL) {
+		if ((b = rev_bool(v)) < 0) {
+			return cli_usage_error("verify: configuration key fetch must be yes or no");
+		}
+		r->fetch = b;
+	}
+	if (r->soft_fail < 0 && (v = p11s_config_get(cfg, "", "soft-fail")) != NULL) {
+		if ((b = rev_bool(v)) < 0) {
+			return cli_usage_error("verify: configuration key soft-fail must be yes or no");
+		}
+		r->soft_fail = b;
+	}
+	if (r->o.ocsp_url == NULL) {
+		r->o.ocsp_url = p11s_config_get(cfg, "", "ocsp-url");
+	}
+	if (r->scope == NULL) {
+		r->scope = p11s_config_get(cfg, "", "ocsp-scope");
+	}
+	if (!r->given) {
+		return EXIT_OK;
+	}
+	if (r->methods != NULL) {
+		if (p11s_revocation_parse_methods(r->methods, &r->o.methods) < 0) {
+			return cli_usage_error("verify: %s", p11s_error_last()->message);
+		}
+	} else {
+		/* --fetch alone: the CRLs --crl asked for, plus fetched issuers and CRLs. */
+		r->o.methods = have_crl_files ? P11S_REV_CRL : 0;
+	}
+	if (r->scope != NULL && strcmp(r->scope, "leaf") != 0 && strcmp(r->scope, "path") != 0) {
+		return cli_usage_error("verify: --ocsp-scope must be leaf or path");
+	}
+	r->o.ocsp_whole_path = r->scope != NULL && strcmp(r->scope, "path") == 0;
+	/* An explicit policy fetches unless told not to (the gateway's default is off). */
+	r->o.fetch = r->fetch != 0;
+	r->o.soft_fail = r->soft_fail > 0;
+	if (r->n_allow == 0) {
+		for (size_t i = 0; (v = p11s_config_get_nth(cfg, "", "fetch-allow", i)) != NULL; i++) {
+			if (rev_push(&r->allow, &r->n_allow, v)) {
+				return cli_usage_error("verify: out of memory");
+			}
+		}
+	}
+	if (r->n_deny == 0) {
+		for (size_t i = 0; (v = p11s_config_get_nth(cfg, "", "fetch-deny", i)) != NULL; i++) {
+			if (rev_push(&r->deny, &r->n_deny, v)) {
+				return cli_usage_error("verify: out of memory");
+			}
+		}
+	}
+	r->o.fetch_allow = r->allow;
+	r->o.n_fetch_allow = r->n_allow;
+	r->o.fetch_deny = r->deny;
+	r->o.n_fetch_deny = r->n_deny;
+	return EXIT_OK;
+}
+
 static int run(cli_globals *g, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -311,9 +535,21 @@ static int run(cli_globals *g, int argc, char **argv)
 		CLI_OPT_IN,
 		CLI_OPT_OUT,
 		CLI_OPT_NO_SENDER_CHECK,
+		{ "store", optional_argument, NULL, CLI_O_STORE }, /* harvest (docs/certificates.md) */
+		{ "revocation", required_argument, NULL, O_REVOCATION },
+		{ "fetch", no_argument, NULL, O_FETCH },
+		{ "no-fetch", no_argument, NULL, O_NO_FETCH },
+		{ "soft-fail", no_argument, NULL, O_SOFT_FAIL },
+		{ "ocsp-url", required_argument, NULL, O_OCSP_URL },
+		{ "ocsp-scope", required_argument, NULL, O_OCSP_SCOPE },
+		{ "fetch-allow", required_argument, NULL, O_FETCH_ALLOW },
+		{ "fetch-deny", required_argument, NULL, O_FETCH_DENY },
 		{ NULL, 0, NULL, 0 },
 	};
+	rev_cli rev = { .fetch = -1, .soft_fail = -1, .o = P11S_REVOCATION_OPTS_INIT };
 	cli_args a;
+	const char *store = NULL;
+	int harvest = cli_harvest_configured(g);
 	const char **cfg_trust = NULL, **cfg_crl = NULL, **cfg_certs = NULL;
 	p11s_verify_result *res = NULL;
 	FILE *report;
@@ -321,12 +557,24 @@ static int run(cli_globals *g, int argc, char **argv)
 
 	cli_args_init(&a, "verify");
 	while ((c = cli_args_next(&a, argc, argv, opts)) != -1) {
+		if (c == CLI_O_STORE) {
+			harvest = 1;
+			store = optarg;
+			continue;
+		}
+		if ((status = rev_option(&rev, c, optarg)) >= 0) {
+			if (status != EXIT_OK) {
+				goto out;
+			}
+			continue;
+		}
 		if ((status = cli_args_option(&a, c, argv)) != EXIT_OK) {
 			goto out;
 		}
 	}
 	if ((status = cli_args_no_operands(&a, argc, argv)) != EXIT_OK ||
 	    (status = cli_args_verify_opts(&a)) != EXIT_OK ||
+	    (status = cli_policy_apply(g, &a)) != EXIT_OK ||
 	    (status = cli_args_input(&a)) != EXIT_OK) {
 		goto out;
 	}
@@ -342,7 +590,10 @@ static int run(cli_globals *g, int argc, char **argv)
 			a.verify.cert_files = cfg_certs;
 		}
 	}
-	if (p11s_verify_message(&res, a.in, &a.verify) < 0) {
+	if ((status = rev_finish(&rev, g->config, a.verify.n_crl_files > 0)) != EXIT_OK) {
+		goto out;
+	}
+	if (p11s_verify_message_rev(&res, a.in, &a.verify, rev.given ? &rev.o : NULL) < 0) {
 		status = cli_fail();
 		goto out;
 	}
@@ -354,7 +605,11 @@ static int run(cli_globals *g, int argc, char **argv)
 		cli_verify_report_text(report, res);
 	}
 	fflush(report);
+	cli_policy_warn_weak(res);
 	status = res->valid ? EXIT_OK : EXIT_VERIFY;
+	if (res->valid && harvest) {
+		cli_harvest(g, store, res); /* after a successful verification only (RFC 8551 §2.5) */
+	}
 	if (res->valid && a.out_path != NULL) {
 		/* CLI.md: atomic output, and only verified content (RFC 8551 §6). */
 		if ((status = cli_args_output(&a)) != EXIT_OK) {
@@ -368,6 +623,8 @@ out:
 	free(cfg_trust);
 	free(cfg_crl);
 	free(cfg_certs);
+	free(rev.allow);
+	free(rev.deny);
 	cli_args_free(&a);
 	return status;
 }
@@ -376,6 +633,12 @@ const cli_command cmd_verify = {
 	"verify",
 	"verify a signed message (multipart/signed or opaque) and its signers' certificates",
 	"verify [--trust FILE]... [--certs FILE]... [--crl FILE]... [--at TIME] [--in FILE] "
-	"[--out FILE] [--no-sender-check]",
+	"[--out FILE] [--no-sender-check] [--allow-weak] [--date-tolerance SECONDS|off] "
+	"[--store[=DB]]\n"
+	"       [--revocation none|crl|ocsp|ocsp,crl] [--fetch|--no-fetch] [--soft-fail]\n"
+	"       [--ocsp-url URL] [--ocsp-scope leaf|path] [--fetch-allow HOST]... [--fetch-deny HOST]...\n"
+	"\n"
+	"  --store[=DB]  after a successful verification, record the signers' certificates and\n"
+	"                announced capabilities in the certificate store (also: harvest = yes)",
 	run,
 };

@@ -16,7 +16,8 @@
 static const cli_command *const commands[] = { &cmd_tokens, &cmd_keys, &cmd_sign, &cmd_verify,
 	&cmd_encrypt, &cmd_decrypt, &cmd_wrap, &cmd_unwrap, &cmd_receipt,
 	&cmd_verify_receipt, &cmd_audit,
-	&cmd_keygen, &cmd_csr, &cmd_import_cert, &cmd_agent, &cmd_mua };
+	&cmd_keygen, &cmd_csr, &cmd_import_cert, &cmd_agent, &cmd_mua,
+	&cmd_certs };
 
 /* Error class -> exit status (CLI.md "Exit status"). SYSTEM has no status of its own: 2. */
 static const int class_exit[] = {
@@ -29,7 +30,11 @@ static const int class_exit[] = {
 
 /* trust, crl, certs: verify's defaults; tsa: p11smime-gpg's (docs/git.md, shared file). */
 static const char *const config_keys[] = { ".module", ".backend", ".pin-source", ".trust",
-	".crl", ".certs", ".tsa", NULL };
+	".crl", ".certs", ".tsa", ".allow-weak", ".require-authenticated",
+	".store", ".harvest", ".ldap", /* docs/certificates.md */
+	/* verify's revocation policy (docs/verify.md, "Revocation"). */
+	".revocation", ".fetch", ".soft-fail", ".ocsp-url", ".ocsp-scope", ".fetch-allow",
+	".fetch-deny", NULL };
 
 int cli_fail(void)
 {

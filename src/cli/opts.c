@@ -136,6 +136,27 @@ int cli_args_option(cli_args *a, int c, char **argv)
 	case CLI_O_NO_SENDER_CHECK:
 		a->verify.no_sender_check = 1;
 		break;
+	case CLI_O_ALLOW_WEAK:
+		a->verify.allow_weak = 1;
+		break;
+	case CLI_O_DATE_TOLERANCE: {
+		/* docs/verify.md "Dates": seconds (1 to 10 years), or off. */
+		char *end = NULL;
+		long long s = strtoll(optarg, &end, 10);
+
+		if (strcmp(optarg, "off") == 0) {
+			a->verify.date_tolerance = -1;
+		} else if (end == optarg || *end != '\0' || s < 1 || s > 315360000LL) {
+			return cli_usage_error("%s: --date-tolerance must be seconds (1 or more) or "
+			                       "off, not '%s'", a->cmd, optarg);
+		} else {
+			a->verify.date_tolerance = s;
+		}
+		break;
+	}
+	case CLI_O_REQUIRE_AUTHENTICATED:
+		a->require_authenticated = 1;
+		break;
 	case CLI_O_CERT:
 		a->cert_path = optarg;
 		break;
@@ -161,6 +182,7 @@ int cli_args_option(cli_args *a, int c, char **argv)
 		bad = push(&a->to, &a->n_to, optarg);
 		break;
 	case CLI_O_CIPHER:
+		a->cipher_given = 1;
 		if (parse_cipher(optarg, &a->encrypt.cipher) < 0) {
 			if (a->terse) {
 				return cli_usage_error("%s: unknown cipher '%s'", a->cmd, optarg);
@@ -248,9 +270,17 @@ int cli_args_commit(cli_args *a, int rc)
 	return cli_output_commit(o);
 }
 
+int cli_key_find(cli_globals *g, p11s_ctx *ctx, const char *uri, p11s_key **key)
+{
+	if (g->agent_key_find != NULL) {
+		return g->agent_key_find(g->agent_key_payload, ctx, uri, key);
+	}
+	return p11s_key_find(ctx, uri, key);
+}
+
 int cli_open_key(cli_globals *g, const char *uri, p11s_ctx **ctx, p11s_key **key)
 {
-	if (cli_open(g, uri, ctx) < 0 || p11s_key_find(*ctx, uri, key) < 0) {
+	if (cli_open(g, uri, ctx) < 0 || cli_key_find(g, *ctx, uri, key) < 0) {
 		return cli_fail();
 	}
 	return EXIT_OK;

@@ -33,4 +33,23 @@ typedef struct p11s_cms_signer {
  */
 int p11s_cms__sign_detached(const p11s_cms_signer *s, BIO *content, p11s_buf **out);
 
+
+/*
+ * Append a signed checkpoint to the audit log `path` if one is due (audit_int.h: periodic
+ * every `every` records, 0 = P11S_AUDIT_CHECKPOINT_EVERY; or `final`), signed by `s`,
+ * time-stamped by `tsa_url` when not NULL (src/cms/audit_checkpoint.c). @return P11S_OK
+ * (written or not due), else the error.
+ */
+int p11s_cms__audit_checkpoint(const p11s_cms_signer *s, const char *path, const char *key_uri,
+    const char *tsa_url, unsigned int every, int final);
+
+
+/*
+ * After a signature's audit record: the periodic checkpoint if due. A failure is logged, not
+ * returned: the record is durable, the checkpoint stays due (retried after the next record)
+ * and `audit verify` reports the unanchored tail meanwhile.
+ */
+void p11s_cms__audit_periodic(const p11s_cms_signer *s, const char *path, const char *key_uri,
+    const char *tsa_url, unsigned int every);
+
 #endif

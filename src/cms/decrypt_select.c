@@ -89,6 +89,12 @@ static p11s_key *choose(CMS_ContentInfo *cms, p11s_key_select_fn select, void *p
 int p11s_decrypt_message_select(p11s_ctx *ctx, p11s_key_select_fn select, void *payload,
     FILE *in, FILE *out, p11s_decrypt_info *info)
 {
+	return p11s_decrypt_message_select_ex(ctx, select, payload, in, out, NULL, info);
+}
+
+int p11s_decrypt_message_select_ex(p11s_ctx *ctx, p11s_key_select_fn select, void *payload,
+    FILE *in, FILE *out, const p11s_decrypt_opts *opts, p11s_decrypt_info *info)
+{
 	p11s_mime_head h = { 0 };
 	CMS_ContentInfo *cms = NULL;
 	CMS_RecipientInfo *ri = NULL;
@@ -104,7 +110,8 @@ int p11s_decrypt_message_select(p11s_ctx *ctx, p11s_key_select_fn select, void *
 	if (info != NULL) {
 		memset(info, 0, sizeof(*info));
 	}
-	if ((rc = p11s_cms__read_enveloped(p11s_ctx_libctx(ctx), in, &h, &cms, &cipher_nid)) < 0) {
+	if ((rc = p11s_cms__read_enveloped(p11s_ctx_libctx(ctx), in, &h, &cms, &cipher_nid)) < 0 ||
+	    (rc = p11s_cms__check_authenticated(cms, cipher_nid, opts)) < 0) {
 		goto out;
 	}
 	if ((use = choose(cms, select, payload, &ri)) == NULL) {

@@ -898,6 +898,19 @@ out:
 
 /* ---- decryption with a token key -------------------------------------------------------- */
 
+int p11s_cms__check_authenticated(CMS_ContentInfo *cms, int cipher_nid,
+    const p11s_decrypt_opts *opts)
+{
+	if (opts != NULL && opts->version >= 2 && opts->require_authenticated &&
+	    OBJ_obj2nid(CMS_get0_type(cms)) != NID_id_smime_ct_authEnvelopedData) {
+		return p11s_error__set(P11S_ERR_VERIFY, "unauthenticated-encryption: the message is "
+		    "enveloped-data (%s) without integrity protection, refused by "
+		    "require-authenticated (only authEnveloped-data is accepted)",
+		    cipher_nid != NID_undef ? OBJ_nid2sn(cipher_nid) : "CBC");
+	}
+	return P11S_OK;
+}
+
 int p11s_decrypt_message(p11s_ctx *ctx, p11s_key *key, FILE *in, FILE *out,
     const p11s_decrypt_opts *opts, p11s_decrypt_info *info)
 {
@@ -911,8 +924,9 @@ int p11s_decrypt_message(p11s_ctx *ctx, p11s_key *key, FILE *in, FILE *out,
 	size_t nkeys = 0;
 	int rc, cipher_nid = NID_undef;
 
+	/* Version 1 callers have no require_authenticated field: it is not read for them. */
 	if (ctx == NULL || in == NULL || out == NULL ||
-	    (opts != NULL && opts->version != P11S_DECRYPT_OPTS_VERSION)) {
+	    (opts != NULL && opts->version != 1 && opts->version != P11S_DECRYPT_OPTS_VERSION)) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_decrypt_message: bad arguments");
 	}
 	if (info != NULL) {
@@ -920,6 +934,14 @@ int p11s_decrypt_message(p11s_ctx *ctx, p11s_key *key, FILE *in, FILE *out,
 	}
 	if ((rc = p11s_cms__read_enveloped_stream(p11s_ctx_libctx(ctx), in, &h, &cms, &ct,
 	         &cipher_nid)) < 0) {
+		goto out;
+	}
+	/*
+	 * RFC 5083 §1 / RFC 8551 §2.7: only AuthEnvelopedData protects the content's integrity;
+	 * CBC EnvelopedData can be altered and spliced (EFAIL). Refused before any token
+	 * operation, so no plaintext is ever produced (docs/envelope.md).
+	 */
+	if ((rc = p11s_cms__check_authenticated(cms, cipher_nid, opts)) < 0) {
 		goto out;
 	}
 	ris = CMS_get0_RecipientInfos(cms);

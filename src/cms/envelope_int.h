@@ -59,4 +59,12 @@ int p11s_cms__decrypt_stream(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, F
 void p11s_cms__describe(CMS_ContentInfo *cms, int cipher_nid, CMS_RecipientInfo *ri,
     const p11s_key *use, p11s_decrypt_info *info);
 
+/*
+ * opts->require_authenticated (version 2) against the message's content type: P11S_ERR_VERIFY
+ * "unauthenticated-encryption: ..." for EnvelopedData (RFC 8551 §2.7, EFAIL), else P11S_OK.
+ * Called before any token operation. `opts` may be NULL.
+ */
+int p11s_cms__check_authenticated(CMS_ContentInfo *cms, int cipher_nid,
+    const p11s_decrypt_opts *opts);
+
 #endif

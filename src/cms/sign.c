@@ -697,6 +697,10 @@ out:
 			} else {
 				rc = p11s_error__set(code, "%s", why);
 			}
+		} else if (rc >= 0) {
+			/* A signed checkpoint every N records (never fails the signature: see there). */
+			p11s_cms__audit_periodic(s, o->audit_log, key_uri, o->tsa_url,
+			    o->audit_checkpoint_every);
 		}
 	}
 	BIO_free(b64);

@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <p11smime/revocation.h>
 #include <p11smime/verify.h>
 
 #include "cms/ber_stream.h"
@@ -164,7 +165,7 @@ static int micalg_has(const char *micalg, const char *name)
 }
 
 static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x509_store *store,
-    int no_sender_check)
+    int no_sender_check, int allow_weak)
 {
 	struct p11s_verify_priv *p = res->priv;
 	const unsigned char *der = m->der;
@@ -311,6 +312,7 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 	env.sender = no_sender_check ? NULL : &m->sender;
 	env.d = &d;
 	env.warnings = &p->warnings;
+	env.allow_weak = allow_weak;
 	/* Johnny C2: each signer on its own; one valid signer never vouches for another. */
 	for (int i = 0; i < n; i++) {
 		p->n_si++;
@@ -337,8 +339,79 @@ out:
 	return rc;
 }
 
+/*
+ * The date check (src/verdict/dates.c, docs/verify.md "Dates"): the outer Date and a Date
+ * inside the signed entity (RFC 9788 §2: protected header fields) against each signer's
+ * signingTime and verified time-stamp. A message without a Date (a detached CMS file) is not
+ * checked.
+ */
+static int check_dates(struct p11s_verify_priv *p, p11s_mime_signed *m, int64_t tolerance)
+{
+	p11s_dates_in d = { 0 };
+	int rc;
+
+	if (tolerance == 0) {
+		tolerance = P11S_VERIFY_DATE_TOLERANCE;
+	}
+	if (m->date != NULL) {
+		if ((p->date = strdup(m->date)) == NULL) {
+			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		}
+		if (p11s_mime__parse_date(m->date, &d.date) == 0) {
+			d.has_date = 1;
+			d.date_raw = p->date;
+		} else if ((rc = p11s_reasons__add(&p->warnings, "date-unreadable",
+		                "the Date header \"%s\" is not an RFC 5322 date-time: not compared "
+		                "with the signing time", m->date)) < 0) {
+			return rc;
+		}
+	}
+	/* The signed entity: part 1 of a multipart/signed, or the eContent of an opaque one. */
+	if (p->kind == P11S_MIME_MULTIPART_SIGNED) {
+		rc = p11s_mime__entity_date(p->in, p->start, p->end, &p->protected_date);
+	} else if (p->content != NULL) {
+		rc = p11s_mime__entity_date(p->content, 0, -1, &p->protected_date);
+	} else {
+		rc = 0;
+	}
+	if (rc < 0) {
+		return rc;
+	}
+	if (p->protected_date != NULL && p->protected_date[0] == '\0') {
+		free(p->protected_date); /* "Date:" with nothing readable: no protected Date */
+		p->protected_date = NULL;
+	}
+	if (p->protected_date != NULL &&
+	    p11s_mime__parse_date(p->protected_date, &d.protected_date) == 0) {
+		d.has_protected_date = 1;
+		d.protected_date_raw = p->protected_date;
+	}
+	for (size_t i = 0; i < p->n_si; i++) {
+		signer_int *s = &p->si[i];
+		p11s_dates_out o;
+
+		d.signing_time = s->signing_time;
+		d.timestamp = s->ts_valid ? s->ts_time : NULL;
+		if ((rc = p11s_verdict__dates(&d, tolerance, &o, &s->reasons)) < 0) {
+			return rc;
+		}
+		s->has_date_skew = o.has_date_skew;
+		s->date_skew = o.date_skew;
+		s->has_ts_skew = o.has_timestamp_skew;
+		s->ts_skew = o.timestamp_skew;
+	}
+	return P11S_OK;
+}
+
 int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_opts *opts)
 {
+	return p11s_verify_message_rev(out, in, opts, NULL);
+}
+
+int p11s_verify_message_rev(p11s_verify_result **out, FILE *in, const p11s_verify_opts *opts,
+    const p11s_revocation_opts *rev)
+{
+	p11s_x509_rev_policy pol;
 	p11s_verify_opts defaults = P11S_VERIFY_OPTS_INIT;
 	p11s_verify_result *res = NULL;
 	p11s_mime_signed *m = NULL;
@@ -353,7 +426,8 @@ int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_op
 	if (opts == NULL) {
 		opts = &defaults;
 	}
-	if (opts->version != P11S_VERIFY_OPTS_VERSION) {
+	/* Version 1 callers have no allow_weak field: it is not read for them. */
+	if (opts->version != 1 && opts->version != P11S_VERIFY_OPTS_VERSION) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_verify_opts version %u unknown",
 		    opts->version);
 	}
@@ -368,6 +442,19 @@ int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_op
 	if ((rc = p11s_x509__store_new(&store, &xo)) < 0 ||
 	    (rc = p11s_mime__read_signed_ex(&m, in, P11S_MIME_READ_STREAM)) < 0) {
 		goto out;
+	}
+	/* An explicit revocation policy (revocation.h, issue 19) replaces "--crl turns CRLs on". */
+	if (rev != NULL) {
+		if (rev->version != P11S_REVOCATION_OPTS_VERSION) {
+			rc = p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_revocation_opts version %u unknown",
+			    rev->version);
+			goto out;
+		}
+		pol = (p11s_x509_rev_policy){ .methods = rev->methods, .fetch = rev->fetch,
+			.soft_fail = rev->soft_fail, .ocsp_whole_path = rev->ocsp_whole_path,
+			.ocsp_url = rev->ocsp_url, .allow = rev->fetch_allow, .n_allow = rev->n_fetch_allow,
+			.deny = rev->fetch_deny, .n_deny = rev->n_fetch_deny, .timeout_s = rev->fetch_timeout };
+		store->rev = &pol;
 	}
 	res->priv->kind = m->kind;
 	switch (m->kind) {
@@ -401,7 +488,11 @@ int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_op
 		break;
 	}
 	if (rc >= 0 && m->kind != P11S_MIME_NOT_SIGNED) {
-		rc = verify_cms(res, m, store, opts->no_sender_check);
+		rc = verify_cms(res, m, store, opts->no_sender_check,
+		    opts->version >= 2 && opts->allow_weak);
+	}
+	if (rc >= 0 && m->kind != P11S_MIME_NOT_SIGNED) {
+		rc = check_dates(res->priv, m, opts->version >= 2 ? opts->date_tolerance : 0);
 	}
 	if (rc >= 0) {
 		rc = p11s_cms__publish(res);

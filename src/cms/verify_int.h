@@ -43,6 +43,10 @@ typedef struct signer_int {
 	p11s_ess_info ess;         /* label, equivalent labels, receipt request */
 	char *ts_time, *ts_tsa;    /* signature timestamp: genTime, TSA subject */
 	int ts_valid, sc_bound, nonrep;
+	const char *key_type;      /* signer key (a literal), bits */
+	int key_bits;
+	int has_date_skew, has_ts_skew;  /* the date check (src/verdict/dates.c) */
+	int64_t date_skew, ts_skew;
 	p11s_x509_revocation *rev; /* per chain element: the revocation status used */
 	size_t n_rev;
 	p11s_verify_reason *reasons_view;  /* the public views (publish()) */
@@ -63,6 +67,7 @@ struct p11s_verify_priv {
 	size_t n_si;
 	p11s_verify_signer *pub;
 	char *nested;
+	char *date, *protected_date;          /* Date fields, raw */
 };
 
 /* The digests of the content, one per distinct algorithm, plus our own SHA-256 fingerprint. */
@@ -84,6 +89,7 @@ typedef struct verify_env {
 	const p11s_x509_sender *sender; /* NULL: the caller checks the sender itself */
 	digests *d;
 	p11s_reasons *warnings;
+	int allow_weak;            /* the weak-algorithm policy's findings are warnings */
 } verify_env;
 
 /* The index of the content digest computed with `nid` (verify.c), or -1. */

@@ -67,6 +67,8 @@ void p11s_verify_result_free(p11s_verify_result *r)
 			fclose(r->priv->content);
 		}
 		free(r->priv->nested);
+		free(r->priv->date);
+		free(r->priv->protected_date);
 		free(r->priv);
 	}
 	free(r);
@@ -116,6 +118,12 @@ int p11s_cms__publish(p11s_verify_result *res)
 		v->timestamp_valid = s->ts_valid;
 		v->signing_certificate = s->sc_bound;
 		v->non_repudiation = s->nonrep;
+		v->key_type = s->key_type;
+		v->key_bits = s->key_bits;
+		v->has_date_skew = s->has_date_skew;
+		v->date_skew = s->date_skew;
+		v->has_timestamp_skew = s->has_ts_skew;
+		v->timestamp_skew = s->ts_skew;
 		v->revocation = s->rev_view;
 		v->n_revocation = s->n_rev;
 	}
@@ -126,6 +134,8 @@ int p11s_cms__publish(p11s_verify_result *res)
 	res->warnings = p->warnings_view;
 	res->n_warnings = p->warnings.n;
 	res->signed_part_path = p->nested;
+	res->date = p->date;
+	res->protected_date = p->protected_date;
 	/* Valid only if the root is signed, there are signers, and every one is valid. */
 	res->valid = all && p->reasons.n == 0 && p->kind != P11S_MIME_NOT_SIGNED;
 	return P11S_OK;

@@ -382,8 +382,6 @@ int p11s_cms__verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_in
 	if (idx < 0) {
 		rc = p11s_reasons__add(r, "unsupported-algorithm", "unsupported digest algorithm %s",
 		    out->digest);
-	} else if (dnid == NID_md5) {
-		rc = p11s_reasons__add(r, "weak-algorithm", "MD5 digests are not accepted");
 	} else if (has_attrs) {
 		const ASN1_OCTET_STRING *md = CMS_signed_get0_data_by_OBJ(si,
 		    OBJ_nid2obj(NID_pkcs9_messageDigest), -3, V_ASN1_OCTET_STRING);
@@ -445,6 +443,15 @@ int p11s_cms__verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_in
 	         &out->rev, &out->n_rev)) < 0) {
 		return rc;
 	}
+	/* --soft-fail (revocation.h): an undecided revocation status is a warning, not a reason. */
+	for (size_t i = 0; i < out->n_rev; i++) {
+		if (out->rev[i].soft_failed &&
+		    (rc = p11s_reasons__add(env->warnings, "revocation-unknown",
+		         "revocation status unknown for %s, accepted (--soft-fail)",
+		         out->rev[i].subject)) < 0) {
+			return rc;
+		}
+	}
 	for (int i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
 		char *s = p11s_x509__name(X509_get_subject_name(sk_X509_value(chain, i)));
 
@@ -454,6 +461,15 @@ int p11s_cms__verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_in
 		if (rc < 0) {
 			break;
 		}
+	}
+	p11s_verdict__key(signer, &out->key_type, &out->key_bits);
+	/* The weak-algorithm policy (src/verdict/weak.c): digest, signature, keys, the path. */
+	if (rc >= 0) {
+		p11s_weak_in w = { dnid, OBJ_obj2nid(sigalg->algorithm), signer, chain };
+		char who[256];
+
+		snprintf(who, sizeof(who), "signer %s", out->subject ? out->subject : "?");
+		rc = p11s_verdict__weak(&w, env->allow_weak, who, r, env->warnings);
 	}
 	sk_X509_pop_free(chain, X509_free);
 	if (rc < 0 || (rc = p11s_x509__check_signer_usage(signer, r)) < 0) {

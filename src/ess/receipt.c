@@ -479,11 +479,14 @@ out:
 /* ---- verification (§2.6) ------------------------------------------------------------- */
 
 struct p11s_receipt_priv {
-	p11s_reasons reasons;
-	p11s_verify_reason *reasons_view; /* the public view (src/verdict/) */
+	p11s_reasons reasons, warnings;
+	p11s_verify_reason *reasons_view, *warnings_view; /* the public views (src/verdict/) */
+	char *digest, *sigalg;
 	char *subject, *signing_time, *cid, *ctype;
 	char **chain;
 	size_t n_chain;
+	const char *key_type;
+	int key_bits;
 };
 
 void p11s_receipt_result_free(p11s_receipt_result *r)
@@ -494,6 +497,10 @@ void p11s_receipt_result_free(p11s_receipt_result *r)
 	if (r->priv != NULL) {
 		p11s_reasons__clear(&r->priv->reasons);
 		free(r->priv->reasons_view);
+		p11s_reasons__clear(&r->priv->warnings);
+		free(r->priv->warnings_view);
+		free(r->priv->digest);
+		free(r->priv->sigalg);
 		free(r->priv->subject);
 		free(r->priv->signing_time);
 		free(r->priv->cid);
@@ -526,7 +533,7 @@ static CMS_ContentInfo *read_receipt(FILE *f)
 
 /* Check the receipt; problems go into `r`. */
 static int check_receipt(struct p11s_receipt_priv *pv, CMS_ContentInfo *rcms, original *o,
-    const p11s_x509_store *store)
+    const p11s_x509_store *store, int allow_weak)
 {
 	p11s_reasons *r = &pv->reasons;
 	STACK_OF(CMS_SignerInfo) *rsis = CMS_get0_SignerInfos(rcms), *osis;
@@ -594,6 +601,32 @@ static int check_receipt(struct p11s_receipt_priv *pv, CMS_ContentInfo *rcms, or
 		}
 		if ((rc = p11s_x509__check_signer_usage(signer, r)) < 0) {
 			goto out;
+		}
+		/* The weak-algorithm policy (src/verdict/weak.c), as for a signed message. */
+		{
+			X509_ALGOR *dig, *sig;
+			p11s_weak_in w;
+			const char *kt;
+
+			CMS_SignerInfo_get0_algs(rsi, NULL, NULL, &dig, &sig);
+			w.digest_nid = OBJ_obj2nid(dig->algorithm);
+			w.sigalg_nid = OBJ_obj2nid(sig->algorithm);
+			w.signer = signer;
+			w.chain = chain;
+			pv->digest = strdup(w.digest_nid != NID_undef ? OBJ_nid2ln(w.digest_nid)
+			                                              : "unknown");
+			pv->sigalg = strdup(w.sigalg_nid != NID_undef ? OBJ_nid2sn(w.sigalg_nid)
+			                                              : "unknown");
+			p11s_verdict__key(signer, &kt, &pv->key_bits);
+			pv->key_type = kt;
+			if (pv->digest == NULL || pv->sigalg == NULL) {
+				rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+				goto out;
+			}
+			if ((rc = p11s_verdict__weak(&w, allow_weak, "receipt signer", r,
+			         &pv->warnings)) < 0) {
+				goto out;
+			}
 		}
 	} else if ((rc = p11s_reasons__add(r, "signer-certificate-missing", "no certificate for the "
 	                                                                    "receipt signer")) < 0) {
@@ -728,7 +761,8 @@ int p11s_receipt_verify(p11s_receipt_result **out, FILE *receipt, FILE *original
 		                                          "SignedData");
 		goto out;
 	}
-	if ((rc = check_receipt(res->priv, rcms, &o, store)) < 0) {
+	if ((rc = check_receipt(res->priv, rcms, &o, store,
+	         opts != NULL && opts->version >= 2 && opts->allow_weak)) < 0) {
 		goto out;
 	}
 	res->valid = res->priv->reasons.n == 0;
@@ -743,6 +777,15 @@ int p11s_receipt_verify(p11s_receipt_result **out, FILE *receipt, FILE *original
 	}
 	res->reasons = res->priv->reasons_view;
 	res->n_reasons = res->priv->reasons.n;
+	if ((rc = p11s_verdict__reasons(&res->priv->warnings, &res->priv->warnings_view)) < 0) {
+		goto out;
+	}
+	res->warnings = res->priv->warnings_view;
+	res->n_warnings = res->priv->warnings.n;
+	res->digest = res->priv->digest;
+	res->signature_algorithm = res->priv->sigalg;
+	res->key_type = res->priv->key_type;
+	res->key_bits = res->priv->key_bits;
 out:
 	CMS_ContentInfo_free(rcms);
 	original_free(&o);

@@ -20,9 +20,11 @@ const char *const gw_config_keys[] = {
 	"token.module", "token.uri", "token.pin-source", "token.backend", "token.sessions",
 	"token.retry",
 	"inbound.decrypt", "inbound.verify", "inbound.trust", "inbound.crl", "inbound.undecryptable",
-	"inbound.authserv-id",
+	"inbound.authserv-id", "inbound.allow-weak", "inbound.require-authenticated",
 	"outbound.sign", "outbound.encrypt", "outbound.certs", "outbound.trusted-clients",
 	"outbound.audit-log",
+	"outbound.store", "outbound.ldap", /* docs/certificates.md, recipients.c */
+	"inbound.harvest",
 	NULL,
 };
 
@@ -217,6 +219,9 @@ static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
 
 	BOOL("inbound", "decrypt", decrypt, 1);
 	BOOL("inbound", "verify", verify, 1);
+	BOOL("inbound", "allow-weak", allow_weak, 0);
+	BOOL("inbound", "require-authenticated", require_authenticated, 0);
+	BOOL("inbound", "harvest", harvest, 0); /* into [outbound] store (docs/certificates.md) */
 	if (collect(c, "inbound", "trust", &cfg->trust, &cfg->ntrust) < 0 ||
 	    collect(c, "inbound", "crl", &cfg->crl, &cfg->ncrl) < 0) {
 		FAIL("out of memory");
@@ -296,8 +301,12 @@ static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
 	}
 	BOOL("outbound", "encrypt", encrypt, 0);
 	cfg->certs = dup_or_null(p11s_config_get(c, "outbound", "certs"));
-	if (cfg->encrypt && cfg->certs == NULL) {
-		FAIL("%s: [outbound] encrypt = yes needs certs = DIRECTORY", cfg->path);
+	cfg->store = dup_or_null(p11s_config_get(c, "outbound", "store"));
+	if (collect(c, "outbound", "ldap", &cfg->ldap, &cfg->nldap) < 0) {
+		FAIL("out of memory");
+	}
+	if (cfg->encrypt && cfg->certs == NULL && cfg->store == NULL) {
+		FAIL("%s: [outbound] encrypt = yes needs certs = DIRECTORY or store = PATH", cfg->path);
 	}
 	if (cfg->certs != NULL && access(cfg->certs, R_OK | X_OK) != 0) {
 		FAIL("%s: [outbound] certs = %s: %s", cfg->path, cfg->certs, strerror(errno));
@@ -454,6 +463,11 @@ void gw_config_free(gw_config *cfg)
 	}
 	free(cfg->signers);
 	free(cfg->certs);
+	free(cfg->store);
+	for (size_t i = 0; i < cfg->nldap; i++) {
+		free(cfg->ldap[i]);
+	}
+	free(cfg->ldap);
 	free(cfg->trusted);
 	free(cfg->audit_log);
 	memset(cfg, 0, sizeof(*cfg));

@@ -47,21 +47,37 @@ typedef struct gw_config {
 	/* [inbound] */
 	int decrypt;
 	int verify;
+	int harvest;             /* [inbound] harvest: valid signers into [outbound] store */
 	char **trust;
 	size_t ntrust;
 	char **crl;
 	size_t ncrl;
 	int reject_undecryptable;
 	char *authserv_id;
+	int allow_weak;            /* weak algorithms are warnings, not "fail" (docs/verify.md) */
+	int require_authenticated; /* EnvelopedData (CBC) is not decrypted (docs/envelope.md) */
 	/* [outbound] */
 	gw_signer *signers;
 	size_t nsigners;
 	int encrypt;
 	char *certs;
+	char *store;             /* [outbound] store: the certificate store (docs/certificates.md),
+	                            validated to [inbound] trust and crl */
+	char **ldap;             /* [outbound] ldap: directories asked through the store */
+	size_t nldap;
 	gw_cidr *trusted;
 	size_t ntrusted;
 	char *audit_log;         /* [outbound] audit-log: a record per signature (audit.h) */
 } gw_config;
+
+/*
+ * The certificate for `addr` from [outbound] store (recipients.c): 0 and *cert (caller frees),
+ * *caps P11S_CAPS_*; -1 when none is usable (logged).
+ */
+int gw_store_recipient(const gw_config *cfg, const char *addr, X509 **cert, int *caps);
+
+/* Record a valid result's signers in [outbound] store (recipients.c); failures are logged. */
+void gw_store_harvest(const gw_config *cfg, const p11s_verify_result *v);
 
 /* Known keys, for p11s_config_load(). */
 extern const char *const gw_config_keys[];
@@ -91,6 +107,12 @@ const gw_signer *gw_policy_signer(const gw_config *cfg, const char *addr);
 
 /* The p11s_sign_message() options of an outbound signature (audit log of the config). */
 void gw_policy_sign_opts(const gw_config *cfg, p11s_sign_opts *opts);
+
+/* The p11s_verify_message() options of the inbound verdict: anchors, CRLs, allow-weak. */
+void gw_policy_verify_opts(const gw_config *cfg, p11s_verify_opts *opts);
+
+/* The decryption options of inbound mail: require-authenticated. */
+void gw_policy_decrypt_opts(const gw_config *cfg, p11s_decrypt_opts *opts);
 
 int gw_cidr_parse(const char *s, gw_cidr *out);
 /* Non-zero when `sa` (a struct sockaddr) is in one of the configured networks. */
@@ -131,6 +153,9 @@ void gw_pool_release(gw_pool *p, gw_slot *s, int rc);
  * the index is a recipient (0: not for us).
  */
 int gw_slot_decrypt(gw_slot *s, FILE *in, FILE *out, p11s_decrypt_info *info, int *matched);
+/* The same with options (gw_policy_decrypt_opts()); a refusal is P11S_ERR_VERIFY. */
+int gw_slot_decrypt_opts(gw_slot *s, FILE *in, FILE *out, const p11s_decrypt_opts *opts,
+    p11s_decrypt_info *info, int *matched);
 /* The signing key looked up at open for a signer, or NULL. */
 p11s_key *gw_slot_signer_key(gw_pool *p, gw_slot *s, const gw_signer *who);
 

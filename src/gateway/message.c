@@ -223,15 +223,12 @@ static gw_outcome tempfail(eom *e, int rc, const char *what)
 
 static gw_outcome verify_into_header(eom *e, FILE *msg)
 {
-	p11s_verify_opts o = P11S_VERIFY_OPTS_INIT;
+	p11s_verify_opts o;
 	p11s_verify_result *v = NULL;
 	gw_result *r = e->r;
 	int rc;
 
-	o.trust_files = (const char *const *)e->cfg->trust;
-	o.n_trust_files = e->cfg->ntrust;
-	o.crl_files = (const char *const *)e->cfg->crl;
-	o.n_crl_files = e->cfg->ncrl;
+	gw_policy_verify_opts(e->cfg, &o);
 	rewind(msg);
 	rc = p11s_verify_message(&v, msg, &o);
 	if (input_error(rc)) {
@@ -251,15 +248,29 @@ static gw_outcome verify_into_header(eom *e, FILE *msg)
 	}
 	gw_authres_format(r->authres, sizeof(r->authres), e->cfg->authserv_id, v);
 	r->verdict = v->valid ? 1 : 0;
+	if (v->valid && e->cfg->harvest && e->cfg->store != NULL) {
+		gw_store_harvest(e->cfg, v); /* after a successful verification only */
+	}
 	snprintf(r->detail + strlen(r->detail), sizeof(r->detail) - strlen(r->detail),
 	    " smime=%s", v->valid ? "pass" : "fail");
+	for (size_t i = 0; i < v->n_warnings; i++) {
+		if (strcmp(v->warnings[i].code, "weak-algorithm") == 0) {
+			p11s_log(P11S_LOG_WARN, "weak-algorithm: %s", v->warnings[i].message);
+		}
+	}
 	p11s_verify_result_free(v);
 	return GW_OUT_VERIFIED;
 }
 
-static gw_outcome do_inbound_decrypt(eom *e)
+/*
+ * Decrypt `in` (the spooled message, or what an outer signed layer held) for the recipient.
+ * `layers` ("" or "; layer1=signed:fail(...)") names the outer layers already peeled; it is
+ * appended to our marker header so the reader sees which layer failed (issue 23).
+ */
+static gw_outcome do_inbound_decrypt(eom *e, FILE *in, const char *layers)
 {
 	p11s_decrypt_info info;
+	p11s_decrypt_opts dopts;
 	p11s_msg_kind kind;
 	gw_result *r = e->r;
 	gw_slot *slot;
@@ -274,8 +285,9 @@ static gw_outcome do_inbound_decrypt(eom *e)
 		gw_pool_release(e->pool, slot, P11S_OK);
 		return tempfail(e, P11S_ERR_IO, NULL);
 	}
-	rewind(e->m->spool);
-	rc = gw_slot_decrypt(slot, e->m->spool, r->result, &info, &matched);
+	rewind(in);
+	gw_policy_decrypt_opts(e->cfg, &dopts);
+	rc = gw_slot_decrypt_opts(slot, in, r->result, &dopts, &info, &matched);
 	gw_pool_release(e->pool, slot, matched || rc != P11S_ERR_NOT_FOUND ? rc : P11S_OK);
 	if (rc == P11S_OK && fflush(r->result) != 0) {
 		snprintf(r->detail, sizeof(r->detail), "spool: %s", strerror(errno));
@@ -284,10 +296,15 @@ static gw_outcome do_inbound_decrypt(eom *e)
 	}
 	if (rc == P11S_OK) {
 		snprintf(r->mark, sizeof(r->mark), "decrypted; content=%s; cipher=%s; "
-		    "authenticated=%s; key-management=%s", info.content_type, info.cipher,
+		    "authenticated=%s; key-management=%s%s", info.content_type, info.cipher,
 		    info.authenticated ? "yes" : "no (CBC: no integrity protection)",
-		    info.key_management);
+		    info.key_management, layers);
 		snprintf(r->detail, sizeof(r->detail), "%s %s", info.cipher, info.key_uri);
+		if (!info.authenticated) {
+			p11s_log(P11S_LOG_WARN, "unauthenticated-encryption: %s (%s) decrypted without "
+			    "integrity protection (EFAIL); [inbound] require-authenticated refuses it",
+			    info.content_type, info.cipher);
+		}
 		if (e->cfg->verify) {
 			rewind(r->result);
 			if (p11s_message_kind(r->result, &kind) == P11S_OK && kind == P11S_MSG_SIGNED &&
@@ -300,13 +317,20 @@ static gw_outcome do_inbound_decrypt(eom *e)
 	fclose(r->result);
 	r->result = NULL;
 	if (!matched && rc == P11S_ERR_NOT_FOUND) {
-		snprintf(r->mark, sizeof(r->mark), "not decrypted (no key for any recipient)");
+		snprintf(r->mark, sizeof(r->mark), "not decrypted (no key for any recipient)%s", layers);
 		snprintf(r->detail, sizeof(r->detail), "no key for any recipient");
+		return GW_OUT_UNDECRYPTABLE;
+	}
+	if (rc == P11S_ERR_VERIFY) {
+		/* [inbound] require-authenticated: refused before any token operation. */
+		snprintf(r->mark, sizeof(r->mark), "not decrypted (unauthenticated-encryption: "
+		    "enveloped-data refused by require-authenticated)");
+		snprintf(r->detail, sizeof(r->detail), "unauthenticated-encryption");
 		return GW_OUT_UNDECRYPTABLE;
 	}
 	if (input_error(rc)) {
 		/* One reason for every data-dependent failure: no oracle (STANDARDS.md §12). */
-		snprintf(r->mark, sizeof(r->mark), "not decrypted (decryption failed)");
+		snprintf(r->mark, sizeof(r->mark), "not decrypted (decryption failed)%s", layers);
 		snprintf(r->detail, sizeof(r->detail), "decryption failed");
 		return GW_OUT_UNDECRYPTABLE;
 	}
@@ -316,36 +340,200 @@ static gw_outcome do_inbound_decrypt(eom *e)
 	return GW_OUT_TEMPFAIL;
 }
 
-/* DIR/<address>.pem for every recipient, or 0 (then the message is not encrypted). */
-static int recipient_files(eom *e, char ***out)
+/* At most this many signed layers are peeled to reach an encrypted one (RFC 8551 §3.6). */
+#define GW_MAX_OUTER_SIGNED 4
+
+/* "; layerN=signed:pass" or "; layerN=signed:fail(code,code)" appended to `buf`. */
+static void layer_note(char *buf, size_t len, size_t n, const p11s_verify_result *v)
+{
+	size_t l = strlen(buf);
+
+	snprintf(buf + l, len - l, "; layer%zu=signed:%s", n, v->valid ? "pass" : "fail");
+	if (!v->valid) {
+		const char *code = v->n_reasons > 0 ? v->reasons[0].code
+		    : v->n_signers > 0 && v->signers[0].n_reasons > 0 ? v->signers[0].reasons[0].code
+		                                                      : "invalid";
+
+		l = strlen(buf);
+		snprintf(buf + l, len - l, "(%s)", code);
+	}
+}
+
+/*
+ * Inbound signed mail with decryption on: issue 23, every layer. The signed layers on the
+ * outside (a list server's signature, a triple wrap's outer one) are verified and peeled —
+ * also when the signature fails — until an enveloped layer, which is decrypted for the
+ * recipient; the marker header names every outer layer and its verdict, the decrypted message
+ * replaces the original and its own signature (if any) gets the Authentication-Results.
+ * Anything else (no enveloped layer inside, it cannot be read, it cannot be decrypted) is the
+ * unchanged message with the verdict of its outer signature, as before: mail is never dropped.
+ * @return the outcome, or GW_OUT_PASS with *handled = 0 when the caller should verify as usual.
+ */
+static gw_outcome do_inbound_layers(eom *e, int *handled)
+{
+	p11s_verify_opts o;
+	char layers[300] = "";
+	FILE *cur = e->m->spool, *next = NULL, *entity = NULL;
+	p11s_verify_result *outer = NULL; /* the outermost verdict, reused when nothing is inside */
+	gw_outcome out = GW_OUT_PASS;
+	size_t n = 0;
+
+	*handled = 0;
+	gw_policy_verify_opts(e->cfg, &o); /* trust, CRLs, [inbound] allow-weak */
+	for (;;) {
+		p11s_verify_result *v = NULL;
+		p11s_msg_kind kind;
+		int rc;
+
+		rewind(cur);
+		if (p11s_message_kind(cur, &kind) < 0) {
+			break;
+		}
+		if (kind == P11S_MSG_ENVELOPED && n > 0) {
+			gw_outcome d = do_inbound_decrypt(e, cur, layers);
+
+			if (d == GW_OUT_DECRYPTED || d == GW_OUT_TEMPFAIL) {
+				*handled = 1;
+				out = d;
+			} else {
+				/* Undecryptable inside a signature: the original with the layers said. */
+				char mark[sizeof(e->r->mark)];
+
+				snprintf(mark, sizeof(mark), "%s", e->r->mark);
+				if ((out = verify_into_header(e, e->m->spool)) != GW_OUT_TEMPFAIL) {
+					snprintf(e->r->mark, sizeof(e->r->mark), "%s", mark);
+				}
+				*handled = 1;
+			}
+			break;
+		}
+		if (kind != P11S_MSG_SIGNED || n == GW_MAX_OUTER_SIGNED) {
+			break;
+		}
+		rewind(cur);
+		if ((rc = p11s_verify_message(&v, cur, &o)) < 0) {
+			if (!input_error(rc)) {
+				out = tempfail(e, rc, "verify");
+				*handled = 1;
+			}
+			break;
+		}
+		if ((entity = spool_file(e->cfg->spool)) == NULL ||
+		    (next = spool_file(e->cfg->spool)) == NULL) {
+			p11s_verify_result_free(v);
+			out = tempfail(e, P11S_ERR_IO, NULL);
+			*handled = 1;
+			break;
+		}
+		/* A failed signature is peeled too: it must not hide what is inside (issue 23). */
+		rc = v->valid ? p11s_verify_write_content(v, entity)
+		              : p11s_verify_write_content_unverified(v, entity);
+		if (rc < 0 || fflush(entity) != 0 || fseek(entity, 0, SEEK_SET) != 0 ||
+		    p11s_message_join(cur, entity, next) < 0 || fflush(next) != 0) {
+			p11s_verify_result_free(v);
+			p11s_error_clear();
+			break;
+		}
+		layer_note(layers, sizeof(layers), ++n, v);
+		if (outer == NULL) {
+			outer = v;
+		} else {
+			p11s_verify_result_free(v);
+		}
+		fclose(entity);
+		entity = NULL;
+		if (cur != e->m->spool) {
+			fclose(cur);
+		}
+		cur = next;
+		next = NULL;
+	}
+	if (entity != NULL) {
+		fclose(entity);
+	}
+	if (next != NULL) {
+		fclose(next);
+	}
+	if (cur != e->m->spool) {
+		fclose(cur);
+	}
+	if (!*handled && outer != NULL) {
+		/* No encrypted layer inside: the outer verdict as verify_into_header() gives it. */
+		gw_authres_format(e->r->authres, sizeof(e->r->authres), e->cfg->authserv_id, outer);
+		e->r->verdict = outer->valid ? 1 : 0;
+		snprintf(e->r->detail + strlen(e->r->detail),
+		    sizeof(e->r->detail) - strlen(e->r->detail), " smime=%s",
+		    outer->valid ? "pass" : "fail");
+		if (outer->valid && e->cfg->harvest && e->cfg->store != NULL) {
+			gw_store_harvest(e->cfg, outer); /* after a successful verification only */
+		}
+		out = GW_OUT_VERIFIED;
+		*handled = 1;
+	}
+	p11s_verify_result_free(outer);
+	return out;
+}
+
+/*
+ * Every recipient's certificate: DIR/<address>.pem when [outbound] certs has it, else the
+ * store's (gw_store_recipient()); 0 when one has neither (then the message is not encrypted).
+ * *cbc: a store recipient has not announced AES-256-GCM (RFC 8551 §2.7).
+ */
+static int recipient_files(eom *e, char ***out, X509 ***certs, size_t *ncerts, int *cbc)
 {
 	char **files = calloc(e->m->nrcpts + 1, sizeof(*files));
+	X509 **xs = calloc(e->m->nrcpts + 1, sizeof(*xs));
+	size_t nf = 0, nx = 0;
 
 	*out = NULL;
-	if (files == NULL) {
+	*certs = NULL;
+	*ncerts = 0;
+	*cbc = 0;
+	if (files == NULL || xs == NULL) {
+		free(files);
+		free(xs);
 		return -1;
 	}
 	for (size_t i = 0; i < e->m->nrcpts; i++) {
 		const char *a = e->m->rcpts[i];
-		size_t len = strlen(e->cfg->certs) + strlen(a) + 6;
+		size_t len = (e->cfg->certs != NULL ? strlen(e->cfg->certs) : 0) + strlen(a) + 6;
+		int caps;
 
 		/* An address with a '/' (or starting with '.') never names a file outside DIR. */
-		if (a[0] == '\0' || a[0] == '.' || strchr(a, '/') != NULL ||
-		    (files[i] = malloc(len)) == NULL) {
+		if (a[0] == '\0' || a[0] == '.' || strchr(a, '/') != NULL) {
 			goto none;
 		}
-		snprintf(files[i], len, "%s/%s.pem", e->cfg->certs, a);
-		if (access(files[i], R_OK) != 0) {
+		if (e->cfg->certs != NULL) {
+			if ((files[nf] = malloc(len)) == NULL) {
+				goto none;
+			}
+			snprintf(files[nf], len, "%s/%s.pem", e->cfg->certs, a);
+			if (access(files[nf], R_OK) == 0) {
+				nf++;
+				continue;
+			}
+			free(files[nf]);
+			files[nf] = NULL;
+		}
+		if (e->cfg->store == NULL || gw_store_recipient(e->cfg, a, &xs[nx], &caps) < 0) {
 			goto none;
 		}
+		*cbc |= caps != P11S_CAPS_GCM;
+		nx++;
 	}
 	*out = files;
-	return (int)e->m->nrcpts;
+	*certs = xs;
+	*ncerts = nx;
+	return (int)nf + (int)nx;
 none:
-	for (size_t i = 0; i < e->m->nrcpts; i++) {
+	for (size_t i = 0; i < nf; i++) {
 		free(files[i]);
 	}
+	for (size_t i = 0; i < nx; i++) {
+		X509_free(xs[i]);
+	}
 	free(files);
+	free(xs);
 	return 0;
 }
 
@@ -358,7 +546,9 @@ static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 	p11s_key *key;
 	FILE *enc = NULL;
 	char **files = NULL;
-	int rc, nfiles;
+	X509 **certs = NULL;
+	size_t ncerts = 0;
+	int rc, nfiles, cbc = 0;
 
 	if (e->pool == NULL || (slot = gw_pool_acquire(e->pool)) == NULL) {
 		snprintf(r->detail, sizeof(r->detail), "token unavailable");
@@ -395,7 +585,7 @@ static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 		return tempfail(e, rc, "sign");
 	}
 	snprintf(r->detail, sizeof(r->detail), "signer %s", who->addr);
-	if (!e->cfg->encrypt || (nfiles = recipient_files(e, &files)) <= 0) {
+	if (!e->cfg->encrypt || (nfiles = recipient_files(e, &files, &certs, &ncerts, &cbc)) <= 0) {
 		return GW_OUT_SIGNED;
 	}
 	/* Sign, then encrypt (RFC 8551 §3.7): to every recipient's certificate from DIR. */
@@ -403,7 +593,12 @@ static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 		rc = P11S_ERR_IO;
 	} else {
 		eo.recipient_files = (const char *const *)files;
-		eo.n_recipient_files = (size_t)nfiles;
+		eo.n_recipient_files = (size_t)nfiles - ncerts;
+		eo.recipient_certs = certs;
+		eo.n_recipient_certs = ncerts;
+		if (cbc) {
+			eo.cipher = P11S_CIPHER_AES_256_CBC; /* RFC 8551 §2.7: not every one reads GCM */
+		}
 		eo.crlf = 1;
 		rewind(r->result);
 		rc = p11s_encrypt_message(r->result, enc, &eo);
@@ -411,10 +606,14 @@ static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 			rc = P11S_ERR_IO;
 		}
 	}
-	for (int i = 0; i < nfiles; i++) {
+	for (int i = 0; i < nfiles - (int)ncerts; i++) {
 		free(files[i]);
 	}
 	free(files);
+	for (size_t i = 0; i < ncerts; i++) {
+		X509_free(certs[i]);
+	}
+	free(certs);
 	if (rc < 0) {
 		/* A recipient certificate that is unusable: better signed than lost; say so. */
 		if (enc != NULL) {
@@ -497,7 +696,15 @@ static gw_outcome decide(eom *e)
 		return do_outbound_sign(e, who);
 	}
 	if (kind == P11S_MSG_ENVELOPED && e->cfg->decrypt) {
-		return do_inbound_decrypt(e);
+		return do_inbound_decrypt(e, e->m->spool, "");
+	}
+	if (kind == P11S_MSG_SIGNED && e->cfg->decrypt && e->cfg->verify) {
+		int handled;
+		gw_outcome o = do_inbound_layers(e, &handled);
+
+		if (handled) {
+			return o;
+		}
 	}
 	if (kind == P11S_MSG_SIGNED && e->cfg->verify) {
 		return verify_into_header(e, e->m->spool);

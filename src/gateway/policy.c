@@ -152,6 +152,28 @@ void gw_policy_sign_opts(const gw_config *cfg, p11s_sign_opts *opts)
 	opts->audit_log = cfg->audit_log;
 }
 
+void gw_policy_verify_opts(const gw_config *cfg, p11s_verify_opts *opts)
+{
+	const p11s_verify_opts init = P11S_VERIFY_OPTS_INIT;
+
+	*opts = init;
+	opts->trust_files = (const char *const *)cfg->trust;
+	opts->n_trust_files = cfg->ntrust;
+	opts->crl_files = (const char *const *)cfg->crl;
+	opts->n_crl_files = cfg->ncrl;
+	/* [inbound] allow-weak: SHA-1/MD5 and small keys pass with a warning (docs/verify.md). */
+	opts->allow_weak = cfg->allow_weak;
+}
+
+void gw_policy_decrypt_opts(const gw_config *cfg, p11s_decrypt_opts *opts)
+{
+	const p11s_decrypt_opts init = P11S_DECRYPT_OPTS_INIT;
+
+	*opts = init;
+	/* [inbound] require-authenticated: only AuthEnvelopedData is decrypted (RFC 8551 §2.7). */
+	opts->require_authenticated = cfg->require_authenticated;
+}
+
 int gw_cidr_parse(const char *s, gw_cidr *out)
 {
 	char buf[64], *slash;

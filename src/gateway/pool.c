@@ -388,10 +388,16 @@ static p11s_key *select_key(const p11s_recipient_id *rid, void *payload)
 
 int gw_slot_decrypt(gw_slot *s, FILE *in, FILE *out, p11s_decrypt_info *info, int *matched)
 {
+	return gw_slot_decrypt_opts(s, in, out, NULL, info, matched);
+}
+
+int gw_slot_decrypt_opts(gw_slot *s, FILE *in, FILE *out, const p11s_decrypt_opts *opts,
+    p11s_decrypt_info *info, int *matched)
+{
 	select_state st = { s, 0 };
 	int rc;
 
-	rc = p11s_decrypt_message_select(s->ctx, select_key, &st, in, out, info);
+	rc = p11s_decrypt_message_select_ex(s->ctx, select_key, &st, in, out, opts, info);
 	*matched = st.matched;
 	return rc;
 }

@@ -22,7 +22,7 @@
 
 /* The keys of the shared configuration file (docs/tokens.md, docs/git.md). */
 static const char *const config_keys[] = { ".module", ".backend", ".pin-source", ".tsa",
-	".trust", ".crl", ".certs", NULL };
+	".trust", ".crl", ".certs", ".allow-weak", NULL };
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

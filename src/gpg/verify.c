@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/cms.h>
@@ -194,6 +195,11 @@ static int run_verify(FILE *msg, const gpg_opts *o, int has_time, int64_t at,
 	vo.no_sender_check = 1; /* a commit has no From field; the signer is shown instead */
 	vo.has_time = has_time;
 	vo.time = at;
+	/* allow-weak = yes: SHA-1/MD5 and small keys pass with a warning (docs/verify.md). */
+	if ((v = p11s_config_get(o->config, "", "allow-weak")) != NULL &&
+	    (strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0)) {
+		vo.allow_weak = 1;
+	}
 	if (fseeko(msg, 0, SEEK_SET) != 0) {
 		return -1;
 	}
@@ -226,7 +232,13 @@ static int report_signer(const gpg_opts *o, FILE *msg, const p11s_verify_result 
 	}
 	if (has_reason(s, "unsupported-algorithm") || has_reason(s, "weak-algorithm") ||
 	    has_reason(s, "bad-signature-parameters")) {
+		/* DETAILS: rc 4 = unsupported algorithm, as gpg reports a rejected weak digest. */
 		gpg_status(o, "ERRSIG", "%s %d %d 00 %s 4", fpr, gpg_pk_algo(cert), md, when);
+		for (size_t j = 0; j < s->n_reasons; j++) {
+			if (strcmp(s->reasons[j].code, "weak-algorithm") == 0) {
+				gpg_info("weak-algorithm: %s", s->reasons[j].message);
+			}
+		}
 		gpg_info("cannot check the signature: %s", first);
 		return GPG_EXIT_BAD;
 	}
@@ -373,6 +385,11 @@ int gpg_cmd_verify(const gpg_opts *o, const char *sigfile, const char *datafile)
 	if (run_verify(msg, o, o->has_time, o->time, &res) < 0) {
 		status = gpg_fail("verifying");
 		goto out;
+	}
+	for (size_t i = 0; i < res->n_warnings; i++) {
+		if (strcmp(res->warnings[i].code, "weak-algorithm") == 0) {
+			gpg_info("warning: weak-algorithm: %s", res->warnings[i].message);
+		}
 	}
 	if (res->n_signers == 0) {
 		gpg_status(o, "ERRSIG", "- 0 0 00 0 9");

@@ -462,7 +462,7 @@ out:
 	return rc;
 }
 
-static int read_sender(GMimeMessage *msg, p11s_x509_sender *s)
+static int read_sender(GMimeMessage *msg, p11s_x509_sender *s, char **date)
 {
 	GMimeHeaderList *hl = g_mime_object_get_header_list(GMIME_OBJECT(msg));
 	int n = hl ? g_mime_header_list_get_count(hl) : 0, rc;
@@ -477,6 +477,14 @@ static int read_sender(GMimeMessage *msg, p11s_x509_sender *s)
 			    (rc = parse_addresses(value ? value : "", &s->from, &s->n_from,
 			         &s->from_has_group)) < 0) {
 				return rc;
+			}
+		} else if (strcasecmp(name, "Date") == 0) {
+			/* RFC 5322 §3.6: one Date field; the first one is compared (docs/verify.md). */
+			if (date != NULL && *date == NULL) {
+				if ((*date = strdup(value ? value : "")) == NULL) {
+					return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+				}
+				p11s_mime__field_trim(*date);
 			}
 		} else if (strcasecmp(name, "Sender") == 0) {
 			if (s->n_sender_fields++ == 0) {
@@ -826,6 +834,7 @@ void p11s_mime__signed_free(p11s_mime_signed *m)
 	}
 	p11s_x509__strv_free(m->sender.from, m->sender.n_from);
 	free(m->sender.sender);
+	free(m->date);
 	free(m);
 }
 
@@ -889,7 +898,7 @@ int p11s_mime__read_signed_ex(p11s_mime_signed **out, FILE *in, unsigned int fla
 		    "not a MIME message: neither MIME-Version nor Content-Type");
 		goto out;
 	}
-	if ((rc = read_sender(msg, &m->sender)) < 0) {
+	if ((rc = read_sender(msg, &m->sender, &m->date)) < 0) {
 		goto out;
 	}
 	m->kind = entity_kind(root);

@@ -7,6 +7,7 @@
 #define P11S_MIME_SIGNED_H
 
 #include <stdio.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "x509/x509_int.h"
@@ -65,7 +66,21 @@ typedef struct p11s_mime_signed {
 	FILE *body;                /* opaque read with P11S_MIME_READ_STREAM: the decoded body in
 	                              an unlinked scratch file at offset 0 (der is then NULL) */
 	p11s_x509_sender sender;   /* From / Sender of the outer message */
+	char *date;                /* the outer message's (first) Date field, raw; NULL if none */
 } p11s_mime_signed;
+
+/* Unfold a header field value and trim its white space, in place. */
+void p11s_mime__field_trim(char *s);
+
+/* An RFC 5322 date-time (a Date field's value) as seconds since the epoch; -1 if unreadable. */
+int p11s_mime__parse_date(const char *value, int64_t *out);
+
+/*
+ * The Date field of the header section of the entity at `start` in `f` (read up to `end`, or
+ * 64 KiB; `end` < 0: no bound but that): 1 with `*raw` (malloc'd value, unfolded), 0 when
+ * there is none, or a negative error. For the protected Date of RFC 9788 §2.
+ */
+int p11s_mime__entity_date(FILE *f, off_t start, off_t end, char **raw);
 
 /*
  * Parse the message in `in` (seekable). @return P11S_OK (look at kind), P11S_ERR_MALFORMED

@@ -190,9 +190,21 @@ out:
 	return pkey;
 }
 
+p11s_key *p11s_key_up_ref(p11s_key *key)
+{
+	if (key != NULL) {
+		__atomic_add_fetch(&key->extra_refs, 1, __ATOMIC_RELAXED);
+	}
+	return key;
+}
+
 void p11s_key_free(p11s_key *key)
 {
 	if (key == NULL) {
+		return;
+	}
+	/* Another holder (p11s_key_up_ref()) still uses it. */
+	if (__atomic_fetch_sub(&key->extra_refs, 1, __ATOMIC_ACQ_REL) > 0) {
 		return;
 	}
 	p11s_object_clear(&key->obj);

@@ -61,6 +61,7 @@ struct p11s_key {
 	p11s_pin_source *uri_pins;  /* the URI's pin-value or pin-source, may be NULL */
 	int stale;                  /* token removed or session lost: find token, login, handle again */
 	unsigned long card_gen;     /* card removals seen (p11s_ctx_watch_readers()) when found */
+	int extra_refs;             /* p11s_key_up_ref() references beyond the first */
 };
 
 /*

@@ -55,6 +55,13 @@ int p11s_verdict__revocation(const p11s_x509_revocation *rev, size_t n,
 		v[i].crl_this_update = rev[i].crl_this_update;
 		v[i].crl_next_update = rev[i].crl_next_update;
 		v[i].crl_number = rev[i].crl_number;
+		v[i].source = rev[i].source;
+		v[i].ocsp_responder = rev[i].ocsp_responder;
+		v[i].ocsp_produced_at = rev[i].ocsp_produced_at;
+		v[i].ocsp_this_update = rev[i].ocsp_this_update;
+		v[i].ocsp_next_update = rev[i].ocsp_next_update;
+		v[i].revocation_time = rev[i].revocation_time;
+		v[i].soft_failed = rev[i].soft_failed;
 	}
 	*out = v;
 	return P11S_OK;

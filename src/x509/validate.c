@@ -25,7 +25,10 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <p11smime/revocation.h>
+
 #include "core/error_int.h"
+#include "x509/revocation_int.h"
 #include "x509/x509_int.h"
 
 static int record_cert_crl(X509_STORE_CTX *ctx, X509_CRL *crl, X509 *x);
@@ -430,6 +433,7 @@ typedef struct rev_depth {
 	int revoked;              /* X509_V_ERR_CERT_REVOKED at this depth */
 	const char *problem;      /* first CRL-related reason code at this depth */
 	char *issuer, *this_update, *next_update, *number; /* the CRL found */
+	const X509_CRL *crl;      /* that CRL (which source it came from: the report) */
 } rev_depth;
 
 #define MAX_REV_DEPTH 32
@@ -441,6 +445,8 @@ typedef struct collect {
 	size_t n_seen;
 	int failed;       /* a reason could not be stored (no memory) */
 	rev_depth rev[MAX_REV_DEPTH];
+	int defer_crl;    /* explicit revocation policy: CRL problems decided later (live_decide) */
+	STACK_OF(X509_CRL) *msg_crls, *fetched; /* where a deciding CRL came from */
 } collect;
 
 static int app_index(void)
@@ -486,6 +492,7 @@ static int record_cert_crl(X509_STORE_CTX *ctx, X509_CRL *crl, X509 *x)
 	free(d->number);
 	d->issuer = d->this_update = d->next_update = d->number = NULL;
 	d->issuer = p11s_x509__name(X509_CRL_get_issuer(crl));
+	d->crl = crl;
 	d->this_update = p11s_x509__time(X509_CRL_get0_lastUpdate(crl));
 	if ((next = X509_CRL_get0_nextUpdate(crl)) != NULL) {
 		d->next_update = p11s_x509__time(next);
@@ -553,6 +560,13 @@ static int verify_cb(int ok, X509_STORE_CTX *ctx)
 			c->rev[depth].problem = p11s_x509__reason_code(err);
 		}
 	}
+	/*
+	 * With an explicit policy, a CRL that cannot be used is not yet a failure: OCSP may have
+	 * answered for that certificate (live_decide() reports what no source decided).
+	 */
+	if (c->defer_crl && is_crl_problem(err)) {
+		return 1;
+	}
 	for (size_t i = 0; i < c->n_seen; i++) {
 		if (c->seen[i][0] == err && c->seen[i][1] == depth) {
 			return 1;
@@ -581,6 +595,11 @@ void p11s_x509__revocation_free(p11s_x509_revocation *rev, size_t n)
 		free(rev[i].crl_this_update);
 		free(rev[i].crl_next_update);
 		free(rev[i].crl_number);
+		free(rev[i].ocsp_responder);
+		free(rev[i].ocsp_produced_at);
+		free(rev[i].ocsp_this_update);
+		free(rev[i].ocsp_next_update);
+		free(rev[i].revocation_time);
 	}
 	free(rev);
 }
@@ -618,6 +637,11 @@ static int revocation_report(collect *c, STACK_OF(X509) *chain,
 			v[i].status = "not-checked";
 		}
 		if (d != NULL && d->issuer != NULL) {
+			/* Which source the deciding CRL came from (issue 19: the report says). */
+			v[i].source = c->fetched != NULL && sk_X509_CRL_find(c->fetched, (X509_CRL *)d->crl) >= 0
+			    ? "fetched-crl"
+			    : c->msg_crls != NULL && sk_X509_CRL_find(c->msg_crls, (X509_CRL *)d->crl) >= 0
+			    ? "message-crl" : "file-crl";
 			v[i].crl_issuer = d->issuer;
 			v[i].crl_this_update = d->this_update;
 			v[i].crl_next_update = d->next_update;
@@ -628,6 +652,220 @@ static int revocation_report(collect *c, STACK_OF(X509) *chain,
 	*out = v;
 	*n_out = (size_t)n;
 	return P11S_OK;
+}
+
+/*
+ * ---- Live revocation (issue 19, revocation.h) ----
+ *
+ * With an explicit policy, validation runs in three steps: live_prepare() builds the path
+ * once without revocation checking, fetching missing issuers from caIssuers (RFC 5280
+ * §4.2.2.1) while the path stops at a certificate whose issuer is unknown, then asks OCSP for
+ * the certificates the policy covers and fetches the CDP CRLs of those OCSP did not decide;
+ * X509_verify_cert() then validates with every CRL (file, message, fetched), CRL problems
+ * deferred; live_decide() gives each covered certificate its status and source, and fails
+ * what no source decided ("revocation-unknown") unless the policy soft-fails.
+ */
+
+/* Stop only on a missing issuer: everything else is for the real validation to report. */
+static int prepass_cb(int ok, X509_STORE_CTX *ctx)
+{
+	int err = X509_STORE_CTX_get_error(ctx);
+
+	if (ok) {
+		return 1;
+	}
+	return err != X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT &&
+	    err != X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY;
+}
+
+/* The path as far as it can be built from the anchors and `untrusted`; *missing: stopped. */
+static int prepass_chain(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *untrusted,
+    int64_t at, STACK_OF(X509) **chain, int *missing)
+{
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	X509_VERIFY_PARAM *param;
+	int ret;
+
+	*chain = NULL;
+	*missing = 0;
+	if (ctx == NULL || !X509_STORE_CTX_init(ctx, s->store, leaf, untrusted)) {
+		X509_STORE_CTX_free(ctx);
+		return p11s_error__ossl(P11S_ERR_NOMEM, "cannot set up path validation");
+	}
+	param = X509_STORE_CTX_get0_param(ctx);
+	X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN);
+	X509_VERIFY_PARAM_set_time(param, (time_t)at);
+	X509_STORE_CTX_set_verify_cb(ctx, prepass_cb);
+	ret = X509_verify_cert(ctx);
+	if (ret <= 0) {
+		int err = X509_STORE_CTX_get_error(ctx);
+
+		*missing = err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+		    err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY;
+	}
+	*chain = X509_STORE_CTX_get1_chain(ctx);
+	X509_STORE_CTX_free(ctx);
+	ERR_clear_error();
+	if (*chain == NULL && (*chain = sk_X509_new_null()) != NULL) {
+		if (!X509_up_ref(leaf) || !sk_X509_push(*chain, leaf)) {
+			sk_X509_pop_free(*chain, X509_free);
+			*chain = NULL;
+		}
+	}
+	return *chain != NULL ? P11S_OK : p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+}
+
+/* Does the policy ask OCSP about depth `d`? (Never the anchor: the last of a built path.) */
+static int ocsp_covers(const p11s_x509_rev_policy *pol, int d)
+{
+	return (pol->methods & P11S_REV_OCSP) != 0 && (d == 0 || pol->ocsp_whole_path);
+}
+
+#define MAX_FETCHED_ISSUERS 4
+
+static int live_prepare(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *untrusted,
+    int64_t at, STACK_OF(X509) **out_untrusted, STACK_OF(X509) **out_chain,
+    STACK_OF(X509_CRL) **out_fetched, p11s_ocsp_result *ocsp)
+{
+	const p11s_x509_rev_policy *pol = s->rev;
+	STACK_OF(X509) *u = sk_X509_new_null(), *chain = NULL;
+	STACK_OF(X509_CRL) *fetched = sk_X509_CRL_new_null();
+	int rc = P11S_OK, missing = 0, n;
+
+	if (u == NULL || fetched == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; untrusted != NULL && i < sk_X509_num(untrusted); i++) {
+		X509 *x = sk_X509_value(untrusted, i);
+
+		if (!X509_up_ref(x) || !sk_X509_push(u, x)) {
+			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	for (int round = 0;; round++) {
+		sk_X509_pop_free(chain, X509_free);
+		if ((rc = prepass_chain(s, leaf, u, at, &chain, &missing)) < 0) {
+			goto out;
+		}
+		/* caIssuers of the certificate whose issuer is missing, a few times at most. */
+		if (!missing || !pol->fetch || round >= MAX_FETCHED_ISSUERS) {
+			break;
+		}
+		if ((n = p11s_aia__fetch_issuers(sk_X509_value(chain, sk_X509_num(chain) - 1), pol, u))
+		    <= 0) {
+			rc = n;
+			break;
+		}
+	}
+	if (rc < 0) {
+		goto out;
+	}
+	n = sk_X509_num(chain);
+	for (int d = 0; d + 1 < n && d < MAX_REV_DEPTH; d++) {
+		X509 *x = sk_X509_value(chain, d);
+
+		if (ocsp_covers(pol, d) &&
+		    (rc = p11s_ocsp__check(x, sk_X509_value(chain, d + 1), pol, at, &ocsp[d])) < 0) {
+			goto out;
+		}
+		/* CRLs as the fallback of OCSP (ocsp,crl), or the source (crl). */
+		if ((pol->methods & P11S_REV_CRL) != 0 && !ocsp[d].decided && pol->fetch &&
+		    (rc = p11s_crl__fetch(x, pol, fetched)) < 0) {
+			goto out;
+		}
+	}
+	*out_untrusted = u;
+	*out_chain = chain;
+	*out_fetched = fetched;
+	u = chain = NULL;
+	fetched = NULL;
+out:
+	sk_X509_pop_free(u, X509_free);
+	sk_X509_pop_free(chain, X509_free);
+	sk_X509_CRL_pop_free(fetched, X509_CRL_free);
+	return rc;
+}
+
+static int dup_to(char **dst, const char *src)
+{
+	free(*dst);
+	*dst = NULL;
+	if (src != NULL && (*dst = strdup(src)) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	return P11S_OK;
+}
+
+static int live_decide(const p11s_x509_rev_policy *pol, collect *c, STACK_OF(X509) *chain,
+    STACK_OF(X509) *pre_chain, p11s_ocsp_result *ocsp, p11s_x509_revocation *rev,
+    size_t n_rev)
+{
+	int n = chain != NULL ? sk_X509_num(chain) : 0, rc = P11S_OK;
+
+	for (int d = 0; d + 1 < n && d < MAX_REV_DEPTH && rc >= 0; d++) {
+		X509 *x = sk_X509_value(chain, d);
+		rev_depth *rd = &c->rev[d];
+		p11s_ocsp_result *o = &ocsp[d];
+		int same = pre_chain != NULL && d < sk_X509_num(pre_chain) &&
+		    X509_cmp(sk_X509_value(pre_chain, d), x) == 0;
+		int need = (pol->methods & P11S_REV_CRL) != 0 || ocsp_covers(pol, d);
+		int crl_decided = rd->revoked || (rd->crl != NULL && rd->problem == NULL &&
+		                                     (pol->methods & P11S_REV_CRL) != 0);
+		p11s_x509_revocation *v = (size_t)d < n_rev ? &rev[d] : NULL;
+		char *subj;
+
+		if (!need) {
+			continue;
+		}
+		if ((subj = p11s_x509__name(X509_get_subject_name(x))) == NULL) {
+			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		}
+		if (same && o->decided) {
+			if (o->revoked && !rd->revoked) {
+				rc = p11s_reasons__add(c->reasons, "revoked", "certificate revoked at %s "
+				    "(OCSP %s%s%s, depth %d: %s)", o->revocation_time ? o->revocation_time : "?",
+				    o->responder, o->why[0] ? ", reason " : "", o->why, d, subj);
+			}
+			if (v != NULL && !rd->revoked) {
+				/* A CRL that lists it outranks OCSP's good; otherwise OCSP decided. */
+				v->status = o->revoked ? "revoked" : "good";
+				v->problem = NULL;
+				v->source = "ocsp";
+			}
+		} else if (!crl_decided) {
+			const char *crl_why = rd->problem != NULL ? rd->problem
+			    : (pol->methods & P11S_REV_CRL) != 0 ? "crl-missing" : NULL;
+
+			if (pol->soft_fail) {
+				if (v != NULL) {
+					v->soft_failed = 1;
+				}
+			} else {
+				rc = p11s_reasons__add(c->reasons, "revocation-unknown",
+				    "revocation status unknown (depth %d: %s)%s%s%s%s", d, subj,
+				    ocsp_covers(pol, d) ? "; OCSP: " : "",
+				    ocsp_covers(pol, d) ? (o->why[0] ? o->why : "no answer") : "",
+				    crl_why ? "; CRL: " : "", crl_why ? crl_why : "");
+			}
+			if (v != NULL) {
+				v->status = "unknown";
+				v->problem = "revocation-unknown";
+				v->source = NULL;
+			}
+		}
+		if (v != NULL && same && o->responder != NULL && rc >= 0) {
+			if ((rc = dup_to(&v->ocsp_responder, o->responder)) >= 0 &&
+			    (rc = dup_to(&v->ocsp_produced_at, o->produced_at)) >= 0 &&
+			    (rc = dup_to(&v->ocsp_this_update, o->this_update)) >= 0 &&
+			    (rc = dup_to(&v->ocsp_next_update, o->next_update)) >= 0) {
+				rc = dup_to(&v->revocation_time, o->revocation_time);
+			}
+		}
+		free(subj);
+	}
+	return rc;
 }
 
 int p11s_x509__validate(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *untrusted,
@@ -648,12 +886,30 @@ int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509)
 	unsigned long flags;
 	size_t before = reasons->n;
 	int rc = P11S_OK, ret;
+	/* Explicit revocation policy (issue 19): see live_prepare() and live_decide(). */
+	const p11s_x509_rev_policy *pol = s->rev;
+	STACK_OF(X509) *live_untrusted = NULL, *pre_chain = NULL;
+	STACK_OF(X509_CRL) *fetched = NULL;
+	p11s_ocsp_result ocsp[MAX_REV_DEPTH];
+	int64_t at = s->has_time ? s->time : (int64_t)time(NULL);
+
+	memset(ocsp, 0, sizeof(ocsp));
 
 	*chain = NULL;
 	if (rev != NULL) {
 		*rev = NULL;
 		*n_rev = 0;
 	}
+	if (pol != NULL) {
+		if ((rc = live_prepare(s, leaf, untrusted, at, &live_untrusted, &pre_chain, &fetched,
+		         ocsp)) < 0) {
+			goto out;
+		}
+		untrusted = live_untrusted;
+		c.defer_crl = 1;
+		c.fetched = fetched;
+	}
+	c.msg_crls = msg_crls;
 	if ((ctx = X509_STORE_CTX_new()) == NULL ||
 	    !X509_STORE_CTX_init(ctx, s->store, leaf, untrusted)) {
 		rc = p11s_error__ossl(P11S_ERR_NOMEM, "cannot set up path validation");
@@ -670,7 +926,7 @@ int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509)
 	 * §6.1.1 (d): the anchor is any trusted public key and name).
 	 */
 	flags = X509_V_FLAG_POLICY_CHECK | X509_V_FLAG_PARTIAL_CHAIN;
-	if (s->crl_check) {
+	if (pol != NULL ? (pol->methods & P11S_REV_CRL) != 0 : s->crl_check) {
 		/* Every certificate of the path, indirect CRLs (§5.2.5), delta CRLs (§5.2.4). */
 		flags |= X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL |
 		    X509_V_FLAG_EXTENDED_CRL_SUPPORT | X509_V_FLAG_USE_DELTAS;
@@ -707,6 +963,12 @@ int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509)
 			goto out;
 		}
 	}
+	for (int i = 0; fetched != NULL && i < sk_X509_CRL_num(fetched); i++) {
+		if (!sk_X509_CRL_push(crls, sk_X509_CRL_value(fetched, i))) {
+			rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
 	X509_STORE_CTX_set0_crls(ctx, crls);
 	if (s->has_time) {
 		X509_VERIFY_PARAM_set_time(param, (time_t)s->time);
@@ -732,10 +994,24 @@ int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509)
 		sk_X509_pop_free(*chain, X509_free);
 		*chain = NULL;
 	}
+	if (rc >= 0 && pol != NULL && (rc = live_decide(pol, &c, *chain, pre_chain, ocsp,
+	                                   rev != NULL ? *rev : NULL, rev != NULL ? *n_rev : 0)) < 0) {
+		sk_X509_pop_free(*chain, X509_free);
+		*chain = NULL;
+		if (rev != NULL) {
+			p11s_x509__revocation_free(*rev, *n_rev);
+			*rev = NULL;
+			*n_rev = 0;
+		}
+	}
 out:
 	for (size_t i = 0; i < MAX_REV_DEPTH; i++) {
 		rev_depth_clear(&c.rev[i]);
+		p11s_ocsp__result_clear(&ocsp[i]);
 	}
+	sk_X509_pop_free(live_untrusted, X509_free);
+	sk_X509_pop_free(pre_chain, X509_free);
+	sk_X509_CRL_pop_free(fetched, X509_CRL_free);
 	X509_STORE_CTX_free(ctx);
 	sk_X509_CRL_free(crls); /* borrowed elements */
 	ERR_clear_error();

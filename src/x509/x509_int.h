@@ -43,7 +43,22 @@ typedef struct p11s_x509_store {
 	int has_time;
 	int64_t time;
 	size_t n_anchors;
+	const struct p11s_x509_rev_policy *rev; /* explicit revocation policy, or NULL */
 } p11s_x509_store;
+
+/*
+ * An explicit revocation policy (the public p11s_revocation_opts, revocation.h): with it,
+ * validation fetches what it may and decides every covered certificate's status, or fails
+ * with "revocation-unknown" (revocation.c). Strings and arrays are borrowed.
+ */
+typedef struct p11s_x509_rev_policy {
+	unsigned int methods;    /* P11S_REV_CRL | P11S_REV_OCSP; 0: none */
+	int fetch, soft_fail, ocsp_whole_path;
+	const char *ocsp_url;
+	const char *const *allow, *const *deny;
+	size_t n_allow, n_deny;
+	long timeout_s;
+} p11s_x509_rev_policy;
 
 /* What validation starts from: files of anchors, untrusted certificates and CRLs; the time. */
 typedef struct p11s_x509_opts {
@@ -90,6 +105,11 @@ typedef struct p11s_x509_revocation {
 	char *crl_this_update;   /* RFC 3339 UTC */
 	char *crl_next_update;   /* NULL if absent */
 	char *crl_number;        /* cRLNumber in hex, or NULL */
+	/* Live revocation (revocation.c): what decided, and the OCSP response used. */
+	const char *source;      /* "file-crl", "message-crl", "fetched-crl", "ocsp" or NULL */
+	char *ocsp_responder, *ocsp_produced_at, *ocsp_this_update, *ocsp_next_update;
+	char *revocation_time;
+	int soft_failed;         /* "unknown" accepted by the policy's soft_fail */
 } p11s_x509_revocation;
 
 /*

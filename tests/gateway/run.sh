@@ -301,6 +301,30 @@ else
 	not_ok "altered signed message delivered"
 fi
 
+# 6b. every layer (issue 23): a triple wrap whose outer signed content was altered (a header
+#     field added to the signed part, as a list server might) is still decrypted for the
+#     recipient; the marker names the failed outer layer, the inner signature gets the A-R.
+msg "$tmp/plain6b" alice-ec256@example.org alice-rsa2048@example.org triple-bad "inner words 6b"
+"$P11S_BIN" --module "$P11S_TEST_MODULE" --pin-source "file:$P11S_TEST_PIN_FILE" wrap --triple \
+	--key "pkcs11:token=$P11S_TEST_TOKEN;object=ec256;type=private" --chain "$PKI/intermediate.pem" \
+	--to "$PKI/rsa2048.pem" --in "$tmp/plain6b" --out "$tmp/triple6b"
+python3 - "$tmp/triple6b" "$tmp/triple6b-bad" <<'EOF'
+import sys
+d = open(sys.argv[1], 'rb').read()
+i = d.index(b'Content-Type: application/pkcs7-mime')
+open(sys.argv[2], 'wb').write(d[:i] + b'X-List-Footer: added\r\n' + d[i:])
+EOF
+send alice-ec256@example.org alice-rsa2048@example.org "$tmp/triple6b-bad"
+if f=$(delivered triple-bad); then
+	check "broken outer signature: still delivered decrypted" grep -q "inner words 6b" "$f"
+	check "... the marker names the failed outer layer" \
+		grep -q "^X-P11smime-Gateway: decrypted; .*; layer1=signed:fail(content-altered)" "$f"
+	check "... the inner signature: smime=pass" \
+		grep -q "^Authentication-Results: gw.test; smime=pass body.smime-identifier=alice-ec256@example.org" "$f"
+else
+	not_ok "triple wrap with a broken outer signature delivered"
+fi
+
 # 7. outbound: a configured sender's mail is signed with the token key; openssl verifies it.
 msg "$tmp/plain7" alice-rsa2048@example.org bob@example.com out-signed "Signed by the gateway."
 send alice-rsa2048@example.org bob@example.com "$tmp/plain7"
@@ -438,7 +462,17 @@ stop_gw
 cp "$PKI/keyenc-only.pem" "$W/certs/bob@example.com.pem"
 sed -e "s|^socket = .*|socket = unix:$W/milter/gw.sock|" -e 's/^workers = .*/workers = 4/' \
 	-e 's/^retry = 1/retry = 1\nsessions = 2/' "$W/gateway.conf" >"$W/gateway-c.conf"
-printf 'encrypt = yes\ncerts = %s\n' "$W/certs" >>"$W/gateway-c.conf"
+printf 'encrypt = yes\ncerts = %s\nstore = %s\n[inbound]\nharvest = yes\n' "$W/certs" "$W/certs.db" \
+	>>"$W/gateway-c.conf"
+# A recipient known only to the certificate store (docs/certificates.md): a software key
+# certified by the test intermediate, imported with the chain by the CLI.
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/dave.key" 2>/dev/null
+openssl req -new -key "$tmp/dave.key" -subj "/O=p11smime test/CN=Dave/emailAddress=dave@example.com" \
+	-out "$tmp/dave.csr" 2>/dev/null
+openssl x509 -req -in "$tmp/dave.csr" -CA "$PKI/intermediate.pem" -CAkey "$PKI/intermediate/intermediate.key" \
+	-set_serial 0x5151 -days 30 -extfile "$PKI/openssl.cnf" -extensions ee_rsa -out "$tmp/dave.pem" 2>/dev/null
+expect 0 "store: the CLI imports dave and the chain" -- \
+	"$P11S_BIN" certs --store "$W/certs.db" import "$tmp/dave.pem" "$PKI/chain.pem"
 # Postfix's smtpd (user postfix) must be able to connect: the socket takes the gateway's umask
 # (docs/gateway.md: a common group and UMask=0007 in production).
 (umask 0; exec "$GW" --config "$W/gateway-c.conf" >>"$W/gateway.log" 2>&1) &
@@ -474,6 +508,74 @@ if f=$(delivered out-nocert); then
 		sh -c "grep -qi 'multipart/signed' '$f' && ! grep -qi 'enveloped-data' '$f'"
 else
 	not_ok "outbound message without recipient certificate delivered"
+fi
+
+# 15c. outbound to a recipient only in the store, many at once over 4 workers while four CLI
+#      processes import into the same store: every message encrypted to dave (AES-256-CBC: he
+#      announced nothing), no imported row lost.
+printf 'From: alice-rsa2048@example.org\r\nTo: dave@example.com\r\nSubject: storeout TEMPLATE\r\nMessage-ID: <storeout-TEMPLATE@gw.test>\r\n\r\nfor dave only\r\n' \
+	>"$tmp/storeout.txt"
+for i in $(seq 1 16); do
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout /dev/null -days 30 \
+		-subj "/CN=bulk $i/emailAddress=bulk$i@example.com" -out "$tmp/bulk$i.pem" 2>/dev/null
+done
+NS=${P11S_GW_STORE_LOAD:-40}
+importers=()
+for p in 0 1 2 3; do
+	( for k in 1 2 3 4; do "$P11S_BIN" certs --store "$W/certs.db" import "$tmp/bulk$((p * 4 + k)).pem" \
+		>/dev/null || exit 1; done ) &
+	importers+=($!)
+done
+python3 "$here/send.py" --load "$P_UNIX" alice-rsa2048@example.org dave@example.com "$NS" 8 \
+	"$tmp/storeout.txt" >"$tmp/sids" 2>"$tmp/sload.err"
+ibad=0
+for pid in "${importers[@]}"; do wait "$pid" || ibad=$((ibad + 1)); done
+check "store: 4 CLI importers beside the gateway's workers all succeed" test "$ibad" = 0
+check "store: ... every imported row is there (2 + 1 + 16)" test "$("$P11S_BIN" certs --store "$W/certs.db" list | wc -l)" = 19
+check "store: all $NS outbound messages accepted" test "$(wc -l <"$tmp/sids")" -eq "$NS"
+for _ in $(seq 1 300); do
+	n=$(grep -h -l "^Subject: storeout " "$W/mail/box/new/"* 2>/dev/null | wc -l)
+	[ "$n" -ge "$NS" ] && break
+	sleep 0.2
+done
+sfiles=$(grep -l "^Subject: storeout " "$W/mail/box/new/"* 2>/dev/null)
+check "store: $NS delivered" test "$(echo "$sfiles" | grep -c .)" -eq "$NS"
+nenv=0
+for f in $sfiles; do
+	grep -qiE 'smime-type="?enveloped-data' "$f" && ! grep -q 'for dave only' "$f" && nenv=$((nenv + 1))
+done
+check "store: every one enveloped (CBC: dave announced nothing), no plaintext" test "$nenv" -eq "$NS"
+expect 0 "store: ... one decrypts with dave's key (openssl cms)" -- \
+	openssl cms -decrypt -in "$(echo "$sfiles" | head -1)" -recip "$tmp/dave.pem" -inkey "$tmp/dave.key" \
+	-out "$tmp/decs"
+expect 0 "store: ... to a signature that verifies" -- \
+	openssl cms -verify -in "$tmp/decs" -CAfile "$PKI/chain.pem" -out "$tmp/outs"
+check "store: ... over the text" grep -q "for dave only" "$tmp/outs"
+
+# 15d. [inbound] harvest = yes: a verified inbound signature puts its signer (and its
+#      AES-256-GCM announcement) into the store; an altered one records nothing.
+msg "$tmp/plain15d" alice-ec256@example.org bob@example.org harvest-in
+"$P11S_BIN" --module "$P11S_TEST_MODULE" --pin-source "file:$P11S_TEST_PIN_FILE" sign \
+	--key "pkcs11:token=$P11S_TEST_TOKEN;object=ec256;type=private" \
+	--chain "$PKI/intermediate.pem" --in "$tmp/plain15d" --out "$tmp/signed15d"
+msg "$tmp/plain15e" alice-ec384@example.org bob@example.org harvest-bad
+"$P11S_BIN" --module "$P11S_TEST_MODULE" --pin-source "file:$P11S_TEST_PIN_FILE" sign \
+	--key "pkcs11:token=$P11S_TEST_TOKEN;object=ec384;type=private" \
+	--chain "$PKI/intermediate.pem" --in "$tmp/plain15e" --out "$tmp/signed15e"
+sed -i 's/Hello from the gateway test (harvest-bad)/Hello from the gateway test (HARVEST-BAD)/' "$tmp/signed15e"
+check "harvest: (the second message's signed text is altered)" grep -q 'HARVEST-BAD' "$tmp/signed15e"
+sendu alice-ec256@example.org bob@example.org "$tmp/signed15d"
+sendu alice-ec384@example.org bob@example.org "$tmp/signed15e"
+if f=$(delivered harvest-in) && delivered harvest-bad >/dev/null; then
+	check "harvest: the verified signer is in the store, harvested" test "$(sqlite3 "$W/certs.db" \
+		"SELECT c.source FROM certs c JOIN addresses a USING (fingerprint)
+		 WHERE a.address = 'alice-ec256@example.org'")" = harvested
+	check "harvest: ... with its aes-256-gcm announcement" test "$(sqlite3 "$W/certs.db" \
+		"SELECT gcm FROM announcements WHERE address = 'alice-ec256@example.org'")" = 1
+	check "harvest: the altered signature's signer is not" test "$(sqlite3 "$W/certs.db" \
+		"SELECT count(*) FROM addresses WHERE address = 'alice-ec384@example.org'")" = 0
+else
+	not_ok "harvest: signed inbound messages delivered"
 fi
 
 # 16. load over the unix socket with 2 sessions and 4 workers: each message delivered once,

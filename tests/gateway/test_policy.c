@@ -72,6 +72,36 @@ static void test_gateway__config_keys(void **state)
 	gw_config_free(&cfg);
 }
 
+/* [inbound] allow-weak and require-authenticated (docs/verify.md, docs/envelope.md). */
+static void test_gateway__reader_policy(void **state)
+{
+	gw_config cfg;
+	p11s_verify_opts vo;
+	p11s_decrypt_opts dopts;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(parse("", &cfg, err), 0);
+	gw_policy_verify_opts(&cfg, &vo);
+	gw_policy_decrypt_opts(&cfg, &dopts);
+	assert_int_equal(vo.version, P11S_VERIFY_OPTS_VERSION);
+	assert_int_equal(vo.allow_weak, 0);
+	assert_int_equal(dopts.version, P11S_DECRYPT_OPTS_VERSION);
+	assert_int_equal(dopts.require_authenticated, 0);
+	gw_config_free(&cfg);
+
+	assert_int_equal(parse("[inbound]\nallow-weak = yes\nrequire-authenticated = yes\n",
+	    &cfg, err), 0);
+	gw_policy_verify_opts(&cfg, &vo);
+	gw_policy_decrypt_opts(&cfg, &dopts);
+	assert_int_equal(vo.allow_weak, 1);
+	assert_int_equal(dopts.require_authenticated, 1);
+	gw_config_free(&cfg);
+
+	assert_int_not_equal(parse("[inbound]\nrequire-authenticated = sometimes\n", &cfg, err), 0);
+	assert_non_null(strstr(err, "require-authenticated"));
+}
+
 static void test_gateway__config_errors(void **state)
 {
 	gw_config cfg;
@@ -205,6 +235,7 @@ int main(void)
 		cmocka_unit_test(test_gateway__config_defaults),
 		cmocka_unit_test(test_gateway__config_keys),
 		cmocka_unit_test(test_gateway__config_errors),
+		cmocka_unit_test(test_gateway__reader_policy),
 		cmocka_unit_test(test_gateway__size),
 		cmocka_unit_test(test_gateway__addr_spec),
 		cmocka_unit_test(test_gateway__cidr),

@@ -49,7 +49,7 @@ sign() {
 	openssl cms -sign -binary -in "$tmp/entity" -signer "$cert" -inkey "$key" \
 		-certfile "$pki/intermediate.pem" -md sha256 "$@" -out "$tmp/body.smime"
 	{
-		printf 'From: %s\nTo: bob@example.org\nSubject: verify test\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n' "$from"
+		printf 'From: %s\nTo: bob@example.org\nSubject: verify test\nDate: %s\n' "$from" "$(LC_ALL=C date -R)"
 		cat "$tmp/body.smime"
 	} >"$out"
 }

@@ -13,7 +13,7 @@ ec_to=ec384 triple_to=ec256
 if [ "$backend" = pkcs11-helper ]; then ec_to=rsa3072 triple_to=rsa3072; fi
 
 msg=$tmp/msg.eml
-printf 'From: alice-ec256@example.org\r\nTo: bob@example.org\r\nSubject: layers\r\nDate: Sat, 28 Nov 2026 12:00:00 +0000\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThree layers deep.\r\n' >"$msg"
+printf 'From: alice-ec256@example.org\r\nTo: bob@example.org\r\nSubject: layers\r\nDate: %s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThree layers deep.\r\n' "$(LC_ALL=C date -R)" >"$msg"
 
 # --- sign then encrypt, to an RSA and an EC recipient
 expect 0 "wrap: sign with P-256, encrypt to RSA-2048 and $ec_to" -- \

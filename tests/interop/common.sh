@@ -52,9 +52,10 @@ spec_name() {
 	if [ "$2" = - ]; then echo "$1 $3 $4"; else echo "$1 ${2#--} $3 $4"; fi
 }
 
-# A 7-bit message with LF line ends and its canonical signed entity (CRLF).
+# A 7-bit message with LF line ends and its canonical signed entity (CRLF). Date: now, as a
+# mail client sets it when it signs (verify compares it with signingTime, docs/verify.md).
 msg=$tmp/msg.eml
-printf 'From: Alice <alice@example.org>\nTo: bob@example.org\nSubject: interop test\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nMessage-ID: <interop@example.org>\nContent-Type: text/plain; charset=us-ascii\n\nHello Bob,\n\nthis is signed on a token.\n-- \nAlice\n' >"$msg"
+printf 'From: Alice <alice@example.org>\nTo: bob@example.org\nSubject: interop test\nDate: %s\nMessage-ID: <interop@example.org>\nContent-Type: text/plain; charset=us-ascii\n\nHello Bob,\n\nthis is signed on a token.\n-- \nAlice\n' "$(LC_ALL=C date -R)" >"$msg"
 canon=$tmp/canon
 printf 'Content-Type: text/plain; charset=us-ascii\r\n\r\nHello Bob,\r\n\r\nthis is signed on a token.\r\n-- \r\nAlice\r\n' >"$canon"
 

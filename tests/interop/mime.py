@@ -22,6 +22,7 @@ CMS (NSS cmsutil, gpgsm), and wrap the bare CMS that peers write into messages f
 All messages written here use CRLF line ends (RFC 8551 §3.1.1).
 """
 import base64
+import email.utils
 import re
 import sys
 
@@ -69,8 +70,9 @@ def b64(d):
 
 
 def headers(frm):
+	# Date: now (verify compares it with the signingTime the peer just wrote).
 	return (b'From: ' + frm.encode() + b'\r\nTo: bob@example.org\r\nSubject: interop\r\n'
-	        b'Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMIME-Version: 1.0\r\n')
+	        b'Date: ' + email.utils.formatdate().encode() + b'\r\nMIME-Version: 1.0\r\n')
 
 
 def main(a):

@@ -25,6 +25,7 @@ LIBRARY = {
     'tsa': {'core', 'x509'},
     'mime': {'core', 'x509'},
     'audit': {'core'},
+    'store': {'core', 'x509'},
     'ess': {'core', 'mime', 'token', 'verdict', 'x509'},
     'cms': {'audit', 'bridge', 'core', 'ess', 'mime', 'token', 'tsa', 'verdict', 'x509'},
     'lib': {'core', 'bridge', 'token'},

@@ -6,7 +6,9 @@
 # message encrypted to the token's certificate, typing the PIN at NeoMutt's passphrase
 # prompt (the --pin-source fd:0 path). Then the same with the agent started as a user does
 # (eval "$(p11smime agent --daemon)"): NeoMutt signs and decrypts with the agent's login, one
-# C_Login for the whole session (counted through OpenSC's pkcs11-spy). Exit 77 (skip) without
+# C_Login for the whole session (counted through OpenSC's pkcs11-spy); a message composed and
+# encrypted from the compose menu (S, e) to the token's certificate ($smime_certificates/.index)
+# decrypts in openssl cms with the token key and reopens decrypted. Exit 77 (skip) without
 # neomutt or tmux.
 set -euo pipefail
 
@@ -222,9 +224,53 @@ keys "not-the-pin" Enter
 wait_for "The secret word is aes-256-cbc-tangerine."
 echo "ok 8 - with the agent: NeoMutt decrypted a message, no PIN typed"
 
+# 9. Encrypt from the compose menu: the security menu (S), "(e)ncrypt", send. NeoMutt finds the
+#    recipient's certificate in $smime_certificates/.index (the format smime_keys writes:
+#    mailbox, certificate file, label, issuer hash, trust, purpose) and runs
+#    smime_encrypt_command = `p11smime mua encrypt --in %f %c`. The sent message must decrypt
+#    with the token key in openssl cms (libp11's engine) and reopen decrypted in NeoMutt.
+mkdir -p "$work/certs"
+h=$(openssl x509 -in "$pki/rsa2048.pem" -noout -hash)
+ih=$(openssl x509 -in "$pki/rsa2048.pem" -noout -issuer_hash)
+cp "$pki/rsa2048.pem" "$work/certs/$h.0"
+# NeoMutt also encrypts to the sender ($smime_self_encrypt) with the certificate file named
+# by $smime_default_key: here the address, so a copy under that name.
+cp "$pki/rsa2048.pem" "$work/certs/$addr"
+printf '%s %s.0 alice %s t e\n' "$addr" "$h" "$ih" > "$work/certs/.index"
+printf 'set smime_certificates="%s"\n' "$work/certs" >> "$work/muttrc"
+: > "$work/sent.mbox"
+printf 'From: %s\nTo: %s\nSubject: %s\n\n%s\n' "$addr" "$addr" "encrypted in compose" \
+	"The compose menu encrypted this: kumquat." > "$work/draft"
+start -H "$work/draft"
+wait_for "Security: Sign (S/MIME)"
+keys S
+wait_for "(e)ncrypt"
+keys e
+wait_for "Security: Encrypt (S/MIME)"
+keys y
+wait_for "Mail sent"
+grep -q 'application/\(x-\)\?pkcs7-mime' "$work/sent.mbox" || fail "the sent message is not S/MIME encrypted"
+grep -qF "kumquat" "$work/sent.mbox" && fail "the plaintext is in the sent message"
+tail -n +2 "$work/sent.mbox" > "$work/sent-enc.eml"
+printf '%s' "$pin" > "$work/engine.pin"
+chmod 600 "$work/engine.pin"
+PKCS11_MODULE_PATH=$P11S_TEST_MODULE openssl cms -decrypt -engine pkcs11 -keyform engine \
+	-inkey "pkcs11:object=rsa2048;type=private?pin-source=file:$work/engine.pin" \
+	-recip "$pki/rsa2048.pem" -in "$work/sent-enc.eml" -out "$work/openssl-plain" \
+	2> "$work/openssl.err" || { cat "$work/openssl.err" >&2; fail "openssl cms -decrypt refused NeoMutt's message"; }
+grep -qF "kumquat" "$work/openssl-plain" || fail "openssl's plaintext differs"
+echo "ok 9 - NeoMutt encrypted a composed message to the token's certificate; openssl cms -decrypt (token key, engine) reads it"
+start -f "$work/sent.mbox"
+wait_for "encrypted in compose"
+keys Enter
+wait_for "Enter S/MIME passphrase:"
+keys "not-the-pin" Enter
+wait_for "The compose menu encrypted this: kumquat."
+echo "ok 10 - reopened in NeoMutt, it decrypts through the agent"
+
 echo "# C_Login calls through the agent for the whole NeoMutt session: $(logins)"
 [ "$(logins)" = 1 ] || { cat "$work/agent.log" >&2; fail "$(logins) C_Login calls, not 1"; }
 grep -qF "$(head -1 "$P11S_TEST_PIN_FILE")" "$work/agent.log" && fail "the PIN is in the agent's log"
-echo "ok 9 - one C_Login for signing, verifying and decrypting in NeoMutt (pkcs11-spy)"
+echo "ok 11 - one C_Login for signing, verifying, encrypting and decrypting in NeoMutt (pkcs11-spy)"
 "$P11S_BIN" agent --stop >/dev/null
 unset P11SMIME_AGENT_SOCK

@@ -52,7 +52,9 @@ for eml in "$vectors"/smime/*.eml; do
 		fi ;;
 	esac
 	total=$((total + 1))
-	out=$("$bin" verify --trust "$anchor" "${crl_args[@]}" --in "$eml" 2>&1)
+	# --allow-weak: PKITS tests path validation; its DSA vectors (4.1.4, 4.1.5) use 1024-bit
+	# keys, which the weak-algorithm policy (docs/verify.md) would fail on their own.
+	out=$("$bin" verify --allow-weak --trust "$anchor" "${crl_args[@]}" --in "$eml" 2>&1)
 	got=$?
 	reasons=$(printf '%s\n' "$out" | sed -n 's/^ *reason: \([^:]*\):.*/\1/p' | sort -u | tr '\n' ' ')
 	if [ "$got" = "$exp" ]; then
