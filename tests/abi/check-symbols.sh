@@ -6,14 +6,26 @@
 #   - an exported symbol that is not p11s_* (or the version node) fails: internals are leaking;
 #   - a symbol without the version node P11SMIME_0 (or a later P11SMIME_* node) fails;
 #   - the SONAME must be the one the symbols file names;
+#   - with INCLUDE-DIR: the exported functions must be exactly those declared P11S_EXTERN in its
+#     headers (an internal function given default visibility fails; so does a public
+#     declaration whose definition is missing or hidden);
 #   - a new p11s_* symbol is reported, not failed (an addition is compatible): add it to the
 #     list with the version that introduces it.
-# usage: check-symbols.sh LIBRARY SYMBOLS-FILE
-#        check-symbols.sh --self-test LIBRARY SYMBOLS-FILE   (proves each failure is detected)
+# usage: check-symbols.sh LIBRARY SYMBOLS-FILE [INCLUDE-DIR]
+#        check-symbols.sh --self-test LIBRARY SYMBOLS-FILE [INCLUDE-DIR]
+#            (proves each failure is detected)
 set -euo pipefail
 
+# The p11s_* function names declared P11S_EXTERN in the headers below $1 (declarations may span
+# lines: the whole file is one record).
+declared_in() {
+	find "$1" -name '*.h' -print0 | xargs -0 perl -0777 -ne \
+		'while (/\bP11S_EXTERN\b[^;{}()]*?\b(p11s_[A-Za-z0-9_]+)\s*\(/g) { print "$1\n" }' |
+		sort -u
+}
+
 check() {
-	local lib=$1 symbols=$2 status=0 soname want_soname
+	local lib=$1 symbols=$2 include=${3:-} status=0 soname want_soname
 	want_soname=$(awk 'NR == 1 { print $1 }' "$symbols")
 	soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 	if [ "$soname" != "$want_soname" ]; then
@@ -42,6 +54,24 @@ check() {
 		echo "$bad" | sed 's/^/  /' >&2
 		status=1
 	fi
+	if [ -n "$include" ]; then
+		local functions declared undeclared unexported
+		functions=$(nm -D --defined-only "$lib" | awk '$2 != "A" { n = $3; sub(/@.*/, "", n); print n }' |
+			sort -u)
+		declared=$(declared_in "$include")
+		undeclared=$(comm -13 <(echo "$declared") <(echo "$functions"))
+		unexported=$(comm -23 <(echo "$declared") <(echo "$functions"))
+		if [ -n "$undeclared" ]; then
+			echo "check-symbols: exported but not declared P11S_EXTERN in $include (internal):" >&2
+			echo "$undeclared" | sed 's/^/  /' >&2
+			status=1
+		fi
+		if [ -n "$unexported" ]; then
+			echo "check-symbols: declared P11S_EXTERN in $include but not exported by $lib:" >&2
+			echo "$unexported" | sed 's/^/  /' >&2
+			status=1
+		fi
+	fi
 	extra=$(echo "$extra" | grep -Fxv -f <(echo "$bad") || true)
 	if [ -n "$extra" ]; then
 		echo "check-symbols: new symbols (add them to $symbols with the version that adds them):"
@@ -52,7 +82,7 @@ check() {
 }
 
 if [ "${1:-}" = --self-test ]; then
-	lib=$2 symbols=$3
+	lib=$2 symbols=$3 include=${4:-}
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	fail=0
@@ -82,9 +112,34 @@ if [ "${1:-}" = --self-test ]; then
 	if check "$tmp/libu.so" "$tmp/l.symbols" >/dev/null 2>&1; then
 		echo "self-test: unversioned symbols passed" >&2; fail=1
 	fi
+	if [ -n "$include" ]; then
+		# A p11s_ function with default visibility that no public header declares must fail,
+		# and so must a public declaration the library does not export.
+		mkdir "$tmp/inc"
+		printf 'P11S_EXTERN int\n\tp11s_fake(void);\n' >"$tmp/inc/fake.h"
+		printf 'int p11s_fake(void) { return 0; }\nint p11s_internal__x(void) { return 1; }\n' >"$tmp/i.c"
+		printf 'P11SMIME_0 { global: p11s_*; local: *; };\n' >"$tmp/i.map"
+		${CC:-cc} -shared -fPIC -o "$tmp/libi.so" -Wl,-soname,libp11smime.so.0 \
+			-Wl,--version-script="$tmp/i.map" "$tmp/i.c"
+		if check "$tmp/libi.so" "$tmp/l.symbols" "$tmp/inc" >/dev/null 2>"$tmp/err"; then
+			echo "self-test: an undeclared p11s_ export passed" >&2; fail=1
+		fi
+		grep -q p11s_internal__x "$tmp/err" || { echo "self-test: undeclared export not named" >&2; fail=1; }
+		printf 'P11S_EXTERN void p11s_declared_only(int x);\n' >>"$tmp/inc/fake.h"
+		printf 'int p11s_fake(void) { return 0; }\n' >"$tmp/i.c"
+		${CC:-cc} -shared -fPIC -o "$tmp/libi.so" -Wl,-soname,libp11smime.so.0 \
+			-Wl,--version-script="$tmp/i.map" "$tmp/i.c"
+		if check "$tmp/libi.so" "$tmp/l.symbols" "$tmp/inc" >/dev/null 2>"$tmp/err"; then
+			echo "self-test: a declared but unexported function passed" >&2; fail=1
+		fi
+		grep -q p11s_declared_only "$tmp/err" || { echo "self-test: unexported declaration not named" >&2; fail=1; }
+		sed -i '$d' "$tmp/inc/fake.h"
+		check "$tmp/libi.so" "$tmp/l.symbols" "$tmp/inc" >/dev/null 2>&1 ||
+			{ echo "self-test: a matching header and library fail" >&2; fail=1; }
+	fi
 	# And the real list must pass.
-	check "$lib" "$symbols" >/dev/null || { echo "self-test: the real list fails" >&2; fail=1; }
+	check "$lib" "$symbols" "$include" >/dev/null || { echo "self-test: the real list fails" >&2; fail=1; }
 	[ "$fail" -eq 0 ] && echo "check-symbols self-test: every failure detected"
 	exit "$fail"
 fi
-check "$1" "$2"
+check "$1" "$2" "${3:-}"
