@@ -46,7 +46,7 @@ fi
 
 echo "=== ci/package.sh: dpkg-buildpackage in $src (DEB_BUILD_OPTIONS='$DEB_BUILD_OPTIONS')"
 # shellcheck disable=SC2086 # $profiles is empty or one option
-(cd "$src" && nice -n 5 dpkg-buildpackage -us -uc -b $profiles) >"$work/build.log" 2>&1 || {
+(cd "$src" && nice -n 10 dpkg-buildpackage -us -uc -b $profiles) >"$work/build.log" 2>&1 || {
 	tail -n 60 "$work/build.log" >&2
 	echo "ci/package.sh: dpkg-buildpackage failed" >&2
 	exit 1
