@@ -27,6 +27,8 @@ packages=(
 	neomutt tmux
 	# Debian packaging (ci/package.sh, tests/package)
 	debhelper devscripts lintian dpkg-dev fakeroot
+	# systemd-analyze verify of the gateway unit (tests/package/installed.sh)
+	systemd
 )
 
 missing=()

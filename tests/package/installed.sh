@@ -62,8 +62,13 @@ die() { echo "installed.sh: $*" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || die "needs root (apt-get install and purge)"
 debs=()
 for p in "${packages[@]}"; do
-	# One .deb per package (dist/ also holds the -dbgsym packages, which are not installed).
-	f=$(ls "$dist/${p}"_*.deb 2>/dev/null | grep -v -- '-dbgsym_' | sort -V | tail -n 1 || true)
+	# One .deb per package: NAME_VERSION_ARCH.deb (the NAME-dbgsym_ packages beside them are
+	# not installed); the last one in version order if several are there.
+	f=
+	for g in "$dist/${p}"_*.deb; do
+		if [ -e "$g" ]; then f=$g; fi
+	done
+	f=$(if [ -n "$f" ]; then printf '%s\n' "$dist/${p}"_*.deb | sort -V | tail -n 1; fi)
 	[ -n "$f" ] || die "no ${p}_*.deb in $dist (run ci/package.sh first)"
 	debs+=("$f")
 	if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -Eq 'installed|config-files'; then
