@@ -192,6 +192,8 @@ for key in rsa2048 ec256; do
 	check "  ... gives the message back" grep -q "Signed and encrypted by the installed p11smime" \
 		"$tmp/dec-$key.eml"
 done
+expect 2 "the fault-injecting mock backend is not in the package (usage error)" -- \
+	"$bin" --backend mock tokens
 expect 0 "p11smime-client (no agent: it runs the installed p11smime) signs" -- \
 	/usr/bin/p11smime-client --module "$module" --pin-source "file:$pinfile" --agent never \
 	sign --key "$(keyuri ec256)" --chain "$pki/intermediate.pem" --in "$(message ec256)" \
