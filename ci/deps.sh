@@ -25,6 +25,10 @@ packages=(
 	pcscd vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome postfix
 	# real mail clients driven in tmux (tests/mua)
 	neomutt tmux
+	# Debian packaging (ci/package.sh, tests/package)
+	debhelper devscripts lintian dpkg-dev fakeroot
+	# systemd-analyze verify of the gateway unit (tests/package/installed.sh)
+	systemd
 )
 
 missing=()

@@ -1,10 +1,20 @@
 #!/bin/bash
 # Run every test: install what is missing, build with gcc (-Werror), build again with clang
 # under AddressSanitizer + UndefinedBehaviorSanitizer, and run all CTest suites in both.
-# usage: ci/test.sh            (from anywhere; build trees go to build-ci/ and build-asan/)
+# usage: ci/test.sh [--package]  (from anywhere; build trees go to build-ci/ and build-asan/)
+#   --package: also build the Debian packages and test them installed (the default in CI,
+#              CI=true; it installs and purges packages system-wide, so not otherwise).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
+package=0
+if [ "${CI:-}" = true ]; then package=1; fi
+for arg in "$@"; do
+	case $arg in
+	--package) package=1 ;;
+	*) echo "usage: ci/test.sh [--package]" >&2; exit 2 ;;
+	esac
+done
 "$top/ci/deps.sh"
 
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -44,6 +54,23 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export P11S_GW_LOAD=200 # the 500-message load test ran in the gcc pass
 run_tree build-asan "-LE interop|pkits -E \.(libp11|pkcs11-helper)$" \
 	-DCMAKE_C_COMPILER=clang -DP11S_SANITIZE=address,undefined
+
+# The Debian packages (docs/packaging.md): built from the committed tree into dist/ (lintian:
+# no errors), installed with apt-get, used, purged. After both CTest passes, so that nothing
+# installed can stand in for the build trees' programs; tests/package/installed.sh purges on
+# every exit. About 30 s.
+if [ "$package" -eq 1 ]; then
+	echo "=== ci/test.sh: packages: build, install, use, purge"
+	pkg_start=$SECONDS
+	sudo=
+	if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
+	if "$top/ci/package.sh" "$top/dist"; then
+		$sudo "$top/tests/package/installed.sh" "$top/dist" || status=1
+	else
+		status=1
+	fi
+	echo "=== ci/test.sh: packages: $((SECONDS - pkg_start)) s"
+fi
 
 if [ "$status" -ne 0 ]; then
 	echo "ci/test.sh: FAILED" >&2
