@@ -43,7 +43,7 @@ typedef struct p11s_bprov {
  */
 typedef struct p11s_bkey {
 	p11s_bprov *prov;
-	int type;          /* P11S_KEY_RSA or P11S_KEY_EC */
+	int type;          /* P11S_KEY_RSA, P11S_KEY_EC or P11S_KEY_EDDSA (Ed25519) */
 	EVP_PKEY *pub;     /* NULL until imported; for EC maybe domain parameters only */
 	int has_pub;       /* `pub` holds a public key, not only EC domain parameters */
 	p11s_key *ref;
@@ -159,5 +159,7 @@ extern const OSSL_DISPATCH p11s_bridge__rsa_signature[];
 extern const OSSL_DISPATCH p11s_bridge__ecdsa_signature[];
 extern const OSSL_DISPATCH p11s_bridge__rsa_asym_cipher[];
 extern const OSSL_DISPATCH p11s_bridge__ecdh_keyexch[];
+extern const OSSL_DISPATCH p11s_bridge__ed25519_keymgmt[];
+extern const OSSL_DISPATCH p11s_bridge__ed25519_signature[];
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * The bridge's key management for RSA and EC. A key is a public key (held as a default-provider
+ * The bridge's key management for RSA, EC and Ed25519 (RFC 8410). A key is a public key (held as a default-provider
  * EVP_PKEY in the same library context, which answers parameters, export, match and checks)
  * plus, for a token key, the p11s_key reference. OpenSSL imports plain public keys here too:
  * certificate keys (X509_check_private_key) and CMS peers (kari originator keys).
@@ -40,6 +40,11 @@ static void *ec_new(void *provctx)
 	return bkey_new(provctx, P11S_KEY_EC);
 }
 
+static void *ed25519_new(void *provctx)
+{
+	return bkey_new(provctx, P11S_KEY_EDDSA);
+}
+
 static void km_free(void *keydata)
 {
 	p11s_bkey *k = keydata;
@@ -53,7 +58,7 @@ static void km_free(void *keydata)
 
 static const char *type_name(const p11s_bkey *k)
 {
-	return k->type == P11S_KEY_RSA ? "RSA" : "EC";
+	return k->type == P11S_KEY_RSA ? "RSA" : k->type == P11S_KEY_EC ? "EC" : "ED25519";
 }
 
 static int km_import(void *keydata, int selection, const OSSL_PARAM params[])
@@ -90,6 +95,13 @@ static int km_import(void *keydata, int selection, const OSSL_PARAM params[])
 	if (k->type == P11S_KEY_RSA) {
 		if ((selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) &&
 		    OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_N) != NULL) {
+			pubsel = EVP_PKEY_PUBLIC_KEY;
+			has_pub = 1;
+		}
+	} else if (k->type == P11S_KEY_EDDSA) {
+		/* RFC 8410: no domain parameters, the curve is the key type. */
+		if ((selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) &&
+		    OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PUB_KEY) != NULL) {
 			pubsel = EVP_PKEY_PUBLIC_KEY;
 			has_pub = 1;
 		}
@@ -295,6 +307,21 @@ static const OSSL_PARAM ec_gettable[] = {
 	OSSL_PARAM_END,
 };
 
+static const OSSL_PARAM ed25519_gettable[] = {
+	OSSL_PARAM_int(OSSL_PKEY_PARAM_BITS, NULL),
+	OSSL_PARAM_int(OSSL_PKEY_PARAM_SECURITY_BITS, NULL),
+	OSSL_PARAM_int(OSSL_PKEY_PARAM_MAX_SIZE, NULL),
+	OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_MANDATORY_DIGEST, NULL, 0),
+	OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+	OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, NULL, 0),
+	OSSL_PARAM_END,
+};
+
+static const OSSL_PARAM *ed25519_gettable_params(void *provctx)
+{
+	return ed25519_gettable;
+}
+
 static const OSSL_PARAM *rsa_gettable_params(void *provctx)
 {
 	return rsa_gettable;
@@ -358,6 +385,22 @@ static const OSSL_PARAM ec_types[] = {
 	OSSL_PARAM_END,
 };
 
+static const OSSL_PARAM ed25519_types[] = {
+	OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+	OSSL_PARAM_octet_string(P11S_BRIDGE_PARAM_KEYREF, NULL, 0),
+	OSSL_PARAM_END,
+};
+
+static const OSSL_PARAM *ed25519_import_types(int selection)
+{
+	return ed25519_types;
+}
+
+static const OSSL_PARAM *ed25519_export_types(int selection)
+{
+	return (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) ? NULL : ed25519_types;
+}
+
 static const OSSL_PARAM *rsa_import_types(int selection)
 {
 	return rsa_types;
@@ -396,6 +439,12 @@ static const char *ec_query_operation_name(int operation_id)
 	}
 }
 
+/* PureEdDSA (RFC 8032 §5.1): the signature operation has the key type's name. */
+static const char *ed25519_query_operation_name(int operation_id)
+{
+	return operation_id == OSSL_OP_SIGNATURE ? "ED25519" : NULL;
+}
+
 #define FN(f) ((void (*)(void))(f))
 
 const OSSL_DISPATCH p11s_bridge__rsa_keymgmt[] = {
@@ -431,5 +480,22 @@ const OSSL_DISPATCH p11s_bridge__ec_keymgmt[] = {
 	{ OSSL_FUNC_KEYMGMT_EXPORT_TYPES, FN(ec_export_types) },
 	{ OSSL_FUNC_KEYMGMT_DUP, FN(km_dup) },
 	{ OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, FN(ec_query_operation_name) },
+	{ 0, NULL },
+};
+
+const OSSL_DISPATCH p11s_bridge__ed25519_keymgmt[] = {
+	{ OSSL_FUNC_KEYMGMT_NEW, FN(ed25519_new) },
+	{ OSSL_FUNC_KEYMGMT_FREE, FN(km_free) },
+	{ OSSL_FUNC_KEYMGMT_GET_PARAMS, FN(km_get_params) },
+	{ OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS, FN(ed25519_gettable_params) },
+	{ OSSL_FUNC_KEYMGMT_HAS, FN(km_has) },
+	{ OSSL_FUNC_KEYMGMT_MATCH, FN(km_match) },
+	{ OSSL_FUNC_KEYMGMT_VALIDATE, FN(km_validate) },
+	{ OSSL_FUNC_KEYMGMT_IMPORT, FN(km_import) },
+	{ OSSL_FUNC_KEYMGMT_IMPORT_TYPES, FN(ed25519_import_types) },
+	{ OSSL_FUNC_KEYMGMT_EXPORT, FN(km_export) },
+	{ OSSL_FUNC_KEYMGMT_EXPORT_TYPES, FN(ed25519_export_types) },
+	{ OSSL_FUNC_KEYMGMT_DUP, FN(km_dup) },
+	{ OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, FN(ed25519_query_operation_name) },
 	{ 0, NULL },
 };

@@ -161,10 +161,13 @@ out:
  */
 #define NAMES_RSA "RSA:rsaEncryption:1.2.840.113549.1.1.1"
 #define NAMES_EC "EC:id-ecPublicKey:1.2.840.10045.2.1"
+#define NAMES_ED25519 "ED25519:1.3.101.112"
 
 static const OSSL_ALGORITHM keymgmt_algs[] = {
 	{ NAMES_RSA, P11S_BRIDGE_PROPQ, p11s_bridge__rsa_keymgmt, "RSA key on a PKCS#11 token" },
 	{ NAMES_EC, P11S_BRIDGE_PROPQ, p11s_bridge__ec_keymgmt, "EC key on a PKCS#11 token" },
+	{ NAMES_ED25519, P11S_BRIDGE_PROPQ, p11s_bridge__ed25519_keymgmt,
+	    "Ed25519 key on a PKCS#11 token" },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -172,6 +175,8 @@ static const OSSL_ALGORITHM signature_algs[] = {
 	{ NAMES_RSA, P11S_BRIDGE_PROPQ, p11s_bridge__rsa_signature,
 	    "RSA PKCS#1 v1.5 and PSS on a token" },
 	{ "ECDSA", P11S_BRIDGE_PROPQ, p11s_bridge__ecdsa_signature, "ECDSA on a token" },
+	{ NAMES_ED25519, P11S_BRIDGE_PROPQ, p11s_bridge__ed25519_signature,
+	    "PureEdDSA Ed25519 on a token (CKM_EDDSA)" },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -379,6 +384,8 @@ int p11s_key_pkey(p11s_key *key, EVP_PKEY **out)
 		type = "RSA";
 	} else if (EVP_PKEY_is_a(key->pub, "EC")) {
 		type = "EC";
+	} else if (EVP_PKEY_is_a(key->pub, "ED25519")) {
+		type = "ED25519";
 	} else {
 		return p11s_error__set(P11S_ERR_UNSUPPORTED, "key %s: type %s is not supported",
 		    key->uri ? key->uri : "", EVP_PKEY_get0_type_name(key->pub));

@@ -155,6 +155,7 @@ typedef struct cli_args {
 	const char **to;
 	size_t n_to;
 	int cipher_given;  /* --cipher was on the command line (recipients.c) */
+	int digest_given;  /* --digest was on the command line (Ed25519 takes only sha512) */
 } cli_args;
 
 void cli_args_init(cli_args *a, const char *cmd);

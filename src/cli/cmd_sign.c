@@ -43,6 +43,21 @@ static int check_non_repudiation(X509 *cert, p11s_key *key)
  * the log ends anchored. The signatures of the run are already out: a checkpoint that fails
  * is a warning (audit verify then reports the unanchored records), not a changed status.
  */
+/*
+ * RFC 8419 §3: an Ed25519 SignerInfo uses SHA-512. The library turns the default SHA-256 into
+ * SHA-512; a --digest the user typed that is not sha512 is refused rather than ignored.
+ */
+static int check_eddsa_digest(const cli_args *a, p11s_key *key)
+{
+	if (a->digest_given && p11s_key_get_type(key) == P11S_KEY_EDDSA &&
+	    a->sign.digest != P11S_DIGEST_SHA512) {
+		return cli_usage_error("sign: an Ed25519 key signs with SHA-512 (RFC 8419 section 3); "
+		                       "--digest %s is refused",
+		    a->sign.digest == P11S_DIGEST_SHA256 ? "sha256" : "sha384");
+	}
+	return EXIT_OK;
+}
+
 static void audit_end_of_run(const p11s_sign_opts *so, p11s_key *key)
 {
 	if (so->audit_log != NULL && key != NULL &&
@@ -196,7 +211,8 @@ static int run(cli_globals *g, int argc, char **argv)
 		if ((status = cli_open_key(g, a.key_uri, &ctx, &key)) != EXIT_OK) {
 			goto out;
 		}
-		if (nonrep && (status = check_non_repudiation(a.cert, key)) != EXIT_OK) {
+		if ((nonrep && (status = check_non_repudiation(a.cert, key)) != EXIT_OK) ||
+		    (status = check_eddsa_digest(&a, key)) != EXIT_OK) {
 			goto out;
 		}
 		status = cli_sign_batch(g, ctx, key, so, out_dir, argv + optind, argc - optind);
@@ -208,7 +224,8 @@ static int run(cli_globals *g, int argc, char **argv)
 	    (status = cli_open_key(g, a.key_uri, &ctx, &key)) != EXIT_OK) {
 		goto out;
 	}
-	if (nonrep && (status = check_non_repudiation(a.cert, key)) != EXIT_OK) {
+	if ((nonrep && (status = check_non_repudiation(a.cert, key)) != EXIT_OK) ||
+	    (status = check_eddsa_digest(&a, key)) != EXIT_OK) {
 		goto out;
 	}
 	if ((status = cli_args_output(&a)) != EXIT_OK) {

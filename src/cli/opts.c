@@ -163,6 +163,7 @@ int cli_args_option(cli_args *a, int c, char **argv)
 	case CLI_O_CHAIN:
 		return add_chain(a, optarg);
 	case CLI_O_DIGEST:
+		a->digest_given = 1;
 		if (parse_digest(optarg, &a->sign.digest) < 0) {
 			/* Each command keeps the wording CLI.md and its tests know. */
 			if (a->terse) {

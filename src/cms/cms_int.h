@@ -34,6 +34,32 @@ typedef struct p11s_cms_signer {
 int p11s_cms__sign_detached(const p11s_cms_signer *s, BIO *content, p11s_buf **out);
 
 
+/* ---- eddsa.c: EdDSA SignerInfos (RFC 8419), which OpenSSL 3.0's CMS cannot make or check */
+
+/* Is `pkey` an Ed25519 or Ed448 key (software or token)? */
+int p11s_cms__is_eddsa(const EVP_PKEY *pkey);
+/*
+ * The digest `s` signs with: its own, SHA-512 for Ed25519 (RFC 8419 §3; the default SHA-256
+ * becomes SHA-512). @return P11S_OK, P11S_ERR_USAGE (SHA-384, PSS or Ed448 signing).
+ */
+int p11s_cms__signer_digest(const p11s_cms_signer *s, p11s_digest *out);
+/* The NID of a digestAlgorithm, with id-shake256-len/512 (RFC 8419 erratum 5869) as shake256. */
+int p11s_cms__digest_nid(const X509_ALGOR *alg);
+/*
+ * Sign the SignerInfo's signed attributes (messageDigest and contentType already there) with
+ * the Ed25519 key `pkey`: signingTime if absent, signatureAlgorithm id-Ed25519, PureEdDSA over
+ * their DER SET. @return P11S_OK or the token's / OpenSSL's error.
+ */
+int p11s_cms__eddsa_sign(CMS_SignerInfo *si, EVP_PKEY *pkey, OSSL_LIB_CTX *libctx);
+/* Is the SignerInfo's signatureAlgorithm id-Ed25519 or id-Ed448? */
+int p11s_cms__is_eddsa_sig(CMS_SignerInfo *si);
+/*
+ * Check an EdDSA SignerInfo's signature over its signed attributes with `cert`'s key, and the
+ * algorithm rules of RFC 8419 §3-4. @return 1 valid, 0 not (the reason in `why`).
+ */
+int p11s_cms__eddsa_verify(CMS_SignerInfo *si, X509 *cert, OSSL_LIB_CTX *libctx, char *why,
+    size_t wlen);
+
 /*
  * Append a signed checkpoint to the audit log `path` if one is due (audit_int.h: periodic
  * every `every` records, 0 = P11S_AUDIT_CHECKPOINT_EVERY; or `final`), signed by `s`,

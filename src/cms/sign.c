@@ -225,13 +225,17 @@ static int build(const p11s_cms_signer *s, const sign_evidence *ev, unsigned int
 	CMS_ContentInfo *cms = NULL;
 	CMS_SignerInfo *si;
 	EVP_MD *md = NULL;
-	const char *mdname = digest_name(s->digest);
+	const char *mdname;
 	EVP_PKEY *certkey;
+	p11s_digest digest;
 	int rc = P11S_OK;
 
 	*cms_out = NULL;
 	*si_out = NULL;
-	if (mdname == NULL) {
+	if ((rc = p11s_cms__signer_digest(s, &digest)) < 0) {
+		return rc;
+	}
+	if ((mdname = digest_name(digest)) == NULL) {
 		return p11s_error__set(P11S_ERR_USAGE, "unknown digest");
 	}
 	if (s->cert == NULL) {
@@ -252,6 +256,7 @@ static int build(const p11s_cms_signer *s, const sign_evidence *ev, unsigned int
 		rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot create a SignedData");
 		goto out;
 	}
+	/* CMS_KEY_PARAM: the PSS parameters are set below (EdDSA is signed by eddsa.c). */
 	if ((si = CMS_add1_signer(cms, s->cert, s->pkey, md,
 	         flags | (s->pss ? CMS_KEY_PARAM : 0))) == NULL) {
 		rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot add the signer");
@@ -412,17 +417,30 @@ static int sign_digest(const p11s_cms_signer *s, const sign_evidence *ev,
 		goto out;
 	}
 	p11s_error_clear();
-	/* Adds signingTime unless present, then signs the DER signedAttrs on the token. */
-	if (CMS_SignerInfo_sign(si) != 1) {
+	if (p11s_cms__is_eddsa(s->pkey)) {
+		char why[200];
+
+		/* RFC 8419: PureEdDSA over the DER signedAttrs, which OpenSSL 3.0 cannot do. */
+		if ((rc = p11s_cms__eddsa_sign(si, s->pkey, s->libctx)) < 0) {
+			goto out;
+		}
+		if (!p11s_bridge__is_bridge_key(s->pkey) &&
+		    !p11s_cms__eddsa_verify(si, s->cert, s->libctx, why, sizeof(why))) {
+			rc = p11s_error__set(P11S_ERR_TOKEN, "the signature does not verify with the "
+			                                     "signer's certificate: %s", why);
+			goto out;
+		}
+	} else if (CMS_SignerInfo_sign(si) != 1) {
+		/* Adds signingTime unless present, then signs the DER signedAttrs on the token. */
 		rc = sign_failed();
 		goto out;
-	}
-	/*
-	 * A bridge key's signature was verified with the key's public key inside the provider,
-	 * and build() made sure that is the certificate's key: a second verification here would
-	 * cost 12% of batch signing with P-256 (docs/performance.md). Other keys are checked.
-	 */
-	if (!p11s_bridge__is_bridge_key(s->pkey) && (rc = check_signature(si, s->cert)) < 0) {
+	} else if (!p11s_bridge__is_bridge_key(s->pkey) && (rc = check_signature(si, s->cert)) < 0) {
+		/*
+		 * A bridge key's signature was verified with the key's public key inside the
+		 * provider, and build() made sure that is the certificate's key: a second
+		 * verification here would cost 12% of batch signing with P-256
+		 * (docs/performance.md). Other keys are checked.
+		 */
 		goto out;
 	}
 	/* RFC 5126 §5.11.1: the signature-time-stamp, over the signature just checked. */
@@ -466,12 +484,16 @@ static int digest_feed(void *arg, const void *p, size_t n)
 static int hash_with(const p11s_cms_signer *s, int (*feed)(void *, digest_sink *), void *farg,
     unsigned char *md, unsigned int *mdlen)
 {
-	const char *name = digest_name(s->digest);
 	digest_sink d = { EVP_MD_CTX_new(), NULL };
 	EVP_MD *fetched = NULL;
+	const char *name = NULL;
+	p11s_digest digest;
 	int rc;
 
-	if (name == NULL) {
+	if ((rc = p11s_cms__signer_digest(s, &digest)) < 0) {
+		goto out;
+	}
+	if ((name = digest_name(digest)) == NULL) {
 		rc = p11s_error__set(P11S_ERR_USAGE, "unknown digest");
 		goto out;
 	}
@@ -643,8 +665,13 @@ static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, const 
 	p11s_buf *sig = NULL;
 	BIO *b64 = NULL;
 	char *from = NULL;
+	p11s_digest digest;
 	int rc;
 
+	/* RFC 8551 §3.5.3.1: micalg names the digest the SignerInfo uses (SHA-512 for Ed25519). */
+	if ((rc = p11s_cms__signer_digest(s, &digest)) < 0) {
+		goto out;
+	}
 	/* Evidence (docs/evidence.md): receiptsTo defaults to the From address (RFC 2634 §2.7). */
 	if (o->receipt_request != 0 && o->receipts_to == NULL &&
 	    (rc = p11s_ess__from_address(in, &from)) < 0) {
@@ -660,7 +687,7 @@ static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, const 
 		goto out;
 	}
 	if (!o->opaque) {
-		if ((rc = p11s_mime__write_signed(m, out, p11s_digest_micalg(o->digest), sig->data,
+		if ((rc = p11s_mime__write_signed(m, out, p11s_digest_micalg(digest), sig->data,
 		         sig->len)) < 0) {
 			goto out;
 		}

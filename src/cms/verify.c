@@ -29,6 +29,7 @@
 #include <p11smime/verify.h>
 
 #include "cms/ber_stream.h"
+#include "cms/cms_int.h"
 #include "cms/verify_int.h"
 #include "core/error_int.h"
 #include "ess/ess_int.h"
@@ -107,8 +108,15 @@ static int digests_final(digests *d, unsigned char *fp, unsigned int *fp_len)
 	for (size_t i = 0; i < d->n; i++) {
 		EVP_MD_CTX *c = EVP_MD_CTX_new();
 
+		/* SHAKE256 for Ed448 (RFC 8419 §3): 512 bits of output. */
+		int xof = (EVP_MD_get_flags(d->md[i]) & EVP_MD_FLAG_XOF) != 0;
+
+		if (xof) {
+			d->len[i] = 64;
+		}
 		if (c == NULL || !EVP_MD_CTX_copy_ex(c, d->ctx[i]) ||
-		    !EVP_DigestFinal_ex(c, d->value[i], &d->len[i])) {
+		    !(xof ? EVP_DigestFinalXOF(c, d->value[i], 64)
+		          : EVP_DigestFinal_ex(c, d->value[i], &d->len[i]))) {
 			EVP_MD_CTX_free(c);
 			return p11s_error__ossl(P11S_ERR_CRYPTO, "digest failed");
 		}
@@ -239,7 +247,7 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 		X509_ALGOR *dig;
 
 		CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(sis, i), NULL, NULL, &dig, NULL);
-		(void)digests_add(&d, OBJ_obj2nid(dig->algorithm));
+		(void)digests_add(&d, p11s_cms__digest_nid(dig));
 	}
 	if (m->kind == P11S_MIME_MULTIPART_SIGNED) {
 		/* Part 1 as sent, canonicalised to CRLF (RFC 8551 §3.1.1, RFC 2046 §5.1.1). */
@@ -264,7 +272,7 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 			const char *name;
 
 			CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(sis, i), NULL, NULL, &dig, NULL);
-			name = micalg_name(OBJ_obj2nid(dig->algorithm));
+			name = micalg_name(p11s_cms__digest_nid(dig));
 			if (m->micalg == NULL) {
 				rc = p11s_reasons__add(&p->warnings, "micalg-mismatch",
 				    "multipart/signed has no micalg parameter");
@@ -273,7 +281,7 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 			if (name == NULL || !micalg_has(m->micalg, name)) {
 				rc = p11s_reasons__add(&p->warnings, "micalg-mismatch",
 				    "micalg \"%s\" does not list signer %d's digest %s", m->micalg, i + 1,
-				    name ? name : OBJ_nid2ln(OBJ_obj2nid(dig->algorithm)));
+				    name ? name : OBJ_nid2ln(p11s_cms__digest_nid(dig)));
 			}
 		}
 		if (rc < 0) {

@@ -23,6 +23,7 @@
 #include <p11smime/verify.h>
 
 #include "cms/ber_stream.h"
+#include "cms/cms_int.h"
 #include "cms/verify_int.h"
 #include "core/encode.h"
 #include "core/error_int.h"
@@ -303,7 +304,7 @@ int p11s_cms__verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_in
 	char err[256];
 
 	CMS_SignerInfo_get0_algs(si, NULL, NULL, &dig, &sigalg);
-	dnid = OBJ_obj2nid(dig->algorithm);
+	dnid = p11s_cms__digest_nid(dig);
 	if ((out->digest = strdup(dnid != NID_undef ? OBJ_nid2ln(dnid) : "unknown")) == NULL ||
 	    (out->sigalg = strdup(OBJ_obj2nid(sigalg->algorithm) != NID_undef
 	             ? OBJ_nid2sn(OBJ_obj2nid(sigalg->algorithm)) : "unknown")) == NULL) {
@@ -329,7 +330,10 @@ int p11s_cms__verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_in
 			first = x;
 		}
 		CMS_SignerInfo_set1_signer_cert(si, x);
-		if (has_attrs) {
+		if (has_attrs && p11s_cms__is_eddsa_sig(si)) {
+			/* RFC 8419: OpenSSL 3.0's CMS cannot check PureEdDSA (eddsa.c). */
+			ok = p11s_cms__eddsa_verify(si, x, NULL, err, sizeof(err));
+		} else if (has_attrs) {
 			/* RFC 5652 §5.4: the signature is over the DER signedAttrs as received. */
 			ok = CMS_SignerInfo_verify(si) == 1;
 		} else {

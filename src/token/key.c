@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
@@ -127,6 +128,46 @@ static int ec_point_raw(const p11s_bytes *pt, unsigned char **out, size_t *outle
 	return *out ? P11S_OK : p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 }
 
+/*
+ * The Edwards curve of CKA_EC_PARAMS (PKCS#11 v3.0 §2.3.6: an OID of RFC 8410 §3, or the
+ * PrintableString "edwards25519"/"edwards448"), the private key's first, then the public
+ * object's (SoftHSM 2.6.1 stores the private key's in a form that does not parse as either).
+ */
+static int eddsa_curve(const p11s_bytes *params)
+{
+	const unsigned char *p = params->data;
+	ASN1_PRINTABLESTRING *ps;
+	int nid = ec_params_nid(params);
+
+	if (nid == NID_ED25519 || nid == NID_ED448) {
+		return nid;
+	}
+	nid = NID_undef;
+	if (params->len > 0 &&
+	    (ps = d2i_ASN1_PRINTABLESTRING(NULL, &p, (long)params->len)) != NULL) {
+		if (ASN1_STRING_length(ps) == 12 && memcmp(ASN1_STRING_get0_data(ps), "edwards25519",
+		                                        12) == 0) {
+			nid = NID_ED25519;
+		} else if (ASN1_STRING_length(ps) == 10 &&
+		    memcmp(ASN1_STRING_get0_data(ps), "edwards448", 10) == 0) {
+			nid = NID_ED448;
+		}
+		ASN1_PRINTABLESTRING_free(ps);
+	}
+	ERR_clear_error();
+	return nid;
+}
+
+static int eddsa_nid(const p11s_object *key, const p11s_object *pubobj)
+{
+	int nid = eddsa_curve(&key->ec_params);
+
+	if (nid == NID_undef && pubobj != NULL) {
+		nid = eddsa_curve(&pubobj->ec_params);
+	}
+	return nid;
+}
+
 /* A public EVP_PKEY from RSA attributes or EC params and point. NULL if there is not enough. */
 static EVP_PKEY *pub_from_attrs(const p11s_object *key, const p11s_object *pubobj)
 {
@@ -171,6 +212,20 @@ static EVP_PKEY *pub_from_attrs(const p11s_object *key, const p11s_object *pubob
 			goto out;
 		}
 		type = "EC";
+	} else if (key->key_type == P11S_KEY_EDDSA) {
+		/*
+		 * RFC 8410 §4 / PKCS#11 v3.0 §2.3.6: CKA_EC_POINT holds the 32-byte (Ed25519) or
+		 * 57-byte (Ed448) encoded point, as a DER OCTET STRING on most tokens.
+		 */
+		int nid = eddsa_nid(key, pubobj);
+
+		if (nid == NID_undef || pubobj == NULL || pubobj->ec_point.len == 0 ||
+		    ec_point_raw(&pubobj->ec_point, &point, &point_len) < 0 ||
+		    point_len != (nid == NID_ED25519 ? 32u : 57u) ||
+		    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, point_len)) {
+			goto out;
+		}
+		type = nid == NID_ED25519 ? "ED25519" : "ED448";
 	} else {
 		goto out;
 	}
@@ -292,6 +347,9 @@ static int key_new(p11s_ctx *ctx, const p11s_slot *slot, const p11s_object *objs
 		if (nid != NID_undef) {
 			snprintf(k->curve, sizeof(k->curve), "%s", curve_name(nid));
 		}
+	} else if (k->obj.key_type == P11S_KEY_EDDSA && k->pub != NULL) {
+		snprintf(k->curve, sizeof(k->curve), "%s",
+		    EVP_PKEY_is_a(k->pub, "ED448") ? "Ed448" : "Ed25519");
 	}
 	/* With several modules the same token may be seen through two of them: name the module. */
 	if ((rc = p11s_uri__format_key_module(&slot->info, &k->obj,
