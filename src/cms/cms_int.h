@@ -48,9 +48,11 @@ int p11s_cms__digest_nid(const X509_ALGOR *alg);
 /*
  * Sign the SignerInfo's signed attributes (messageDigest and contentType already there) with
  * the Ed25519 key `pkey`: signingTime if absent, signatureAlgorithm id-Ed25519, PureEdDSA over
- * their DER SET. @return P11S_OK or the token's / OpenSSL's error.
+ * their DER SET; with `check`, the signature must verify with its key (P11S_ERR_TOKEN).
+ * @return P11S_OK or the token's / OpenSSL's error.
  */
-int p11s_cms__eddsa_sign(CMS_SignerInfo *si, EVP_PKEY *pkey, OSSL_LIB_CTX *libctx);
+int p11s_cms__eddsa_sign(CMS_SignerInfo *si, EVP_PKEY *pkey, OSSL_LIB_CTX *libctx,
+    X509 *check);
 /* Is the SignerInfo's signatureAlgorithm id-Ed25519 or id-Ed448? */
 int p11s_cms__is_eddsa_sig(CMS_SignerInfo *si);
 /*

@@ -147,7 +147,8 @@ out:
 	return rc;
 }
 
-int p11s_cms__eddsa_sign(CMS_SignerInfo *si, EVP_PKEY *pkey, OSSL_LIB_CTX *libctx)
+int p11s_cms__eddsa_sign(CMS_SignerInfo *si, EVP_PKEY *pkey, OSSL_LIB_CTX *libctx,
+    X509 *check)
 {
 	X509_ALGOR *sigalg = NULL;
 	EVP_MD_CTX *m = NULL;
@@ -185,6 +186,25 @@ int p11s_cms__eddsa_sign(CMS_SignerInfo *si, EVP_PKEY *pkey, OSSL_LIB_CTX *libct
 		         ? p11s_error__prefix("signing: ")
 		         : p11s_error__ossl(P11S_ERR_CRYPTO, "Ed25519 signing failed");
 		goto out;
+	}
+	/*
+	 * DESIGN.md decision 3 for keys the bridge does not already check: the signature must
+	 * verify with the certificate over exactly these bytes (the attributes in DER order,
+	 * which is not yet the order they are held in).
+	 */
+	if (check != NULL) {
+		EVP_MD_CTX *v = EVP_MD_CTX_new();
+		int ok = v != NULL &&
+		         EVP_DigestVerifyInit_ex(v, NULL, NULL, libctx, NULL, X509_get0_pubkey(check),
+		             NULL) == 1 &&
+		         EVP_DigestVerify(v, sig, siglen, tbs, tbslen) == 1;
+
+		EVP_MD_CTX_free(v);
+		if (!ok) {
+			rc = p11s_error__ossl(P11S_ERR_TOKEN, "the Ed25519 signature does not verify "
+			                                      "with the signer's certificate");
+			goto out;
+		}
 	}
 	ASN1_STRING_set0(CMS_SignerInfo_get0_signature(si), sig, (int)siglen);
 	sig = NULL;

@@ -87,7 +87,10 @@ static CMS_ContentInfo *sign(const p11s_cms_signer *s)
 	const unsigned char *p;
 	CMS_ContentInfo *cms;
 
-	assert_int_equal(p11s_cms__sign_detached(s, in, &der), 0);
+	if (p11s_cms__sign_detached(s, in, &der) != 0) {
+		fprintf(stderr, "sign: %s\n", p11s_error_last()->message);
+		fail();
+	}
 	p = der->data;
 	cms = d2i_CMS_ContentInfo(NULL, &p, (long)der->len);
 	assert_non_null(cms);
@@ -253,6 +256,105 @@ static void test_cms_sign__ecdsa_digests(void **state)
 	}
 }
 
+/* RFC 8419 with a software key (the token's path is integration.keylife). */
+static void test_cms_sign__ed25519(void **state)
+{
+	EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	EVP_PKEY *ed448 = EVP_PKEY_Q_keygen(NULL, NULL, "ED448");
+	X509 *cert = X509_new();
+	X509_NAME *n = X509_NAME_new();
+	p11s_cms_signer s = { NULL, ed, NULL, NULL, NULL, P11S_DIGEST_SHA256, 0, 0 };
+	unsigned char want[64];
+	unsigned int wlen = 0;
+	const ASN1_OBJECT *oid;
+	const ASN1_STRING *md;
+	int ptype;
+	const void *pval;
+	X509_ALGOR *dig, *sig;
+	CMS_SignerInfo *si;
+	CMS_ContentInfo *cms;
+	ASN1_OCTET_STRING *sv;
+	char why[200];
+	BIO *in;
+	p11s_buf *der = NULL;
+
+	(void)state;
+	assert_non_null(ed);
+	assert_non_null(ed448);
+	X509_set_version(cert, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(cert), 9);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"ed", -1, -1, 0);
+	X509_set_subject_name(cert, n);
+	X509_set_issuer_name(cert, n);
+	X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+	X509_gmtime_adj(X509_getm_notAfter(cert), 86400);
+	X509_set_pubkey(cert, ed);
+	assert_true(X509_sign(cert, ed, NULL) > 0);
+	s.cert = cert;
+
+	/* The default digest becomes SHA-512 (§3), parameters absent on both algorithms. */
+	cms = sign(&s);
+	si = only_signer(cms);
+	CMS_SignerInfo_get0_algs(si, NULL, NULL, &dig, &sig);
+	X509_ALGOR_get0(&oid, &ptype, &pval, dig);
+	assert_int_equal(OBJ_obj2nid(oid), NID_sha512);
+	assert_int_equal(ptype, V_ASN1_UNDEF);
+	X509_ALGOR_get0(&oid, &ptype, &pval, sig);
+	assert_int_equal(OBJ_obj2nid(oid), NID_ED25519);
+	assert_int_equal(ptype, V_ASN1_UNDEF);
+	md = attr(si, NID_pkcs9_messageDigest, V_ASN1_OCTET_STRING);
+	assert_true(EVP_Digest(content, strlen(content), want, &wlen, EVP_sha512(), NULL));
+	assert_int_equal(ASN1_STRING_length(md), 64);
+	assert_memory_equal(ASN1_STRING_get0_data(md), want, 64);
+	assert_non_null(attr(si, NID_pkcs9_signingTime, V_ASN1_UTCTIME));
+	assert_true(p11s_cms__is_eddsa_sig(si));
+	assert_int_equal(p11s_cms__eddsa_verify(si, cert, NULL, why, sizeof(why)), 1);
+	/* A flipped signature bit, then a wrong digest algorithm, fail with a reason. */
+	sv = CMS_SignerInfo_get0_signature(si);
+	sv->data[3] ^= 0x01;
+	assert_int_equal(p11s_cms__eddsa_verify(si, cert, NULL, why, sizeof(why)), 0);
+	assert_non_null(strstr(why, "does not verify"));
+	sv->data[3] ^= 0x01;
+	X509_ALGOR_set0(dig, OBJ_nid2obj(NID_sha256), V_ASN1_UNDEF, NULL);
+	assert_int_equal(p11s_cms__eddsa_verify(si, cert, NULL, why, sizeof(why)), 0);
+	assert_non_null(strstr(why, "RFC 8419"));
+	X509_ALGOR_set0(dig, OBJ_nid2obj(NID_sha512), V_ASN1_UNDEF, NULL);
+	assert_int_equal(p11s_cms__eddsa_verify(si, cert, NULL, why, sizeof(why)), 1);
+	/* Parameters on id-Ed25519 (§4: absent) fail. */
+	X509_ALGOR_set0(sig, OBJ_nid2obj(NID_ED25519), V_ASN1_NULL, NULL);
+	assert_int_equal(p11s_cms__eddsa_verify(si, cert, NULL, why, sizeof(why)), 0);
+	X509_ALGOR_set0(sig, OBJ_nid2obj(NID_ED25519), V_ASN1_UNDEF, NULL);
+	/* A changed signed attribute (another signingTime) fails. */
+	{
+		int loc = CMS_signed_get_attr_by_NID(si, NID_pkcs9_signingTime, -1);
+		ASN1_TIME *t = ASN1_TIME_set(NULL, 86400 * 365);
+
+		X509_ATTRIBUTE_free(CMS_signed_delete_attr(si, loc));
+		CMS_signed_add1_attr_by_NID(si, NID_pkcs9_signingTime, t->type, t, -1);
+		ASN1_TIME_free(t);
+		assert_int_equal(p11s_cms__eddsa_verify(si, cert, NULL, why, sizeof(why)), 0);
+	}
+	CMS_ContentInfo_free(cms);
+
+	/* Refusals: SHA-384, PSS, Ed448 signing (usage errors, nothing signed). */
+	in = BIO_new_mem_buf(content, (int)strlen(content));
+	s.digest = P11S_DIGEST_SHA384;
+	assert_int_equal(p11s_cms__sign_detached(&s, in, &der), P11S_ERR_USAGE);
+	assert_null(der);
+	s.digest = P11S_DIGEST_SHA512;
+	s.pss = 1;
+	assert_int_equal(p11s_cms__sign_detached(&s, in, &der), P11S_ERR_USAGE);
+	s.pss = 0;
+	s.pkey = ed448;
+	assert_int_equal(p11s_cms__sign_detached(&s, in, &der), P11S_ERR_USAGE);
+	assert_null(der);
+	BIO_free(in);
+	X509_NAME_free(n);
+	X509_free(cert);
+	EVP_PKEY_free(ed);
+	EVP_PKEY_free(ed448);
+}
+
 static void test_cms_sign__signing_time(void **state)
 {
 	keys *k = *state;
@@ -376,6 +478,7 @@ int main(void)
 		cmocka_unit_test(test_cms_sign__pss_salt),
 		cmocka_unit_test(test_cms_sign__ecdsa_digests),
 		cmocka_unit_test(test_cms_sign__signing_time),
+		cmocka_unit_test(test_cms_sign__ed25519),
 		cmocka_unit_test(test_cms_sign__enc_key_pref_and_chain),
 		cmocka_unit_test(test_cms_sign__refusals),
 		cmocka_unit_test(test_cms_sign__message_micalg),
