@@ -17,6 +17,9 @@ packages=(
 	slapd ldap-utils
 	# interop peers and test vectors (PKITS S/MIME messages)
 	libnss3-tools gpgsm gpg-agent python3-cryptography-vectors
+	# BouncyCastle, the independent RFC 8419 (Ed25519) peer (tests/interop/bouncycastle.sh;
+	# the JDK for java's source-file launcher)
+	libbcprov-java libbcpkix-java default-jdk-headless
 	# real git for the commit and tag signing tests (tests/git)
 	git
 	# test harness
