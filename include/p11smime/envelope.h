@@ -20,8 +20,19 @@ typedef enum p11s_cipher {
 	P11S_CIPHER_AES_256_CBC,     /**< EnvelopedData: no integrity protection (EFAIL) */
 } p11s_cipher;
 
-/** Version of p11s_encrypt_opts understood by this library. */
-#define P11S_ENCRYPT_OPTS_VERSION 1
+/** Key derivation for X25519/X448 recipients (RFC 8418 §2.2). */
+typedef enum p11s_xdh_kdf {
+	P11S_XDH_KDF_HKDF = 0, /**< default: dhSinglePass-stdDH-hkdf-sha256/sha512-scheme
+	                            (the RFC 8551 §2.3 MUST) */
+	P11S_XDH_KDF_X963,     /**< dhSinglePass-stdDH-sha256/sha512kdf-scheme (ANSI X9.63),
+	                            for peers without HKDF (BouncyCastle 1.72) */
+} p11s_xdh_kdf;
+
+/**
+ * Version of p11s_encrypt_opts understood by this library. Version 1 (without xdh_kdf) is
+ * still accepted and means the default KDF.
+ */
+#define P11S_ENCRYPT_OPTS_VERSION 2
 
 /**
  * Options of p11s_encrypt_message(). Initialise with P11S_ENCRYPT_OPTS_INIT, then set fields.
@@ -41,16 +52,18 @@ typedef struct p11s_encrypt_opts {
 	int crlf;                            /**< lines the tool writes itself (new headers, base64)
 	                                          end in: 0 = as the input's header lines,
 	                                          1 = always CRLF, -1 = always LF */
+	p11s_xdh_kdf xdh_kdf;                /**< version 2: X25519/X448 recipients' KDF */
 } p11s_encrypt_opts;
 
 #define P11S_ENCRYPT_OPTS_INIT \
-	{ P11S_ENCRYPT_OPTS_VERSION, NULL, 0, NULL, 0, P11S_CIPHER_AES_256_GCM, 0, 0 }
+	{ P11S_ENCRYPT_OPTS_VERSION, NULL, 0, NULL, 0, P11S_CIPHER_AES_256_GCM, 0, 0, \
+	  P11S_XDH_KDF_HKDF }
 
 /**
  * Check a certificate as an encryption recipient: valid now (notBefore/notAfter), keyUsage (if
  * present) allows keyEncipherment for RSA or keyAgreement for EC (RFC 8550 §4.4.2), extended
  * key usage (if present) holds emailProtection or anyExtendedKeyUsage (§4.4.4), and the key is
- * RSA of 2048 to 16384 bits or EC on P-256, P-384 or P-521.
+ * RSA of 2048 to 16384 bits, EC on P-256, P-384 or P-521, or X25519/X448 (RFC 8410).
  * @param name  how to name the certificate in the error message (a file name), or NULL.
  * @return P11S_OK; P11S_ERR_USAGE with a one-line reason naming `name`. Thread-safe.
  */
@@ -65,7 +78,9 @@ P11S_EXTERN P11S_MUST_CHECK int p11s_encrypt_check_recipient(X509 *cert, const c
  *
  * RSA recipients: key transport, PKCS#1 v1.5 or RSAES-OAEP (opts->oaep). EC recipients:
  * ephemeral-static ECDH (RFC 5753) with dhSinglePass-stdDH-sha256kdf-scheme and AES key wrap of
- * the content key's size (RFC 8551 §2.3). Recipients are identified by issuer and serial number.
+ * the content key's size (RFC 8551 §2.3). X25519 and X448 recipients: ephemeral-static
+ * key agreement (RFC 8418) with HKDF-SHA-256/SHA-512 (opts->xdh_kdf: or the X9.63 KDF) and
+ * the same key wrap. Recipients are identified by issuer and serial number.
  *
  * Every recipient certificate is checked (p11s_encrypt_check_recipient()) before anything is
  * written. The message is streamed: memory does not grow with its size.

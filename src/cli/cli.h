@@ -95,7 +95,7 @@ enum {
 	CLI_O_IN = 0x100, CLI_O_OUT, CLI_O_KEY,
 	CLI_O_TRUST, CLI_O_CERTS, CLI_O_CRL, CLI_O_AT, CLI_O_NO_SENDER_CHECK,
 	CLI_O_CERT, CLI_O_CHAIN, CLI_O_DIGEST, CLI_O_PSS, CLI_O_OPAQUE,
-	CLI_O_TO, CLI_O_CIPHER, CLI_O_OAEP,
+	CLI_O_TO, CLI_O_CIPHER, CLI_O_OAEP, CLI_O_XDH_KDF,
 	CLI_O_ALLOW_WEAK, CLI_O_REQUIRE_AUTHENTICATED, CLI_O_DATE_TOLERANCE,
 	CLI_O_OWN = 0x200
 };
@@ -127,11 +127,12 @@ enum {
 	{ "digest", required_argument, NULL, CLI_O_DIGEST }, \
 	{ "pss", no_argument, NULL, CLI_O_PSS }, \
 	{ "opaque", no_argument, NULL, CLI_O_OPAQUE }
-/* Encryption: --to CERTFILE... --cipher C --oaep. */
+/* Encryption: --to CERTFILE... --cipher C --oaep --xdh-kdf K. */
 #define CLI_OPTS_ENCRYPT \
 	{ "to", required_argument, NULL, CLI_O_TO }, \
 	{ "cipher", required_argument, NULL, CLI_O_CIPHER }, \
-	{ "oaep", no_argument, NULL, CLI_O_OAEP }
+	{ "oaep", no_argument, NULL, CLI_O_OAEP }, \
+	{ "xdh-kdf", required_argument, NULL, CLI_O_XDH_KDF }
 
 typedef struct cli_args {
 	const char *cmd;   /* the command's name: the prefix of its usage errors */

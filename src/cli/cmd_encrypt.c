@@ -62,10 +62,10 @@ out:
 
 const cli_command cmd_encrypt = {
 	"encrypt",
-	"encrypt a message to one or more recipient certificates (RSA, EC P-256/P-384)",
+	"encrypt a message to one or more recipient certificates (RSA, EC, X25519/X448)",
 	"encrypt --to CERTFILE|ADDRESS [--to ...]... [--cipher aes-256-gcm|aes-128-gcm|aes-128-cbc|"
-	"aes-256-cbc] [--oaep] [--store DB] [--ldap URL]... [--trust FILE]... [--certs FILE]...\n"
-	"        [--crl FILE]..."
+	"aes-256-cbc] [--oaep] [--xdh-kdf hkdf|x963] [--store DB] [--ldap URL]... [--trust FILE]...\n"
+	"        [--certs FILE]... [--crl FILE]..."
 	" [--in FILE] [--out FILE]\n"
 	"\n"
 	"  --to CERTFILE   recipient certificate (PEM or DER); repeat for more recipients\n"
@@ -79,6 +79,7 @@ const cli_command cmd_encrypt = {
 	"                  EnvelopedData, which has no integrity protection); with addresses the\n"
 	"                  default is aes-256-gcm only if every one announced it, else aes-256-cbc\n"
 	"  --oaep          RSA recipients get RSAES-OAEP with SHA-256 (default PKCS#1 v1.5)\n"
+	"  --xdh-kdf K     X25519/X448 recipients' KDF: hkdf (default, RFC 8418) or x963\n"
 	"  --in FILE       message to encrypt (default stdin)\n"
 	"  --out FILE      encrypted message (default stdout); written atomically",
 	run,

@@ -2,7 +2,7 @@
  * Options that several commands share (CLI.md): --in and --out (opened through io.c: seekable
  * input, atomic output), --key, verification (--trust, --certs, --crl, --at,
  * --no-sender-check), the signer (--cert, --chain) and the signature (--digest, --pss,
- * --opaque), encryption (--to, --cipher, --oaep); and what the commands build from them. Each
+ * --opaque), encryption (--to, --cipher, --oaep, --xdh-kdf); and what the commands build from them. Each
  * command still lists in its getopt_long table exactly the options it accepts, so the command
  * line of every command is unchanged.
  */
@@ -194,6 +194,16 @@ int cli_args_option(cli_args *a, int c, char **argv)
 		break;
 	case CLI_O_OAEP:
 		a->encrypt.oaep = 1;
+		break;
+	case CLI_O_XDH_KDF:
+		/* RFC 8418 §2.2: HKDF (the RFC 8551 MUST) or the X9.63 KDF, for X25519/X448. */
+		if (strcmp(optarg, "hkdf") == 0) {
+			a->encrypt.xdh_kdf = P11S_XDH_KDF_HKDF;
+		} else if (strcmp(optarg, "x963") == 0) {
+			a->encrypt.xdh_kdf = P11S_XDH_KDF_X963;
+		} else {
+			return cli_usage_error("%s: unknown --xdh-kdf '%s' (hkdf, x963)", a->cmd, optarg);
+		}
 		break;
 	default:
 		return cli_usage_error("%s: unknown option or missing value '%s'", a->cmd,

@@ -35,6 +35,7 @@
 
 #include "cms/ber_stream.h"
 #include "cms/envelope_int.h"
+#include "cms/kari_xdh.h"
 #include "core/error_int.h"
 #include "mime/enveloped.h"
 
@@ -130,10 +131,12 @@ int p11s_encrypt_check_recipient(X509 *cert, const char *name)
 			    "recipient certificate %s: EC curve %s not supported (P-256, P-384, P-521)",
 			    name, group[0] ? group : "(unnamed)");
 		}
+	} else if (p11s_cms__is_xdh(pk)) {
+		rsa = 0; /* RFC 8410 §5: keyAgreement */
 	} else {
 		return p11s_error__set(P11S_ERR_USAGE,
-		    "recipient certificate %s: key type %s cannot be encrypted to (RSA or EC "
-		    "P-256/P-384/P-521 needed)", name, EVP_PKEY_get0_type_name(pk) ?
+		    "recipient certificate %s: key type %s cannot be encrypted to (RSA, EC "
+		    "P-256/P-384/P-521, X25519 or X448 needed)", name, EVP_PKEY_get0_type_name(pk) ?
 		    EVP_PKEY_get0_type_name(pk) : "unknown");
 	}
 	/* RFC 8550 §4.4.2: keyEncipherment for key transport, keyAgreement for ECDH. */
@@ -174,13 +177,18 @@ static const char *cipher_name(p11s_cipher c, int *auth)
 }
 
 /* Add one recipient with the project's parameters (DESIGN.md decision 7). */
-static int add_recipient(CMS_ContentInfo *cms, X509 *cert, int oaep, const char *name)
+static int add_recipient(CMS_ContentInfo *cms, X509 *cert, int oaep, p11s_cms_xdh *xdh,
+    const char *name)
 {
 	EVP_PKEY *pk = X509_get0_pubkey(cert);
 	int rsa = EVP_PKEY_is_a(pk, "RSA");
 	CMS_RecipientInfo *ri;
 	EVP_PKEY_CTX *pctx;
 
+	if (p11s_cms__is_xdh(pk)) {
+		/* RFC 8418, which OpenSSL 3.0's CMS lacks: see kari_xdh.c. */
+		return p11s_cms__xdh_add(xdh, cms, cert, name);
+	}
 	/*
 	 * CMS_KEY_PARAM: the key transport context is made now, so that OAEP parameters can be
 	 * set before the content key is encrypted (OpenSSL writes RSAES-OAEP-params from it).
@@ -244,13 +252,23 @@ int p11s_encrypt_message(FILE *in, FILE *out, const p11s_encrypt_opts *opts)
 	p11s_mime_head h = { 0 };
 	CMS_ContentInfo *cms = NULL;
 	EVP_CIPHER *cipher = NULL;
+	p11s_cms_xdh *xdh = NULL;
+	p11s_xdh_kdf kdf = P11S_XDH_KDF_HKDF;
 	const char *cname;
-	BIO *sink = NULL;
+	BIO *sink = NULL, *filter = NULL;
 	X509 *x = NULL;
 	int rc = P11S_OK, auth = 0, crlf;
 
-	if (in == NULL || out == NULL || opts == NULL || opts->version != P11S_ENCRYPT_OPTS_VERSION) {
+	/* Version 1 callers (no xdh_kdf) get the default KDF. */
+	if (in == NULL || out == NULL || opts == NULL ||
+	    (opts->version != 1 && opts->version != P11S_ENCRYPT_OPTS_VERSION)) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_encrypt_message: bad arguments");
+	}
+	if (opts->version >= 2) {
+		kdf = opts->xdh_kdf;
+	}
+	if (kdf != P11S_XDH_KDF_HKDF && kdf != P11S_XDH_KDF_X963) {
+		return p11s_error__set(P11S_ERR_USAGE, "unknown X25519/X448 KDF %d", (int)kdf);
 	}
 	if ((cname = cipher_name(opts->cipher, &auth)) == NULL) {
 		return p11s_error__set(P11S_ERR_USAGE, "unknown content cipher %d", (int)opts->cipher);
@@ -306,10 +324,14 @@ int p11s_encrypt_message(FILE *in, FILE *out, const p11s_encrypt_opts *opts)
 		rc = p11s_error__ossl(P11S_ERR_CRYPTO, "cannot create the CMS structure");
 		goto out;
 	}
+	if ((xdh = p11s_cms__xdh_new(kdf)) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
 	for (int i = 0; i < sk_X509_num(certs); i++) {
 		const char *name = (size_t)i < opts->n_recipient_files ? opts->recipient_files[i] : "#";
 
-		if ((rc = add_recipient(cms, sk_X509_value(certs, i), opts->oaep, name)) < 0) {
+		if ((rc = add_recipient(cms, sk_X509_value(certs, i), opts->oaep, xdh, name)) < 0) {
 			goto out;
 		}
 	}
@@ -321,15 +343,28 @@ int p11s_encrypt_message(FILE *in, FILE *out, const p11s_encrypt_opts *opts)
 		rc = p11s_error_last()->code;
 		goto out;
 	}
-	if ((rc = stream_content(cms, &h, in, sink)) < 0 || (rc = p11s_mime__b64_finish(sink)) < 0) {
+	/* With X25519/X448 recipients their placeholders are replaced on the way out. */
+	if (p11s_cms__xdh_count(xdh) > 0 && (filter = p11s_cms__xdh_filter(xdh, sink)) == NULL) {
+		rc = p11s_error_last()->code;
+		goto out;
+	}
+	rc = stream_content(cms, &h, in, filter != NULL ? filter : sink);
+	if (filter != NULL && (rc == P11S_OK || p11s_cms__xdh_status(xdh) < 0)) {
+		int st = p11s_cms__xdh_status(xdh);
+
+		rc = st < 0 ? st : rc;
+	}
+	if (rc < 0 || (rc = p11s_mime__b64_finish(sink)) < 0) {
 		goto out;
 	}
 	if (fflush(out) != 0) {
 		rc = p11s_error__set(P11S_ERR_IO, "writing the message: %s", strerror(errno));
 	}
 out:
+	BIO_free(filter);
 	BIO_free(sink);
 	CMS_ContentInfo_free(cms);
+	p11s_cms__xdh_free(xdh);
 	EVP_CIPHER_free(cipher);
 	X509_free(x);
 	sk_X509_pop_free(certs, X509_free);
