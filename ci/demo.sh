@@ -28,7 +28,7 @@ show() { printf '$ %s\n' "$*"; "$@"; }
 
 step "1. a throwaway SoftHSMv2 token: RSA-2048, RSA-3072, P-256, P-384 keys generated on it"
 "$top/tokens/make-token.sh" --dir "$work" --label demo --pin-file "$work/user.pin" \
-	--so-pin-file "$work/so.pin" --module "$module" >/dev/null
+	--so-pin-file "$work/so.pin" --module "$module" --p11smime "$bin" >/dev/null
 export SOFTHSM2_CONF=$work/softhsm2.conf
 
 step "2. the slots and tokens the module offers"
