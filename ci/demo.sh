@@ -133,6 +133,9 @@ echo "-- the audit log: one hash-chained record per signature (no PIN in it)"
 python3 -c 'import json,sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
+    if r["operation"] == "checkpoint":  # signed checkpoint records (docs/evidence.md)
+        print("  #%d %s checkpoint: prev %s..." % (r["seq"], r["time"], r["prev"][:12]))
+        continue
     print("  #%d %s %s %s: cert %s... content %s... prev %s..." % (r["seq"], r["time"],
           r["operation"], r["result"], r["cert_sha256"][:12], r["content_digest"][:19],
           r["prev"][:12]))' "$work/audit.log"
