@@ -118,7 +118,8 @@ if [ -z "$p11smime" ]; then
 fi
 case $p11smime in
 */*) ;;
-*) p11smime=$(command -v -- "$p11smime" 2>/dev/null) || die "p11smime binary not found: $p11smime" ;;
+*) found=$(command -v -- "$p11smime" 2>/dev/null) || die "p11smime binary not found on PATH: $p11smime"
+	p11smime=$found ;;
 esac
 if [ ! -f "$p11smime" ] || [ ! -x "$p11smime" ]; then
 	die "p11smime binary not executable: $p11smime"
