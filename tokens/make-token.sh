@@ -16,7 +16,8 @@
 #   eval "$(tokens/make-token.sh --dir ... )"
 # Progress goes to stderr; the output of the tools goes to DIR/make-token.log.
 #
-# p11smime: --p11smime PATH, else $P11SMIME, else the build tree's build/src/cli/p11smime
+# p11smime: --p11smime PATH, else $P11SMIME, else $P11S_BIN (the CTest environment's
+# binary under test), else the build tree's build/src/cli/p11smime
 # when this script runs from a source tree that has one, else `p11smime` on PATH.  The
 # CTest fixture (tests/integration/setup-token.sh) passes the binary under test.
 #
@@ -46,7 +47,7 @@ usage: $prog --dir DIR --label LABEL --pin-file FILE --so-pin-file FILE [--modul
   --so-pin-file FILE   file whose first line is the SO PIN (4..255 bytes)
   --module PATH        SoftHSMv2 PKCS#11 module (default $DEFAULT_MODULE)
   --p11smime PATH      p11smime binary that generates the keys, CSRs and certificate objects
-                       (default \$P11SMIME, else the source tree's build/src/cli/p11smime,
+                       (default \$P11SMIME, else \$P11S_BIN, else the source tree's build/src/cli/p11smime,
                        else p11smime on PATH)
   --force              replace a token and PKI that a previous run left in DIR
 EOF
@@ -66,7 +67,7 @@ label=
 pin_file=
 so_pin_file=
 module=$DEFAULT_MODULE
-p11smime=${P11SMIME:-}
+p11smime=${P11SMIME:-${P11S_BIN:-}}
 force=0
 
 need_arg() {
