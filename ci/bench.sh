@@ -47,7 +47,7 @@ if [ ! -x "$raw" ]; then
 fi
 
 label=p11s-bench
-"$top/tests/integration/setup-token.sh" "$work/tok" "$label" "$module" >/dev/null
+"$top/tests/integration/setup-token.sh" "$work/tok" "$label" "$module" "$bin" >/dev/null
 . "$work/tok/env.sh"
 pin=$P11S_TEST_PIN_FILE
 pki=$P11S_TEST_PKI

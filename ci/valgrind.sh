@@ -16,7 +16,7 @@ fi
 bin=$build/src/cli/p11smime
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$top/tests/integration/setup-token.sh" "$work/tok" p11s-test /usr/lib/softhsm/libsofthsm2.so >/dev/null
+"$top/tests/integration/setup-token.sh" "$work/tok" p11s-test /usr/lib/softhsm/libsofthsm2.so "$bin" >/dev/null
 . "$work/tok/env.sh"
 pin=(--pin-source "file:$P11S_TEST_PIN_FILE")
 pki=$P11S_TEST_PKI

@@ -3,11 +3,12 @@
 #
 # Usage:
 #   tokens/make-token.sh --dir DIR --label LABEL --pin-file FILE --so-pin-file FILE
-#                        [--module PATH] [--force]
+#                        [--module PATH] [--p11smime PATH] [--force]
 #
-# The token gets four key pairs generated ON the token (private keys CKA_PRIVATE,
-# CKA_SENSITIVE, never extractable) and, for each, an S/MIME certificate issued by a
-# test intermediate CA from a CSR that the token key itself signed.  DIR/pki gets the
+# The token gets four key pairs generated ON the token with `p11smime keygen` (private
+# keys CKA_PRIVATE, CKA_SENSITIVE, never extractable) and, for each, an S/MIME certificate
+# issued by a test intermediate CA from a CSR that the token key itself signed
+# (`p11smime csr`), written next to the key with `p11smime import-cert`.  DIR/pki gets the
 # CA chain, CRLs and a few software-key certificates that must fail verification.
 # See tokens/README.md for the full layout.
 #
@@ -15,13 +16,18 @@
 #   eval "$(tokens/make-token.sh --dir ... )"
 # Progress goes to stderr; the output of the tools goes to DIR/make-token.log.
 #
+# p11smime: --p11smime PATH, else $P11SMIME, else $P11S_BIN (the CTest environment's
+# binary under test), else the build tree's build/src/cli/p11smime
+# when this script runs from a source tree that has one, else `p11smime` on PATH.  The
+# CTest fixture (tests/integration/setup-token.sh) passes the binary under test.
+#
 # PINs: read from the files given by the caller (first line, trailing CR/LF removed) and
-# never placed on a command line.  pkcs11-tool gets them as `--pin env:NAME` (OpenSC's
-# util_get_pin reads the named variable), p11tool would read GNUTLS_PIN, and the libp11
-# engine gets `pin-source=file:/dev/fd/3` (RFC 7512 §2.4) fed through a pipe from a shell
-# builtin, because libp11 0.4.12 uses the whole file content, newline included, as the PIN.
-# softhsm2-util --init-token would need --pin/--so-pin on argv; pkcs11-tool's --init-token
-# and --init-pin do the same job with env: PINs, so softhsm2-util is not used at all.
+# never placed on a command line.  p11smime gets `--pin-source fd:3`, a pipe fed by a shell
+# builtin (printf), so the PIN is neither on argv nor in any environment; pkcs11-tool (token
+# initialisation and the final listing only) gets `--pin env:NAME` (OpenSC's util_get_pin
+# reads the named variable, set for that one child).  softhsm2-util --init-token would need
+# --pin/--so-pin on argv; pkcs11-tool's --init-token and --init-pin do the same job with
+# env: PINs, so softhsm2-util is not used at all (p11smime has no token initialisation).
 
 set -Eeuo pipefail
 
@@ -32,13 +38,17 @@ prog=${0##*/}
 
 usage() {
 	cat <<EOF
-usage: $prog --dir DIR --label LABEL --pin-file FILE --so-pin-file FILE [--module PATH] [--force]
+usage: $prog --dir DIR --label LABEL --pin-file FILE --so-pin-file FILE [--module PATH]
+                      [--p11smime PATH] [--force]
 
   --dir DIR            directory for softhsm2.conf, tokens/ and pki/ (created if missing)
   --label LABEL        token label (1..32 bytes)
   --pin-file FILE      file whose first line is the user PIN (4..255 bytes)
   --so-pin-file FILE   file whose first line is the SO PIN (4..255 bytes)
   --module PATH        SoftHSMv2 PKCS#11 module (default $DEFAULT_MODULE)
+  --p11smime PATH      p11smime binary that generates the keys, CSRs and certificate objects
+                       (default \$P11SMIME, else \$P11S_BIN, else the source tree's build/src/cli/p11smime,
+                       else p11smime on PATH)
   --force              replace a token and PKI that a previous run left in DIR
 EOF
 }
@@ -57,6 +67,7 @@ label=
 pin_file=
 so_pin_file=
 module=$DEFAULT_MODULE
+p11smime=${P11SMIME:-${P11S_BIN:-}}
 force=0
 
 need_arg() {
@@ -70,6 +81,7 @@ while [ $# -gt 0 ]; do
 	--pin-file) need_arg "$1" $#; pin_file=$2; shift 2 ;;
 	--so-pin-file) need_arg "$1" $#; so_pin_file=$2; shift 2 ;;
 	--module) need_arg "$1" $#; module=$2; shift 2 ;;
+	--p11smime) need_arg "$1" $#; p11smime=$2; shift 2 ;;
 	--force) force=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
@@ -95,8 +107,29 @@ case $module in
 /*) ;;
 *) module=$(cd "$(dirname -- "$module")" && pwd -P)/$(basename -- "$module") ;;
 esac
-enginesdir=$(openssl version -e | sed -n 's/^ENGINESDIR: "\(.*\)"$/\1/p')
-[ -f "$enginesdir/pkcs11.so" ] || die "OpenSSL pkcs11 engine not found in $enginesdir (package libengine-pkcs11-openssl)"
+if [ -z "$p11smime" ]; then
+	# Run from a source tree: its default build directory (README.md) if it has a binary.
+	src_top=$(cd "$(dirname -- "$0")/.." && pwd -P)
+	if [ -f "$src_top/CMakeLists.txt" ] && [ -x "$src_top/build/src/cli/p11smime" ]; then
+		p11smime=$src_top/build/src/cli/p11smime
+	else
+		p11smime=$(command -v p11smime 2>/dev/null) ||
+			die "p11smime not found: give --p11smime PATH or set P11SMIME (or build it, or install the package p11smime)"
+	fi
+fi
+case $p11smime in
+*/*) ;;
+*) found=$(command -v -- "$p11smime" 2>/dev/null) || die "p11smime binary not found on PATH: $p11smime"
+	p11smime=$found ;;
+esac
+if [ ! -f "$p11smime" ] || [ ! -x "$p11smime" ]; then
+	die "p11smime binary not executable: $p11smime"
+fi
+case $p11smime in
+/*) ;;
+*) p11smime=$(cd "$(dirname -- "$p11smime")" && pwd -P)/$(basename -- "$p11smime") ;;
+esac
+"$p11smime" keygen --help >/dev/null 2>&1 || die "$p11smime has no keygen command (too old?)"
 
 # read_pin FILE: print the first line of FILE without CR/LF.  printf is a builtin, so the
 # PIN never shows up in a process argument list.
@@ -167,12 +200,12 @@ run() {
 	"$@" >>"$log" 2>&1
 }
 
-# p11 ARGS...: pkcs11-tool on our token, logged in as the user; the PIN travels in the
-# environment of this one child only (readable by the same uid alone, unlike argv).
-p11() {
-	printf '+ pkcs11-tool --token-label %s --login --pin env:P11S_MT_PIN %s\n' "$label" "$*" >>"$log"
-	P11S_MT_PIN=$pin pkcs11-tool --module "$module" --token-label "$label" \
-		--login --pin env:P11S_MT_PIN "$@" >>"$log" 2>&1
+# p11s ARGS...: p11smime on our module; the PIN reaches it on fd 3, a pipe written by the
+# printf builtin (`--pin-source fd:3`: one line per PIN), never argv or the environment.
+# stdout is the caller's (keygen prints the new key's URI), stderr goes to the log.
+p11s() {
+	printf '+ p11smime --module %s --pin-source fd:3 %s\n' "$module" "$*" >>"$log"
+	"$p11smime" --module "$module" --pin-source fd:3 "$@" 2>>"$log" 3< <(printf '%s\n' "$pin")
 }
 
 # pct STRING: percent-encode for a pkcs11: URI path value (RFC 7512 §2.3, RFC 3986 unreserved).
@@ -192,7 +225,7 @@ pct() {
 t0=$SECONDS
 
 # ---------------------------------------------------------------- token ---------------
-say "initialising token '$label' in $tokendir"
+say "initialising token '$label' in $tokendir (keys made by $p11smime)"
 # A fresh token directory shows exactly one slot, the free one, at index 0.  SoftHSM then
 # moves the token to a new random slot id: address it by label from then on.
 {
@@ -204,21 +237,28 @@ say "initialising token '$label' in $tokendir"
 		--init-pin --login --login-type so --so-pin env:P11S_MT_SO_PIN --new-pin env:P11S_MT_PIN
 } >>"$log" 2>&1
 
-# id label key-type usage... ; the key pairs are generated inside the token.
-# pkcs11-tool makes the private key CKA_PRIVATE, CKA_SENSITIVE and CKA_EXTRACTABLE=false.
-# It only ever sets usage flags to TRUE; SoftHSM 2.6 itself defaults CKA_SIGN, CKA_DECRYPT
-# and CKA_UNWRAP of a private key to TRUE, so RSA keys also carry CKA_UNWRAP and EC keys
-# also CKA_DECRYPT/CKA_UNWRAP (SoftHSM has no EC mechanism that could use them).
+# id label key-type; the key pairs are generated inside the token by `p11smime keygen`
+# (docs/keys.md): the private key is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE
+# false, CKA_UNWRAP false; usages RSA sign+decrypt, EC sign+derive, every other usage set
+# false explicitly (SoftHSM 2.6 would otherwise default CKA_DECRYPT to true).
 keys=(
-	"01 rsa2048 rsa:2048 --usage-sign --usage-decrypt"
-	"02 rsa3072 rsa:3072 --usage-sign --usage-decrypt"
-	"03 ec256 EC:prime256v1 --usage-sign --usage-derive"
-	"04 ec384 EC:secp384r1 --usage-sign --usage-derive"
+	"01 rsa2048 rsa:2048"
+	"02 rsa3072 rsa:3072"
+	"03 ec256 ec:p256"
+	"04 ec384 ec:p384"
 )
+label_enc=$(pct "$label")
+declare -A key_uri=()
 for k in "${keys[@]}"; do
-	read -r id klabel ktype usage1 usage2 <<<"$k"
+	read -r id klabel ktype <<<"$k"
 	say "generating $ktype key pair '$klabel' (id $id) on the token"
-	p11 --keypairgen --key-type "$ktype" --id "$id" --label "$klabel" "$usage1" "$usage2"
+	key_uri[$klabel]=$(p11s keygen --token "pkcs11:token=$label_enc" --type "$ktype" \
+		--label "$klabel" --id "$id")
+	printf '  %s\n' "${key_uri[$klabel]}" >>"$log"
+	case ${key_uri[$klabel]} in
+	pkcs11:*";id=%$id;"*"type=private") ;;
+	*) die "keygen of $klabel printed an unexpected URI: ${key_uri[$klabel]}" ;;
+	esac
 done
 
 # ---------------------------------------------------------------- PKI -----------------
@@ -388,23 +428,24 @@ issue() {
 	ossl x509 -in "$pki/$name.pem" -outform DER -out "$pki/$name.der"
 }
 
-# End-entity certificates for the token keys: the CSR is signed by the token key through
-# the libp11 engine, checked, certified, and the certificate is stored next to the key
-# under the same CKA_ID and CKA_LABEL.
-label_enc=$(pct "$label")
+# End-entity certificates for the token keys: the CSR is signed by the token key
+# (`p11smime csr`, SHA-256), checked, certified, and the certificate is stored next to the
+# key under the same CKA_ID and CKA_LABEL (`p11smime import-cert`, which first checks that
+# the certificate holds the key's public key).  The extensions the CSR requests (SAN,
+# keyUsage, emailProtection) are not copied (copy_extensions = none): the certificate's
+# extensions are those of the ee_rsa / ee_ec profile, as before.  No --chain: the CA
+# certificates stay off the token, which holds exactly the four keys' objects.
 for k in "${keys[@]}"; do
-	read -r id klabel ktype _ <<<"$k"
+	read -r id klabel ktype <<<"$k"
 	case $ktype in
 	rsa:*) section=ee_rsa ;;
 	*) section=ee_ec ;;
 	esac
 	user=alice-$klabel
 	say "certifying token key $klabel as $user@example.org"
-	uri="pkcs11:token=$label_enc;id=%$id;type=private?pin-source=file:/dev/fd/3"
-	printf '+ openssl req -new -engine pkcs11 -keyform engine -key %s\n' "$uri" >>"$log"
-	PKCS11_MODULE_PATH=$module openssl req -config "$cnf" -new -engine pkcs11 -keyform engine \
-		-key "$uri" -sha256 -subj "/O=p11smime test/CN=Alice $klabel/emailAddress=$user@example.org" \
-		-out "$pki/$klabel.csr" >>"$log" 2>&1 3< <(printf '%s' "$pin")
+	p11s csr --key "${key_uri[$klabel]}" \
+		--subject "/O=p11smime test/CN=Alice $klabel/emailAddress=$user@example.org" \
+		--email "$user@example.org" --usage both --out "$pki/$klabel.csr" >>"$log"
 	# The CSR's self-signature proves that the token key matches the public key in it.
 	ossl req -in "$pki/$klabel.csr" -verify -noout
 	issue "$klabel" "$section"
@@ -415,7 +456,7 @@ for k in "${keys[@]}"; do
 		openssl pkey -pubin -outform DER 2>>"$log" | cmp -s - "$pki/$klabel.pub.der" ||
 		die "certificate $klabel.pem does not hold the public key of token object id $id"
 	rm -f -- "$pki/$klabel.pub.der"
-	p11 --write-object "$pki/$klabel.der" --type cert --id "$id" --label "$klabel"
+	p11s import-cert --key "${key_uri[$klabel]}" --in "$pki/$klabel.pem" >>"$log"
 done
 
 # Software-key certificates that verification must reject (keys in PEM next to them).

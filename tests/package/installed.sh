@@ -7,7 +7,8 @@
 #      ./p11smime-gateway_*.deb (no recommends: every dependency is already there after
 #      ci/deps.sh, so no network is needed);
 #   2. /usr/bin/p11smime, owned by the package and loading libp11smime.so.0 from the system
-#      library directory, on a throwaway SoftHSMv2 token (tokens/make-token.sh): sign, verify,
+#      library directory, on a throwaway SoftHSMv2 token (tokens/make-token.sh, its keys, CSRs
+#      and certificate objects made by the installed p11smime keygen/csr/import-cert): sign, verify,
 #      an altered byte failing verification (exit 1), encrypt, decrypt; p11smime-client runs the
 #      installed tool; bash completion loads;
 #   3. a C program compiled with `pkg-config --cflags --libs p11smime` (nothing of the source
@@ -150,7 +151,7 @@ printf '%s\n' 27182818 >"$tmp/token/so.pin"
 umask 022
 if ! "$top/tokens/make-token.sh" --dir "$tmp/token" --label p11s-installed \
 	--pin-file "$tmp/token/user.pin" --so-pin-file "$tmp/token/so.pin" --module "$module" \
-	>"$tmp/token.env" 2>"$tmp/token.err"; then
+	--p11smime "$bin" >"$tmp/token.env" 2>"$tmp/token.err"; then
 	not_ok "make the throwaway SoftHSM token"
 	tail -n 20 "$tmp/token.err" | sed 's/^/#   /'
 	exit 1
