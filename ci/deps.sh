@@ -18,8 +18,9 @@ packages=(
 	# interop peers and test vectors (PKITS S/MIME messages)
 	libnss3-tools gpgsm gpg-agent python3-cryptography-vectors
 	# BouncyCastle, the independent RFC 8419 (Ed25519) peer (tests/interop/bouncycastle.sh;
-	# the JDK for java's source-file launcher)
-	libbcprov-java libbcpkix-java default-jdk-headless
+	# the JDK for java's source-file launcher); asn1crypto + pyca cryptography, the RFC 8418
+	# (X25519) decryptor of tests/interop/xdh.sh
+	libbcprov-java libbcpkix-java default-jdk-headless python3-asn1crypto python3-cryptography
 	# real git for the commit and tag signing tests (tests/git)
 	git
 	# test harness
