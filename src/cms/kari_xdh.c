@@ -202,7 +202,9 @@ int p11s_cms__xdh_add(p11s_cms_xdh *x, CMS_ContentInfo *cms, X509 *cert, const c
 	if (alg == NULL) {
 		return p11s_error__set(P11S_ERR_USAGE, "recipient %s: not an X25519/X448 key", name);
 	}
-	if ((ph = OPENSSL_realloc(x->ph, (x->n + 1) * sizeof(*ph))) == NULL) {
+	/* clear_realloc: the old block, which holds keys, is cleansed when it moves. */
+	if ((ph = OPENSSL_clear_realloc(x->ph, x->n * sizeof(*ph), (x->n + 1) * sizeof(*ph))) ==
+	    NULL) {
 		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 	}
 	x->ph = ph;
@@ -455,7 +457,8 @@ static int placeholder_key(const p11s_cms_xdh *x, const unsigned char *el, size_
 		return -1;
 	}
 	idend = p + (size_t)clen;
-	if (hdr(el, ellen, &p, &id, &clen) != 1 || id != 0x04 || clen != ID_LEN || idend > ellen) {
+	if (idend > ellen || hdr(el, idend, &p, &id, &clen) != 1 || id != 0x04 || clen != ID_LEN ||
+	    p + ID_LEN > idend) {
 		return 0;
 	}
 	for (size_t i = 0; i < x->n; i++) {
