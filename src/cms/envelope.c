@@ -349,10 +349,8 @@ int p11s_encrypt_message(FILE *in, FILE *out, const p11s_encrypt_opts *opts)
 		goto out;
 	}
 	rc = stream_content(cms, &h, in, filter != NULL ? filter : sink);
-	if (filter != NULL && (rc == P11S_OK || p11s_cms__xdh_status(xdh) < 0)) {
-		int st = p11s_cms__xdh_status(xdh);
-
-		rc = st < 0 ? st : rc;
+	if (rc == P11S_OK && filter != NULL) {
+		rc = p11s_cms__xdh_status(xdh); /* every placeholder was replaced */
 	}
 	if (rc < 0 || (rc = p11s_mime__b64_finish(sink)) < 0) {
 		goto out;
