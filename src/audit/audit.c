@@ -631,14 +631,28 @@ static int parse_checkpoint(const char *line, ckpt_fields *f)
 	    strncmp(p, "\",\"prev\":\"", 10) == 0;
 }
 
+/* The seq of a record line (`{"seq":N,...`), or 0 if it does not start so. */
+static unsigned long long line_seq(const char *line)
+{
+	char *end;
+	unsigned long long v;
+
+	if (strncmp(line, "{\"seq\":", 7) != 0 || line[7] < '0' || line[7] > '9') {
+		return 0;
+	}
+	errno = 0;
+	v = strtoull(line + 7, &end, 10);
+	return errno == 0 && *end == ',' ? v : 0;
+}
+
 int p11s_audit__checkpoint_due(const char *path, unsigned int every, int final,
     unsigned long long *covers, char head[HASH_HEX + 1])
 {
 	struct stat st;
 	char *buf = NULL, prev[HASH_HEX + 1], why[128];
 	size_t want, since = 0, end, start;
-	unsigned long long seq;
-	int fd, rc = 0, seen_last = 0;
+	unsigned long long seq, max_cov = 0;
+	int fd, rc = 0, seen_last = 0, have_cov = 0, final_at_max = 0;
 	off_t off;
 
 	*covers = 0;
@@ -670,7 +684,15 @@ int p11s_audit__checkpoint_due(const char *path, unsigned int every, int final,
 		goto out;
 	}
 	buf[want] = '\0';
-	/* Walk the lines backwards: the last one is the head; stop at the latest checkpoint. */
+	/*
+	 * Walk the lines backwards from the head. A checkpoint anchors the records up to the one
+	 * it covers, not every line before it: a concurrent writer may append between another
+	 * writer's reading of the head and that writer's checkpoint. So the walk keeps the
+	 * furthest record any checkpoint seen covers and stops at the first line at or below it
+	 * (an older checkpoint covers less than its own seq). `since` counts the records above
+	 * it; it is exact because a checkpoint covers less than its own seq, and every line
+	 * counted before it is later than it.
+	 */
 	end = want - 1;
 	for (;;) {
 		start = end;
@@ -689,24 +711,34 @@ int p11s_audit__checkpoint_due(const char *path, unsigned int every, int final,
 			}
 			*covers = seq;
 			seen_last = 1;
+		} else {
+			seq = line_seq(buf + start);
+		}
+		if (have_cov && seq <= max_cov) {
+			break; /* this record and all before it are anchored */
 		}
 		if (is_checkpoint_line(buf + start)) {
 			ckpt_fields f;
 
-			if (since == 0) {
-				/* The log ends at a checkpoint: due only if a final one is wanted. */
-				rc = final && parse_checkpoint(buf + start, &f) && !f.final ? 1 : 0;
-				goto out;
+			if (parse_checkpoint(buf + start, &f) && f.covers < seq) {
+				if (!have_cov || f.covers > max_cov) {
+					max_cov = f.covers;
+					final_at_max = f.final;
+					have_cov = 1;
+				} else if (f.covers == max_cov) {
+					final_at_max |= f.final;
+				}
 			}
-			break;
+		} else {
+			since++;
 		}
-		since++;
 		if (start == 0 || (!final && since >= every)) {
 			break;
 		}
 		end = start - 1;
 	}
-	rc = final ? since > 0 : since >= every;
+	/* As audit verify judges the end: records above the anchor, or the anchor not final. */
+	rc = final ? since > 0 || !have_cov || !final_at_max : since >= every;
 out:
 	free(buf);
 	close(fd);

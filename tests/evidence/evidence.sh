@@ -210,13 +210,14 @@ check "no output" test ! -e "$tmp/a5.eml"
 pids=
 for i in 1 2 3 4; do
 	p11s sign --key "$(keyuri ec256)" --audit-log "$log" --in "$msg" --out "$tmp/c$i.eml" \
-		2>/dev/null &
+		2>"$tmp/c$i.err" &
 	pids="$pids $!"
 done
 n_ok=0
 for p in $pids; do if wait "$p"; then n_ok=$((n_ok + 1)); fi; done
 check "at least one concurrent signer succeeds" test "$n_ok" -ge 1
 expect 0 "audit verify after concurrent appends" -- "$bin" audit verify "$log"
+[ "$failed" -eq 0 ] || sed 's/^/#   signer: /' "$tmp"/c?.err
 check "one record per successful signer" test "$(grep -c '"operation":"sign"' "$log")" = $((4 + n_ok))
 expect 2 "audit verify: missing file" -- "$bin" audit verify "$tmp/nope.log"
 expect 2 "audit: usage" -- "$bin" audit check "$log"

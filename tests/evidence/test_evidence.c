@@ -26,6 +26,7 @@
 #include <p11smime/ess.h>
 #include <p11smime/verify.h>
 
+#include "audit/audit_int.h"
 #include "tsa/tsa_int.h"
 #include "x509/x509_int.h"
 
@@ -137,6 +138,71 @@ static void test_evidence__audit_concurrent(void **state)
 	}
 	assert_int_equal(p11s_audit_verify(path, NULL, &st), P11S_OK);
 	assert_int_equal(st.n_records, 150);
+	unlink(path);
+}
+
+/*
+ * A checkpoint anchors what it covers, not every line before it. Two writers interleave:
+ * A reads the head (record 4) for its checkpoint, B appends record 5, A's checkpoint
+ * (covering 4) lands after it. B's final checkpoint is still due. (The race
+ * integration.evidence's concurrent signers once lost under ASan: B wrote none.)
+ */
+static void test_evidence__checkpoint_interleaved(void **state)
+{
+	char path[] = "/tmp/p11s-audit-XXXXXX";
+	unsigned char fp[32] = { 3 };
+	const unsigned char sig[] = "abc"; /* the due check does not verify signatures */
+	p11s_audit_record rec = { "sign", "pkcs11:token=t", NULL, NULL, NULL, 0, NULL, "ok" };
+	unsigned long long cov, cov_a;
+	char head[65], head_a[65];
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(p11s_audit_append(path, &rec), P11S_OK);
+	}
+	/* Periodic: due after `every` records only. */
+	assert_int_equal(p11s_audit__checkpoint_due(path, 3, 0, &cov, head), 0);
+	assert_int_equal(p11s_audit__checkpoint_due(path, 2, 0, &cov, head), 1);
+	assert_int_equal(p11s_audit__checkpoint_due(path, 0, 1, &cov, head), 1);
+	assert_int_equal(cov, 2);
+	assert_int_equal(p11s_audit__append_checkpoint(path, cov, head, 1, "pkcs11:token=t", fp, sig,
+	                     3), P11S_OK);
+	assert_int_equal(p11s_audit__checkpoint_due(path, 0, 1, &cov, head), 0);
+	/* A: record 4, reads the head. B: record 5. A's checkpoint covering 4 lands at 6. */
+	assert_int_equal(p11s_audit_append(path, &rec), P11S_OK);
+	assert_int_equal(p11s_audit__checkpoint_due(path, 0, 1, &cov_a, head_a), 1);
+	assert_int_equal(cov_a, 4);
+	assert_int_equal(p11s_audit_append(path, &rec), P11S_OK);
+	assert_int_equal(p11s_audit__append_checkpoint(path, cov_a, head_a, 1, "pkcs11:token=t", fp,
+	                     sig, 3), P11S_OK);
+	/* B: record 5 is above every anchor, so its checkpoint is due, covering the head (6). */
+	assert_int_equal(p11s_audit__checkpoint_due(path, 0, 1, &cov, head), 1);
+	assert_int_equal(cov, 6);
+	assert_int_equal(p11s_audit__append_checkpoint(path, cov, head, 1, "pkcs11:token=t", fp, sig,
+	                     3), P11S_OK);
+	assert_int_equal(p11s_audit__checkpoint_due(path, 0, 1, &cov, head), 0);
+	/* The other order: the checkpoint covering more lands first; the later one covers less. */
+	assert_int_equal(p11s_audit_append(path, &rec), P11S_OK); /* 8 */
+	assert_int_equal(p11s_audit__checkpoint_due(path, 0, 1, &cov_a, head_a), 1);
+	assert_int_equal(p11s_audit_append(path, &rec), P11S_OK); /* 9 */
+	assert_int_equal(p11s_audit__checkpoint_due(path, 0, 1, &cov, head), 1);
+	assert_int_equal(cov, 9);
+	assert_int_equal(p11s_audit__append_checkpoint(path, cov, head, 1, "pkcs11:token=t", fp, sig,
+	                     3), P11S_OK); /* 10 covers 9 */
+	assert_int_equal(p11s_audit__append_checkpoint(path, cov_a, head_a, 1, "pkcs11:token=t", fp,
+	                     sig, 3), P11S_OK); /* 11 covers 8 */
+	assert_int_equal(p11s_audit__checkpoint_due(path, 0, 1, &cov, head), 0);
+	/* A periodic checkpoint at the furthest anchor is not the end of a run: a final is due. */
+	assert_int_equal(p11s_audit_append(path, &rec), P11S_OK); /* 12 */
+	assert_int_equal(p11s_audit__checkpoint_due(path, 0, 1, &cov, head), 1);
+	assert_int_equal(p11s_audit__append_checkpoint(path, cov, head, 0, "pkcs11:token=t", fp, sig,
+	                     3), P11S_OK); /* 13, periodic */
+	assert_int_equal(p11s_audit__checkpoint_due(path, 100, 0, &cov, head), 0);
+	assert_int_equal(p11s_audit__checkpoint_due(path, 0, 1, &cov, head), 1);
+	assert_int_equal(cov, 13);
 	unlink(path);
 }
 
@@ -316,6 +382,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_evidence__audit_chain),
 		cmocka_unit_test(test_evidence__audit_concurrent),
+		cmocka_unit_test(test_evidence__checkpoint_interleaved),
 		cmocka_unit_test(test_evidence__label_syntax),
 		cmocka_unit_test(test_evidence__tsa_token),
 		cmocka_unit_test(test_evidence__ess_binding_mismatch),

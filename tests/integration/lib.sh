@@ -31,7 +31,7 @@ not_ok() {
 }
 
 # expect STATUS DESCRIPTION -- COMMAND...: run COMMAND (stdout to $tmp/out, stderr to
-# $tmp/err) and check its exit status.
+# $tmp/err) and check its exit status; on a mismatch the first lines of both are shown.
 expect() {
 	local want=$1 desc=$2 got
 	shift 3
@@ -44,6 +44,7 @@ expect() {
 	else
 		not_ok "$desc (exit $got, expected $want)"
 		sed 's/^/#   stderr: /' "$tmp/err" | head -5
+		sed 's/^/#   stdout: /' "$tmp/out" | head -5
 	fi
 }
 
