@@ -216,7 +216,15 @@ done
 n_ok=0
 for p in $pids; do if wait "$p"; then n_ok=$((n_ok + 1)); fi; done
 check "at least one concurrent signer succeeds" test "$n_ok" -ge 1
-expect 0 "audit verify after concurrent appends" -- "$bin" audit verify "$log"
+# A signer whose signature got through but whose final checkpoint the token refused warns,
+# and its record stays unanchored: then audit verify must say so (exit 1), else pass.
+if grep -q "final checkpoint not written" "$tmp"/c?.err; then
+	expect 1 "audit verify after concurrent appends (a checkpoint was refused: unanchored)" -- \
+		"$bin" audit verify "$log"
+	check "  ... names the unanchored records" grep -q "not anchored" "$tmp/out" "$tmp/err"
+else
+	expect 0 "audit verify after concurrent appends" -- "$bin" audit verify "$log"
+fi
 [ "$failed" -eq 0 ] || sed 's/^/#   signer: /' "$tmp"/c?.err
 check "one record per successful signer" test "$(grep -c '"operation":"sign"' "$log")" = $((4 + n_ok))
 expect 2 "audit verify: missing file" -- "$bin" audit verify "$tmp/nope.log"
