@@ -127,7 +127,7 @@ int p11s_decrypt_message_select_ex(p11s_ctx *ctx, p11s_key_select_fn select, voi
 		rc = p11s_error__set(P11S_ERR_IO, "cannot create a temporary file: %s", strerror(errno));
 		goto out;
 	}
-	if ((rc = p11s_cms__decrypt(cms, pkey, p11s_key_cert(use), plain)) < 0) {
+	if ((rc = p11s_cms__decrypt(cms, pkey, p11s_key_cert(use), p11s_ctx_libctx(ctx), plain)) < 0) {
 		goto out;
 	}
 	if ((rc = p11s_mime__write_decrypted(out, &h, plain)) < 0) {

@@ -573,10 +573,11 @@ static int copy_decrypted(CMS_ContentInfo *cms, BIO *dcont, BIO *out)
 }
 
 /* `ciphertext`: the detached encrypted content (streaming reader), or NULL when it is in `cms`. */
-static int decrypt_common(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, FILE *ciphertext,
-    FILE *plain)
+static int decrypt_common(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert,
+    OSSL_LIB_CTX *libctx, FILE *ciphertext, FILE *plain)
 {
 	const p11s_error *e;
+	CMS_ContentInfo *keyed = NULL;
 	BIO *pb, *cb = NULL;
 	int ok, code;
 
@@ -593,7 +594,12 @@ static int decrypt_common(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, FILE
 	 * MMA countermeasure of RFC 3218), which the GCM tag or CBC padding then rejects.
 	 * CMS_DEBUG_DECRYPT is never set.
 	 */
-	ok = CMS_decrypt_set1_pkey_and_peer(cms, pkey, cert, NULL) == 1;
+	if (p11s_cms__is_xdh(pkey)) {
+		/* RFC 8418, which OpenSSL 3.0's CMS lacks: a copy of `cms` with the key set. */
+		ok = p11s_cms__xdh_open(cms, pkey, cert, libctx, &keyed) == P11S_OK;
+	} else {
+		ok = CMS_decrypt_set1_pkey_and_peer(cms, pkey, cert, NULL) == 1;
+	}
 	/*
 	 * CMS_decrypt() copies plaintext to `pb` as it decrypts and fails at the end if the GCM
 	 * tag (BIO_get_cipher_status) or the CBC padding is wrong: `plain` is only a scratch file.
@@ -604,8 +610,9 @@ static int decrypt_common(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, FILE
 		 * cipher BIO reads it from the file in small chunks (EVP_CipherUpdate per chunk), so
 		 * memory does not grow with the message.
 		 */
-		ok = copy_decrypted(cms, cb, pb);
+		ok = copy_decrypted(keyed != NULL ? keyed : cms, cb, pb);
 	}
+	CMS_ContentInfo_free(keyed);
 	if (BIO_flush(pb) <= 0 || fflush(plain) != 0) {
 		ok = 0;
 	}
@@ -636,15 +643,16 @@ static int decrypt_common(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, FILE
 	return P11S_OK;
 }
 
-int p11s_cms__decrypt(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, FILE *plain)
-{
-	return decrypt_common(cms, pkey, cert, NULL, plain);
-}
-
-int p11s_cms__decrypt_stream(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, FILE *ciphertext,
+int p11s_cms__decrypt(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, OSSL_LIB_CTX *libctx,
     FILE *plain)
 {
-	return decrypt_common(cms, pkey, cert, ciphertext, plain);
+	return decrypt_common(cms, pkey, cert, libctx, NULL, plain);
+}
+
+int p11s_cms__decrypt_stream(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert,
+    OSSL_LIB_CTX *libctx, FILE *ciphertext, FILE *plain)
+{
+	return decrypt_common(cms, pkey, cert, libctx, ciphertext, plain);
 }
 
 /* The RFC 2253 subject of `cert` into `buf` (cut to fit; "" when it cannot be printed). */
@@ -1034,7 +1042,8 @@ int p11s_decrypt_message(p11s_ctx *ctx, p11s_key *key, FILE *in, FILE *out,
 		rc = p11s_error__set(P11S_ERR_IO, "cannot create a temporary file: %s", strerror(errno));
 		goto out;
 	}
-	if ((rc = p11s_cms__decrypt_stream(cms, pkey, p11s_key_cert(use), ct, plain)) < 0) {
+	if ((rc = p11s_cms__decrypt_stream(cms, pkey, p11s_key_cert(use), p11s_ctx_libctx(ctx), ct,
+	         plain)) < 0) {
 		goto out;
 	}
 	if ((rc = p11s_mime__write_decrypted(out, &h, plain)) < 0) {

@@ -44,13 +44,14 @@ int p11s_cms__ri_matches(CMS_RecipientInfo *ri, X509 *cert);
  * (a scratch file: on failure it holds garbage or partial plaintext and is truncated).
  * Every data-dependent failure is the same P11S_ERR_DECRYPT "decryption failed"; errors the
  * token recorded that do not depend on the data (mechanism refused, PIN, device) are returned
- * as recorded.
+ * as recorded. `libctx` is the key's (an X25519/X448 key's agreement is made there).
  */
-int p11s_cms__decrypt(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, FILE *plain);
+int p11s_cms__decrypt(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, OSSL_LIB_CTX *libctx,
+    FILE *plain);
 
 /* p11s_cms__decrypt() of a skeleton from p11s_cms__read_enveloped_stream() and its ciphertext. */
-int p11s_cms__decrypt_stream(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, FILE *ciphertext,
-    FILE *plain);
+int p11s_cms__decrypt_stream(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert,
+    OSSL_LIB_CTX *libctx, FILE *ciphertext, FILE *plain);
 
 /*
  * Details of a decrypted message for p11s_decrypt_info: content type, cipher, key management,

@@ -37,6 +37,7 @@
 #include <p11smime/error.h>
 
 #include "cms/kari_xdh.h"
+#include "cms/kari_xdh_int.h"
 #include "core/error_int.h"
 
 #define KEK_LEN 32 /* the placeholder's key: AES-256 key wrap */
@@ -75,14 +76,9 @@ struct p11s_cms_xdh {
 	int status;
 };
 
-/* A growing DER buffer. */
-typedef struct der {
-	unsigned char *p;
-	size_t len, cap;
-	int oom;
-} der;
+typedef p11s_cms_der der;
 
-static void der_put(der *d, const void *src, size_t n)
+void p11s_cms__der_put(der *d, const void *src, size_t n)
 {
 	if (d->oom) {
 		return;
@@ -103,7 +99,7 @@ static void der_put(der *d, const void *src, size_t n)
 }
 
 /* Identifier and definite length (X.690 §8.1.2–8.1.3), then the contents. */
-static void der_tlv(der *d, int id, const void *content, size_t n)
+void p11s_cms__der_tlv(der *d, int id, const void *content, size_t n)
 {
 	unsigned char h[10];
 	size_t k = 0;
@@ -122,24 +118,24 @@ static void der_tlv(der *d, int id, const void *content, size_t n)
 			h[k++] = (unsigned char)(n >> (8 * i));
 		}
 	}
-	der_put(d, h, k);
-	der_put(d, content, n);
+	p11s_cms__der_put(d, h, k);
+	p11s_cms__der_put(d, content, n);
 }
 
 /* Wrap all of `inner` as one element `id` appended to `d`; `inner` is freed. */
-static void der_wrap(der *d, int id, der *inner)
+void p11s_cms__der_wrap(der *d, int id, der *inner)
 {
 	if (inner->oom) {
 		d->oom = 1;
 	} else {
-		der_tlv(d, id, inner->p, inner->len);
+		p11s_cms__der_tlv(d, id, inner->p, inner->len);
 	}
 	OPENSSL_clear_free(inner->p, inner->cap);
 	memset(inner, 0, sizeof(*inner));
 }
 
 /* The DER of an OBJECT IDENTIFIER given in dotted form. */
-static void der_oid(der *d, const char *dotted)
+void p11s_cms__der_oid(der *d, const char *dotted)
 {
 	ASN1_OBJECT *o = OBJ_txt2obj(dotted, 1);
 	unsigned char *enc = NULL;
@@ -148,7 +144,7 @@ static void der_oid(der *d, const char *dotted)
 	if (o == NULL || (n = i2d_ASN1_OBJECT(o, &enc)) <= 0) {
 		d->oom = 1;
 	} else {
-		der_put(d, enc, (size_t)n);
+		p11s_cms__der_put(d, enc, (size_t)n);
 	}
 	OPENSSL_free(enc);
 	ASN1_OBJECT_free(o);
@@ -237,7 +233,7 @@ int p11s_cms__xdh_add(p11s_cms_xdh *x, CMS_ContentInfo *cms, X509 *cert, const c
 }
 
 /* One AES key wrap or unwrap (RFC 3394, default IV) of `in` under `key` (16/24/32 octets). */
-static int aes_wrap(int enc, const unsigned char *key, size_t keylen, const unsigned char *in,
+int p11s_cms__aes_wrap(int enc, const unsigned char *key, size_t keylen, const unsigned char *in,
     size_t inlen, unsigned char *out, size_t *outlen)
 {
 	const char *name = keylen == 16 ? "AES-128-WRAP" : keylen == 24 ? "AES-192-WRAP"
@@ -258,17 +254,16 @@ static int aes_wrap(int enc, const unsigned char *key, size_t keylen, const unsi
 	return ok;
 }
 
-/* KEK = HKDF or X9.63 KDF of the shared secret `z` with `info` (RFC 8418 §2.2). */
-static int derive_kek(const p11s_cms_xdh *x, const xdh_alg *alg, const unsigned char *z,
-    size_t zlen, const unsigned char *info, size_t infolen, unsigned char *kek, size_t keklen)
+int p11s_cms__xdh_kdf(int hkdf, const char *digest, const unsigned char *z, size_t zlen,
+    const unsigned char *info, size_t infolen, unsigned char *kek, size_t keklen)
 {
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, x->kdf == P11S_XDH_KDF_HKDF ? "HKDF" : "X963KDF", NULL);
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, hkdf ? "HKDF" : "X963KDF", NULL);
 	EVP_KDF_CTX *kctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
 	OSSL_PARAM p[4];
 	int ok;
 
 	/* HKDF without a salt is HMAC keyed with HashLen zero octets (RFC 5869 §2.2). */
-	p[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)alg->digest, 0);
+	p[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)digest, 0);
 	p[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)z, zlen);
 	/* HKDF's info and X9.63's SharedInfo are both "info" to OpenSSL's KDFs. */
 	p[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, infolen);
@@ -308,50 +303,51 @@ static int build_kari(const p11s_cms_xdh *x, const placeholder *ph, const unsign
 	if ((wrap = X509_ALGOR_new()) == NULL ||
 	    !X509_ALGOR_set0(wrap, OBJ_nid2obj(wrap_nid), V_ASN1_UNDEF, NULL) ||
 	    (silen = CMS_SharedInfo_encode(&si, wrap, NULL, (int)ceklen)) <= 0 ||
-	    !derive_kek(x, alg, z, zlen, si, (size_t)silen, kek, ceklen) ||
-	    !aes_wrap(1, kek, ceklen, cek, ceklen, ekey, &ekeylen)) {
+	    !p11s_cms__xdh_kdf(x->kdf == P11S_XDH_KDF_HKDF, alg->digest, z, zlen, si, (size_t)silen,
+	        kek, ceklen) ||
+	    !p11s_cms__aes_wrap(1, kek, ceklen, cek, ceklen, ekey, &ekeylen)) {
 		goto out;
 	}
 	/* rid: issuerAndSerialNumber (RFC 5652 §6.2.2). */
 	if ((n = i2d_X509_NAME(X509_get_issuer_name(ph->cert), &enc)) <= 0) {
 		goto out;
 	}
-	der_put(&rid, enc, (size_t)n);
+	p11s_cms__der_put(&rid, enc, (size_t)n);
 	OPENSSL_free(enc);
 	enc = NULL;
 	if ((n = i2d_ASN1_INTEGER(X509_get0_serialNumber(ph->cert), &enc)) <= 0) {
 		goto out;
 	}
-	der_put(&rid, enc, (size_t)n);
+	p11s_cms__der_put(&rid, enc, (size_t)n);
 	OPENSSL_free(enc);
 	enc = NULL;
-	der_wrap(&rek, 0x30, &rid);
-	der_tlv(&rek, 0x04, ekey, ekeylen);
-	der_wrap(&reks, 0x30, &rek); /* RecipientEncryptedKey */
+	p11s_cms__der_wrap(&rek, 0x30, &rid);
+	p11s_cms__der_tlv(&rek, 0x04, ekey, ekeylen);
+	p11s_cms__der_wrap(&reks, 0x30, &rek); /* RecipientEncryptedKey */
 	/* keyEncryptionAlgorithm { scheme, KeyWrapAlgorithm } */
-	der_oid(&kea, x->kdf == P11S_XDH_KDF_HKDF ? alg->hkdf_oid : alg->x963_oid);
+	p11s_cms__der_oid(&kea, x->kdf == P11S_XDH_KDF_HKDF ? alg->hkdf_oid : alg->x963_oid);
 	if ((n = i2d_X509_ALGOR(wrap, &enc)) <= 0) {
 		goto out;
 	}
-	der_put(&kea, enc, (size_t)n);
+	p11s_cms__der_put(&kea, enc, (size_t)n);
 	OPENSSL_free(enc);
 	enc = NULL;
 	/* originator [0] EXPLICIT originatorKey [1] IMPLICIT { id-X25519 (no parameters), key } */
-	der_oid(&alg_id, alg->oid);
-	der_wrap(&okey, 0x30, &alg_id);
+	p11s_cms__der_oid(&alg_id, alg->oid);
+	p11s_cms__der_wrap(&okey, 0x30, &alg_id);
 	{
 		unsigned char bits[65];
 
 		bits[0] = 0; /* no unused bits */
 		memcpy(bits + 1, pub, publen);
-		der_tlv(&okey, 0x03, bits, publen + 1);
+		p11s_cms__der_tlv(&okey, 0x03, bits, publen + 1);
 	}
-	der_wrap(&orig, 0xA1, &okey);
-	der_tlv(&kari, 0x02, "\x03", 1);
-	der_wrap(&kari, 0xA0, &orig);
-	der_wrap(&kari, 0x30, &kea);
-	der_wrap(&kari, 0x30, &reks); /* recipientEncryptedKeys: SEQUENCE OF, one */
-	der_wrap(out, 0xA1, &kari);
+	p11s_cms__der_wrap(&orig, 0xA1, &okey);
+	p11s_cms__der_tlv(&kari, 0x02, "\x03", 1);
+	p11s_cms__der_wrap(&kari, 0xA0, &orig);
+	p11s_cms__der_wrap(&kari, 0x30, &kea);
+	p11s_cms__der_wrap(&kari, 0x30, &reks); /* recipientEncryptedKeys: SEQUENCE OF, one */
+	p11s_cms__der_wrap(out, 0xA1, &kari);
 	rc = out->oom ? P11S_ERR_NOMEM : P11S_OK;
 out:
 	OPENSSL_cleanse(z, sizeof(z));
@@ -380,7 +376,7 @@ out:
  * the identifier, the length (or -1 for indefinite) and *pos after the header; 0 if `len`
  * octets are not enough yet; -1 if malformed.
  */
-static int hdr(const unsigned char *b, size_t len, size_t *pos, int *id, long long *clen)
+int p11s_cms__der_hdr(const unsigned char *b, size_t len, size_t *pos, int *id, long long *clen)
 {
 	size_t p = *pos;
 	unsigned long long v = 0;
@@ -415,11 +411,11 @@ static int hdr(const unsigned char *b, size_t len, size_t *pos, int *id, long lo
 	return 1;
 }
 
-/* Expect element `id` (indefinite if `indef`); skip it when `skip`. As hdr(). */
+/* Expect element `id` (indefinite if `indef`); skip it when `skip`. As p11s_cms__der_hdr(). */
 static int expect(const unsigned char *b, size_t len, size_t *pos, int id, int indef, int skip)
 {
 	long long clen;
-	int got, r = hdr(b, len, pos, &got, &clen);
+	int got, r = p11s_cms__der_hdr(b, len, pos, &got, &clen);
 
 	if (r <= 0) {
 		return r;
@@ -449,15 +445,15 @@ static int placeholder_key(const p11s_cms_xdh *x, const unsigned char *el, size_
 	long long clen;
 	int id;
 
-	if (hdr(el, ellen, &p, &id, &clen) != 1 || id != 0xA2) {
+	if (p11s_cms__der_hdr(el, ellen, &p, &id, &clen) != 1 || id != 0xA2) {
 		return 0;
 	}
-	if (expect(el, ellen, &p, 0x02, 0, 1) != 1 || hdr(el, ellen, &p, &id, &clen) != 1 ||
+	if (expect(el, ellen, &p, 0x02, 0, 1) != 1 || p11s_cms__der_hdr(el, ellen, &p, &id, &clen) != 1 ||
 	    id != 0x30 || clen < 0) {
 		return -1;
 	}
 	idend = p + (size_t)clen;
-	if (idend > ellen || hdr(el, idend, &p, &id, &clen) != 1 || id != 0x04 || clen != ID_LEN ||
+	if (idend > ellen || p11s_cms__der_hdr(el, idend, &p, &id, &clen) != 1 || id != 0x04 || clen != ID_LEN ||
 	    p + ID_LEN > idend) {
 		return 0;
 	}
@@ -466,9 +462,9 @@ static int placeholder_key(const p11s_cms_xdh *x, const unsigned char *el, size_
 			*which = &x->ph[i];
 			p = idend;
 			if (expect(el, ellen, &p, 0x30, 0, 1) != 1 ||
-			    hdr(el, ellen, &p, &id, &clen) != 1 || id != 0x04 || clen < 24 ||
+			    p11s_cms__der_hdr(el, ellen, &p, &id, &clen) != 1 || id != 0x04 || clen < 24 ||
 			    clen > 40 || p + (size_t)clen > ellen ||
-			    !aes_wrap(0, x->ph[i].kek, KEK_LEN, el + p, (size_t)clen, cek, ceklen)) {
+			    !p11s_cms__aes_wrap(0, x->ph[i].kek, KEK_LEN, el + p, (size_t)clen, cek, ceklen)) {
 				return -1;
 			}
 			return 1;
@@ -501,7 +497,7 @@ static int try_rewrite(p11s_cms_xdh *x)
 		goto end;
 	}
 	set_start = pos;
-	if ((r = hdr(b, x->len, &pos, &id, &clen)) != 1) {
+	if ((r = p11s_cms__der_hdr(b, x->len, &pos, &id, &clen)) != 1) {
 		goto end;
 	}
 	if (id != 0x31 || clen < 0) {
@@ -519,7 +515,7 @@ static int try_rewrite(p11s_cms_xdh *x)
 		unsigned char cek[32];
 		size_t ceklen = 0;
 
-		if (hdr(b, set_end, &pos, &id, &clen) != 1 || clen < 0 ||
+		if (p11s_cms__der_hdr(b, set_end, &pos, &id, &clen) != 1 || clen < 0 ||
 		    pos + (size_t)clen > set_end) {
 			r = -1;
 			goto end;
@@ -539,16 +535,16 @@ static int try_rewrite(p11s_cms_xdh *x)
 			}
 			found++;
 		} else {
-			der_put(&set, b + el, pos - el);
+			p11s_cms__der_put(&set, b + el, pos - el);
 		}
 	}
 	if (found != x->n) {
 		r = -1;
 		goto end;
 	}
-	der_put(&out, b, set_start);
-	der_wrap(&out, 0x31, &set);
-	der_put(&out, b + set_end, x->len - set_end);
+	p11s_cms__der_put(&out, b, set_start);
+	p11s_cms__der_wrap(&out, 0x31, &set);
+	p11s_cms__der_put(&out, b + set_end, x->len - set_end);
 	if (out.oom) {
 		r = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 		goto end_rc;

@@ -45,4 +45,15 @@ BIO *p11s_cms__xdh_filter(p11s_cms_xdh *x, BIO *next);
 /* P11S_OK once the filter has written the recipientInfos, else the recorded error. */
 int p11s_cms__xdh_status(const p11s_cms_xdh *x);
 
+/*
+ * Decryption with an X25519/X448 token key `pkey` (certificate `cert`), which OpenSSL 3.0's
+ * CMS cannot do (kari_xdh_open.c): opens our KeyAgreeRecipientInfo in `cms` (Z on the token,
+ * the RFC 8418 KDF and key unwrap on the host) and sets `*out` to a copy of `cms` whose
+ * content key is set (CMS_decrypt_set1_key()), ready for CMS_dataInit(). `libctx` is the
+ * key's. P11S_OK; P11S_ERR_DECRYPT (uniform, data-dependent failures); P11S_ERR_UNSUPPORTED
+ * (a KDF or key wrap we lack); P11S_ERR_MALFORMED; the token's error.
+ */
+int p11s_cms__xdh_open(CMS_ContentInfo *cms, EVP_PKEY *pkey, X509 *cert, OSSL_LIB_CTX *libctx,
+    CMS_ContentInfo **out);
+
 #endif

@@ -38,7 +38,9 @@ static const char msg[] =
     "last line without end";
 
 /* A self-signed certificate for `pk`; `ku` NULL: no keyUsage; `days_from`/`days_to` validity. */
-static X509 *make_cert(EVP_PKEY *pk, const char *ku, const char *eku, long from, long to)
+/* A certificate for `pk`, signed by `signer` (an X25519/X448 key cannot sign its own). */
+static X509 *make_cert_by(EVP_PKEY *pk, EVP_PKEY *signer, const char *ku, const char *eku,
+    long from, long to)
 {
 	X509 *x = X509_new();
 	X509_NAME *n = X509_NAME_new();
@@ -67,22 +69,32 @@ static X509 *make_cert(EVP_PKEY *pk, const char *ku, const char *eku, long from,
 		X509_add_ext(x, e, -1);
 		X509_EXTENSION_free(e);
 	}
-	assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+	assert_true(X509_sign(x, signer, EVP_sha256()) > 0);
 	X509_NAME_free(n);
 	return x;
 }
 
-static EVP_PKEY *rsa_key, *ec_key, *rsa_key2;
-static X509 *rsa_cert, *ec_cert, *rsa_cert2;
+static X509 *make_cert(EVP_PKEY *pk, const char *ku, const char *eku, long from, long to)
+{
+	return make_cert_by(pk, pk, ku, eku, from, to);
+}
+
+static EVP_PKEY *rsa_key, *ec_key, *rsa_key2, *x25519_key, *x25519_key2, *x448_key;
+static X509 *rsa_cert, *ec_cert, *rsa_cert2, *x25519_cert, *x448_cert;
 
 static int setup(void **state)
 {
 	rsa_key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
 	rsa_key2 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
 	ec_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	if (!rsa_key || !rsa_key2 || !ec_key) {
+	x25519_key = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
+	x25519_key2 = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
+	x448_key = EVP_PKEY_Q_keygen(NULL, NULL, "X448");
+	if (!rsa_key || !rsa_key2 || !ec_key || !x25519_key || !x25519_key2 || !x448_key) {
 		return -1;
 	}
+	x25519_cert = make_cert_by(x25519_key, rsa_key2, "critical,keyAgreement", NULL, -60, 86400);
+	x448_cert = make_cert_by(x448_key, rsa_key2, "critical,keyAgreement", NULL, -60, 86400);
 	rsa_cert = make_cert(rsa_key, "critical,keyEncipherment", "emailProtection", -60, 86400);
 	rsa_cert2 = make_cert(rsa_key2, NULL, NULL, -60, 86400);
 	ec_cert = make_cert(ec_key, "critical,keyAgreement", "emailProtection", -60, 86400);
@@ -97,6 +109,11 @@ static int teardown(void **state)
 	X509_free(rsa_cert);
 	X509_free(rsa_cert2);
 	X509_free(ec_cert);
+	EVP_PKEY_free(x25519_key);
+	EVP_PKEY_free(x25519_key2);
+	EVP_PKEY_free(x448_key);
+	X509_free(x25519_cert);
+	X509_free(x448_cert);
 	return 0;
 }
 
@@ -165,7 +182,7 @@ static int decrypt_with(FILE *enc, EVP_PKEY *pk, X509 *cert, char **res, int *au
 	if (auth != NULL) {
 		*auth = OBJ_obj2nid(CMS_get0_type(cms)) == NID_id_smime_ct_authEnvelopedData;
 	}
-	if ((rc = p11s_cms__decrypt(cms, pk, cert, plain)) == P11S_OK) {
+	if ((rc = p11s_cms__decrypt(cms, pk, cert, NULL, plain)) == P11S_OK) {
 		assert_int_equal(p11s_mime__write_decrypted(out, &h, plain), P11S_OK);
 		*res = slurp(out, &len);
 	} else {
@@ -247,6 +264,74 @@ static void test_envelope__ecdh_sha256_kdf(void **state)
 	CMS_ContentInfo_free(cms);
 	p11s_mime__head_clear(&h);
 	fclose(enc);
+}
+
+/* Encrypt `msg` to `certs` (X25519/X448 among them) with `cipher` and `kdf`. */
+static FILE *encrypt_xdh(X509 **certs, size_t n, p11s_cipher cipher, p11s_xdh_kdf kdf)
+{
+	p11s_encrypt_opts o = P11S_ENCRYPT_OPTS_INIT;
+	FILE *in = file_with(msg, sizeof(msg) - 1), *out = tmpfile();
+
+	o.recipient_certs = certs;
+	o.n_recipient_certs = n;
+	o.cipher = cipher;
+	o.xdh_kdf = kdf;
+	assert_int_equal(p11s_encrypt_message(in, out, &o), P11S_OK);
+	fclose(in);
+	rewind(out);
+	return out;
+}
+
+/*
+ * RFC 8418 decryption (kari_xdh_open.c) with software X25519/X448 keys: every cipher, both
+ * KDFs, a recipient among others. The token path is the same with a bridge key (test_bridge).
+ */
+static void test_envelope__xdh_round_trip(void **state)
+{
+	const p11s_cipher ciphers[] = { P11S_CIPHER_AES_256_GCM, P11S_CIPHER_AES_128_GCM,
+		P11S_CIPHER_AES_128_CBC, P11S_CIPHER_AES_256_CBC };
+
+	(void)state;
+	for (size_t c = 0; c < 4; c++) {
+		for (int k = 0; k < 4; k++) {
+			X509 *certs[3] = { rsa_cert, k & 1 ? x448_cert : x25519_cert, ec_cert };
+			EVP_PKEY *pk = k & 1 ? x448_key : x25519_key;
+			FILE *enc = encrypt_xdh(certs, 3, ciphers[c],
+			    k & 2 ? P11S_XDH_KDF_X963 : P11S_XDH_KDF_HKDF);
+			char *res = NULL;
+			int auth = -1;
+
+			assert_int_equal(decrypt_with(enc, pk, certs[1], &res, &auth), P11S_OK);
+			assert_non_null(strstr(res, "Hello,\nline with CRLF\nlast line without end"));
+			assert_int_equal(auth, c < 2);
+			free(res);
+			/* The other recipients of the same message still open it. */
+			assert_int_equal(decrypt_with(enc, rsa_key, rsa_cert, &res, NULL), P11S_OK);
+			free(res);
+			assert_int_equal(decrypt_with(enc, ec_key, ec_cert, &res, NULL), P11S_OK);
+			free(res);
+			fclose(enc);
+		}
+	}
+}
+
+/* Another X25519 key behind the certificate: the uniform failure, no plaintext. */
+static void test_envelope__xdh_wrong_key(void **state)
+{
+	X509 *certs[1] = { x25519_cert };
+	FILE *gcm = encrypt_xdh(certs, 1, P11S_CIPHER_AES_256_GCM, P11S_XDH_KDF_HKDF);
+	FILE *cbc = encrypt_xdh(certs, 1, P11S_CIPHER_AES_128_CBC, P11S_XDH_KDF_X963);
+	char *res = NULL;
+
+	(void)state;
+	assert_int_equal(decrypt_with(gcm, x25519_key2, x25519_cert, &res, NULL), P11S_ERR_DECRYPT);
+	assert_string_equal(p11s_error_last()->message, "decryption failed");
+	assert_null(res);
+	assert_int_equal(decrypt_with(cbc, x25519_key2, x25519_cert, &res, NULL), P11S_ERR_DECRYPT);
+	assert_string_equal(p11s_error_last()->message, "decryption failed");
+	assert_null(res);
+	fclose(gcm);
+	fclose(cbc);
 }
 
 static void test_envelope__wrong_key_is_uniform(void **state)
@@ -428,6 +513,8 @@ int main(void)
 		cmocka_unit_test(test_envelope__wrong_key_is_uniform),
 		cmocka_unit_test(test_envelope__tampered),
 		cmocka_unit_test(test_envelope__recipient_checks),
+		cmocka_unit_test(test_envelope__xdh_round_trip),
+		cmocka_unit_test(test_envelope__xdh_wrong_key),
 		cmocka_unit_test(test_envelope__not_enveloped),
 		cmocka_unit_test(test_envelope__head_split),
 	};
