@@ -255,19 +255,23 @@ int p11s_cms__aes_wrap(int enc, const unsigned char *key, size_t keylen, const u
 }
 
 int p11s_cms__xdh_kdf(int hkdf, const char *digest, const unsigned char *z, size_t zlen,
-    const unsigned char *info, size_t infolen, unsigned char *kek, size_t keklen)
+    const unsigned char *salt, size_t saltlen, const unsigned char *info, size_t infolen,
+    unsigned char *kek, size_t keklen)
 {
 	EVP_KDF *kdf = EVP_KDF_fetch(NULL, hkdf ? "HKDF" : "X963KDF", NULL);
 	EVP_KDF_CTX *kctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
-	OSSL_PARAM p[4];
+	OSSL_PARAM p[5], *q = p;
 	int ok;
 
-	/* HKDF without a salt is HMAC keyed with HashLen zero octets (RFC 5869 §2.2). */
-	p[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)digest, 0);
-	p[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)z, zlen);
+	*q++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)digest, 0);
+	*q++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)z, zlen);
 	/* HKDF's info and X9.63's SharedInfo are both "info" to OpenSSL's KDFs. */
-	p[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, infolen);
-	p[3] = OSSL_PARAM_construct_end();
+	*q++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, infolen);
+	/* Without a salt, HKDF keys the HMAC with HashLen zero octets (RFC 5869 §2.2). */
+	if (hkdf && salt != NULL) {
+		*q++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, saltlen);
+	}
+	*q = OSSL_PARAM_construct_end();
 	ok = kctx != NULL && EVP_KDF_derive(kctx, kek, keklen, p) == 1;
 	EVP_KDF_CTX_free(kctx);
 	EVP_KDF_free(kdf);
@@ -303,8 +307,8 @@ static int build_kari(const p11s_cms_xdh *x, const placeholder *ph, const unsign
 	if ((wrap = X509_ALGOR_new()) == NULL ||
 	    !X509_ALGOR_set0(wrap, OBJ_nid2obj(wrap_nid), V_ASN1_UNDEF, NULL) ||
 	    (silen = CMS_SharedInfo_encode(&si, wrap, NULL, (int)ceklen)) <= 0 ||
-	    !p11s_cms__xdh_kdf(x->kdf == P11S_XDH_KDF_HKDF, alg->digest, z, zlen, si, (size_t)silen,
-	        kek, ceklen) ||
+	    !p11s_cms__xdh_kdf(x->kdf == P11S_XDH_KDF_HKDF, alg->digest, z, zlen, NULL, 0, si,
+	        (size_t)silen, kek, ceklen) ||
 	    !p11s_cms__aes_wrap(1, kek, ceklen, cek, ceklen, ekey, &ekeylen)) {
 		goto out;
 	}

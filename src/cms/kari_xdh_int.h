@@ -39,11 +39,12 @@ int p11s_cms__aes_wrap(int enc, const unsigned char *key, size_t keylen,
     const unsigned char *in, size_t inlen, unsigned char *out, size_t *outlen);
 
 /*
- * KEK = HKDF (`hkdf` 1, RFC 5869, no salt) or the ANSI X9.63 KDF (0) with digest `digest`
- * of the shared secret `z`, with `info` the DER ECC-CMS-SharedInfo (RFC 8418 §2.2,
- * RFC 5753 §7.2). 1 on success.
+ * KEK = HKDF (`hkdf` 1, RFC 5869; salt = the ukm when there is one, RFC 8418 §2.2) or the
+ * ANSI X9.63 KDF (0) with digest `digest` of the shared secret `z`, with `info` the DER
+ * ECC-CMS-SharedInfo (RFC 8418 §2.2, RFC 5753 §7.2). `salt` may be NULL. 1 on success.
  */
 int p11s_cms__xdh_kdf(int hkdf, const char *digest, const unsigned char *z, size_t zlen,
-    const unsigned char *info, size_t infolen, unsigned char *kek, size_t keklen);
+    const unsigned char *salt, size_t saltlen, const unsigned char *info, size_t infolen,
+    unsigned char *kek, size_t keklen);
 
 #endif

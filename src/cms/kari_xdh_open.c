@@ -9,10 +9,11 @@
  *      rid against our certificate) and gives the originator's ephemeral public key;
  *   2. the DER of the message (i2d, without the content when streaming) is read with the
  *      small ASN.1 templates below for what OpenSSL keeps opaque: the encryptedKey, the
- *      keyEncryptionAlgorithm and the ukm of that RecipientEncryptedKey;
+ *      keyEncryptionAlgorithm and the ukm of that KeyAgreeRecipientInfo;
  *   3. Z = X25519/X448(token key, ephemeral key) is computed by the token through the bridge
- *      (CKM_ECDH1_DERIVE, the peer's raw key as public data); KEK = HKDF or X9.63 KDF of Z
- *      with the DER ECC-CMS-SharedInfo (RFC 8418 §2.2, RFC 5753 §7.2); CEK = AES key unwrap
+ *      (CKM_ECDH1_DERIVE, the peer's raw key as public data); KEK = HKDF (salt = the ukm if
+ *      sent) or X9.63 KDF of Z with the DER ECC-CMS-SharedInfo (entityUInfo = the ukm;
+ *      RFC 8418 §2.2, RFC 5753 §7.2); CEK = AES key unwrap
  *      (RFC 3394) of the encryptedKey;
  *   4. the content key is handed to OpenSSL by the one door it has for a known key: a copy of
  *      the message whose recipientInfos are a single KEKRecipientInfo (§6.2.3) wrapping the
@@ -315,7 +316,8 @@ static int content_key(const XDH_KARI *k, int rek_index, EVP_PKEY *pkey, OSSL_LI
 	}
 	/* ECC-CMS-SharedInfo { keyInfo = the key wrap as sent, entityUInfo = ukm, suppPubInfo } */
 	if ((silen = CMS_SharedInfo_encode(&si, wrap, k->ukm, (int)keklen)) <= 0 ||
-	    !p11s_cms__xdh_kdf(sc->hkdf, sc->digest, z, zlen, si, (size_t)silen, kek, keklen)) {
+	    !p11s_cms__xdh_kdf(sc->hkdf, sc->digest, z, zlen, k->ukm ? k->ukm->data : NULL,
+	        k->ukm ? (size_t)k->ukm->length : 0, si, (size_t)silen, kek, keklen)) {
 		rc = p11s_error__ossl(P11S_ERR_CRYPTO, "the RFC 8418 key derivation failed");
 		goto out;
 	}

@@ -6,7 +6,11 @@
 # decryption. Checked: every cipher with both KDFs (HKDF, --xdh-kdf x963), the encoding
 # (id-X25519 originator key, scheme and key wrap per content key size, issuerAndSerialNumber),
 # mixed RSA + X25519 + X448 recipients (openssl cms opens the RSA one), a 4 MiB message, and
-# refusals. Exit 77 (skip) without the Python modules, fail when CI=true.
+# refusals. The other way: tests/interop/xdh/encrypt.py, an independent RFC 8418 encryptor, and
+# p11smime's decryption (tests/interop/xdh/xdh_open.c): with the software key, every cipher,
+# both KDFs, with a ukm (the HKDF salt), rKeyId; and with the mock token's X25519 key (Z by
+# CKM_ECDH1_DERIVE through the bridge: SoftHSM 2.6.1 has no Montgomery keys), a token fault.
+# Exit 77 (skip) without the Python modules, fail when CI=true.
 set -euo pipefail
 backend=mock
 # shellcheck source=tests/integration/lib.sh
@@ -29,7 +33,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/ca.key" -out "$tmp/ca.pe
 leaf() { # NAME TYPE KEYUSAGE
 	openssl genpkey -algorithm "$2" -out "$tmp/$1.key"
 	openssl pkey -in "$tmp/$1.key" -pubout -out "$tmp/$1.pub"
-	printf 'keyUsage=critical,%s\nextendedKeyUsage=emailProtection\nsubjectAltName=email:%s@example.org\n' \
+	printf 'keyUsage=critical,%s\nextendedKeyUsage=emailProtection\nsubjectAltName=email:%s@example.org\nsubjectKeyIdentifier=hash\n' \
 		"$3" "$1" >"$tmp/$1.ext"
 	openssl x509 -new -force_pubkey "$tmp/$1.pub" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" \
 		-subj "/CN=$1" -days 30 -extfile "$tmp/$1.ext" -out "$tmp/$1.pem" 2>/dev/null
@@ -101,4 +105,72 @@ check "... and nothing is written" test ! -e "$tmp/no.eml"
 expect 2 "--xdh-kdf other is a usage error" -- enc --xdh-kdf sha1 --to "$tmp/x25519.pem" \
 	--in "$tmp/msg" --out "$tmp/no.eml"
 check "... and nothing is written" test ! -e "$tmp/no.eml"
+# ---- the other way: encrypt.py writes, p11smime decrypts -----------------------------------
+encpy=$(cd "$(dirname "$0")/xdh" && pwd)/encrypt.py
+# same FILE: the decrypted entity is FILE, in the LF convention of encrypt.py's outer message and
+# with the MIME-Version that decrypt adds for a top-level message (RFC 2045 §4).
+same() { cmp -s <(tr -d '\r' <"$tmp/out" | grep -v '^MIME-Version: ') <(tr -d '\r' <"$1"); }
+opn=${P11S_XDH_OPEN:-}
+if [ -z "$opn" ]; then
+	echo "# xdh_open not built (P11S_WITH_MOCK off): p11smime's X25519 decryption not checked"
+	[ "${CI:-}" = true ] && exit 1
+	finish
+	exit $?
+fi
+for k in x25519 x448; do
+	for kdf in hkdf x963; do
+		for c in aes256-gcm aes128-gcm aes128-cbc aes256-cbc; do
+			expect 0 "encrypt.py $c $kdf to $k" -- "$py" "$encpy" --cipher "$c" --kdf "$kdf" \
+				"$tmp/$k.pem" "$tmp/inner" "$tmp/p.eml"
+			expect 0 "p11smime opens it (software key)" -- "$opn" soft "$tmp/$k.key" \
+				"$tmp/$k.pem" "$tmp/p.eml"
+			check "... to the same entity" same "$tmp/inner"
+		done
+		expect 0 "encrypt.py --ukm --rid ski --hash sha384 --wrap 256 ($k, $kdf)" -- "$py" \
+			"$encpy" --cipher aes128-gcm --kdf "$kdf" --ukm --rid ski --hash sha384 --wrap 256 \
+			"$tmp/$k.pem" "$tmp/inner" "$tmp/p.eml"
+		expect 0 "p11smime opens it (ukm as HKDF salt and entityUInfo, rKeyId)" -- "$opn" soft \
+			"$tmp/$k.key" "$tmp/$k.pem" "$tmp/p.eml"
+		check "... to the same entity" same "$tmp/inner"
+	done
+done
+expect 0 "encrypt.py to X25519 + X448 + RSA" -- "$py" "$encpy" --also "$tmp/x448.pem" \
+	--also "$tmp/rsa.pem" "$tmp/x25519.pem" "$tmp/inner" "$tmp/p.eml"
+expect 0 "p11smime opens it with the X448 key" -- "$opn" soft "$tmp/x448.key" "$tmp/x448.pem" \
+	"$tmp/p.eml"
+check "... to the same entity" same "$tmp/inner"
+expect 1 "another X25519 key does not open encrypt.py's message" -- "$opn" soft \
+	"$tmp/other.key" "$tmp/x25519.pem" "$tmp/p.eml"
+for bad in --bad-tag --bad-wrap; do
+	for c in aes256-gcm aes128-cbc; do
+		expect 0 "encrypt.py $bad $c" -- "$py" "$encpy" "$bad" --cipher "$c" "$tmp/x25519.pem" \
+			"$tmp/inner" "$tmp/p.eml"
+		expect 1 "p11smime refuses it" -- "$opn" soft "$tmp/x25519.key" "$tmp/x25519.pem" \
+			"$tmp/p.eml"
+		check "... with the uniform decryption failed, no plaintext" bash -c \
+			"grep -q 'decryption failed' '$tmp/err' && test ! -s '$tmp/out'"
+	done
+done
+
+# The mock token's X25519 key (CKK_EC_MONTGOMERY, CKM_ECDH1_DERIVE through the bridge).
+for kdf in hkdf x963; do
+	expect 0 "mock token: encrypt.py ($kdf, ukm) then p11smime decrypt with the token key" -- \
+		"$opn" mock "$tmp/inner" "$encpy" --kdf "$kdf" --ukm
+	check "... to the same entity" same "$tmp/inner"
+	check "... one derive on the token, 32-octet peer key" grep -q 'decrypted on the mock token' \
+		"$tmp/err"
+	expect 0 "mock token: p11smime's own encryption ($kdf) then decrypt" -- "$opn" mock \
+		"$tmp/inner" - "$kdf"
+	check "... to the same entity" same "$tmp/inner"
+done
+head -c 2097152 /dev/urandom | base64 >"$tmp/big.b64"
+{ printf 'Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+  cat "$tmp/big.b64"; } >"$tmp/big2"
+expect 0 "mock token: a 2.7 MiB message from encrypt.py (streamed)" -- "$opn" mock "$tmp/big2" \
+	"$encpy" --cipher aes128-gcm
+check "... to the same entity" same "$tmp/big2"
+expect 1 "mock token: CKR_DEVICE_REMOVED during the derive" -- "$opn" mock --fault device-removed \
+	"$tmp/inner" "$encpy"
+check "... is said as the token's error, not as 'decryption failed'" bash -c \
+	"! grep -q 'decryption failed' '$tmp/err' && grep -qi 'remov' '$tmp/err'"
 finish
