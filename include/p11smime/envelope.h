@@ -121,7 +121,8 @@ typedef struct p11s_decrypt_info {
 	                               (CBC): no integrity protection, may be spliced (EFAIL) */
 	char content_type[24];    /**< "authEnveloped-data" or "enveloped-data" */
 	char cipher[24];          /**< content cipher, e.g. "aes-256-gcm" */
-	char key_management[48];  /**< "rsaEncryption", "RSAES-OAEP", "ECDH-sha256kdf", ... */
+	char key_management[48];  /**< "rsaEncryption", "RSAES-OAEP", "ECDH-sha256kdf", ..., or the
+	                               dotted OID OpenSSL has no name for (RFC 8418 HKDF) */
 	int n_recipients;         /**< RecipientInfos in the message */
 	char key_uri[512];        /**< the token key that decrypted */
 	char recipient[512];      /**< subject of that key's certificate (RFC 2253) */

@@ -678,7 +678,6 @@ void p11s_cms__describe(CMS_ContentInfo *cms, int cipher_nid, CMS_RecipientInfo 
 {
 	X509_ALGOR *alg = NULL;
 	int type = OBJ_obj2nid(CMS_get0_type(cms));
-	const char *km = "";
 
 	info->authenticated = type == NID_id_smime_ct_authEnvelopedData;
 	snprintf(info->content_type, sizeof(info->content_type), "%s",
@@ -686,14 +685,20 @@ void p11s_cms__describe(CMS_ContentInfo *cms, int cipher_nid, CMS_RecipientInfo 
 	snprintf(info->cipher, sizeof(info->cipher), "%s",
 	    cipher_nid != NID_undef ? OBJ_nid2ln(cipher_nid) : "unknown");
 	info->n_recipients = sk_CMS_RecipientInfo_num(CMS_get0_RecipientInfos(cms));
-	if (ri != NULL && CMS_RecipientInfo_type(ri) == CMS_RECIPINFO_TRANS &&
-	    CMS_RecipientInfo_ktri_get0_algs(ri, NULL, NULL, &alg) && alg != NULL) {
-		km = OBJ_nid2sn(OBJ_obj2nid(alg->algorithm));
-	} else if (ri != NULL && CMS_RecipientInfo_type(ri) == CMS_RECIPINFO_AGREE &&
-	           CMS_RecipientInfo_kari_get0_alg(ri, &alg, NULL) && alg != NULL) {
-		km = OBJ_nid2sn(OBJ_obj2nid(alg->algorithm));
+	if (ri != NULL && CMS_RecipientInfo_type(ri) == CMS_RECIPINFO_TRANS) {
+		(void)CMS_RecipientInfo_ktri_get0_algs(ri, NULL, NULL, &alg);
+	} else if (ri != NULL && CMS_RecipientInfo_type(ri) == CMS_RECIPINFO_AGREE) {
+		(void)CMS_RecipientInfo_kari_get0_alg(ri, &alg, NULL);
 	}
-	snprintf(info->key_management, sizeof(info->key_management), "%s", km);
+	/* The short name, or the dotted OID for one OpenSSL has no name for (RFC 8418's HKDF). */
+	info->key_management[0] = '\0';
+	if (alg != NULL && OBJ_obj2nid(alg->algorithm) != NID_undef) {
+		snprintf(info->key_management, sizeof(info->key_management), "%s",
+		    OBJ_nid2sn(OBJ_obj2nid(alg->algorithm)));
+	} else if (alg != NULL && OBJ_obj2txt(info->key_management,
+	                              (int)sizeof(info->key_management), alg->algorithm, 1) <= 0) {
+		info->key_management[0] = '\0';
+	}
 	snprintf(info->key_uri, sizeof(info->key_uri), "%s", p11s_key_uri(use));
 	subject_text(p11s_key_cert(use), info->recipient, sizeof(info->recipient));
 }
