@@ -128,6 +128,12 @@ typedef enum p11s_key_type {
 	P11S_KEY_RSA,
 	P11S_KEY_EC,
 	P11S_KEY_EDDSA,
+	/**
+	 * X25519 or X448 (CKK_EC_MONTGOMERY): key agreement only. PKCS#11 v3.0 §2.3.7–§2.3.8;
+	 * CKM_ECDH1_DERIVE with the peer's raw RFC 7748 u-coordinate. Appended last: the values
+	 * above are ABI (docs/abi.md).
+	 */
+	P11S_KEY_XDH,
 } p11s_key_type;
 
 /** A private key on a token, with its certificate when the token has one (same CKA_ID). */
@@ -157,9 +163,9 @@ P11S_EXTERN const char *p11s_key_label(const p11s_key *key);
 /** CKA_ID bytes; `*len` receives the length. */
 P11S_EXTERN const unsigned char *p11s_key_id(const p11s_key *key, size_t *len);
 P11S_EXTERN p11s_key_type p11s_key_get_type(const p11s_key *key);
-/** Key size in bits (RSA modulus, EC field size). */
+/** Key size in bits (RSA modulus, EC field size; X25519 253, X448 448 as OpenSSL counts them). */
 P11S_EXTERN int p11s_key_bits(const p11s_key *key);
-/** EC curve short name ("P-256"), or NULL. */
+/** The curve's name: "P-256", "P-384", "P-521", "Ed25519", "Ed448", "X25519", "X448"; or NULL. */
 P11S_EXTERN const char *p11s_key_curve(const p11s_key *key);
 /** Non-zero when the key has CKA_ALWAYS_AUTHENTICATE (a PIN before every signature). */
 P11S_EXTERN int p11s_key_always_authenticate(const p11s_key *key);

@@ -43,7 +43,9 @@ typedef struct p11s_bprov {
  */
 typedef struct p11s_bkey {
 	p11s_bprov *prov;
-	int type;          /* P11S_KEY_RSA, P11S_KEY_EC or P11S_KEY_EDDSA (Ed25519) */
+	int type;          /* P11S_KEY_RSA, P11S_KEY_EC, P11S_KEY_EDDSA (Ed25519) or P11S_KEY_XDH */
+	const char *alg;   /* the default provider's key type: "RSA", "EC", "ED25519", "X25519",
+	                      "X448" (XDH has two keymgmts, one per curve: RFC 8410 §3) */
 	EVP_PKEY *pub;     /* NULL until imported; for EC maybe domain parameters only */
 	int has_pub;       /* `pub` holds a public key, not only EC domain parameters */
 	p11s_key *ref;
@@ -161,5 +163,9 @@ extern const OSSL_DISPATCH p11s_bridge__rsa_asym_cipher[];
 extern const OSSL_DISPATCH p11s_bridge__ecdh_keyexch[];
 extern const OSSL_DISPATCH p11s_bridge__ed25519_keymgmt[];
 extern const OSSL_DISPATCH p11s_bridge__ed25519_signature[];
+extern const OSSL_DISPATCH p11s_bridge__x25519_keymgmt[];
+extern const OSSL_DISPATCH p11s_bridge__x448_keymgmt[];
+/* X25519 and X448 (RFC 7748 §6) on a token: one exchange, registered under both names. */
+extern const OSSL_DISPATCH p11s_bridge__xdh_keyexch[];
 
 #endif

@@ -5,6 +5,12 @@
  * ECC-CMS-SharedInfo as "ukm"; the KEK is then X9.63: KM(i) = H(Z || INT32(i) || SharedInfo)
  * (RFC 8418 §2.1), computed with the default provider's X963KDF in the same library context.
  * Without a KDF the output is Z itself.
+ *
+ * The bridge's X25519 and X448 (RFC 7748 §6): the same mechanism with a Montgomery key
+ * (CKK_EC_MONTGOMERY, PKCS#11 v3.0 §2.3.17), the peer's raw u-coordinate as public data
+ * (§2.3.16). As OpenSSL's own X25519/X448 exchange, it takes no KDF and gives the 32 or 56
+ * bytes of K; the CMS KDF of RFC 8418 §2 (HKDF or X9.63) is the caller's to run on the host.
+ * The two share this file's context, dup, free, token call and error reporting.
  */
 #include <string.h>
 
@@ -21,7 +27,9 @@
 
 typedef struct kexctx {
 	p11s_bridge_op op;         /* first: prov, ref, pub = our public key (group, Z length) */
-	unsigned char *peer;       /* peer point, 04||X||Y, copied at set_peer */
+	const char *xdh;           /* "X25519" or "X448" for the XDH exchange, NULL for ECDH */
+	size_t xdh_len;            /* XDH: the length of K and of public keys (RFC 7748 §5) */
+	unsigned char *peer;       /* peer point 04||X||Y or XDH u-coordinate, copied at set_peer */
 	size_t peer_len;
 	int x963;                  /* kdf-type X963KDF */
 	const p11s_bridge_md *kdf_md;
@@ -70,12 +78,12 @@ static void *kex_dupctx(void *vctx)
 }
 
 static int kex_set_ctx_params(void *vctx, const OSSL_PARAM params[]);
+static int xdh_set_ctx_params(void *vctx, const OSSL_PARAM params[]);
 
-static int kex_init(void *vctx, void *provkey, const OSSL_PARAM params[])
+/* What both inits do: take the token key of `type` and forget the previous operation's KDF. */
+static int kex_reset(kexctx *c, void *provkey, int type)
 {
-	kexctx *c = vctx;
-
-	if (!p11s_bridge__op_token_key(c, provkey, P11S_KEY_EC)) {
+	if (!p11s_bridge__op_token_key(c, provkey, type)) {
 		return 0;
 	}
 	c->x963 = 0;
@@ -85,7 +93,57 @@ static int kex_init(void *vctx, void *provkey, const OSSL_PARAM params[])
 	c->ukm = NULL;
 	c->ukm_len = 0;
 	c->cofactor = -1;
+	OPENSSL_free(c->peer);
+	c->peer = NULL;
+	c->peer_len = 0;
+	c->xdh = NULL;
+	c->xdh_len = 0;
+	return 1;
+}
+
+static int kex_init(void *vctx, void *provkey, const OSSL_PARAM params[])
+{
+	kexctx *c = vctx;
+
+	if (!kex_reset(c, provkey, P11S_KEY_EC)) {
+		return 0;
+	}
 	return kex_set_ctx_params(c, params);
+}
+
+/* The raw public key of an X25519/X448 key (RFC 7748 §5), malloc'd in `*out`. */
+static int xdh_raw(const EVP_PKEY *pub, unsigned char **out, size_t *len)
+{
+	*out = NULL;
+	*len = 0;
+	if (!EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_PUB_KEY, NULL, 0, len) ||
+	    *len == 0 || (*out = OPENSSL_malloc(*len)) == NULL ||
+	    !EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_PUB_KEY, *out, *len, len)) {
+		OPENSSL_free(*out);
+		*out = NULL;
+		return 0;
+	}
+	return 1;
+}
+
+static int xdh_init(void *vctx, void *provkey, const OSSL_PARAM params[])
+{
+	kexctx *c = vctx;
+	const p11s_bkey *k = provkey;
+	unsigned char *own = NULL;
+
+	if (!kex_reset(c, provkey, P11S_KEY_XDH)) {
+		return 0;
+	}
+	/* K is as long as a public key: 32 bytes for X25519, 56 for X448 (RFC 7748 §6). */
+	if (!xdh_raw(c->op.pub, &own, &c->xdh_len)) {
+		c->xdh_len = 0;
+		ERR_raise(ERR_LIB_PROV, PROV_R_INVALID_KEY);
+		return 0;
+	}
+	OPENSSL_free(own);
+	c->xdh = k->alg;
+	return xdh_set_ctx_params(c, params);
 }
 
 static int kex_set_peer(void *vctx, void *provkey)
@@ -116,17 +174,66 @@ static int kex_set_peer(void *vctx, void *provkey)
 	return 1;
 }
 
-/* Z is the x-coordinate, as long as the field (SEC 1 §3.3.1): half the uncompressed point. */
+static int xdh_set_peer(void *vctx, void *provkey)
+{
+	kexctx *c = vctx;
+	p11s_bkey *peer = provkey;
+	unsigned char *u = NULL;
+	size_t ulen = 0;
+
+	if (c == NULL || c->xdh == NULL || peer == NULL || peer->pub == NULL || !peer->has_pub) {
+		ERR_raise(ERR_LIB_PROV, PROV_R_NOT_A_PUBLIC_KEY);
+		return 0;
+	}
+	/* RFC 7748 §6: both keys on one curve; X25519 and X448 are different key types. */
+	if (peer->type != P11S_KEY_XDH || strcmp(peer->alg, c->xdh) != 0) {
+		ERR_raise_data(ERR_LIB_PROV, PROV_R_NOT_A_PUBLIC_KEY, "p11s: the peer of an %s key "
+		    "must be an %s key, not %s", c->xdh, c->xdh, peer->alg);
+		return 0;
+	}
+	/* A copy: the caller may free the peer key right after setting it. */
+	if (!xdh_raw(peer->pub, &u, &ulen) || ulen != c->xdh_len) {
+		OPENSSL_free(u);
+		ERR_raise(ERR_LIB_PROV, PROV_R_INVALID_KEY);
+		return 0;
+	}
+	OPENSSL_free(c->peer);
+	c->peer = u;
+	c->peer_len = ulen;
+	return 1;
+}
+
+/*
+ * ECDH: Z is the x-coordinate, as long as the field (SEC 1 §3.3.1): half the uncompressed
+ * point. XDH: K is as long as a public key (RFC 7748 §6).
+ */
 static size_t z_len(const kexctx *c)
 {
 	unsigned char *pt = NULL;
 	size_t len = 0, z = 0;
 
+	if (c->xdh != NULL) {
+		return c->xdh_len;
+	}
 	if (p11s_bridge__ec_point(c->op.prov->libctx, c->op.pub, &pt, &len) && len > 1) {
 		z = (len - 1) / 2;
 	}
 	OPENSSL_free(pt);
 	return z;
+}
+
+/*
+ * RFC 7748 §6.1, §6.2: an all-zero K means the peer's key was of small order; the check is
+ * made (in constant time, as OpenSSL's own X25519 makes it) and the agreement refused.
+ */
+static int all_zero(const unsigned char *k, size_t len)
+{
+	unsigned char acc = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		acc |= k[i];
+	}
+	return acc == 0;
 }
 
 static int x963(kexctx *c, unsigned char *out, size_t outlen, const p11s_buf *z)
@@ -184,7 +291,8 @@ static int kex_derive(void *vctx, unsigned char *secret, size_t *secretlen, size
 		ERR_raise(ERR_LIB_PROV, PROV_R_MISSING_KEY);
 		return 0;
 	}
-	if (c->x963 && outlen < c->kdf_outlen) {
+	if ((c->x963 && outlen < c->kdf_outlen) || (c->xdh != NULL && outlen < c->xdh_len)) {
+		/* XDH: as OpenSSL's own, K is given whole or not at all. */
 		ERR_raise(ERR_LIB_PROV, PROV_R_OUTPUT_BUFFER_TOO_SMALL);
 		return 0;
 	}
@@ -193,7 +301,23 @@ static int kex_derive(void *vctx, unsigned char *secret, size_t *secretlen, size
 		    "token key agreement failed");
 		goto out;
 	}
-	if (c->x963) {
+	if (c->xdh != NULL) {
+		if (z->len != c->xdh_len) {
+			p11s_error__set(P11S_ERR_TOKEN,
+			    "token returned a %zu-byte %s shared secret (RFC 7748 §6: %zu)", z->len,
+			    c->xdh, c->xdh_len);
+			p11s_bridge__raise(PROV_R_FAILED_DURING_DERIVATION, "bad shared secret");
+			goto out;
+		}
+		if (all_zero(z->data, z->len)) {
+			p11s_error__set(P11S_ERR_MALFORMED,
+			    "the peer's %s key is of small order (K is all zero, RFC 7748 §6)", c->xdh);
+			p11s_bridge__raise(PROV_R_FAILED_DURING_DERIVATION, "refused shared secret");
+			goto out;
+		}
+		memcpy(secret, z->data, z->len);
+		*secretlen = z->len;
+	} else if (c->x963) {
 		if (!x963(c, secret, c->kdf_outlen, z)) {
 			p11s_error__ossl(P11S_ERR_CRYPTO, "X9.63 KDF failed");
 			ERR_raise(ERR_LIB_PROV, PROV_R_FAILED_DURING_DERIVATION);
@@ -275,6 +399,42 @@ static int kex_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 	return p11s_bridge__set_octets(params, OSSL_EXCHANGE_PARAM_KDF_UKM, &c->ukm, &c->ukm_len);
 }
 
+/*
+ * XDH has no parameters, as OpenSSL's own X25519/X448 exchange: the KDF of a CMS recipient
+ * (RFC 8418 §2) runs on the host over K. A KDF type is refused rather than ignored, so that
+ * no caller takes K for a derived key; other parameters are ignored, as a provider does.
+ */
+static int xdh_set_ctx_params(void *vctx, const OSSL_PARAM params[])
+{
+	kexctx *c = vctx;
+	const OSSL_PARAM *p;
+	const char *type = NULL;
+
+	if (c == NULL) {
+		return 0;
+	}
+	if ((p = OSSL_PARAM_locate_const(params, OSSL_EXCHANGE_PARAM_KDF_TYPE)) == NULL) {
+		return 1;
+	}
+	if (!OSSL_PARAM_get_utf8_string_ptr(p, &type)) {
+		return 0;
+	}
+	if (type[0] != '\0') {
+		ERR_raise_data(ERR_LIB_PROV, PROV_R_NOT_SUPPORTED,
+		    "p11s: %s takes no KDF (%s); RFC 8418's runs over the shared secret", c->xdh,
+		    type);
+		return 0;
+	}
+	return 1;
+}
+
+static const OSSL_PARAM xdh_settable[] = {
+	OSSL_PARAM_utf8_string(OSSL_EXCHANGE_PARAM_KDF_TYPE, NULL, 0),
+	OSSL_PARAM_END,
+};
+
+P11S_BRIDGE_PARAM_TABLE(xdh_settable_ctx_params, xdh_settable)
+
 static int kex_get_ctx_params(void *vctx, OSSL_PARAM params[])
 {
 	kexctx *c = vctx;
@@ -337,5 +497,17 @@ const OSSL_DISPATCH p11s_bridge__ecdh_keyexch[] = {
 	{ OSSL_FUNC_KEYEXCH_SETTABLE_CTX_PARAMS, FN(kex_settable_ctx_params) },
 	{ OSSL_FUNC_KEYEXCH_GET_CTX_PARAMS, FN(kex_get_ctx_params) },
 	{ OSSL_FUNC_KEYEXCH_GETTABLE_CTX_PARAMS, FN(kex_gettable_ctx_params) },
+	{ 0, NULL },
+};
+
+const OSSL_DISPATCH p11s_bridge__xdh_keyexch[] = {
+	{ OSSL_FUNC_KEYEXCH_NEWCTX, FN(kex_newctx) },
+	{ OSSL_FUNC_KEYEXCH_FREECTX, FN(kex_freectx) },
+	{ OSSL_FUNC_KEYEXCH_DUPCTX, FN(kex_dupctx) },
+	{ OSSL_FUNC_KEYEXCH_INIT, FN(xdh_init) },
+	{ OSSL_FUNC_KEYEXCH_SET_PEER, FN(xdh_set_peer) },
+	{ OSSL_FUNC_KEYEXCH_DERIVE, FN(kex_derive) },
+	{ OSSL_FUNC_KEYEXCH_SET_CTX_PARAMS, FN(xdh_set_ctx_params) },
+	{ OSSL_FUNC_KEYEXCH_SETTABLE_CTX_PARAMS, FN(xdh_settable_ctx_params) },
 	{ 0, NULL },
 };

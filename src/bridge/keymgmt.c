@@ -1,8 +1,10 @@
 /*
- * The bridge's key management for RSA, EC and Ed25519 (RFC 8410). A key is a public key (held as a default-provider
- * EVP_PKEY in the same library context, which answers parameters, export, match and checks)
- * plus, for a token key, the p11s_key reference. OpenSSL imports plain public keys here too:
- * certificate keys (X509_check_private_key) and CMS peers (kari originator keys).
+ * The bridge's key management for RSA, EC, Ed25519 and X25519/X448 (RFC 8410). A key is a
+ * public key (held as a default-provider EVP_PKEY in the same library context, which answers
+ * parameters, export, match and checks) plus, for a token key, the p11s_key reference. OpenSSL
+ * imports plain public keys here too: certificate keys (X509_check_private_key) and key
+ * agreement peers (kari originator keys, the peer of EVP_PKEY_derive_set_peer()), which it
+ * exports from the default provider into the keymgmt of the token key's exchange.
  *
  * OpenSSL 3.0 trap (DESIGN.md decision 1): an export that includes the private key is refused.
  * OpenSSL tries to export a key into the provider of whatever signature, cipher or exchange it
@@ -19,30 +21,41 @@
 
 #include "bridge/bridge_int.h"
 
-static p11s_bkey *bkey_new(void *provctx, int type)
+static p11s_bkey *bkey_new(void *provctx, int type, const char *alg)
 {
 	p11s_bkey *k = OPENSSL_zalloc(sizeof(*k));
 
 	if (k != NULL) {
 		k->prov = provctx;
 		k->type = type;
+		k->alg = alg;
 	}
 	return k;
 }
 
 static void *rsa_new(void *provctx)
 {
-	return bkey_new(provctx, P11S_KEY_RSA);
+	return bkey_new(provctx, P11S_KEY_RSA, "RSA");
 }
 
 static void *ec_new(void *provctx)
 {
-	return bkey_new(provctx, P11S_KEY_EC);
+	return bkey_new(provctx, P11S_KEY_EC, "EC");
 }
 
 static void *ed25519_new(void *provctx)
 {
-	return bkey_new(provctx, P11S_KEY_EDDSA);
+	return bkey_new(provctx, P11S_KEY_EDDSA, "ED25519");
+}
+
+static void *x25519_new(void *provctx)
+{
+	return bkey_new(provctx, P11S_KEY_XDH, "X25519");
+}
+
+static void *x448_new(void *provctx)
+{
+	return bkey_new(provctx, P11S_KEY_XDH, "X448");
 }
 
 static void km_free(void *keydata)
@@ -54,11 +67,6 @@ static void km_free(void *keydata)
 	}
 	EVP_PKEY_free(k->pub);
 	OPENSSL_free(k);
-}
-
-static const char *type_name(const p11s_bkey *k)
-{
-	return k->type == P11S_KEY_RSA ? "RSA" : k->type == P11S_KEY_EC ? "EC" : "ED25519";
 }
 
 static int km_import(void *keydata, int selection, const OSSL_PARAM params[])
@@ -98,8 +106,8 @@ static int km_import(void *keydata, int selection, const OSSL_PARAM params[])
 			pubsel = EVP_PKEY_PUBLIC_KEY;
 			has_pub = 1;
 		}
-	} else if (k->type == P11S_KEY_EDDSA) {
-		/* RFC 8410: no domain parameters, the curve is the key type. */
+	} else if (k->type == P11S_KEY_EDDSA || k->type == P11S_KEY_XDH) {
+		/* RFC 8410 §3: no domain parameters, the curve is the key type. */
 		if ((selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) &&
 		    OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PUB_KEY) != NULL) {
 			pubsel = EVP_PKEY_PUBLIC_KEY;
@@ -118,7 +126,7 @@ static int km_import(void *keydata, int selection, const OSSL_PARAM params[])
 		}
 	}
 	if (pubsel != 0) {
-		if ((pctx = EVP_PKEY_CTX_new_from_name(k->prov->libctx, type_name(k),
+		if ((pctx = EVP_PKEY_CTX_new_from_name(k->prov->libctx, k->alg,
 		         P11S_BRIDGE_PUB_PROPQ)) == NULL ||
 		    EVP_PKEY_fromdata_init(pctx) <= 0 ||
 		    EVP_PKEY_fromdata(pctx, &pub, pubsel, (OSSL_PARAM *)params) <= 0) {
@@ -191,7 +199,8 @@ static int km_match(const void *keydata1, const void *keydata2, int selection)
 {
 	const p11s_bkey *a = keydata1, *b = keydata2;
 
-	if (a == NULL || b == NULL || a->type != b->type) {
+	/* X25519 and X448 share a type but not a curve. */
+	if (a == NULL || b == NULL || a->type != b->type || strcmp(a->alg, b->alg) != 0) {
 		return 0;
 	}
 	if (selection & OSSL_KEYMGMT_SELECT_KEYPAIR) {
@@ -247,7 +256,7 @@ static void *km_dup(const void *keydata, int selection)
 	const p11s_bkey *k = keydata;
 	p11s_bkey *n;
 
-	if (k == NULL || (n = bkey_new(k->prov, k->type)) == NULL) {
+	if (k == NULL || (n = bkey_new(k->prov, k->type, k->alg)) == NULL) {
 		return NULL;
 	}
 	if ((selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) && k->has_pub) {
@@ -317,9 +326,24 @@ static const OSSL_PARAM ed25519_gettable[] = {
 	OSSL_PARAM_END,
 };
 
+/* As the default provider's X25519 and X448 answer (no digest: nothing is signed). */
+static const OSSL_PARAM xdh_gettable[] = {
+	OSSL_PARAM_int(OSSL_PKEY_PARAM_BITS, NULL),
+	OSSL_PARAM_int(OSSL_PKEY_PARAM_SECURITY_BITS, NULL),
+	OSSL_PARAM_int(OSSL_PKEY_PARAM_MAX_SIZE, NULL),
+	OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+	OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, NULL, 0),
+	OSSL_PARAM_END,
+};
+
 static const OSSL_PARAM *ed25519_gettable_params(void *provctx)
 {
 	return ed25519_gettable;
+}
+
+static const OSSL_PARAM *xdh_gettable_params(void *provctx)
+{
+	return xdh_gettable;
 }
 
 static const OSSL_PARAM *rsa_gettable_params(void *provctx)
@@ -385,20 +409,21 @@ static const OSSL_PARAM ec_types[] = {
 	OSSL_PARAM_END,
 };
 
-static const OSSL_PARAM ed25519_types[] = {
+/* RFC 8410 keys (Ed25519, X25519, X448): the raw public key (RFC 8032 §5.1.5, RFC 7748 §5). */
+static const OSSL_PARAM rfc8410_types[] = {
 	OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
 	OSSL_PARAM_octet_string(P11S_BRIDGE_PARAM_KEYREF, NULL, 0),
 	OSSL_PARAM_END,
 };
 
-static const OSSL_PARAM *ed25519_import_types(int selection)
+static const OSSL_PARAM *rfc8410_import_types(int selection)
 {
-	return ed25519_types;
+	return rfc8410_types;
 }
 
-static const OSSL_PARAM *ed25519_export_types(int selection)
+static const OSSL_PARAM *rfc8410_export_types(int selection)
 {
-	return (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) ? NULL : ed25519_types;
+	return (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) ? NULL : rfc8410_types;
 }
 
 static const OSSL_PARAM *rsa_import_types(int selection)
@@ -443,6 +468,20 @@ static const char *ec_query_operation_name(int operation_id)
 static const char *ed25519_query_operation_name(int operation_id)
 {
 	return operation_id == OSSL_OP_SIGNATURE ? "ED25519" : NULL;
+}
+
+/*
+ * X25519 and X448 do key agreement only (RFC 8410 §5): the exchange has the key type's name,
+ * as in the default provider, and there is no signature (nor cipher) for OpenSSL to look for.
+ */
+static const char *x25519_query_operation_name(int operation_id)
+{
+	return operation_id == OSSL_OP_KEYEXCH ? "X25519" : NULL;
+}
+
+static const char *x448_query_operation_name(int operation_id)
+{
+	return operation_id == OSSL_OP_KEYEXCH ? "X448" : NULL;
 }
 
 #define FN(f) ((void (*)(void))(f))
@@ -492,10 +531,33 @@ const OSSL_DISPATCH p11s_bridge__ed25519_keymgmt[] = {
 	{ OSSL_FUNC_KEYMGMT_MATCH, FN(km_match) },
 	{ OSSL_FUNC_KEYMGMT_VALIDATE, FN(km_validate) },
 	{ OSSL_FUNC_KEYMGMT_IMPORT, FN(km_import) },
-	{ OSSL_FUNC_KEYMGMT_IMPORT_TYPES, FN(ed25519_import_types) },
+	{ OSSL_FUNC_KEYMGMT_IMPORT_TYPES, FN(rfc8410_import_types) },
 	{ OSSL_FUNC_KEYMGMT_EXPORT, FN(km_export) },
-	{ OSSL_FUNC_KEYMGMT_EXPORT_TYPES, FN(ed25519_export_types) },
+	{ OSSL_FUNC_KEYMGMT_EXPORT_TYPES, FN(rfc8410_export_types) },
 	{ OSSL_FUNC_KEYMGMT_DUP, FN(km_dup) },
 	{ OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, FN(ed25519_query_operation_name) },
 	{ 0, NULL },
 };
+
+/* The X25519 and X448 tables differ in the key type each new key gets and in the exchange. */
+#define XDH_KEYMGMT(new_fn, opname_fn)                                                       \
+	{                                                                                    \
+		{ OSSL_FUNC_KEYMGMT_NEW, FN(new_fn) },                                       \
+		{ OSSL_FUNC_KEYMGMT_FREE, FN(km_free) },                                     \
+		{ OSSL_FUNC_KEYMGMT_GET_PARAMS, FN(km_get_params) },                         \
+		{ OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS, FN(xdh_gettable_params) },              \
+		{ OSSL_FUNC_KEYMGMT_HAS, FN(km_has) },                                       \
+		{ OSSL_FUNC_KEYMGMT_MATCH, FN(km_match) },                                   \
+		{ OSSL_FUNC_KEYMGMT_VALIDATE, FN(km_validate) },                             \
+		{ OSSL_FUNC_KEYMGMT_IMPORT, FN(km_import) },                                 \
+		{ OSSL_FUNC_KEYMGMT_IMPORT_TYPES, FN(rfc8410_import_types) },                \
+		{ OSSL_FUNC_KEYMGMT_EXPORT, FN(km_export) },                                 \
+		{ OSSL_FUNC_KEYMGMT_EXPORT_TYPES, FN(rfc8410_export_types) },                \
+		{ OSSL_FUNC_KEYMGMT_DUP, FN(km_dup) },                                       \
+		{ OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, FN(opname_fn) },                   \
+		{ 0, NULL },                                                                 \
+	}
+
+const OSSL_DISPATCH p11s_bridge__x25519_keymgmt[] =
+    XDH_KEYMGMT(x25519_new, x25519_query_operation_name);
+const OSSL_DISPATCH p11s_bridge__x448_keymgmt[] = XDH_KEYMGMT(x448_new, x448_query_operation_name);

@@ -162,12 +162,19 @@ out:
 #define NAMES_RSA "RSA:rsaEncryption:1.2.840.113549.1.1.1"
 #define NAMES_EC "EC:id-ecPublicKey:1.2.840.10045.2.1"
 #define NAMES_ED25519 "ED25519:1.3.101.112"
+/* RFC 8410 §3: id-X25519 1.3.101.110, id-X448 1.3.101.111. */
+#define NAMES_X25519 "X25519:1.3.101.110"
+#define NAMES_X448 "X448:1.3.101.111"
 
 static const OSSL_ALGORITHM keymgmt_algs[] = {
 	{ NAMES_RSA, P11S_BRIDGE_PROPQ, p11s_bridge__rsa_keymgmt, "RSA key on a PKCS#11 token" },
 	{ NAMES_EC, P11S_BRIDGE_PROPQ, p11s_bridge__ec_keymgmt, "EC key on a PKCS#11 token" },
 	{ NAMES_ED25519, P11S_BRIDGE_PROPQ, p11s_bridge__ed25519_keymgmt,
 	    "Ed25519 key on a PKCS#11 token" },
+	{ NAMES_X25519, P11S_BRIDGE_PROPQ, p11s_bridge__x25519_keymgmt,
+	    "X25519 key on a PKCS#11 token (CKK_EC_MONTGOMERY)" },
+	{ NAMES_X448, P11S_BRIDGE_PROPQ, p11s_bridge__x448_keymgmt,
+	    "X448 key on a PKCS#11 token (CKK_EC_MONTGOMERY)" },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -188,6 +195,11 @@ static const OSSL_ALGORITHM asym_cipher_algs[] = {
 
 static const OSSL_ALGORITHM keyexch_algs[] = {
 	{ "ECDH", P11S_BRIDGE_PROPQ, p11s_bridge__ecdh_keyexch, "ECDH on a token, X9.63 KDF" },
+	/* The names of the default provider's exchanges, which the keymgmts' keys ask for. */
+	{ NAMES_X25519, P11S_BRIDGE_PROPQ, p11s_bridge__xdh_keyexch,
+	    "X25519 on a token (CKM_ECDH1_DERIVE)" },
+	{ NAMES_X448, P11S_BRIDGE_PROPQ, p11s_bridge__xdh_keyexch,
+	    "X448 on a token (CKM_ECDH1_DERIVE)" },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -386,6 +398,10 @@ int p11s_key_pkey(p11s_key *key, EVP_PKEY **out)
 		type = "EC";
 	} else if (EVP_PKEY_is_a(key->pub, "ED25519")) {
 		type = "ED25519";
+	} else if (EVP_PKEY_is_a(key->pub, "X25519")) {
+		type = "X25519";
+	} else if (EVP_PKEY_is_a(key->pub, "X448")) {
+		type = "X448";
 	} else {
 		return p11s_error__set(P11S_ERR_UNSUPPORTED, "key %s: type %s is not supported",
 		    key->uri ? key->uri : "", EVP_PKEY_get0_type_name(key->pub));
@@ -394,7 +410,10 @@ int p11s_key_pkey(p11s_key *key, EVP_PKEY **out)
 	ref.key = key;
 	extra[0] = OSSL_PARAM_construct_octet_string(P11S_BRIDGE_PARAM_KEYREF, &ref, sizeof(ref));
 	extra[1] = OSSL_PARAM_construct_end();
-	/* The public parameters (n, e / group and point) come from key->pub, whatever made it. */
+	/*
+	 * The public parameters (n, e / group and point / the raw RFC 8410 key) come from
+	 * key->pub, whatever made it.
+	 */
 	if (EVP_PKEY_todata(key->pub, EVP_PKEY_PUBLIC_KEY, &pub) <= 0 ||
 	    (all = OSSL_PARAM_merge(pub, extra)) == NULL ||
 	    (pctx = EVP_PKEY_CTX_new_from_name(libctx, type, P11S_BRIDGE_PROPQ)) == NULL ||

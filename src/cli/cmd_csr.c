@@ -191,6 +191,16 @@ static int run(cli_globals *g, int argc, char **argv)
 	if ((status = cli_open_key(g, key_uri, &ctx, &key)) != EXIT_OK) {
 		goto out;
 	}
+	if (p11s_key_get_type(key) == P11S_KEY_XDH) {
+		/*
+		 * A PKCS#10 request is signed by its own key (RFC 2986 §3); an X25519/X448 key cannot
+		 * sign (RFC 8410 §1), so its certificate comes from the CA another way.
+		 */
+		status = cli_usage_error("csr: an X25519/X448 key cannot sign a certificate request "
+		                         "(RFC 8410); a CA certifies its public key directly, then "
+		                         "import-cert");
+		goto out;
+	}
 	if ((ku = key_usage(p11s_key_get_type(key), usage)) == NULL) {
 		status = cli_usage_error("csr: a key of this type cannot be used to %s", usage);
 		goto out;

@@ -13,6 +13,8 @@ static const char *type_name(p11s_key_type t)
 		return "EC";
 	case P11S_KEY_EDDSA:
 		return "EdDSA";
+	case P11S_KEY_XDH:
+		return "XDH";
 	default:
 		return "unknown";
 	}

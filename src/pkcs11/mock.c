@@ -7,7 +7,10 @@
  * Mechanism semantics follow PKCS#11 v2.40 (Current Mechanisms §2.1.6 CKM_RSA_PKCS,
  * §2.1.8 CKM_RSA_PKCS_OAEP, §2.1.10 CKM_RSA_PKCS_PSS, §2.3.6 CKM_ECDSA, §2.3.16
  * CKM_ECDH1_DERIVE): CKM_RSA_PKCS pads its input with PKCS#1 v1.5 type 1 as is (the caller
- * brings the DigestInfo), CKM_ECDSA returns r||s of nLen bytes each.
+ * brings the DigestInfo), CKM_ECDSA returns r||s of nLen bytes each. The X25519 key is a
+ * PKCS#11 v3.0 Montgomery key (Current Mechanisms §2.3.7, §2.3.8: CKK_EC_MONTGOMERY), usable
+ * only with CKM_ECDH1_DERIVE (§2.3.17), whose public data is then the peer's raw RFC 7748
+ * u-coordinate (§2.3.16).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +35,7 @@
 #include "pkcs11/mock.h"
 #include "pkcs11/ck.h"
 
-#define NKEYS 3
+#define NKEYS 4
 #define MAX_FAULTS 16
 #define MAX_REFUSED 8
 #define PIN_MAX 32
@@ -51,11 +54,13 @@ struct mkey {
 	const char *label;
 	unsigned char id;
 	p11s_key_type type;
-	const char *curve;     /* EC: group name */
+	const char *curve;     /* EC: group name; XDH: OpenSSL's key type ("X25519") */
 	EVP_PKEY *pkey;
 	unsigned char *cert;   /* DER */
 	size_t cert_len;
 	int always_auth;
+	const char *issuer;    /* the key whose certificate issues this one's; NULL: self-signed */
+	const struct mkey *cert_of; /* p11s_mock__set_cert_of(): whose certificate it shows */
 };
 
 struct fault {
@@ -87,9 +92,11 @@ static struct {
 	size_t login_pin_len;
 } st = {
 	.keys = {
-		{ "rsa2048", 0x01, P11S_KEY_RSA, NULL, NULL, NULL, 0, 0 },
-		{ "ec256", 0x02, P11S_KEY_EC, "P-256", NULL, NULL, 0, 0 },
-		{ "ec384", 0x03, P11S_KEY_EC, "P-384", NULL, NULL, 0, 0 },
+		{ "rsa2048", 0x01, P11S_KEY_RSA, NULL, NULL, NULL, 0, 0, NULL },
+		{ "ec256", 0x02, P11S_KEY_EC, "P-256", NULL, NULL, 0, 0, NULL },
+		{ "ec384", 0x03, P11S_KEY_EC, "P-384", NULL, NULL, 0, 0, NULL },
+		/* Cannot sign (RFC 8410 §5: key agreement only): rsa2048 issues its certificate. */
+		{ "x25519", 0x04, P11S_KEY_XDH, "X25519", NULL, NULL, 0, 0, "rsa2048" },
 	},
 };
 
@@ -107,6 +114,7 @@ void p11s_mock__reset(void)
 	st.nlog = 0;
 	for (size_t i = 0; i < NKEYS; i++) {
 		st.keys[i].always_auth = 0;
+		st.keys[i].cert_of = NULL;
 	}
 	st.defaults_set = 1;
 }
@@ -182,16 +190,39 @@ int p11s_mock__set_refused_mech(unsigned long mech, unsigned long hash)
 	return 0;
 }
 
-int p11s_mock__set_always_authenticate(const char *label, int on)
+static struct mkey *key_by_label(const char *label)
 {
-	defaults();
-	for (size_t i = 0; i < NKEYS; i++) {
+	for (size_t i = 0; label != NULL && i < NKEYS; i++) {
 		if (strcmp(st.keys[i].label, label) == 0) {
-			st.keys[i].always_auth = on != 0;
-			return 0;
+			return &st.keys[i];
 		}
 	}
-	return -1;
+	return NULL;
+}
+
+int p11s_mock__set_always_authenticate(const char *label, int on)
+{
+	struct mkey *k;
+
+	defaults();
+	if ((k = key_by_label(label)) == NULL) {
+		return -1;
+	}
+	k->always_auth = on != 0;
+	return 0;
+}
+
+int p11s_mock__set_cert_of(const char *label, const char *from)
+{
+	struct mkey *k, *f = NULL;
+
+	defaults();
+	if ((k = key_by_label(label)) == NULL ||
+	    (from != NULL && (f = key_by_label(from)) == NULL)) {
+		return -1;
+	}
+	k->cert_of = f;
+	return 0;
 }
 
 int p11s_mock__logged_in(void)
@@ -293,16 +324,48 @@ static int add_ext(X509 *cert, X509V3_CTX *ctx, int nid, const char *value)
 	return ok;
 }
 
-/* A self-signed end-entity certificate for S/MIME (RFC 8550 §4.4: key usage, email). */
+/* keyUsage (RFC 8550 §4.4.2) by what the key can do. */
+static const char *key_usage(const struct mkey *k)
+{
+	switch (k->type) {
+	case P11S_KEY_RSA:
+		return "critical,digitalSignature,nonRepudiation,keyEncipherment";
+	case P11S_KEY_XDH:
+		/* RFC 8410 §5: keyAgreement for id-X25519/id-X448, nothing that signs. */
+		return "critical,keyAgreement";
+	default:
+		return "critical,digitalSignature,nonRepudiation,keyAgreement";
+	}
+}
+
+/*
+ * An end-entity certificate for S/MIME (RFC 8550 §4.4: key usage, email), self-signed, or for
+ * a key that cannot sign issued by the key `k->issuer` names (whose certificate must exist):
+ * its issuer is then that certificate's subject and its authorityKeyIdentifier that
+ * certificate's subjectKeyIdentifier (RFC 5280 §4.2.1.1). The issuing certificate is an end
+ * entity itself, so the chain is no valid path (RFC 5280 §6); a decrypting recipient matches
+ * the certificate by issuer and serial or SKI only (RFC 5652 §6.2.2).
+ */
 static int make_cert(struct mkey *k)
 {
-	X509 *x = NULL;
+	const struct mkey *iss = k->issuer != NULL ? key_by_label(k->issuer) : k;
+	X509 *x = NULL, *issuer = NULL;
 	X509_NAME *name = NULL;
 	X509V3_CTX v3;
 	char cn[64], san[96];
 	unsigned char *der = NULL;
+	const unsigned char *p;
 	int len, ok = 0;
 
+	if (iss == NULL || iss->pkey == NULL || (iss != k && iss->cert == NULL)) {
+		return 0;
+	}
+	if (iss != k) {
+		p = iss->cert;
+		if ((issuer = d2i_X509(NULL, &p, (long)iss->cert_len)) == NULL) {
+			return 0;
+		}
+	}
 	snprintf(cn, sizeof(cn), "p11smime mock %s", k->label);
 	snprintf(san, sizeof(san), "email:%s@mock.p11smime.test", k->label);
 	if ((x = X509_new_ex(st.libctx, NULL)) == NULL || !X509_set_version(x, X509_VERSION_3) ||
@@ -314,18 +377,18 @@ static int make_cert(struct mkey *k)
 	        -1, -1, 0) ||
 	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1,
 	        -1, 0) ||
-	    !X509_set_subject_name(x, name) || !X509_set_issuer_name(x, name)) {
+	    !X509_set_subject_name(x, name) ||
+	    !X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : name)) {
 		goto out;
 	}
-	X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+	X509V3_set_ctx(&v3, issuer != NULL ? issuer : x, x, NULL, NULL, 0);
 	if (!add_ext(x, &v3, NID_basic_constraints, "critical,CA:FALSE") ||
-	    !add_ext(x, &v3, NID_key_usage,
-	        k->type == P11S_KEY_RSA ? "critical,digitalSignature,nonRepudiation,keyEncipherment"
-	                                : "critical,digitalSignature,nonRepudiation,keyAgreement") ||
+	    !add_ext(x, &v3, NID_key_usage, key_usage(k)) ||
 	    !add_ext(x, &v3, NID_ext_key_usage, "emailProtection") ||
 	    !add_ext(x, &v3, NID_subject_key_identifier, "hash") ||
-	    !add_ext(x, &v3, NID_subject_alt_name, san) || X509_sign(x, k->pkey, EVP_sha256()) <= 0 ||
-	    (len = i2d_X509(x, &der)) <= 0) {
+	    (issuer != NULL && !add_ext(x, &v3, NID_authority_key_identifier, "keyid:always")) ||
+	    !add_ext(x, &v3, NID_subject_alt_name, san) ||
+	    X509_sign(x, iss->pkey, EVP_sha256()) <= 0 || (len = i2d_X509(x, &der)) <= 0) {
 		goto out;
 	}
 	k->cert = der;
@@ -334,6 +397,7 @@ static int make_cert(struct mkey *k)
 out:
 	X509_NAME_free(name);
 	X509_free(x);
+	X509_free(issuer);
 	return ok;
 }
 
@@ -349,13 +413,18 @@ static int make_keys(void)
 			return p11s_error__ossl(P11S_ERR_MODULE, "mock: no OpenSSL library context");
 		}
 	}
+	/* In table order: an issuing key's certificate is made before those it issues. */
 	for (size_t i = 0; i < NKEYS; i++) {
 		struct mkey *k = &st.keys[i];
 
 		if (k->pkey == NULL) {
-			k->pkey = k->type == P11S_KEY_RSA
-			    ? EVP_PKEY_Q_keygen(st.libctx, NULL, "RSA", (size_t)2048)
-			    : EVP_PKEY_Q_keygen(st.libctx, NULL, "EC", k->curve);
+			if (k->type == P11S_KEY_RSA) {
+				k->pkey = EVP_PKEY_Q_keygen(st.libctx, NULL, "RSA", (size_t)2048);
+			} else if (k->type == P11S_KEY_XDH) {
+				k->pkey = EVP_PKEY_Q_keygen(st.libctx, NULL, k->curve);
+			} else {
+				k->pkey = EVP_PKEY_Q_keygen(st.libctx, NULL, "EC", k->curve);
+			}
 			if (k->pkey == NULL) {
 				return p11s_error__ossl(P11S_ERR_MODULE, "mock: cannot make key %s",
 				    k->label);
@@ -378,17 +447,14 @@ const void *p11s_mock__login_pin_buffer(size_t *len)
 
 const unsigned char *p11s_mock__cert_der(const char *label, size_t *len)
 {
+	const struct mkey *k;
+
 	defaults();
-	if (make_keys() < 0) {
+	if (make_keys() < 0 || (k = key_by_label(label)) == NULL) {
 		return NULL;
 	}
-	for (size_t i = 0; i < NKEYS; i++) {
-		if (strcmp(st.keys[i].label, label) == 0) {
-			*len = st.keys[i].cert_len;
-			return st.keys[i].cert;
-		}
-	}
-	return NULL;
+	*len = k->cert_len;
+	return k->cert;
 }
 
 static void fill_slot(p11s_slot *s)
@@ -781,10 +847,14 @@ out:
 	return ok;
 }
 
-/* CKA_EC_PARAMS: the DER OID of the named curve (v2.40 §2.3.3, RFC 5480 §2.1.1.1). */
+/*
+ * CKA_EC_PARAMS: the DER OID of the named curve (v2.40 §2.3.3, RFC 5480 §2.1.1.1); for the
+ * X25519 key id-X25519 (PKCS#11 v3.0 §2.3.7's oId choice, RFC 8410 §3).
+ */
 static int set_ec_params(p11s_bytes *b, const struct mkey *k)
 {
-	ASN1_OBJECT *oid = OBJ_nid2obj(EC_curve_nist2nid(k->curve));
+	ASN1_OBJECT *oid = OBJ_nid2obj(k->type == P11S_KEY_XDH ? OBJ_sn2nid(k->curve)
+	                                                       : EC_curve_nist2nid(k->curve));
 	unsigned char *der = NULL;
 	int len = oid ? i2d_ASN1_OBJECT(oid, &der) : -1, ok;
 
@@ -796,7 +866,11 @@ static int set_ec_params(p11s_bytes *b, const struct mkey *k)
 	return ok;
 }
 
-/* CKA_EC_POINT: DER OCTET STRING holding the uncompressed point (v2.40 §2.3.3). */
+/*
+ * CKA_EC_POINT: DER OCTET STRING holding the uncompressed point (v2.40 §2.3.3). For the
+ * X25519 key the RFC 7748 §5 u-coordinate as is, 32 bytes (PKCS#11 v3.0 §2.3.7), the form
+ * tokens that do not wrap it give.
+ */
 static int set_ec_point(p11s_bytes *b, const struct mkey *k)
 {
 	unsigned char pt[256], *der = NULL;
@@ -804,9 +878,14 @@ static int set_ec_point(p11s_bytes *b, const struct mkey *k)
 	ASN1_OCTET_STRING *os = NULL;
 	int len = -1, ok = 0;
 
-	if (EVP_PKEY_get_octet_string_param(k->pkey, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt),
-	        &ptlen) &&
-	    (os = ASN1_OCTET_STRING_new()) != NULL && ASN1_OCTET_STRING_set(os, pt, (int)ptlen)) {
+	if (!EVP_PKEY_get_octet_string_param(k->pkey, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt),
+	        &ptlen)) {
+		return 0;
+	}
+	if (k->type == P11S_KEY_XDH) {
+		return set_bytes(b, pt, ptlen);
+	}
+	if ((os = ASN1_OCTET_STRING_new()) != NULL && ASN1_OCTET_STRING_set(os, pt, (int)ptlen)) {
 		len = i2d_ASN1_OCTET_STRING(os, &der);
 	}
 	if (len > 0) {
@@ -828,7 +907,9 @@ static int fill_object(p11s_object *o, const struct mkey *k, p11s_object_class c
 		return 0;
 	}
 	if (cls == P11S_OBJ_CERTIFICATE) {
-		return set_bytes(&o->value, k->cert, k->cert_len);
+		const struct mkey *c = k->cert_of != NULL ? k->cert_of : k;
+
+		return set_bytes(&o->value, c->cert, c->cert_len);
 	}
 	o->key_type = k->type;
 	if (k->type == P11S_KEY_RSA) {
@@ -846,9 +927,9 @@ static int fill_object(p11s_object *o, const struct mkey *k, p11s_object_class c
 	}
 	if (cls == P11S_OBJ_PRIVATE_KEY) {
 		o->always_authenticate = k->always_auth;
-		o->can_sign = 1;
+		o->can_sign = k->type != P11S_KEY_XDH;
 		o->can_decrypt = k->type == P11S_KEY_RSA;
-		o->can_derive = k->type == P11S_KEY_EC;
+		o->can_derive = k->type == P11S_KEY_EC || k->type == P11S_KEY_XDH;
 	}
 	return 1;
 }
@@ -918,7 +999,8 @@ static unsigned long begin(p11s_provider *p, size_t idx, p11s_mock_op op, const 
 			return rv;
 		}
 		*what = op == P11S_MOCK_OP_SIGN ? "C_Sign" : "C_Decrypt";
-	} else if (k->type != P11S_KEY_EC) {
+	} else if (k->type != P11S_KEY_EC && k->type != P11S_KEY_XDH) {
+		/* PKCS#11 v3.0 §2.3.17: CKM_ECDH1_DERIVE takes CKK_EC, CKK_EC_MONTGOMERY keys. */
 		return CKR_KEY_TYPE_INCONSISTENT;
 	} else if ((rv = refused(m)) != CKR_OK) {
 		return rv;
@@ -1055,21 +1137,41 @@ static int mock_derive(p11s_provider *p, const p11s_object *key, const unsigned 
 	if ((rv = begin(p, idx, P11S_MOCK_OP_DERIVE, key, &ecdh, &k, NULL, &what)) != CKR_OK) {
 		goto out;
 	}
-	/* The ABI passes the raw uncompressed point (04||X||Y). */
-	if (peer_len < 3 || peer[0] != POINT_CONVERSION_UNCOMPRESSED) {
-		rv = CKR_MECHANISM_PARAM_INVALID;
-		goto out;
-	}
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
-	    (char *)OBJ_nid2sn(EC_curve_nist2nid(k->curve)), 0);
-	params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)peer,
-	    peer_len);
-	params[2] = OSSL_PARAM_construct_end();
-	if ((pc = EVP_PKEY_CTX_new_from_name(st.libctx, "EC", NULL)) == NULL ||
-	    EVP_PKEY_fromdata_init(pc) <= 0 ||
-	    EVP_PKEY_fromdata(pc, &pk, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
-		rv = CKR_MECHANISM_PARAM_INVALID;
-		goto out;
+	if (k->type == P11S_KEY_XDH) {
+		size_t want = 0;
+
+		/*
+		 * PKCS#11 v3.0 §2.3.16: for a Montgomery key pPublicData is the peer's u-coordinate
+		 * as RFC 7748 §5 encodes it, as long as the key's own (32 bytes for X25519).
+		 */
+		if (!EVP_PKEY_get_octet_string_param(k->pkey, OSSL_PKEY_PARAM_PUB_KEY, NULL, 0,
+		        &want) ||
+		    peer_len != want) {
+			rv = CKR_MECHANISM_PARAM_INVALID;
+			goto out;
+		}
+		pk = EVP_PKEY_new_raw_public_key_ex(st.libctx, k->curve, NULL, peer, peer_len);
+		if (pk == NULL) {
+			rv = CKR_MECHANISM_PARAM_INVALID;
+			goto out;
+		}
+	} else {
+		/* The ABI passes the raw uncompressed point (04||X||Y). */
+		if (peer_len < 3 || peer[0] != POINT_CONVERSION_UNCOMPRESSED) {
+			rv = CKR_MECHANISM_PARAM_INVALID;
+			goto out;
+		}
+		params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+		    (char *)OBJ_nid2sn(EC_curve_nist2nid(k->curve)), 0);
+		params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)peer,
+		    peer_len);
+		params[2] = OSSL_PARAM_construct_end();
+		if ((pc = EVP_PKEY_CTX_new_from_name(st.libctx, "EC", NULL)) == NULL ||
+		    EVP_PKEY_fromdata_init(pc) <= 0 ||
+		    EVP_PKEY_fromdata(pc, &pk, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
+			rv = CKR_MECHANISM_PARAM_INVALID;
+			goto out;
+		}
 	}
 	if ((c = EVP_PKEY_CTX_new_from_pkey(st.libctx, k->pkey, NULL)) == NULL ||
 	    EVP_PKEY_derive_init(c) <= 0 || EVP_PKEY_derive_set_peer(c, pk) <= 0 ||

@@ -6,8 +6,15 @@
  *   id 01 "rsa2048"  RSA-2048      sign (CKM_RSA_PKCS, CKM_RSA_PKCS_PSS), decrypt (PKCS, OAEP)
  *   id 02 "ec256"    EC P-256      sign (CKM_ECDSA), derive (CKM_ECDH1_DERIVE)
  *   id 03 "ec384"    EC P-384      sign (CKM_ECDSA), derive (CKM_ECDH1_DERIVE)
+ *   id 04 "x25519"   X25519        derive only (CKM_ECDH1_DERIVE, the peer's raw 32-byte
+ *                                  u-coordinate as public data; another length is
+ *                                  CKR_MECHANISM_PARAM_INVALID)
  *
- * each with a public key object and a self-signed certificate with the same CKA_ID. The user
+ * each with a public key object and a certificate with the same CKA_ID: self-signed, except
+ * x25519's (CN "p11smime mock x25519", keyUsage keyAgreement only, RFC 8410 §5), which
+ * rsa2048's certificate issues since an X25519 key cannot sign. x25519 is a PKCS#11 v3.0
+ * CKK_EC_MONTGOMERY key (P11S_KEY_XDH): CKA_EC_PARAMS the DER OID id-X25519, CKA_EC_POINT the
+ * raw u-coordinate. The user
  * PIN is "1234"; private objects need a login. Every backend call is logged; faults are
  * injected per operation. State is process-global (the backend instance is made inside
  * p11s_ctx_new()) and not thread-safe: tests drive it from one thread.
@@ -43,12 +50,15 @@ typedef struct p11s_mock_call {
 	unsigned long mgf;         /* PSS/OAEP: P11S_MGF1_* */
 	unsigned long salt_len;    /* PSS */
 	size_t label_len;          /* OAEP */
-	size_t inlen;              /* input length (peer point length for DERIVE) */
+	size_t inlen;              /* input length (DERIVE: the peer point's, or u-coordinate's) */
 	size_t outlen;             /* output length on success */
 	char key[16];              /* CKA_LABEL of the key used */
 } p11s_mock_call;
 
-/* Restore the defaults: PIN "1234", token present, flags cleared, no faults, empty log. */
+/*
+ * Restore the defaults: PIN "1234", token present, flags cleared, no faults, empty log, every
+ * key with its own certificate and without CKA_ALWAYS_AUTHENTICATE.
+ */
 void p11s_mock__reset(void);
 
 /* Change the user PIN (at most 32 bytes). */
@@ -87,6 +97,12 @@ int p11s_mock__set_refused_mech(unsigned long mech, unsigned long hash);
 /* Give the key labelled `label` CKA_ALWAYS_AUTHENTICATE (a PIN before every operation). */
 int p11s_mock__set_always_authenticate(const char *label, int on);
 
+/*
+ * Make the certificate object with the CKA_ID of key `label` hold the certificate of key
+ * `from` (a token whose certificate does not belong to its key); NULL restores its own.
+ */
+int p11s_mock__set_cert_of(const char *label, const char *from);
+
 /* Non-zero while the application is logged in. */
 int p11s_mock__logged_in(void);
 
@@ -103,8 +119,8 @@ const p11s_mock_call *p11s_mock__last(p11s_mock_op op);
 void p11s_mock__clear_log(void);
 
 /*
- * The DER certificate of the key labelled `label` ("rsa2048", "ec256", "ec384"), creating the
- * keys if no context opened the mock yet. Owned by the mock. NULL if unknown.
+ * The DER certificate of the key labelled `label` ("rsa2048", "ec256", "ec384", "x25519"),
+ * creating the keys if no context opened the mock yet. Owned by the mock. NULL if unknown.
  */
 const unsigned char *p11s_mock__cert_der(const char *label, size_t *len);
 

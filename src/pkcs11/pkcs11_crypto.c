@@ -1,7 +1,8 @@
 /*
  * The "pkcs11" backend's private-key operations: C_Sign and C_Decrypt with the mechanism as
  * asked (CKM_RSA_PKCS, _PSS, _OAEP, CKM_ECDSA, CKM_EDDSA; never another one instead), the
- * context-specific login of CKA_ALWAYS_AUTHENTICATE keys, and CKM_ECDH1_DERIVE.
+ * context-specific login of CKA_ALWAYS_AUTHENTICATE keys, and CKM_ECDH1_DERIVE (EC keys, and
+ * X25519/X448 keys: CKK_EC_MONTGOMERY, PKCS#11 v3.0 §2.3.17).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -296,25 +297,54 @@ int p11s_pkcs11__decrypt(p11s_provider *p, const p11s_object *key, const p11s_me
 
 /* --- derive ----------------------------------------------------------------------------- */
 
-/* Field size in bytes of the named curve in DER `params` (CKA_EC_PARAMS), 0 if unknown. */
-static size_t field_size(const p11s_bytes *params)
+/* RFC 7748 §5, §6: X25519 and X448 keys and results are 32 and 56 bytes. */
+#define X25519_LEN 32
+#define X448_LEN 56
+
+/*
+ * The length in bytes of the shared secret a key on the curve of `params` (CKA_EC_PARAMS)
+ * gives, 0 if unknown: the field size of a named short Weierstrass curve (SEC 1 §3.3.1: Z is
+ * the x-coordinate), or for a Montgomery key 32 (X25519) or 56 (X448), its curve named by an
+ * RFC 8410 §3 OID or by the curveName PrintableString "curve25519" or "curve448" (PKCS#11
+ * v3.0 §2.3.7, §2.3.8).
+ */
+static size_t secret_size(const p11s_bytes *params)
 {
 	const unsigned char *pp = params->data;
 	ASN1_OBJECT *oid = NULL;
+	ASN1_PRINTABLESTRING *name = NULL;
 	EC_GROUP *g = NULL;
 	size_t bytes = 0;
+	int nid;
 
 	if (params->data == NULL || params->len == 0) {
 		return 0;
 	}
 	ERR_set_mark();
-	if ((oid = d2i_ASN1_OBJECT(NULL, &pp, (long)params->len)) != NULL &&
-	    (g = EC_GROUP_new_by_curve_name(OBJ_obj2nid(oid))) != NULL) {
-		bytes = ((size_t)EC_GROUP_get_degree(g) + 7) / 8;
+	if ((oid = d2i_ASN1_OBJECT(NULL, &pp, (long)params->len)) != NULL) {
+		nid = OBJ_obj2nid(oid);
+		if (nid == NID_X25519) {
+			bytes = X25519_LEN;
+		} else if (nid == NID_X448) {
+			bytes = X448_LEN;
+		} else if ((g = EC_GROUP_new_by_curve_name(nid)) != NULL) {
+			bytes = ((size_t)EC_GROUP_get_degree(g) + 7) / 8;
+		}
+	} else {
+		pp = params->data;
+		name = d2i_ASN1_PRINTABLESTRING(NULL, &pp, (long)params->len);
+		if (name != NULL && ASN1_STRING_length(name) == 10 &&
+		    memcmp(ASN1_STRING_get0_data(name), "curve25519", 10) == 0) {
+			bytes = X25519_LEN;
+		} else if (name != NULL && ASN1_STRING_length(name) == 8 &&
+		    memcmp(ASN1_STRING_get0_data(name), "curve448", 8) == 0) {
+			bytes = X448_LEN;
+		}
 	}
 	ERR_pop_to_mark();
 	EC_GROUP_free(g);
 	ASN1_OBJECT_free(oid);
+	ASN1_PRINTABLESTRING_free(name);
 	return bytes;
 }
 
@@ -352,21 +382,44 @@ int p11s_pkcs11__derive(p11s_provider *p, const p11s_object *key, const unsigned
 	if (key == NULL || peer == NULL) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "pkcs11: derive: NULL argument");
 	}
-	/* SEC 1 §2.3.3: an uncompressed point is 04 || X || Y. */
-	if (peer_len < 3 || peer[0] != 0x04 || (peer_len - 1) % 2 != 0 || peer_len > 0xffff) {
-		return p11s_error__set(P11S_ERR_INVALID_ARG,
-		    "peer public key is not an uncompressed EC point");
+	if (key->key_type == P11S_KEY_XDH) {
+		/*
+		 * A Montgomery key (CKK_EC_MONTGOMERY): pPublicData is the peer's u-coordinate as
+		 * RFC 7748 §5 encodes it, little-endian (PKCS#11 v3.0 §2.3.16,
+		 * CK_ECDH1_DERIVE_PARAMS), and CKM_ECDH1_DERIVE (§2.3.17) truncates the result to
+		 * CKA_VALUE_LEN from the leading end: asking for all of K's length keeps it whole.
+		 */
+		if (peer_len != X25519_LEN && peer_len != X448_LEN) {
+			return p11s_error__set(P11S_ERR_INVALID_ARG,
+			    "peer key is not an X25519 or X448 key (RFC 7748 §5: 32, 56 bytes)");
+		}
+		field = secret_size(&key->ec_params);
+		if (field != 0 && field != peer_len) {
+			return p11s_error__set(P11S_ERR_INVALID_ARG,
+			    "peer key does not belong to the key's curve");
+		}
+		vlen = peer_len;
+	} else {
+		/* SEC 1 §2.3.3: an uncompressed point is 04 || X || Y. */
+		if (peer_len < 3 || peer[0] != 0x04 || (peer_len - 1) % 2 != 0 ||
+		    peer_len > 0xffff) {
+			return p11s_error__set(P11S_ERR_INVALID_ARG,
+			    "peer public key is not an uncompressed EC point");
+		}
+		field = secret_size(&key->ec_params);
+		if (field == 0) {
+			field = (peer_len - 1) / 2;
+		} else if (field != (peer_len - 1) / 2) {
+			return p11s_error__set(P11S_ERR_INVALID_ARG,
+			    "peer point does not belong to the key's curve");
+		}
+		vlen = field;
 	}
-	field = field_size(&key->ec_params);
-	if (field == 0) {
-		field = (peer_len - 1) / 2;
-	} else if (field != (peer_len - 1) / 2) {
-		return p11s_error__set(P11S_ERR_INVALID_ARG,
-		    "peer point does not belong to the key's curve");
-	}
-	vlen = field;
 
-	/* The DER OCTET STRING form of the point, for tokens that want CKA_EC_POINT's encoding. */
+	/*
+	 * The DER OCTET STRING form of the public data, for tokens that want CKA_EC_POINT's
+	 * encoding (SoftHSM, for one, keeps an Edwards CKA_EC_POINT in that form too).
+	 */
 	hdr = peer_len < 0x80 ? 2 : peer_len < 0x100 ? 3 : 4;
 	der_len = hdr + peer_len;
 	if ((der = malloc(der_len)) == NULL) {
@@ -392,7 +445,10 @@ int p11s_pkcs11__derive(p11s_provider *p, const p11s_object *key, const unsigned
 	if ((rc = p11s_pkcs11__sess_get(pv, key->slot, &s)) < 0) {
 		goto out;
 	}
-	/* RFC 5753 / SEC 1 §3.3.1: CKD_NULL gives Z itself; the CMS KDF runs on the host. */
+	/*
+	 * RFC 5753 / SEC 1 §3.3.1 (EC), RFC 7748 §6 (X25519, X448): CKD_NULL gives Z itself; the
+	 * CMS KDF (RFC 5753 §3.1, RFC 8418 §2) runs on the host.
+	 */
 	for (int form = 0; form < 2; form++) {
 		memset(&prm, 0, sizeof(prm));
 		prm.kdf = CKD_NULL;

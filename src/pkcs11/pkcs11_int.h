@@ -13,6 +13,15 @@
 
 #include <p11smime/sys/provider.h>
 
+/*
+ * The key type of X25519 and X448 keys (PKCS#11 v3.0 Current Mechanisms §2.3.7, §2.3.8:
+ * Montgomery elliptic curve key objects). The pkcs11.h of p11-kit 0.24 (Debian 12) defines
+ * CKK_EC_EDWARDS but not this one.
+ */
+#ifndef CKK_EC_MONTGOMERY
+#define CKK_EC_MONTGOMERY 0x00000041UL
+#endif
+
 /* Idle sessions kept per slot; more concurrent users open more and close the surplus. */
 #define POOL_MAX 8
 

@@ -187,7 +187,14 @@ static CK_RV read_object_single(struct priv *pv, CK_SESSION_HANDLE h, CK_OBJECT_
 		break;
 	case CKK_EC:
 	case CKK_EC_EDWARDS:
-		o->key_type = kt == CKK_EC ? P11S_KEY_EC : P11S_KEY_EDDSA;
+	case CKK_EC_MONTGOMERY:
+		/*
+		 * Edwards and Montgomery keys carry the same two attributes as EC keys (PKCS#11 v3.0
+		 * §2.3.5-§2.3.8): the curve in CKA_EC_PARAMS, the public key in CKA_EC_POINT.
+		 */
+		o->key_type = kt == CKK_EC ? P11S_KEY_EC
+		    : kt == CKK_EC_EDWARDS ? P11S_KEY_EDDSA
+		                           : P11S_KEY_XDH;
 		if ((rv = attr_bytes(pv, h, oh, CKA_EC_PARAMS, &o->ec_params.data,
 		    &o->ec_params.len, 0)) != CKR_OK) {
 			return rv;
@@ -293,7 +300,7 @@ static int batch_needed(int a, CK_KEY_TYPE kt)
 		return kt == CKK_RSA;
 	case A_EC_PARAMS:
 	case A_EC_POINT:
-		return kt == CKK_EC || kt == CKK_EC_EDWARDS;
+		return kt == CKK_EC || kt == CKK_EC_EDWARDS || kt == CKK_EC_MONTGOMERY;
 	default:
 		return 1;
 	}
@@ -477,6 +484,9 @@ static CK_RV read_object_batch(struct priv *pv, CK_SESSION_HANDLE h, CK_OBJECT_H
 			break;
 		case CKK_EC_EDWARDS:
 			o->key_type = P11S_KEY_EDDSA;
+			break;
+		case CKK_EC_MONTGOMERY:
+			o->key_type = P11S_KEY_XDH;
 			break;
 		default:
 			o->key_type = P11S_KEY_UNKNOWN;

@@ -129,43 +129,116 @@ static int ec_point_raw(const p11s_bytes *pt, unsigned char **out, size_t *outle
 }
 
 /*
- * The Edwards curve of CKA_EC_PARAMS (PKCS#11 v3.0 §2.3.6: an OID of RFC 8410 §3, or the
- * PrintableString "edwards25519"/"edwards448"), the private key's first, then the public
- * object's (SoftHSM 2.6.1 stores the private key's in a form that does not parse as either).
+ * The two curves of an RFC 8410 key family, as CKA_EC_PARAMS may name them (PKCS#11 v3.0
+ * §2.3.5-§2.3.8): the oId choice with the RFC 8410 §3 OID, or the curveName choice, a
+ * PrintableString with the curve's name in RFC 8032 (Edwards) or RFC 7748 (Montgomery).
  */
-static int eddsa_curve(const p11s_bytes *params)
+typedef struct rfc8410_curve {
+	int nid;
+	const char *name;    /* PKCS#11 curveName */
+	size_t key_len;      /* the raw public key: RFC 8032 §5.1.5, §5.2.5; RFC 7748 §5 */
+	const char *ossl;    /* OpenSSL's key type name */
+	const char *display; /* what p11s_key_curve() answers */
+} rfc8410_curve;
+
+static const rfc8410_curve edwards[] = {
+	{ NID_ED25519, "edwards25519", 32, "ED25519", "Ed25519" },
+	{ NID_ED448, "edwards448", 57, "ED448", "Ed448" },
+	{ NID_undef, NULL, 0, NULL, NULL },
+};
+
+static const rfc8410_curve montgomery[] = {
+	{ NID_X25519, "curve25519", 32, "X25519", "X25519" },
+	{ NID_X448, "curve448", 56, "X448", "X448" },
+	{ NID_undef, NULL, 0, NULL, NULL },
+};
+
+/* The entry of `family` that CKA_EC_PARAMS names, or NULL. */
+static const rfc8410_curve *rfc8410_params(const p11s_bytes *params, const rfc8410_curve *family)
 {
 	const unsigned char *p = params->data;
+	const rfc8410_curve *found = NULL;
 	ASN1_PRINTABLESTRING *ps;
 	int nid = ec_params_nid(params);
 
-	if (nid == NID_ED25519 || nid == NID_ED448) {
-		return nid;
+	for (const rfc8410_curve *c = family; c->name != NULL && found == NULL; c++) {
+		if (nid == c->nid) {
+			found = c;
+		}
 	}
-	nid = NID_undef;
-	if (params->len > 0 &&
+	if (found == NULL && params->len > 0 &&
 	    (ps = d2i_ASN1_PRINTABLESTRING(NULL, &p, (long)params->len)) != NULL) {
-		if (ASN1_STRING_length(ps) == 12 && memcmp(ASN1_STRING_get0_data(ps), "edwards25519",
-		                                        12) == 0) {
-			nid = NID_ED25519;
-		} else if (ASN1_STRING_length(ps) == 10 &&
-		    memcmp(ASN1_STRING_get0_data(ps), "edwards448", 10) == 0) {
-			nid = NID_ED448;
+		for (const rfc8410_curve *c = family; c->name != NULL && found == NULL; c++) {
+			if ((size_t)ASN1_STRING_length(ps) == strlen(c->name) &&
+			    memcmp(ASN1_STRING_get0_data(ps), c->name, strlen(c->name)) == 0) {
+				found = c;
+			}
 		}
 		ASN1_PRINTABLESTRING_free(ps);
 	}
 	ERR_clear_error();
-	return nid;
+	return found;
 }
 
-static int eddsa_nid(const p11s_object *key, const p11s_object *pubobj)
+/*
+ * The curve of an Edwards or Montgomery key: the private key's CKA_EC_PARAMS first, then the
+ * public object's (SoftHSM 2.6.1 stores an Edwards private key's in a form that does not
+ * parse as either choice).
+ */
+static const rfc8410_curve *rfc8410_key_curve(const p11s_object *key,
+    const p11s_object *pubobj, const rfc8410_curve *family)
 {
-	int nid = eddsa_curve(&key->ec_params);
+	const rfc8410_curve *c = rfc8410_params(&key->ec_params, family);
 
-	if (nid == NID_undef && pubobj != NULL) {
-		nid = eddsa_curve(&pubobj->ec_params);
+	if (c == NULL && pubobj != NULL) {
+		c = rfc8410_params(&pubobj->ec_params, family);
 	}
-	return nid;
+	return c;
+}
+
+/* The Montgomery curve whose keys are `len` bytes long (RFC 7748 §5), or NULL. */
+static const rfc8410_curve *xdh_by_len(size_t len)
+{
+	for (const rfc8410_curve *c = montgomery; c->name != NULL; c++) {
+		if (len == c->key_len) {
+			return c;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The raw X25519/X448 public key of a Montgomery key's CKA_EC_POINT. PKCS#11 v3.0 §2.3.7
+ * gives the RFC 7748 §5 u-coordinate as is (32 or 56 bytes); tokens that store every
+ * CKA_EC_POINT as a DER OCTET STRING wrap it, which makes it 34 or 58 bytes: a length of 32
+ * or 56 is taken as raw, anything else is unwrapped. `*curve` (NULL when CKA_EC_PARAMS named
+ * none) is then the curve of that length, which must agree with CKA_EC_PARAMS. 1 with the key
+ * in `*out` (free()), 0 if there is none (or no memory).
+ */
+static int xdh_point(const p11s_bytes *pt, const rfc8410_curve **curve, unsigned char **out,
+    size_t *outlen)
+{
+	const rfc8410_curve *by_len = xdh_by_len(pt->len);
+
+	*out = NULL;
+	*outlen = 0;
+	if (by_len != NULL) {
+		if ((*out = malloc(pt->len)) == NULL) {
+			return 0;
+		}
+		memcpy(*out, pt->data, pt->len);
+		*outlen = pt->len;
+	} else if (ec_point_raw(pt, out, outlen) == P11S_OK) {
+		by_len = xdh_by_len(*outlen);
+	}
+	if (by_len == NULL || (*curve != NULL && *curve != by_len)) {
+		free(*out);
+		*out = NULL;
+		*outlen = 0;
+		return 0;
+	}
+	*curve = by_len;
+	return 1;
 }
 
 /* A public EVP_PKEY from RSA attributes or EC params and point. NULL if there is not enough. */
@@ -217,15 +290,33 @@ static EVP_PKEY *pub_from_attrs(const p11s_object *key, const p11s_object *pubob
 		 * RFC 8410 §4 / PKCS#11 v3.0 §2.3.6: CKA_EC_POINT holds the 32-byte (Ed25519) or
 		 * 57-byte (Ed448) encoded point, as a DER OCTET STRING on most tokens.
 		 */
-		int nid = eddsa_nid(key, pubobj);
+		const rfc8410_curve *c = rfc8410_key_curve(key, pubobj, edwards);
 
-		if (nid == NID_undef || pubobj == NULL || pubobj->ec_point.len == 0 ||
+		if (c == NULL || pubobj == NULL || pubobj->ec_point.len == 0 ||
 		    ec_point_raw(&pubobj->ec_point, &point, &point_len) < 0 ||
-		    point_len != (nid == NID_ED25519 ? 32u : 57u) ||
+		    point_len != c->key_len ||
 		    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, point_len)) {
 			goto out;
 		}
-		type = nid == NID_ED25519 ? "ED25519" : "ED448";
+		type = c->ossl;
+	} else if (key->key_type == P11S_KEY_XDH) {
+		/*
+		 * RFC 8410 §4 / PKCS#11 v3.0 §2.3.7: the u-coordinate in CKA_EC_POINT, on the public
+		 * object (where the standard puts it) or, failing that, on the private key (some
+		 * tokens keep it there too). Without a curve in CKA_EC_PARAMS its length tells.
+		 */
+		const rfc8410_curve *c = rfc8410_key_curve(key, pubobj, montgomery);
+		const p11s_bytes *src = &key->ec_point;
+
+		if (pubobj != NULL && pubobj->ec_point.len > 0) {
+			src = &pubobj->ec_point;
+		}
+		if (src->len == 0 || !xdh_point(src, &c, &point, &point_len) ||
+		    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
+		        point_len)) {
+			goto out;
+		}
+		type = c->ossl;
 	} else {
 		goto out;
 	}
@@ -243,6 +334,58 @@ out:
 	OSSL_PARAM_BLD_free(bld);
 	EVP_PKEY_CTX_free(pctx);
 	return pkey;
+}
+
+/* The entry of `family` whose key type `pkey` is, or NULL. */
+static const rfc8410_curve *rfc8410_pkey_curve(const EVP_PKEY *pkey, const rfc8410_curve *family)
+{
+	for (const rfc8410_curve *c = family; pkey != NULL && c->name != NULL; c++) {
+		if (EVP_PKEY_is_a(pkey, c->ossl)) {
+			return c;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * An X25519/X448 key cannot show that a certificate is its own the way a signing key does
+ * (each signature is checked with the certificate's key before it is released, DESIGN.md
+ * decision 3): an agreement made with another key's certificate only ends in a key unwrap
+ * that fails (RFC 8418 §2). So a Montgomery key keeps the certificate with its CKA_ID only
+ * when that certificate holds an X25519/X448 key (RFC 8410 §4) equal to the one the token's
+ * attributes give, or, where the token gives no public key, one of the curve CKA_EC_PARAMS
+ * names. Otherwise the certificate is left out (with a warning) and the attributes' key used.
+ */
+static void xdh_check_cert(p11s_key *k, const p11s_slot *slot, const p11s_object *priv,
+    const p11s_object *pubobj, const p11s_object *cert)
+{
+	const rfc8410_curve *c;
+	EVP_PKEY *attrs;
+	const char *why = NULL;
+
+	if (k->cert == NULL) {
+		return;
+	}
+	attrs = pub_from_attrs(priv, pubobj);
+	if (rfc8410_pkey_curve(k->pub, montgomery) == NULL) {
+		why = "is not an X25519 or X448 key";
+	} else if (attrs != NULL && EVP_PKEY_eq(k->pub, attrs) != 1) {
+		why = "is not the key's own (CKA_EC_POINT)";
+	} else if (attrs == NULL && (c = rfc8410_key_curve(priv, pubobj, montgomery)) != NULL &&
+	    !EVP_PKEY_is_a(k->pub, c->ossl)) {
+		why = "is not on the key's curve (CKA_EC_PARAMS)";
+	}
+	if (why == NULL) {
+		EVP_PKEY_free(attrs);
+		return;
+	}
+	p11s_log(P11S_LOG_WARN, "token '%s': the public key of certificate '%s' %s; key '%s' is "
+	                        "used without it", slot->info.label, cert->label, why, priv->label);
+	X509_free(k->cert);
+	k->cert = NULL;
+	EVP_PKEY_free(k->pub);
+	k->pub = attrs;
+	ERR_clear_error();
 }
 
 p11s_key *p11s_key_up_ref(p11s_key *key)
@@ -330,6 +473,9 @@ static int key_new(p11s_ctx *ctx, const p11s_slot *slot, const p11s_object *objs
 	} else {
 		k->pub = pub_from_attrs(priv, pubobj);
 	}
+	if (k->obj.key_type == P11S_KEY_XDH) {
+		xdh_check_cert(k, slot, priv, pubobj, cert);
+	}
 	if (k->obj.key_type == P11S_KEY_EC) {
 		const p11s_bytes *ecp = priv->ec_params.len ? &priv->ec_params
 		    : pubobj                                ? &pubobj->ec_params
@@ -347,9 +493,15 @@ static int key_new(p11s_ctx *ctx, const p11s_slot *slot, const p11s_object *objs
 		if (nid != NID_undef) {
 			snprintf(k->curve, sizeof(k->curve), "%s", curve_name(nid));
 		}
-	} else if (k->obj.key_type == P11S_KEY_EDDSA && k->pub != NULL) {
-		snprintf(k->curve, sizeof(k->curve), "%s",
-		    EVP_PKEY_is_a(k->pub, "ED448") ? "Ed448" : "Ed25519");
+	} else if (k->obj.key_type == P11S_KEY_EDDSA || k->obj.key_type == P11S_KEY_XDH) {
+		/* RFC 8410 §3's names: "Ed25519", "Ed448", "X25519", "X448". */
+		const rfc8410_curve *fam = k->obj.key_type == P11S_KEY_XDH ? montgomery : edwards;
+		const rfc8410_curve *c = k->pub != NULL ? rfc8410_pkey_curve(k->pub, fam)
+		                                        : rfc8410_key_curve(priv, pubobj, fam);
+
+		if (c != NULL) {
+			snprintf(k->curve, sizeof(k->curve), "%s", c->display);
+		}
 	}
 	/* With several modules the same token may be seen through two of them: name the module. */
 	if ((rc = p11s_uri__format_key_module(&slot->info, &k->obj,
@@ -675,6 +827,7 @@ static uint32_t cap_for(unsigned long mech, int decrypt)
 	case P11S_MECH_EDDSA:
 		return P11S_CAP_EDDSA;
 	case P11S_MECH_ECDH1_DERIVE:
+		/* The one derive mechanism of EC and Montgomery keys (PKCS#11 v3.0 §2.3.17). */
 		return P11S_CAP_ECDH;
 	default:
 		return 0;

@@ -100,6 +100,7 @@ int p11s_token__sign(p11s_key *key, const p11s_mech *mech, const unsigned char *
     p11s_buf **out);
 int p11s_token__decrypt(p11s_key *key, const p11s_mech *mech, const unsigned char *in,
     size_t inlen, p11s_buf **out);
+/* `peer`: the uncompressed EC point, or for an XDH key the raw u-coordinate (sys/provider.h). */
 int p11s_token__derive(p11s_key *key, const unsigned char *peer, size_t peer_len, p11s_buf **out);
 
 #endif

@@ -1,8 +1,8 @@
 /*
  * Fuzz target: `decrypt` input up to and including the token (p11s_decrypt_message with the
  * mock backend): MIME, CMS EnvelopedData/AuthEnvelopedData parse, RecipientIdentifier matching
- * against the mock token's certificates (rsa2048, ec256, ec384), the private-key operation on
- * the mock, key unwrap, content decryption. The seeds are encrypted to the mock certificates,
+ * against the mock token's certificates (rsa2048, ec256, ec384, x25519), the private-key
+ * operation on the mock, key unwrap, content decryption. The seeds are encrypted to the mock certificates,
  * whose issuer and serial are fixed; its keys are made afresh in every process, so a seed
  * matches a recipient and then fails uniformly ("decryption failed").
  */
@@ -28,7 +28,7 @@ static void remove_pin_file(void)
 /* make-seeds.sh: P11S_FUZZ_MOCK_CERTS=DIR writes the mock's certificates as DIR/<label>.pem. */
 static void dump_certs(const char *dir)
 {
-	static const char *const labels[] = { "rsa2048", "ec256", "ec384" };
+	static const char *const labels[] = { "rsa2048", "ec256", "ec384", "x25519" };
 
 	for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++) {
 		size_t len;

@@ -20,7 +20,7 @@ for t in mime_signed mime_enveloped mime_prepare verify decrypt uri pin_source c
 	rm -f "$c/$t"/seed-*
 done
 
-# The mock's certificates (RSA-2048, P-256, P-384) and PIN.
+# The mock's certificates (RSA-2048, P-256, P-384, X25519) and PIN.
 P11S_FUZZ_MOCK_CERTS=$tmp "$replay" /dev/null >/dev/null
 printf '1234\n' >"$tmp/pin"
 mock=(--backend mock --module mock --pin-source "file:$tmp/pin")
@@ -68,6 +68,8 @@ e=$c/decrypt
 	>"$e/seed-three-recipients.eml"
 openssl cms -encrypt -aes256 -in "$msg" "$tmp/rsa2048.pem" >"$e/seed-openssl-cbc.eml"
 openssl cms -encrypt -aes-128-gcm -keyid -in "$msg" "$tmp/ec256.pem" >"$e/seed-openssl-gcm-ski.eml"
+# An RFC 8418 X25519 recipient: the mock's CKK_EC_MONTGOMERY key.
+"$bin" encrypt --to "$tmp/x25519.pem" --in "$msg" >"$e/seed-x25519.eml"
 # Encrypted to nobody on the token.
 "$bin" encrypt --to "$pki/bob.pem" --in "$msg" >"$e/seed-other-recipient.eml"
 { printf 'Content-Type: application/x-pkcs7-mime; name=smime.p7m\nContent-Transfer-Encoding: binary\n\n'

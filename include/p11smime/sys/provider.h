@@ -25,7 +25,7 @@
 #define P11S_MECH_RSA_PKCS_OAEP 0x00000009UL /* CKM_RSA_PKCS_OAEP */
 #define P11S_MECH_RSA_PKCS_PSS 0x0000000DUL  /* CKM_RSA_PKCS_PSS: sign a bare hash */
 #define P11S_MECH_ECDSA 0x00001041UL         /* CKM_ECDSA: sign a bare hash, out r||s */
-#define P11S_MECH_ECDH1_DERIVE 0x00001050UL  /* CKM_ECDH1_DERIVE with CKD_NULL */
+#define P11S_MECH_ECDH1_DERIVE 0x00001050UL  /* CKM_ECDH1_DERIVE with CKD_NULL (EC, XDH keys) */
 #define P11S_MECH_EDDSA 0x00001057UL         /* CKM_EDDSA */
 
 #define P11S_HASH_SHA1 0x00000220UL   /* CKM_SHA_1 */
@@ -57,7 +57,7 @@ enum {
 	P11S_CAP_RSA_PKCS_DECRYPT = 1u << 2,
 	P11S_CAP_RSA_OAEP = 1u << 3,
 	P11S_CAP_ECDSA = 1u << 4,
-	P11S_CAP_ECDH = 1u << 5,
+	P11S_CAP_ECDH = 1u << 5,           /* CKM_ECDH1_DERIVE, for the EC and XDH keys it reports */
 	P11S_CAP_EDDSA = 1u << 6,
 	P11S_CAP_CONTEXT_LOGIN = 1u << 7,  /* CKU_CONTEXT_SPECIFIC around each signature */
 	P11S_CAP_PROTECTED_AUTH = 1u << 8, /* C_Login with a NULL PIN on a PIN pad */
@@ -101,11 +101,15 @@ typedef struct p11s_object {
 	p11s_object_class cls;
 	char *label;              /* CKA_LABEL, NUL-terminated, "" if absent */
 	p11s_bytes id;            /* CKA_ID */
-	p11s_key_type key_type;   /* keys: CKA_KEY_TYPE translated */
+	p11s_key_type key_type;   /* keys: CKA_KEY_TYPE translated: CKK_RSA P11S_KEY_RSA, CKK_EC
+	                             P11S_KEY_EC, CKK_EC_EDWARDS P11S_KEY_EDDSA, CKK_EC_MONTGOMERY
+	                             P11S_KEY_XDH, anything else P11S_KEY_UNKNOWN */
 	p11s_bytes modulus;       /* RSA keys: CKA_MODULUS (private keys where readable, public) */
 	p11s_bytes public_exponent;
-	p11s_bytes ec_params;     /* EC keys: CKA_EC_PARAMS (DER OID of the curve) */
-	p11s_bytes ec_point;      /* EC public keys: CKA_EC_POINT (DER OCTET STRING or raw) */
+	p11s_bytes ec_params;     /* EC, EdDSA, XDH keys: CKA_EC_PARAMS (DER OID of the curve, or
+	                             for EdDSA and XDH a PrintableString, PKCS#11 v3.0 §2.3.5-8) */
+	p11s_bytes ec_point;      /* EC, EdDSA, XDH public keys: CKA_EC_POINT (DER OCTET STRING or
+	                             raw; XDH: the RFC 7748 u-coordinate, 32 or 56 bytes) */
 	p11s_bytes value;         /* certificates: CKA_VALUE (DER X.509) */
 	unsigned int always_authenticate : 1; /* private keys: CKA_ALWAYS_AUTHENTICATE */
 	unsigned int can_sign : 1;            /* CKA_SIGN */
@@ -133,7 +137,7 @@ typedef struct p11s_provider p11s_provider;
  * not CKA_EXTRACTABLE. Usages: RSA sign+decrypt, EC sign+derive, EdDSA sign.
  */
 typedef struct p11s_keygen_spec {
-	p11s_key_type type;            /* P11S_KEY_RSA, P11S_KEY_EC or P11S_KEY_EDDSA */
+	p11s_key_type type;            /* P11S_KEY_RSA, P11S_KEY_EC or P11S_KEY_EDDSA (not XDH) */
 	unsigned long bits;            /* RSA: CKA_MODULUS_BITS (public exponent 65537) */
 	const unsigned char *params;   /* EC, EdDSA: CKA_EC_PARAMS, the DER OID of the curve */
 	size_t params_len;
@@ -211,9 +215,12 @@ struct p11s_provider_ops {
 	    const unsigned char *in, size_t inlen, p11s_buf **out);
 
 	/*
-	 * ECDH: CKM_ECDH1_DERIVE (CKD_NULL) with the peer's uncompressed point `peer` (raw
-	 * 04||X||Y); returns the shared secret Z (x-coordinate) in `*out`. The derived object is
-	 * session-only and destroyed before returning.
+	 * ECDH: CKM_ECDH1_DERIVE (CKD_NULL) with the peer's public key as pPublicData. For an EC
+	 * key `peer` is the uncompressed point (raw 04||X||Y) and `*out` the shared secret Z (the
+	 * x-coordinate); for an XDH key (CKK_EC_MONTGOMERY) `peer` is the raw RFC 7748
+	 * u-coordinate, 32 bytes for X25519 or 56 for X448 (PKCS#11 v3.0 §2.3.16
+	 * CK_ECDH1_DERIVE_PARAMS), and `*out` the X25519/X448 result K of the same length (RFC
+	 * 7748 §6.1, §6.2). The derived object is session-only and destroyed before returning.
 	 */
 	int (*derive)(p11s_provider *p, const p11s_object *key, const unsigned char *peer,
 	    size_t peer_len, p11s_buf **out);

@@ -2,7 +2,8 @@
  * Unit tests of src/bridge (the "p11s" OpenSSL provider), end to end through the public API
  * with the mock backend: CMS signatures (PKCS#1 v1.5, PSS, ECDSA) and decryptions (ktri
  * PKCS#1 v1.5 and OAEP, kari ECDH) whose private operations go to the mock, which records the
- * mechanisms; faults and refusals come back as p11s errors; the keymgmt traps hold.
+ * mechanisms; faults and refusals come back as p11s errors; the keymgmt traps hold. X25519
+ * (RFC 7748 §6) on the mock's CKK_EC_MONTGOMERY key through EVP_PKEY_derive().
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/provider.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
@@ -34,6 +36,7 @@
 #define URI_RSA "pkcs11:token=mock;object=rsa2048;type=private"
 #define URI_EC256 "pkcs11:token=mock;object=ec256;type=private"
 #define URI_EC384 "pkcs11:token=mock;object=ec384;type=private"
+#define URI_X25519 "pkcs11:token=mock;object=x25519;type=private"
 
 static const char message[] = "Content-Type: text/plain\r\n\r\nHello from the token,\r\n"
                               "with a NUL \0 inside, binary safe.\r\n";
@@ -517,6 +520,282 @@ static void test_bridge__derive_plain(void **state)
 	EVP_PKEY_free(eph);
 }
 
+/* The X25519 token key as the library hands it out (the contract src/cms relies on). */
+static void test_bridge__x25519_key(void **state)
+{
+	fixture *f = *state;
+	const unsigned char *der;
+	unsigned char *own = NULL;
+	size_t derlen = 0;
+	int ownlen;
+	OSSL_PARAM *params = NULL;
+
+	load_key(f, URI_X25519);
+	assert_true(EVP_PKEY_is_a(f->pkey, "X25519"));
+	assert_false(EVP_PKEY_is_a(f->pkey, "EC"));
+	assert_int_equal(p11s_key_get_type(f->key), P11S_KEY_XDH);
+	assert_string_equal(p11s_key_curve(f->key), "X25519");
+	assert_string_equal(p11s_key_label(f->key), "x25519");
+	assert_int_equal(p11s_key_bits(f->key), 253);
+	assert_int_equal(EVP_PKEY_get_bits(f->pkey), 253);
+	assert_int_equal(EVP_PKEY_get_size(f->pkey), 32);
+	/* The certificate is the mock's, and holds the token key's public key. */
+	der = p11s_mock__cert_der("x25519", &derlen);
+	assert_non_null(der);
+	ownlen = i2d_X509(p11s_key_cert(f->key), &own);
+	assert_int_equal((size_t)ownlen, derlen);
+	assert_memory_equal(own, der, derlen);
+	OPENSSL_free(own);
+	assert_true(EVP_PKEY_is_a(X509_get0_pubkey(p11s_key_cert(f->key)), "X25519"));
+	assert_int_equal(X509_check_private_key(p11s_key_cert(f->key), f->pkey), 1);
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(p11s_key_cert(f->key)), f->pkey), 1);
+	/* The public key leaves, the private half does not (the keymgmt trap). */
+	assert_int_equal(EVP_PKEY_todata(f->pkey, EVP_PKEY_PUBLIC_KEY, &params), 1);
+	assert_non_null(OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_PUB_KEY));
+	assert_null(OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_PRIV_KEY));
+	OSSL_PARAM_free(params);
+	params = NULL;
+	assert_true(EVP_PKEY_todata(f->pkey, EVP_PKEY_KEYPAIR, &params) <= 0);
+	/* Nothing but key agreement: no signature through it. */
+	{
+		OSSL_LIB_CTX *libctx = p11s_ctx_libctx(f->ctx);
+		EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(libctx, f->pkey, NULL);
+
+		assert_non_null(c);
+		assert_true(EVP_PKEY_sign_init(c) <= 0);
+		EVP_PKEY_CTX_free(c);
+	}
+	ERR_clear_error();
+}
+
+/* The peer as src/cms makes it: a default-provider key from the raw u-coordinate. */
+static EVP_PKEY *x25519_peer(EVP_PKEY *eph)
+{
+	unsigned char pub[32];
+	size_t publen = sizeof(pub);
+	EVP_PKEY *peer;
+
+	assert_int_equal(EVP_PKEY_get_raw_public_key(eph, pub, &publen), 1);
+	assert_int_equal(publen, 32);
+	peer = EVP_PKEY_new_raw_public_key_ex(NULL, "X25519", NULL, pub, 32);
+	assert_non_null(peer);
+	return peer;
+}
+
+/* EVP_PKEY_derive() with the token key; returns its result, the secret in z/zlen. */
+static int x25519_derive(fixture *f, EVP_PKEY *peer, unsigned char *z, size_t *zlen)
+{
+	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(p11s_ctx_libctx(f->ctx), f->pkey, NULL);
+	int ok;
+
+	assert_non_null(c);
+	assert_int_equal(EVP_PKEY_derive_init(c), 1);
+	assert_int_equal(EVP_PKEY_derive_set_peer(c, peer), 1);
+	ok = EVP_PKEY_derive(c, z, zlen);
+	EVP_PKEY_CTX_free(c);
+	return ok;
+}
+
+/*
+ * X25519 on the token equals X25519 in software (RFC 7748 §6.1): the ephemeral private key
+ * with the token key's public key from its certificate. One CKM_ECDH1_DERIVE with the 32-byte
+ * u-coordinate; no KDF (the CMS one, RFC 8418 §2, is the caller's).
+ */
+static void test_bridge__derive_x25519(void **state)
+{
+	fixture *f = *state;
+	EVP_PKEY *eph, *peer;
+	EVP_PKEY_CTX *c, *s;
+	unsigned char z1[64], z2[64], z3[64];
+	size_t z1len = sizeof(z1), z2len = sizeof(z2), z3len = sizeof(z3), need = 0;
+	const p11s_mock_call *call;
+
+	load_key(f, URI_X25519);
+	eph = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
+	assert_non_null(eph);
+	peer = x25519_peer(eph);
+	p11s_mock__clear_log();
+
+	c = EVP_PKEY_CTX_new_from_pkey(p11s_ctx_libctx(f->ctx), f->pkey, NULL);
+	assert_non_null(c);
+	assert_int_equal(EVP_PKEY_derive_init(c), 1);
+	assert_int_equal(EVP_PKEY_derive_set_peer(c, peer), 1);
+	/* The size without asking the token. */
+	assert_int_equal(EVP_PKEY_derive(c, NULL, &need), 1);
+	assert_int_equal(need, 32);
+	assert_int_equal(p11s_mock__count(P11S_MOCK_OP_DERIVE), 0);
+	if (EVP_PKEY_derive(c, z1, &z1len) != 1) {
+		dump_ossl("EVP_PKEY_derive");
+		print_error("p11s: %s\n", p11s_error_last()->message);
+		fail();
+	}
+	assert_int_equal(z1len, 32);
+	assert_int_equal(p11s_mock__count(P11S_MOCK_OP_DERIVE), 1);
+	call = p11s_mock__last(P11S_MOCK_OP_DERIVE);
+	assert_int_equal(call->mech, P11S_MECH_ECDH1_DERIVE);
+	assert_int_equal(call->inlen, 32);
+	assert_int_equal(call->outlen, 32);
+	assert_string_equal(call->key, "x25519");
+	/* A buffer shorter than K gets nothing (as OpenSSL's X25519), the token is not asked. */
+	z3len = 31;
+	assert_true(EVP_PKEY_derive(c, z3, &z3len) <= 0);
+	assert_int_equal(p11s_mock__count(P11S_MOCK_OP_DERIVE), 1);
+	ERR_clear_error();
+	EVP_PKEY_CTX_free(c);
+
+	s = EVP_PKEY_CTX_new_from_pkey(NULL, eph, NULL);
+	assert_non_null(s);
+	assert_int_equal(EVP_PKEY_derive_init(s), 1);
+	assert_int_equal(EVP_PKEY_derive_set_peer(s, X509_get0_pubkey(p11s_key_cert(f->key))), 1);
+	assert_int_equal(EVP_PKEY_derive(s, z2, &z2len), 1);
+	assert_int_equal(z2len, 32);
+	assert_memory_equal(z1, z2, 32);
+	EVP_PKEY_CTX_free(s);
+
+	/* The ephemeral key pair itself as the peer: only its public half is taken. */
+	z3len = sizeof(z3);
+	assert_int_equal(x25519_derive(f, eph, z3, &z3len), 1);
+	assert_int_equal(z3len, 32);
+	assert_memory_equal(z3, z2, 32);
+	assert_int_equal(p11s_mock__count(P11S_MOCK_OP_DERIVE), 2);
+	EVP_PKEY_free(peer);
+	EVP_PKEY_free(eph);
+}
+
+/* A token removed mid-derive: the derive fails with the library's device-removed error. */
+static void test_bridge__derive_x25519_device_removed(void **state)
+{
+	fixture *f = *state;
+	EVP_PKEY *eph = EVP_PKEY_Q_keygen(NULL, NULL, "X25519"), *peer;
+	unsigned char z[32];
+	size_t zlen = sizeof(z);
+
+	assert_non_null(eph);
+	load_key(f, URI_X25519);
+	peer = x25519_peer(eph);
+	assert_int_equal(p11s_mock__inject(P11S_MOCK_OP_DERIVE, 1, CKR_DEVICE_REMOVED), 0);
+	assert_true(x25519_derive(f, peer, z, &zlen) <= 0);
+	assert_int_equal(p11s_error_last()->code, P11S_ERR_DEVICE_REMOVED);
+	assert_true(p11s_error_last()->has_ck_rv);
+	assert_int_equal(p11s_error_last()->ck_rv, CKR_DEVICE_REMOVED);
+	assert_int_equal(p11s_mock__last(P11S_MOCK_OP_DERIVE)->rv, CKR_DEVICE_REMOVED);
+	assert_string_equal(p11s_mock__last(P11S_MOCK_OP_DERIVE)->key, "x25519");
+	/* OpenSSL's queue carries the story too. */
+	assert_int_not_equal(ERR_peek_error(), 0);
+	ERR_clear_error();
+	/* The fault was one-shot: the next agreement works. */
+	zlen = sizeof(z);
+	assert_int_equal(x25519_derive(f, peer, z, &zlen), 1);
+	assert_int_equal(zlen, 32);
+	EVP_PKEY_free(peer);
+	EVP_PKEY_free(eph);
+}
+
+/*
+ * Refused before the token is asked: a peer of another type (P-256, X448), a KDF (there is
+ * none in X25519: RFC 8418 §2 runs its own over K). A small-order peer (u = 0, RFC 7748 §6.1:
+ * K all zero) gives no secret.
+ */
+static void test_bridge__derive_x25519_refused(void **state)
+{
+	fixture *f = *state;
+	EVP_PKEY *p256 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	EVP_PKEY *x448 = EVP_PKEY_Q_keygen(NULL, NULL, "X448"), *zero;
+	static const unsigned char u0[32] = { 0 };
+	unsigned char z[64];
+	size_t zlen = sizeof(z);
+	OSSL_PARAM p[2];
+	EVP_PKEY_CTX *c;
+
+	assert_non_null(p256);
+	assert_non_null(x448);
+	load_key(f, URI_X25519);
+	p11s_mock__clear_log();
+	c = EVP_PKEY_CTX_new_from_pkey(p11s_ctx_libctx(f->ctx), f->pkey, NULL);
+	assert_non_null(c);
+	assert_int_equal(EVP_PKEY_derive_init(c), 1);
+	assert_true(EVP_PKEY_derive_set_peer(c, p256) <= 0);
+	assert_true(EVP_PKEY_derive_set_peer(c, x448) <= 0);
+	/* No peer was taken: nothing to derive from. */
+	assert_true(EVP_PKEY_derive(c, z, &zlen) <= 0);
+	p[0] = OSSL_PARAM_construct_utf8_string(OSSL_EXCHANGE_PARAM_KDF_TYPE, "X963KDF", 0);
+	p[1] = OSSL_PARAM_construct_end();
+	assert_true(EVP_PKEY_CTX_set_params(c, p) <= 0);
+	p[0] = OSSL_PARAM_construct_utf8_string(OSSL_EXCHANGE_PARAM_KDF_TYPE, "", 0);
+	assert_int_equal(EVP_PKEY_CTX_set_params(c, p), 1);
+	assert_int_equal(p11s_mock__count(P11S_MOCK_OP_DERIVE), 0);
+	EVP_PKEY_CTX_free(c);
+
+	zero = EVP_PKEY_new_raw_public_key_ex(NULL, "X25519", NULL, u0, sizeof(u0));
+	assert_non_null(zero);
+	zlen = sizeof(z);
+	memset(z, 0xee, sizeof(z));
+	assert_true(x25519_derive(f, zero, z, &zlen) <= 0);
+	for (size_t i = 0; i < 32; i++) {
+		assert_int_equal(z[i], 0xee);
+	}
+	ERR_clear_error();
+	EVP_PKEY_free(zero);
+	EVP_PKEY_free(x448);
+	EVP_PKEY_free(p256);
+}
+
+/*
+ * The X25519 and X448 keymgmts hold plain public keys too (peers, certificate keys: RFC 8410
+ * §4): import, export, has and match against the default provider's key.
+ */
+static void test_bridge__xdh_keymgmt_public(void **state)
+{
+	static const struct {
+		const char *name;
+		size_t len;
+	} curves[] = { { "X25519", 32 }, { "X448", 56 } };
+	fixture *f = *state;
+	OSSL_LIB_CTX *libctx = p11s_ctx_libctx(f->ctx);
+
+	for (size_t i = 0; i < sizeof(curves) / sizeof(curves[0]); i++) {
+		EVP_PKEY *sw = EVP_PKEY_Q_keygen(NULL, NULL, curves[i].name), *ours = NULL, *other;
+		OSSL_PARAM *pub = NULL, *back = NULL;
+		EVP_PKEY_CTX *pc;
+		unsigned char a[64], b[64];
+		size_t alen = sizeof(a), blen = sizeof(b);
+
+		assert_non_null(sw);
+		assert_int_equal(EVP_PKEY_todata(sw, EVP_PKEY_PUBLIC_KEY, &pub), 1);
+		pc = EVP_PKEY_CTX_new_from_name(libctx, curves[i].name, "provider=p11s");
+		assert_non_null(pc);
+		assert_int_equal(EVP_PKEY_fromdata_init(pc), 1);
+		assert_int_equal(EVP_PKEY_fromdata(pc, &ours, EVP_PKEY_PUBLIC_KEY, pub), 1);
+		assert_string_equal(OSSL_PROVIDER_get0_name(EVP_PKEY_get0_provider(ours)), "p11s");
+		assert_true(EVP_PKEY_is_a(ours, curves[i].name));
+		assert_int_equal(EVP_PKEY_get_size(ours), (int)curves[i].len);
+		assert_int_equal(EVP_PKEY_eq(ours, sw), 1);
+		/* The public key comes back as it went in; there is no private half to ask for. */
+		assert_int_equal(EVP_PKEY_todata(ours, EVP_PKEY_PUBLIC_KEY, &back), 1);
+		assert_int_equal(EVP_PKEY_get_raw_public_key(sw, a, &alen), 1);
+		assert_int_equal(EVP_PKEY_get_octet_string_param(ours, OSSL_PKEY_PARAM_PUB_KEY, b,
+		                     sizeof(b), &blen),
+		    1);
+		assert_int_equal(alen, curves[i].len);
+		assert_int_equal(blen, alen);
+		assert_memory_equal(a, b, alen);
+		assert_null(OSSL_PARAM_locate(back, OSSL_PKEY_PARAM_PRIV_KEY));
+		OSSL_PARAM_free(back);
+		/* Another key of the same type is another key; X25519 is not X448. */
+		other = EVP_PKEY_Q_keygen(NULL, NULL, curves[i].name);
+		assert_int_equal(EVP_PKEY_eq(ours, other), 0);
+		EVP_PKEY_free(other);
+		other = EVP_PKEY_Q_keygen(NULL, NULL, curves[1 - i].name);
+		assert_true(EVP_PKEY_eq(ours, other) != 1);
+		EVP_PKEY_free(other);
+		EVP_PKEY_CTX_free(pc);
+		OSSL_PARAM_free(pub);
+		EVP_PKEY_free(ours);
+		EVP_PKEY_free(sw);
+	}
+	ERR_clear_error();
+}
+
 /* A token that refuses OAEP with SHA-256 (SoftHSM 2.6.1): MECHANISM, naming it. */
 static void test_bridge__decrypt_oaep_refused(void **state)
 {
@@ -741,6 +1020,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bridge__decrypt_ecdh_p256, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bridge__decrypt_ecdh_p384, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bridge__derive_plain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bridge__x25519_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bridge__derive_x25519, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bridge__derive_x25519_device_removed, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_bridge__derive_x25519_refused, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_bridge__xdh_keymgmt_public, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bridge__decrypt_oaep_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bridge__sign_device_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bridge__sign_short_signature, setup, teardown),

@@ -1,7 +1,8 @@
 /*
  * Unit tests of the mock backend (src/pkcs11/mock.c) through its ops table: the simulated
- * token, its objects, PIN handling and flags, the real cryptography of each mechanism, the call
- * log and the fault injection the other suites rely on.
+ * token, its objects (the X25519 key among them), PIN handling and flags, the real
+ * cryptography of each mechanism, the call log and the fault injection the other suites rely
+ * on.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <p11smime/p11smime.h>
 
@@ -153,13 +155,15 @@ static void test_mock__objects(void **state)
 	fixture *f = *state;
 	const p11s_object *o;
 
+	/* Four keys (rsa2048, ec256, ec384, x25519), each with a certificate and a public key. */
 	load_objects(f);
-	assert_int_equal(f->nobjs, 6);
+	assert_int_equal(f->nobjs, 8);
 	assert_null(find(f, "rsa2048", P11S_OBJ_PRIVATE_KEY));
 	assert_int_equal(login(f, "1234"), P11S_OK);
 	assert_true(p11s_mock_ops.logged_in(&f->prov, &f->slot));
 	load_objects(f);
-	assert_int_equal(f->nobjs, 9);
+	assert_int_equal(f->nobjs, 12);
+	/* The three keys that sign. */
 	for (size_t i = 0; i < 3; i++) {
 		o = find(f, labels[i], P11S_OBJ_PRIVATE_KEY);
 		assert_non_null(o);
@@ -440,6 +444,184 @@ static void test_mock__derive(void **state)
 	EVP_PKEY_free(eph);
 }
 
+/* The certificate object of `label`, parsed. */
+static X509 *cert_of(const fixture *f, const char *label)
+{
+	const p11s_object *c = find(f, label, P11S_OBJ_CERTIFICATE);
+	const unsigned char *p;
+	X509 *x;
+
+	assert_non_null(c);
+	p = c->value.data;
+	x = d2i_X509(NULL, &p, (long)c->value.len);
+	assert_non_null(x);
+	return x;
+}
+
+/*
+ * The X25519 key (PKCS#11 v3.0 §2.3.7, §2.3.8: CKK_EC_MONTGOMERY): CKA_EC_PARAMS id-X25519,
+ * CKA_EC_POINT the raw 32-byte u-coordinate, derive only; its certificate (RFC 8410 §5:
+ * keyAgreement) issued by rsa2048's, with the same key as the public key object.
+ */
+static void test_mock__objects_x25519(void **state)
+{
+	static const unsigned char id_x25519[] = { 0x06, 0x03, 0x2b, 0x65, 0x6e }; /* 1.3.101.110 */
+	fixture *f = *state;
+	const p11s_object *priv, *pub;
+	X509 *x, *issuer;
+	EVP_PKEY *ck, *ik;
+	unsigned char raw[32];
+	size_t rawlen = sizeof(raw), derlen = 0;
+	const unsigned char *der;
+	const ASN1_OCTET_STRING *aki, *ski;
+	int crit = -1;
+	ASN1_BIT_STRING *ku;
+
+	assert_int_equal(login(f, "1234"), P11S_OK);
+	load_objects(f);
+	priv = find(f, "x25519", P11S_OBJ_PRIVATE_KEY);
+	pub = find(f, "x25519", P11S_OBJ_PUBLIC_KEY);
+	assert_non_null(priv);
+	assert_non_null(pub);
+	assert_int_equal(priv->key_type, P11S_KEY_XDH);
+	assert_int_equal(pub->key_type, P11S_KEY_XDH);
+	assert_int_equal(priv->id.len, 1);
+	assert_int_equal(priv->id.data[0], 4);
+	assert_int_equal(find(f, "x25519", P11S_OBJ_CERTIFICATE)->id.data[0], 4);
+	assert_false(priv->can_sign);
+	assert_false(priv->can_decrypt);
+	assert_true(priv->can_derive);
+	assert_int_equal(pub->ec_params.len, sizeof(id_x25519));
+	assert_memory_equal(pub->ec_params.data, id_x25519, sizeof(id_x25519));
+	assert_int_equal(priv->ec_params.len, sizeof(id_x25519));
+	assert_int_equal(pub->ec_point.len, 32);
+
+	x = cert_of(f, "x25519");
+	issuer = cert_of(f, "rsa2048");
+	ck = X509_get_pubkey(x);
+	assert_non_null(ck);
+	assert_true(EVP_PKEY_is_a(ck, "X25519"));
+	assert_int_equal(EVP_PKEY_get_raw_public_key(ck, raw, &rawlen), 1);
+	assert_int_equal(rawlen, 32);
+	assert_memory_equal(raw, pub->ec_point.data, 32);
+	/* Issued by rsa2048: its name, its signature, its key identifier. */
+	assert_int_equal(X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(issuer)), 0);
+	assert_int_not_equal(X509_NAME_cmp(X509_get_subject_name(x), X509_get_subject_name(issuer)),
+	    0);
+	ik = X509_get0_pubkey(issuer);
+	assert_int_equal(X509_verify(x, ik), 1);
+	ski = X509_get0_subject_key_id(x);
+	aki = X509_get0_authority_key_id(x);
+	assert_non_null(ski);
+	assert_non_null(aki);
+	assert_int_equal(ASN1_OCTET_STRING_cmp(aki, X509_get0_subject_key_id(issuer)), 0);
+	/* keyUsage: keyAgreement alone, critical. */
+	ku = X509_get_ext_d2i(x, NID_key_usage, &crit, NULL);
+	assert_non_null(ku);
+	assert_int_equal(crit, 1);
+	ASN1_BIT_STRING_free(ku);
+	assert_int_equal(X509_get_key_usage(x), KU_KEY_AGREEMENT);
+	/* p11s_mock__cert_der() hands out the same certificate. */
+	der = p11s_mock__cert_der("x25519", &derlen);
+	assert_non_null(der);
+	assert_int_equal(derlen, find(f, "x25519", P11S_OBJ_CERTIFICATE)->value.len);
+	assert_memory_equal(der, find(f, "x25519", P11S_OBJ_CERTIFICATE)->value.data, derlen);
+	EVP_PKEY_free(ck);
+	X509_free(issuer);
+	X509_free(x);
+}
+
+/*
+ * CKM_ECDH1_DERIVE with the X25519 key: the peer's raw u-coordinate in, K out, as software
+ * computes it (RFC 7748 §6.1); a wrong length, a fault, a signature are refused.
+ */
+static void test_mock__derive_x25519(void **state)
+{
+	fixture *f = *state;
+	EVP_PKEY *eph = EVP_PKEY_Q_keygen(NULL, NULL, "X25519"), *pub;
+	EVP_PKEY *p256 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	unsigned char u[32], pt[65], z[32], hash[32] = { 7 };
+	size_t ulen = sizeof(u), ptlen = 0, zlen = sizeof(z);
+	p11s_mech ecdsa = { P11S_MECH_ECDSA, 0, 0, 0, NULL, 0 };
+	EVP_PKEY_CTX *c;
+	p11s_buf *out = NULL;
+	const p11s_object *o;
+	const p11s_mock_call *call;
+
+	assert_non_null(eph);
+	assert_non_null(p256);
+	assert_int_equal(login(f, "1234"), P11S_OK);
+	load_objects(f);
+	o = find(f, "x25519", P11S_OBJ_PRIVATE_KEY);
+	assert_int_equal(EVP_PKEY_get_raw_public_key(eph, u, &ulen), 1);
+	assert_int_equal(p11s_mock_ops.derive(&f->prov, o, u, ulen, &out), P11S_OK);
+	pub = cert_key(f, "x25519");
+	c = EVP_PKEY_CTX_new(eph, NULL);
+	assert_int_equal(EVP_PKEY_derive_init(c), 1);
+	assert_int_equal(EVP_PKEY_derive_set_peer(c, pub), 1);
+	assert_int_equal(EVP_PKEY_derive(c, z, &zlen), 1);
+	assert_int_equal(zlen, 32);
+	assert_int_equal(out->len, 32);
+	assert_memory_equal(out->data, z, 32);
+	p11s_buf_free(out);
+	out = NULL;
+	call = p11s_mock__last(P11S_MOCK_OP_DERIVE);
+	assert_int_equal(call->mech, P11S_MECH_ECDH1_DERIVE);
+	assert_int_equal(call->inlen, 32);
+	assert_int_equal(call->outlen, 32);
+	assert_string_equal(call->key, "x25519");
+	assert_int_equal(call->rv, CKR_OK);
+
+	/* Not 32 bytes: a shorter key, an EC point. */
+	assert_int_equal(p11s_mock_ops.derive(&f->prov, o, u, 31, &out), P11S_ERR_MECHANISM);
+	assert_int_equal(p11s_error_last()->ck_rv, CKR_MECHANISM_PARAM_INVALID);
+	assert_null(out);
+	assert_int_equal(EVP_PKEY_get_octet_string_param(p256, OSSL_PKEY_PARAM_PUB_KEY, pt,
+	                     sizeof(pt), &ptlen),
+	    1);
+	assert_int_equal(p11s_mock_ops.derive(&f->prov, o, pt, ptlen, &out), P11S_ERR_MECHANISM);
+	assert_int_equal(p11s_mock__last(P11S_MOCK_OP_DERIVE)->rv, CKR_MECHANISM_PARAM_INVALID);
+	assert_int_equal(p11s_mock__last(P11S_MOCK_OP_DERIVE)->inlen, 65);
+	/* ... nor the other way round: a u-coordinate to an EC key. */
+	assert_int_not_equal(p11s_mock_ops.derive(&f->prov, find(f, "ec256", P11S_OBJ_PRIVATE_KEY),
+	                         u, ulen, &out),
+	    P11S_OK);
+	assert_null(out);
+	/* Mid-operation removal, one-shot. */
+	assert_int_equal(p11s_mock__inject(P11S_MOCK_OP_DERIVE, 1, CKR_DEVICE_REMOVED), 0);
+	assert_int_equal(p11s_mock_ops.derive(&f->prov, o, u, ulen, &out), P11S_ERR_DEVICE_REMOVED);
+	assert_int_equal(p11s_mock__last(P11S_MOCK_OP_DERIVE)->rv, CKR_DEVICE_REMOVED);
+	assert_string_equal(p11s_mock__last(P11S_MOCK_OP_DERIVE)->key, "x25519");
+	assert_int_equal(p11s_mock_ops.derive(&f->prov, o, u, ulen, &out), P11S_OK);
+	p11s_buf_free(out);
+	out = NULL;
+	/* It cannot sign (RFC 8410 §5). */
+	assert_null(sign(f, "x25519", &ecdsa, hash, sizeof(hash), P11S_ERR_MECHANISM));
+	assert_int_equal(p11s_error_last()->ck_rv, CKR_KEY_TYPE_INCONSISTENT);
+	EVP_PKEY_CTX_free(c);
+	EVP_PKEY_free(pub);
+	EVP_PKEY_free(p256);
+	EVP_PKEY_free(eph);
+}
+
+/* p11s_mock__set_cert_of(): a certificate object that is another key's, then its own again. */
+static void test_mock__cert_of(void **state)
+{
+	fixture *f = *state;
+	size_t len = 0;
+	const unsigned char *ec256 = p11s_mock__cert_der("ec256", &len);
+
+	assert_int_equal(p11s_mock__set_cert_of("x25519", "ec256"), 0);
+	assert_int_equal(p11s_mock__set_cert_of("x25519", "nope"), -1);
+	load_objects(f);
+	assert_int_equal(find(f, "x25519", P11S_OBJ_CERTIFICATE)->value.len, len);
+	assert_memory_equal(find(f, "x25519", P11S_OBJ_CERTIFICATE)->value.data, ec256, len);
+	assert_int_equal(p11s_mock__set_cert_of("x25519", NULL), 0);
+	load_objects(f);
+	ec256 = p11s_mock__cert_der("x25519", &len);
+	assert_memory_equal(find(f, "x25519", P11S_OBJ_CERTIFICATE)->value.data, ec256, len);
+}
+
 /* CKA_ALWAYS_AUTHENTICATE: sign asks the PIN callback and logs a context-specific login. */
 static void test_mock__always_authenticate(void **state)
 {
@@ -475,6 +657,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mock__sign_ecdsa, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mock__decrypt_oaep, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mock__derive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mock__objects_x25519, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mock__derive_x25519, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mock__cert_of, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mock__always_authenticate, setup, teardown),
 	};
 
