@@ -216,12 +216,7 @@ static int responder_authorised(X509 *signer, X509 *issuer, int64_t now, char *w
 	return 1;
 }
 
-/*
- * Check one DER OCSPResponse for `id`. `req` is NULL for a cached response (its nonce was
- * checked when it arrived). Sets res->decided on an acceptable answer; `*expires` the time
- * until which it may be cached (0: do not cache).
- */
-static int check_response(const unsigned char *der, size_t len, OCSP_REQUEST *req,
+int p11s_ocsp__check_response(const unsigned char *der, size_t len, OCSP_REQUEST *req,
     OCSP_CERTID *id, X509 *issuer, int64_t at, p11s_ocsp_result *res, time_t *expires)
 {
 	const unsigned char *p = der;
@@ -391,7 +386,7 @@ int p11s_ocsp__check(X509 *cert, X509 *issuer, const p11s_x509_rev_policy *pol, 
 		}
 		if (cache_get(key, &der, &len)) {
 			res->cached = 1;
-			rc = check_response(der, len, NULL, id, issuer, at, res, &expires);
+			rc = p11s_ocsp__check_response(der, len, NULL, id, issuer, at, res, &expires);
 			if (res->decided) {
 				goto next;
 			}
@@ -416,7 +411,7 @@ int p11s_ocsp__check(X509 *cert, X509 *issuer, const p11s_x509_rev_policy *pol, 
 			snprintf(res->why, sizeof(res->why), "OCSP: %s", p11s_error_last()->message);
 			goto next;
 		}
-		rc = check_response(der, len, req, id, issuer, at, res, &expires);
+		rc = p11s_ocsp__check_response(der, len, req, id, issuer, at, res, &expires);
 		if (res->decided && expires != 0) {
 			cache_put(key, der, len, expires);
 		}
@@ -442,8 +437,7 @@ next:
 
 /* ---- CRLs from crlDistributionPoints ---- */
 
-/* DER or PEM CRL. */
-static X509_CRL *parse_crl(const unsigned char *der, size_t len)
+X509_CRL *p11s_crl__parse(const unsigned char *der, size_t len)
 {
 	const unsigned char *p = der;
 	X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)len);
@@ -490,7 +484,7 @@ int p11s_crl__fetch(X509 *cert, const p11s_x509_rev_policy *pol, STACK_OF(X509_C
 				rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 			} else if (cache_get(key, &der, &len) ||
 			    (pol->fetch && p11s_fetch__http(url, &fp, NULL, 0, NULL, CRL_MAX, &der, &len) == P11S_OK)) {
-				if ((crl = parse_crl(der, len)) != NULL) {
+				if ((crl = p11s_crl__parse(der, len)) != NULL) {
 					const ASN1_TIME *nu = X509_CRL_get0_nextUpdate(crl);
 
 					/* Cached until nextUpdate, then fetched again (RFC 5280 §5.1.2.5). */
@@ -515,6 +509,44 @@ int p11s_crl__fetch(X509 *cert, const p11s_x509_rev_policy *pol, STACK_OF(X509_C
 
 /* ---- caIssuers ---- */
 
+int p11s_aia__parse_issuers(const unsigned char *der, size_t len, STACK_OF(X509) *out)
+{
+	const unsigned char *p = der;
+	X509 *x;
+	PKCS7 *p7;
+	int added = 0;
+
+	/* RFC 5280 §4.2.2.1: a single DER certificate, or a certs-only CMS/PKCS#7 in DER. */
+	if ((x = d2i_X509(NULL, &p, (long)len)) != NULL) {
+		if (!sk_X509_push(out, x)) {
+			X509_free(x);
+			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		}
+		added++;
+	} else if ((p = der, p7 = d2i_PKCS7(NULL, &p, (long)len)) != NULL) {
+		if (PKCS7_type_is_signed(p7) && p7->d.sign != NULL) {
+			STACK_OF(X509) *c = p7->d.sign->cert;
+
+			for (int i = 0; c != NULL && i < sk_X509_num(c); i++) {
+				X509 *y = sk_X509_value(c, i);
+
+				if (!X509_up_ref(y)) {
+					continue;
+				}
+				if (!sk_X509_push(out, y)) {
+					X509_free(y);
+					PKCS7_free(p7);
+					return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+				}
+				added++;
+			}
+		}
+		PKCS7_free(p7);
+	}
+	ERR_clear_error();
+	return added;
+}
+
 int p11s_aia__fetch_issuers(X509 *cert, const p11s_x509_rev_policy *pol, STACK_OF(X509) *out)
 {
 	char *urls[MAX_URLS];
@@ -529,37 +561,17 @@ int p11s_aia__fetch_issuers(X509 *cert, const p11s_x509_rev_policy *pol, STACK_O
 	for (int u = 0; u < n_urls; u++) {
 		unsigned char *der = NULL;
 		size_t len = 0;
-		const unsigned char *p;
-		X509 *x;
-		PKCS7 *p7;
+		int n;
 
 		if (p11s_fetch__http(urls[u], &fp, NULL, 0, NULL, CERT_MAX, &der, &len) < 0) {
 			continue;
 		}
-		/* RFC 5280 §4.2.2.1: a single DER certificate, or a certs-only CMS/PKCS#7 in DER. */
-		p = der;
-		if ((x = d2i_X509(NULL, &p, (long)len)) != NULL) {
-			if (sk_X509_push(out, x)) {
-				added++;
-			} else {
-				X509_free(x);
-			}
-		} else if ((p = der, p7 = d2i_PKCS7(NULL, &p, (long)len)) != NULL) {
-			if (PKCS7_type_is_signed(p7) && p7->d.sign != NULL) {
-				STACK_OF(X509) *c = p7->d.sign->cert;
-
-				for (int i = 0; c != NULL && i < sk_X509_num(c); i++) {
-					X509 *y = sk_X509_value(c, i);
-
-					if (X509_up_ref(y) && !sk_X509_push(out, y)) {
-						X509_free(y);
-					} else {
-						added++;
-					}
-				}
-			}
-			PKCS7_free(p7);
+		if ((n = p11s_aia__parse_issuers(der, len, out)) < 0) {
+			free(der);
+			strs_free(urls, n_urls);
+			return n;
 		}
+		added += n;
 		free(der);
 	}
 	strs_free(urls, n_urls);

@@ -7,7 +7,9 @@
 #define P11S_X509_REVOCATION_INT_H
 
 #include <stdint.h>
+#include <time.h>
 
+#include <openssl/ocsp.h>
 #include <openssl/x509.h>
 
 #include "x509/fetch.h"
@@ -53,5 +55,26 @@ int p11s_crl__fetch(X509 *cert, const p11s_x509_rev_policy *pol, STACK_OF(X509_C
  * RFC 5280 §4.2.2.1), pushed onto `out`. @return the number added, or P11S_ERR_NOMEM.
  */
 int p11s_aia__fetch_issuers(X509 *cert, const p11s_x509_rev_policy *pol, STACK_OF(X509) *out);
+
+/*
+ * The parsers of what a responder or a server sent (each a fuzz target: fuzz_revocation.c).
+ *
+ * p11s_ocsp__check_response: one DER OCSPResponse for `id` of a certificate issued by
+ * `issuer`, at validation time `at`. `req` is NULL for a cached response (its nonce was
+ * checked when it arrived). Sets res->decided on an acceptable answer (else res->why), and
+ * `*expires` the time until which it may be cached (0: do not cache).
+ * @return P11S_OK or P11S_ERR_NOMEM.
+ */
+int p11s_ocsp__check_response(const unsigned char *der, size_t len, OCSP_REQUEST *req,
+    OCSP_CERTID *id, X509 *issuer, int64_t at, p11s_ocsp_result *res, time_t *expires);
+
+/* A CRL in DER or PEM, or NULL. */
+X509_CRL *p11s_crl__parse(const unsigned char *der, size_t len);
+
+/*
+ * The certificates of a caIssuers answer (a DER certificate, or certs-only PKCS#7 in DER),
+ * pushed onto `out`. @return the number added (0: not such an answer), or P11S_ERR_NOMEM.
+ */
+int p11s_aia__parse_issuers(const unsigned char *der, size_t len, STACK_OF(X509) *out);
 
 #endif

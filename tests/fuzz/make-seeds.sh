@@ -15,7 +15,8 @@ pki=$here/pki
 c=$here/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for t in mime_signed mime_enveloped mime_prepare verify decrypt uri pin_source config detached; do
+for t in mime_signed mime_enveloped mime_prepare verify decrypt uri pin_source config detached \
+	revocation; do
 	mkdir -p "$c/$t"
 	rm -f "$c/$t"/seed-*
 done
@@ -75,6 +76,56 @@ openssl cms -encrypt -aes-128-gcm -keyid -in "$msg" "$tmp/ec256.pem" >"$e/seed-o
 { printf 'Content-Type: application/x-pkcs7-mime; name=smime.p7m\nContent-Transfer-Encoding: binary\n\n'
   openssl cms -encrypt -aes128 -in "$msg" -outform DER "$tmp/rsa2048.pem"; } >"$e/seed-x-pkcs7-binary.eml"
 cp "$e"/seed-* "$c/mime_enveloped/"
+
+# --- revocation answers (fuzz_revocation.c: first octet = which parser) ---
+r=$c/revocation
+mkdir -p "$r"
+seed() { { printf "\\$(printf '%03o' "$1")"; cat "$2"; } >"$r/$3"; }
+printf 'V\t20461231000000Z\t\t%s\tunknown\t%s\n' \
+	"$(openssl x509 -in "$pki/alice.pem" -noout -serial | cut -d= -f2)" \
+	"$(openssl x509 -in "$pki/alice.pem" -noout -subject -nameopt compat | sed 's/^subject=//')" \
+	>"$tmp/index.good"
+sed 's/^V\t\([^\t]*\)\t\t/R\t\1\t261201000000Z,keyCompromise\t/' "$tmp/index.good" >"$tmp/index.revoked"
+openssl ocsp -issuer "$pki/ca.pem" -cert "$pki/alice.pem" -reqout "$tmp/ocsp.req" -no_nonce 2>/dev/null
+for st in good revoked; do
+	openssl ocsp -index "$tmp/index.$st" -rsigner "$pki/ca.pem" -rkey "$pki/ca.key" \
+		-CA "$pki/ca.pem" -reqin "$tmp/ocsp.req" -respout "$tmp/ocsp.$st" -ndays 3650 2>/dev/null
+	seed 1 "$tmp/ocsp.$st" "seed-ocsp-$st-cached.der"
+	seed 0 "$tmp/ocsp.$st" "seed-ocsp-$st-no-nonce.der"
+done
+# Signed by a key the CA did not certify for OCSP (alice's): refused (RFC 6960 §4.2.2.2).
+openssl ocsp -index "$tmp/index.good" -rsigner "$pki/alice.pem" -rkey "$pki/alice.key" \
+	-CA "$pki/ca.pem" -reqin "$tmp/ocsp.req" -respout "$tmp/ocsp.alice" -ndays 30 2>/dev/null
+seed 1 "$tmp/ocsp.alice" seed-ocsp-unauthorised.der
+printf '0\003\n\001\001' >"$tmp/ocsp.tryLater" # OCSPResponse { responseStatus malformedRequest }
+seed 1 "$tmp/ocsp.tryLater" seed-ocsp-status-only.der
+# A CRL (DER and PEM) revoking alice, and caIssuers answers.
+cat >"$tmp/ca.cnf" <<CNF
+[ca]
+default_ca = fz
+[fz]
+database = $tmp/index.revoked
+crlnumber = $tmp/crlnumber
+default_md = sha256
+default_crl_days = 3650
+CNF
+echo 01 >"$tmp/crlnumber"
+openssl ca -config "$tmp/ca.cnf" -gencrl -keyfile "$pki/ca.key" -cert "$pki/ca.pem" \
+	-out "$tmp/crl.pem" 2>/dev/null
+openssl crl -in "$tmp/crl.pem" -outform DER -out "$tmp/crl.der"
+seed 2 "$tmp/crl.der" seed-crl.der
+seed 2 "$tmp/crl.pem" seed-crl.pem
+openssl x509 -in "$pki/ca.pem" -outform DER -out "$tmp/ca.der"
+seed 3 "$tmp/ca.der" seed-caissuers-cert.der
+openssl crl2pkcs7 -nocrl -certfile "$pki/ca.pem" -certfile "$pki/alice.pem" -outform DER \
+	-out "$tmp/certs.p7c"
+seed 3 "$tmp/certs.p7c" seed-caissuers-p7c.der
+for u in 'http://ocsp.example.org/' 'https://x.pki.example:8443/ca.crt' \
+	'http://evil.pki.example/crl' 'file:///etc/passwd' 'ldap://ldap.example.org/cn=CA' \
+	'HTTP://[::1]:80/a' 'http://user@host/'; do
+	printf '%s' "$u" >"$tmp/url"
+	seed 4 "$tmp/url" "seed-url-$(printf '%s' "$u" | md5sum | cut -c1-8)"
+done
 
 # --- URIs, pin sources, configuration ---
 u=$c/uri
