@@ -92,11 +92,11 @@ static struct {
 	size_t login_pin_len;
 } st = {
 	.keys = {
-		{ "rsa2048", 0x01, P11S_KEY_RSA, NULL, NULL, NULL, 0, 0, NULL },
-		{ "ec256", 0x02, P11S_KEY_EC, "P-256", NULL, NULL, 0, 0, NULL },
-		{ "ec384", 0x03, P11S_KEY_EC, "P-384", NULL, NULL, 0, 0, NULL },
+		{ "rsa2048", 0x01, P11S_KEY_RSA, NULL, NULL, NULL, 0, 0, NULL, NULL },
+		{ "ec256", 0x02, P11S_KEY_EC, "P-256", NULL, NULL, 0, 0, NULL, NULL },
+		{ "ec384", 0x03, P11S_KEY_EC, "P-384", NULL, NULL, 0, 0, NULL, NULL },
 		/* Cannot sign (RFC 8410 §5: key agreement only): rsa2048 issues its certificate. */
-		{ "x25519", 0x04, P11S_KEY_XDH, "X25519", NULL, NULL, 0, 0, "rsa2048" },
+		{ "x25519", 0x04, P11S_KEY_XDH, "X25519", NULL, NULL, 0, 0, "rsa2048", NULL },
 	},
 };
 
