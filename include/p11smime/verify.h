@@ -139,6 +139,13 @@ typedef struct p11s_verify_signer {
 	int64_t date_skew;               /**< Date - signingTime, seconds */
 	int has_timestamp_skew;          /**< the message has a Date and a verified time-stamp */
 	int64_t timestamp_skew;          /**< Date - genTime, seconds */
+	/* Validation time (docs/verify.md, "Validation time"); appended. */
+	const char *validation_time;     /**< when the path (and revocation) was validated, RFC
+	                                      3339 UTC; NULL if the certificate was not found */
+	const char *validation_time_source; /**< "timestamp": the genTime of the verified
+	                                      signature time-stamp (CAdES-T: a certificate that
+	                                      expired or was revoked after it does not fail);
+	                                      "given": p11s_verify_opts.time; "now" */
 } p11s_verify_signer;
 
 /**

@@ -87,6 +87,14 @@ void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 				fprintf(f, "  date - timestamp: %+lld s\n", (long long)s->timestamp_skew);
 			}
 		}
+		if (s->validation_time != NULL) {
+			const char *src = s->validation_time_source;
+
+			fprintf(f, "  path validated at: %s (%s)\n", s->validation_time,
+			    src != NULL && strcmp(src, "timestamp") == 0 ? "the time-stamp's genTime"
+			    : src != NULL && strcmp(src, "given") == 0   ? "the time asked for"
+			                                                 : "now");
+		}
 		fprintf(f, "  signing certificate binding: %s\n",
 		    s->signing_certificate == 2 ? "signingCertificateV2 matches"
 		    : s->signing_certificate == 1 ? "signingCertificate (v1) matches"
@@ -333,6 +341,12 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 		fputc(',', f);
 		json_key(f, "timestamp_valid");
 		fputs(s->timestamp == NULL ? "null," : s->timestamp_valid ? "true," : "false,", f);
+		json_key(f, "validation_time");
+		json_opt_str(f, s->validation_time);
+		fputc(',', f);
+		json_key(f, "validation_time_source");
+		json_opt_str(f, s->validation_time_source);
+		fputc(',', f);
 		json_key(f, "signing_certificate");
 		fputs(s->signing_certificate == 2 ? "\"v2\"," : s->signing_certificate == 1 ? "\"v1\","
 		    : s->signing_certificate < 0 ? "\"mismatch\"," : "null,", f);

@@ -42,6 +42,8 @@ typedef struct signer_int {
 	size_t n_chain;
 	p11s_ess_info ess;         /* label, equivalent labels, receipt request */
 	char *ts_time, *ts_tsa;    /* signature timestamp: genTime, TSA subject */
+	char *validation_time;     /* when the path was validated (RFC 3339) */
+	const char *vt_source;     /* "now", "given", "timestamp" (a literal) */
 	int ts_valid, sc_bound, nonrep;
 	const char *key_type;      /* signer key (a literal), bits */
 	int key_bits;

@@ -41,6 +41,7 @@ static void signer_free(signer_int *s)
 	p11s_x509__strv_free(s->chain, s->n_chain);
 	p11s_ess__info_clear(&s->ess);
 	free(s->ts_time);
+	free(s->validation_time);
 	free(s->ts_tsa);
 	p11s_x509__revocation_free(s->rev, s->n_rev);
 	free(s->reasons_view);
@@ -124,6 +125,8 @@ int p11s_cms__publish(p11s_verify_result *res)
 		v->date_skew = s->date_skew;
 		v->has_timestamp_skew = s->has_ts_skew;
 		v->timestamp_skew = s->ts_skew;
+		v->validation_time = s->validation_time;
+		v->validation_time_source = s->vt_source;
 		v->revocation = s->rev_view;
 		v->n_revocation = s->n_rev;
 	}

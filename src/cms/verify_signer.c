@@ -290,6 +290,36 @@ static int strv_push(char ***v, size_t *n, const char *s)
 
 
 /* Check one SignerInfo; fills `out`. */
+/* Seconds since the epoch of an RFC 3339 UTC time as p11s_x509__time() writes it, or -1. */
+static int64_t rfc3339_seconds(const char *t)
+{
+	struct tm tm;
+	char z = 0, extra = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d%c%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+	        &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z, &extra) != 7 || z != 'Z') {
+		return -1;
+	}
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return (int64_t)timegm(&tm);
+}
+
+/* RFC 3339 UTC text of `t` (malloc'd), or NULL. */
+static char *seconds_rfc3339(int64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	char buf[32];
+
+	if (gmtime_r(&tt, &tm) == NULL) {
+		return NULL;
+	}
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return strdup(buf);
+}
+
 int p11s_cms__verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_int *out)
 {
 	ASN1_OCTET_STRING *keyid = NULL;
@@ -442,10 +472,57 @@ int p11s_cms__verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_in
 	if (rc < 0 || (rc = check_pss(sigalg, dnid, r, env->warnings)) < 0) {
 		return rc;
 	}
-	/* RFC 8550 §4.2 / RFC 5280 §6: the path from the signer certificate to an anchor. */
-	if ((rc = p11s_x509__validate_rev(env->store, signer, env->certs, env->crls, r, &chain,
-	         &out->rev, &out->n_rev)) < 0) {
-		return rc;
+	/*
+	 * RFC 5126 §5.11.1 signature-time-stamp (unsigned): a token over the signature value,
+	 * validated against the same trust anchors at its genTime. A bad token fails the signer.
+	 */
+	{
+		int loc = CMS_unsigned_get_attr_by_NID(si, NID_id_smime_aa_timeStampToken, -1);
+
+		if (loc >= 0) {
+			ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(CMS_unsigned_get_attr(si, loc), 0);
+			ASN1_OCTET_STRING *sig = CMS_SignerInfo_get0_signature(si);
+			size_t before = r->n;
+
+			if (t == NULL || t->type != V_ASN1_SEQUENCE) {
+				rc = p11s_reasons__add(r, "timestamp-invalid", "the signature-time-stamp "
+				                                               "attribute is malformed");
+			} else {
+				rc = p11s_tsa__verify(t->value.sequence->data,
+				    (size_t)t->value.sequence->length, sig->data, (size_t)sig->length,
+				    env->store, env->certs, &out->ts_time, &out->ts_tsa, r);
+			}
+			if (rc < 0) {
+				return rc;
+			}
+			out->ts_valid = r->n == before;
+		}
+	}
+	/*
+	 * RFC 8550 §4.2 / RFC 5280 §6: the path from the signer certificate to an anchor, at the
+	 * time the time-stamp proved when it verified (CAdES-T, RFC 5126 §5.11.1: a signature
+	 * made while the certificate was valid keeps verifying after it expires), else at the
+	 * caller's time or now.
+	 */
+	{
+		int64_t proven = -1, at;
+
+		if (out->ts_valid && !env->store->has_time && out->ts_time != NULL &&
+		    (proven = rfc3339_seconds(out->ts_time)) >= 0) {
+			out->vt_source = "timestamp";
+		} else {
+			proven = -1;
+			out->vt_source = env->store->has_time ? "given" : "now";
+		}
+		at = proven >= 0 ? proven : env->store->has_time ? env->store->time
+		                                                  : (int64_t)time(NULL);
+		if ((out->validation_time = seconds_rfc3339(at)) == NULL) {
+			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		}
+		if ((rc = p11s_x509__validate_at(env->store, proven, signer, env->certs, env->crls, r,
+		         &chain, &out->rev, &out->n_rev)) < 0) {
+			return rc;
+		}
 	}
 	/* --soft-fail (revocation.h): an undecided revocation status is a warning, not a reason. */
 	for (size_t i = 0; i < out->n_rev; i++) {
@@ -481,32 +558,6 @@ int p11s_cms__verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_in
 	}
 	out->nonrep = (X509_get_extension_flags(signer) & EXFLAG_KUSAGE) != 0 &&
 	    (X509_get_key_usage(signer) & KU_NON_REPUDIATION) != 0;
-	/*
-	 * RFC 5126 §5.11.1 signature-time-stamp (unsigned): a token over the signature value,
-	 * validated against the same trust anchors at its genTime. A bad token fails the signer.
-	 */
-	{
-		int loc = CMS_unsigned_get_attr_by_NID(si, NID_id_smime_aa_timeStampToken, -1);
-
-		if (loc >= 0) {
-			ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(CMS_unsigned_get_attr(si, loc), 0);
-			ASN1_OCTET_STRING *sig = CMS_SignerInfo_get0_signature(si);
-			size_t before = r->n;
-
-			if (t == NULL || t->type != V_ASN1_SEQUENCE) {
-				rc = p11s_reasons__add(r, "timestamp-invalid", "the signature-time-stamp "
-				                                               "attribute is malformed");
-			} else {
-				rc = p11s_tsa__verify(t->value.sequence->data,
-				    (size_t)t->value.sequence->length, sig->data, (size_t)sig->length,
-				    env->store, env->certs, &out->ts_time, &out->ts_tsa, r);
-			}
-			if (rc < 0) {
-				return rc;
-			}
-			out->ts_valid = r->n == before;
-		}
-	}
 	if (env->sender == NULL) {
 		return p11s_reasons__add(env->warnings, "sender-not-checked",
 		    "the From/Sender address was not compared with the signer certificate "

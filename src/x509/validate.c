@@ -447,6 +447,8 @@ typedef struct collect {
 	rev_depth rev[MAX_REV_DEPTH];
 	int defer_crl;    /* explicit revocation policy: CRL problems decided later (live_decide) */
 	STACK_OF(X509_CRL) *msg_crls, *fetched; /* where a deciding CRL came from */
+	int proven;       /* validating at a time a time-stamp proved (p11s_x509__validate_at) */
+	int64_t at;       /* ... that time */
 } collect;
 
 static int app_index(void)
@@ -539,6 +541,41 @@ static int is_crl_problem(int err)
 }
 
 /*
+ * At a time a verified RFC 3161 time-stamp proved (CAdES-T, RFC 5126 §5.11.1): revocation
+ * information issued after that time still tells whether the certificate was revoked
+ * before it, so a CRL whose thisUpdate is after the proven time (but not in the future) is
+ * current enough, and an entry whose revocationDate (RFC 5280 §5.1.2.6) is after the proven
+ * time is not a revocation at that time, unless an earlier invalidityDate (§5.3.2: when the
+ * key is known or suspected to have been compromised) reaches back before it. Non-zero to
+ * accept.
+ */
+static int proven_time_ok(const X509_CRL *crl, int err, X509 *cert, int64_t at)
+{
+	X509_REVOKED *rv = NULL;
+	time_t now = time(NULL) + 300, t = (time_t)at;
+
+	if (crl == NULL) {
+		return 0;
+	}
+	if (err == X509_V_ERR_CRL_NOT_YET_VALID) {
+		return X509_cmp_time(X509_CRL_get0_lastUpdate(crl), &now) <= 0;
+	}
+	if (err == X509_V_ERR_CERT_REVOKED && cert != NULL &&
+	    /* Not const in OpenSSL 3.0's prototype; it only looks the serial up. */
+	    X509_CRL_get0_by_cert((X509_CRL *)crl, &rv, cert) == 1 && rv != NULL) {
+		ASN1_GENERALIZEDTIME *inv = X509_REVOKED_get_ext_d2i(rv, NID_invalidity_date, NULL,
+		    NULL);
+		int after = X509_cmp_time(X509_REVOKED_get0_revocationDate(rv), &t) > 0 &&
+		    (inv == NULL || X509_cmp_time(inv, &t) > 0);
+
+		ASN1_GENERALIZEDTIME_free(inv);
+		ERR_clear_error();
+		return after;
+	}
+	return 0;
+}
+
+/*
  * Record each error and continue (return 1), so that every reason is reported. The verdict
  * comes from the recorded list, never from X509_verify_cert()'s return value alone.
  */
@@ -552,6 +589,17 @@ static int verify_cb(int ok, X509_STORE_CTX *ctx)
 
 	if (ok || c == NULL) {
 		return ok;
+	}
+	/*
+	 * The CRL being checked: OpenSSL's current one for its own checks, the one our
+	 * record_cert_crl() saw for "revoked" (OpenSSL 3.0 has no current CRL set by then).
+	 */
+	if (c->proven &&
+	    proven_time_ok(X509_STORE_CTX_get0_current_crl(ctx) != NULL ? X509_STORE_CTX_get0_current_crl(ctx)
+	        : depth >= 0 && depth < MAX_REV_DEPTH        ? c->rev[depth].crl
+	                                                     : NULL,
+	        err, cert, c->at)) {
+		return 1;
 	}
 	if (depth >= 0 && depth < MAX_REV_DEPTH) {
 		if (err == X509_V_ERR_CERT_REVOKED) {
@@ -878,6 +926,13 @@ int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509)
     STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons, STACK_OF(X509) **chain,
     p11s_x509_revocation **rev, size_t *n_rev)
 {
+	return p11s_x509__validate_at(s, -1, leaf, untrusted, msg_crls, reasons, chain, rev, n_rev);
+}
+
+int p11s_x509__validate_at(const p11s_x509_store *s, int64_t proven, X509 *leaf,
+    STACK_OF(X509) *untrusted, STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons,
+    STACK_OF(X509) **chain, p11s_x509_revocation **rev, size_t *n_rev)
+{
 	X509_STORE_CTX *ctx = NULL;
 	STACK_OF(X509_CRL) *crls = NULL;
 	ASN1_OBJECT *any = NULL;
@@ -891,9 +946,11 @@ int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509)
 	STACK_OF(X509) *live_untrusted = NULL, *pre_chain = NULL;
 	STACK_OF(X509_CRL) *fetched = NULL;
 	p11s_ocsp_result ocsp[MAX_REV_DEPTH];
-	int64_t at = s->has_time ? s->time : (int64_t)time(NULL);
+	int64_t at = proven >= 0 ? proven : s->has_time ? s->time : (int64_t)time(NULL);
 
 	memset(ocsp, 0, sizeof(ocsp));
+	c.proven = proven >= 0;
+	c.at = at;
 
 	*chain = NULL;
 	if (rev != NULL) {
@@ -970,8 +1027,8 @@ int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509)
 		}
 	}
 	X509_STORE_CTX_set0_crls(ctx, crls);
-	if (s->has_time) {
-		X509_VERIFY_PARAM_set_time(param, (time_t)s->time);
+	if (proven >= 0 || s->has_time) {
+		X509_VERIFY_PARAM_set_time(param, (time_t)at);
 	}
 	X509_STORE_CTX_set_verify_cb(ctx, verify_cb);
 	X509_STORE_CTX_set_ex_data(ctx, app_index(), &c);

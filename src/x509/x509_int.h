@@ -119,6 +119,16 @@ typedef struct p11s_x509_revocation {
 int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *untrusted,
     STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons, STACK_OF(X509) **chain,
     p11s_x509_revocation **rev, size_t *n_rev);
+
+/*
+ * p11s_x509__validate_rev() at `proven` (seconds since the epoch), a time that a verified
+ * RFC 3161 time-stamp proved, instead of the store's time or now; -1: as validate_rev. At a
+ * proven time, a CRL issued after it (not in the future) decides, and a revocation dated
+ * after it is not one (CAdES-T, RFC 5126 §5.11.1; docs/verify.md "Validation time").
+ */
+int p11s_x509__validate_at(const p11s_x509_store *s, int64_t proven, X509 *leaf,
+    STACK_OF(X509) *untrusted, STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons,
+    STACK_OF(X509) **chain, p11s_x509_revocation **rev, size_t *n_rev);
 void p11s_x509__revocation_free(p11s_x509_revocation *rev, size_t n);
 
 /* Stable reason code of an X509_V_ERR_* value. */

@@ -134,6 +134,45 @@ expect 2 "bad label classification" -- p11s sign --key "$rsa" --security-label 1
 expect 2 "bad label policy" -- p11s sign --key "$rsa" --security-label notanoid:1 \
 	--in "$msg" --out "$tmp/x.eml"
 
+# ---- validation at the time-stamp's genTime (CAdES-T, RFC 5126 §5.11.1; issue 19 item 6) ------
+# A certificate that expires 8 s after signing: with a verified time-stamp the path is
+# validated at its genTime and the signature keeps verifying; without, it has expired. A CRL
+# issued afterwards revoking it after the genTime does not fail it; one dated before does.
+sc=$here/short_cert.py
+ica=$pki/intermediate.pem
+ikey=$pki/intermediate/intermediate.key
+/usr/bin/python3 "$sc" cert "$pki/rsa2048.csr" "$ica" "$ikey" 8 "$tmp/short.pem"
+expect 0 "sign --tsa with a certificate that expires in 8 s" -- p11s sign --key "$rsa" \
+	--cert "$tmp/short.pem" --chain "$ica" --tsa "$tsa/good" --in "$msg" --out "$tmp/short-ts.eml"
+expect 0 "sign without a time-stamp, same certificate" -- p11s sign --key "$rsa" \
+	--cert "$tmp/short.pem" --chain "$ica" --in "$msg" --out "$tmp/short-nots.eml"
+expect 0 "before expiry: verify validates at the time-stamp's genTime" -- "$bin" verify \
+	--trust "$pki/root.pem" --in "$tmp/short-ts.eml"
+check "... and says so" grep -q "path validated at: .*(the time-stamp's genTime)" "$tmp/out"
+expect 0 "... and without a time-stamp, at now" -- "$bin" verify --trust "$pki/root.pem" \
+	--in "$tmp/short-nots.eml"
+check "... and says so" grep -q "path validated at: .*(now)" "$tmp/out"
+sleep 10
+expect 0 "expired now: the time-stamped signature still verifies" -- "$bin" --json verify \
+	--trust "$pki/root.pem" --in "$tmp/short-ts.eml"
+check "json validation_time_source timestamp" grep -q '"validation_time_source":"timestamp"' \
+	"$tmp/out"
+expect 1 "expired now: the signature without a time-stamp fails" -- "$bin" verify \
+	--trust "$pki/root.pem" --in "$tmp/short-nots.eml"
+check "... as expired" grep -q "expired" "$tmp/out" "$tmp/err"
+/usr/bin/python3 "$sc" crl "$ica" "$ikey" "$tmp/short.pem" 0 "$tmp/crl-after.pem"
+cat "$tmp/crl-after.pem" "$pki/root.crl.pem" >"$tmp/crls-after.pem"
+expect 0 "revoked after the genTime (CRL issued after it): still valid at the genTime" -- \
+	"$bin" verify --trust "$pki/root.pem" --crl "$tmp/crls-after.pem" --in "$tmp/short-ts.eml"
+/usr/bin/python3 "$sc" crl "$ica" "$ikey" "$tmp/short.pem" -3600 "$tmp/crl-before.pem"
+cat "$tmp/crl-before.pem" "$pki/root.crl.pem" >"$tmp/crls-before.pem"
+expect 1 "revoked before the genTime: fails" -- "$bin" verify --trust "$pki/root.pem" \
+	--crl "$tmp/crls-before.pem" --in "$tmp/short-ts.eml"
+check "... as revoked" grep -q "revoked" "$tmp/out" "$tmp/err"
+expect 1 "a time asked for (--at) wins over the genTime: expired then" -- "$bin" verify \
+	--trust "$pki/root.pem" --at "$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)" \
+	--in "$tmp/short-ts.eml"
+
 # ---- non-repudiation -------------------------------------------------------------------------
 cat >"$tmp/ds.cnf" <<EOT
 [ds]
