@@ -4,9 +4,11 @@ python3-cryptography does X25519/X448, HKDF or the X9.63 KDF, AES key unwrap and
 
 usage: decrypt.py PRIVATE-KEY.pem MESSAGE.der   -> the decrypted inner entity on stdout
 Exit 1 with one line on stderr when it cannot decrypt."""
+import os
 import sys
 
-from asn1crypto import cms, core
+from asn1crypto import cms
+
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import x448, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -14,6 +16,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rfc8418_asn1 import GCMParameters, SharedInfo, WrapAlgorithm  # noqa: E402
 
 SCHEMES = {  # RFC 8418 §2.2 / RFC 5753 §7.1.4
     "1.2.840.113549.1.9.16.3.19": ("hkdf", hashes.SHA256()),
@@ -25,20 +30,6 @@ SCHEMES = {  # RFC 8418 §2.2 / RFC 5753 §7.1.4
 }
 WRAP = {"2.16.840.1.101.3.4.1.5": 16, "2.16.840.1.101.3.4.1.25": 24,
         "2.16.840.1.101.3.4.1.45": 32}
-
-
-class WrapAlgorithm(core.Sequence):  # KeyWrapAlgorithm, RFC 5753 §7.1.1
-    _fields = [("algorithm", core.ObjectIdentifier), ("parameters", core.Any, {"optional": True})]
-
-
-class GCMParameters(core.Sequence):  # RFC 5084 §3.2
-    _fields = [("nonce", core.OctetString), ("icv_len", core.Integer, {"default": 12})]
-
-
-class SharedInfo(core.Sequence):  # ECC-CMS-SharedInfo, RFC 5753 §7.2
-    _fields = [("key_info", WrapAlgorithm),
-               ("entity_u_info", core.OctetString, {"explicit": 0, "optional": True}),
-               ("supp_pub_info", core.OctetString, {"explicit": 2})]
 
 
 def fail(msg):

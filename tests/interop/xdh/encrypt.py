@@ -33,6 +33,7 @@ import os
 import sys
 
 from asn1crypto import cms, core, pem, x509
+
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa, x448, x25519
@@ -41,6 +42,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rfc8418_asn1 import GCMParameters, SharedInfo, WrapAlgorithm  # noqa: E402
 
 CIPHERS = {  # name -> (OID, key length, GCM)
     "aes128-cbc": ("2.16.840.1.101.3.4.1.2", 16, False),
@@ -69,20 +73,6 @@ ID_DATA = "1.2.840.113549.1.7.1"
 
 class Usage(Exception):
     """A usage error or bad input: exit 2."""
-
-
-class WrapAlgorithm(core.Sequence):  # KeyWrapAlgorithm, RFC 5753 §7.1.1 (parameters absent)
-    _fields = [("algorithm", core.ObjectIdentifier), ("parameters", core.Any, {"optional": True})]
-
-
-class GCMParameters(core.Sequence):  # RFC 5084 §3.2
-    _fields = [("nonce", core.OctetString), ("icv_len", core.Integer, {"default": 12})]
-
-
-class SharedInfo(core.Sequence):  # ECC-CMS-SharedInfo, RFC 5753 §7.2
-    _fields = [("key_info", WrapAlgorithm),
-               ("entity_u_info", core.OctetString, {"explicit": 0, "optional": True}),
-               ("supp_pub_info", core.OctetString, {"explicit": 2})]
 
 
 class Parser(argparse.ArgumentParser):
