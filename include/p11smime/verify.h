@@ -87,7 +87,10 @@ typedef struct p11s_verify_revocation {
 	const char *ocsp_produced_at; /**< the OCSP response's producedAt, RFC 3339 UTC, or NULL */
 	const char *ocsp_this_update; /**< its thisUpdate, or NULL */
 	const char *ocsp_next_update; /**< its nextUpdate, or NULL (absent or no OCSP) */
-	const char *revocation_time;  /**< for "revoked" by OCSP: revocationTime, else NULL */
+	const char *revocation_time;  /**< for "revoked" by OCSP: revocationTime; for "good" at
+	                                   a time a time-stamp proved: the later revocationDate of
+	                                   a CRL entry (docs/verify.md "Validation time"); else
+	                                   NULL */
 	int soft_failed;          /**< status "unknown" accepted by --soft-fail (a warning) */
 } p11s_verify_revocation;
 

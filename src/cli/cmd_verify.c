@@ -147,6 +147,9 @@ void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 			if (v->soft_failed) {
 				fputs(" (accepted: --soft-fail)", f);
 			}
+			if (strcmp(v->status, "good") == 0 && v->revocation_time != NULL) {
+				fprintf(f, " (revoked later, %s: after the validation time)", v->revocation_time);
+			}
 			fputc('\n', f);
 		}
 		for (size_t j = 0; j < s->n_reasons; j++) {

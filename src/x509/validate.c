@@ -434,6 +434,7 @@ typedef struct rev_depth {
 	const char *problem;      /* first CRL-related reason code at this depth */
 	char *issuer, *this_update, *next_update, *number; /* the CRL found */
 	const X509_CRL *crl;      /* that CRL (which source it came from: the report) */
+	char *revoked_later;      /* at a proven time: the revocationDate after it (RFC 3339) */
 } rev_depth;
 
 #define MAX_REV_DEPTH 32
@@ -463,6 +464,7 @@ static void rev_depth_clear(rev_depth *d)
 	free(d->this_update);
 	free(d->next_update);
 	free(d->number);
+	free(d->revoked_later);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -549,7 +551,7 @@ static int is_crl_problem(int err)
  * key is known or suspected to have been compromised) reaches back before it. Non-zero to
  * accept.
  */
-static int proven_time_ok(const X509_CRL *crl, int err, X509 *cert, int64_t at)
+static int proven_time_ok(const X509_CRL *crl, int err, X509 *cert, int64_t at, char **later)
 {
 	X509_REVOKED *rv = NULL;
 	time_t now = time(NULL) + 300, t = (time_t)at;
@@ -570,6 +572,9 @@ static int proven_time_ok(const X509_CRL *crl, int err, X509 *cert, int64_t at)
 
 		ASN1_GENERALIZEDTIME_free(inv);
 		ERR_clear_error();
+		if (after && *later == NULL) {
+			*later = p11s_x509__time(X509_REVOKED_get0_revocationDate(rv));
+		}
 		return after;
 	}
 	return 0;
@@ -594,11 +599,11 @@ static int verify_cb(int ok, X509_STORE_CTX *ctx)
 	 * The CRL being checked: OpenSSL's current one for its own checks, the one our
 	 * record_cert_crl() saw for "revoked" (OpenSSL 3.0 has no current CRL set by then).
 	 */
-	if (c->proven &&
-	    proven_time_ok(X509_STORE_CTX_get0_current_crl(ctx) != NULL ? X509_STORE_CTX_get0_current_crl(ctx)
-	        : depth >= 0 && depth < MAX_REV_DEPTH        ? c->rev[depth].crl
-	                                                     : NULL,
-	        err, cert, c->at)) {
+	if (c->proven && depth >= 0 && depth < MAX_REV_DEPTH &&
+	    proven_time_ok(X509_STORE_CTX_get0_current_crl(ctx) != NULL
+	                       ? X509_STORE_CTX_get0_current_crl(ctx)
+	                       : c->rev[depth].crl,
+	        err, cert, c->at, &c->rev[depth].revoked_later)) {
 		return 1;
 	}
 	if (depth >= 0 && depth < MAX_REV_DEPTH) {
@@ -680,6 +685,9 @@ static int revocation_report(collect *c, STACK_OF(X509) *chain,
 			v[i].problem = d->problem;
 		} else if (d != NULL && d->issuer != NULL) {
 			v[i].status = "good";
+			/* Good at the proven time, revoked after it: the report says when. */
+			v[i].revocation_time = d->revoked_later;
+			d->revoked_later = NULL;
 		} else {
 			/* No CRL, no error: OpenSSL did not check it (no --crl; the anchor). */
 			v[i].status = "not-checked";

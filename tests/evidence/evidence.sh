@@ -164,6 +164,7 @@ check "... as expired" grep -q "expired" "$tmp/out" "$tmp/err"
 cat "$tmp/crl-after.pem" "$pki/root.crl.pem" >"$tmp/crls-after.pem"
 expect 0 "revoked after the genTime (CRL issued after it): still valid at the genTime" -- \
 	"$bin" verify --trust "$pki/root.pem" --crl "$tmp/crls-after.pem" --in "$tmp/short-ts.eml"
+check "... the report says it was revoked later" grep -q "0: good .*(revoked later, .*: after the validation time)" "$tmp/out"
 /usr/bin/python3 "$sc" crl "$ica" "$ikey" "$tmp/short.pem" -3600 "$tmp/crl-before.pem"
 cat "$tmp/crl-before.pem" "$pki/root.crl.pem" >"$tmp/crls-before.pem"
 expect 1 "revoked before the genTime: fails" -- "$bin" verify --trust "$pki/root.pem" \
