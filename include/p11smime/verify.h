@@ -82,7 +82,8 @@ typedef struct p11s_verify_revocation {
 	/* Live revocation (revocation.h); appended. */
 	const char *source;       /**< what decided: "file-crl" (--crl), "message-crl" (in the
 	                               SignedData), "fetched-crl" (crlDistributionPoints), "ocsp",
-	                               or NULL (nothing decided) */
+	                               "stapled-ocsp" (RFC 5940, in the SignedData), or NULL
+	                               (nothing decided) */
 	const char *ocsp_responder;   /**< the responder URL asked, or NULL */
 	const char *ocsp_produced_at; /**< the OCSP response's producedAt, RFC 3339 UTC, or NULL */
 	const char *ocsp_this_update; /**< its thisUpdate, or NULL */

@@ -22,6 +22,13 @@
 #define MAX_DIGESTS 8
 #ifndef P11S_MAX_SIGNERS /* build-time setting (docs/security.md, "Limits") */
 #define P11S_MAX_SIGNERS 64
+/*
+ * The OCSP responses stapled in `cms` (RFC 5940 §2: RevocationInfoChoice other,
+ * id-ri-ocsp-response), DER copies in `out` (empty when none). verify_stapled.c.
+ * @return P11S_OK or P11S_ERR_NOMEM. Free with p11s_x509__stapled_clear().
+ */
+int p11s_cms__stapled_ocsp(CMS_ContentInfo *cms, p11s_x509_stapled *out);
+
 #endif
 #define MAX_SIGNERS P11S_MAX_SIGNERS
 /*

@@ -25,6 +25,7 @@ typedef struct p11s_ocsp_result {
 	char *responder;    /* the URL asked (malloc'd), or NULL */
 	char *produced_at, *this_update, *next_update, *revocation_time; /* RFC 3339, malloc'd */
 	int cached;         /* the response came from the cache */
+	int stapled;        /* the response came from the message (RFC 5940) */
 	char why[300];      /* when not decided: one line */
 } p11s_ocsp_result;
 

@@ -779,9 +779,53 @@ static int ocsp_covers(const p11s_x509_rev_policy *pol, int d)
 
 #define MAX_FETCHED_ISSUERS 4
 
+/*
+ * A stapled response (RFC 5940) that decides `x` issued by `issuer` at `at`: 1 with `res`
+ * filled, 0 if none does. No nonce: a stapled response was not asked for by us (RFC 6960
+ * §4.4.1 makes the nonce optional); signature, authorisation and freshness are checked.
+ */
+static int stapled_decides(const p11s_x509_stapled *st, X509 *x, X509 *issuer, int64_t at,
+    p11s_ocsp_result *res)
+{
+	OCSP_CERTID *id;
+	time_t expires;
+
+	if (st == NULL || st->n == 0 || (id = OCSP_cert_to_id(NULL, x, issuer)) == NULL) {
+		ERR_clear_error();
+		return 0;
+	}
+	for (size_t i = 0; i < st->n; i++) {
+		p11s_ocsp__result_clear(res);
+		if (p11s_ocsp__check_response(st->der[i], st->len[i], NULL, id, issuer, at, res,
+		        &expires) == P11S_OK &&
+		    res->decided) {
+			res->stapled = 1;
+			/* Named as the responder in the report and the reasons. */
+			res->responder = strdup("(stapled in the message)");
+			OCSP_CERTID_free(id);
+			return 1;
+		}
+	}
+	p11s_ocsp__result_clear(res);
+	OCSP_CERTID_free(id);
+	return 0;
+}
+
+void p11s_x509__stapled_clear(p11s_x509_stapled *st)
+{
+	for (size_t i = 0; st != NULL && i < st->n; i++) {
+		free(st->der[i]);
+	}
+	if (st != NULL) {
+		free(st->der);
+		free(st->len);
+		memset(st, 0, sizeof(*st));
+	}
+}
+
 static int live_prepare(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *untrusted,
-    int64_t at, STACK_OF(X509) **out_untrusted, STACK_OF(X509) **out_chain,
-    STACK_OF(X509_CRL) **out_fetched, p11s_ocsp_result *ocsp)
+    int64_t at, const p11s_x509_stapled *stapled, STACK_OF(X509) **out_untrusted,
+    STACK_OF(X509) **out_chain, STACK_OF(X509_CRL) **out_fetched, p11s_ocsp_result *ocsp)
 {
 	const p11s_x509_rev_policy *pol = s->rev;
 	STACK_OF(X509) *u = sk_X509_new_null(), *chain = NULL;
@@ -822,7 +866,9 @@ static int live_prepare(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509) *un
 	for (int d = 0; d + 1 < n && d < MAX_REV_DEPTH; d++) {
 		X509 *x = sk_X509_value(chain, d);
 
+		/* A response stapled in the message answers first (issue 19; RFC 5940). */
 		if (ocsp_covers(pol, d) &&
+		    !stapled_decides(stapled, x, sk_X509_value(chain, d + 1), at, &ocsp[d]) &&
 		    (rc = p11s_ocsp__check(x, sk_X509_value(chain, d + 1), pol, at, &ocsp[d])) < 0) {
 			goto out;
 		}
@@ -888,7 +934,7 @@ static int live_decide(const p11s_x509_rev_policy *pol, collect *c, STACK_OF(X50
 				/* A CRL that lists it outranks OCSP's good; otherwise OCSP decided. */
 				v->status = o->revoked ? "revoked" : "good";
 				v->problem = NULL;
-				v->source = "ocsp";
+				v->source = o->stapled ? "stapled-ocsp" : "ocsp";
 			}
 		} else if (!crl_decided) {
 			const char *crl_why = rd->problem != NULL ? rd->problem
@@ -934,12 +980,14 @@ int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509)
     STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons, STACK_OF(X509) **chain,
     p11s_x509_revocation **rev, size_t *n_rev)
 {
-	return p11s_x509__validate_at(s, -1, leaf, untrusted, msg_crls, reasons, chain, rev, n_rev);
+	return p11s_x509__validate_at(s, -1, leaf, untrusted, msg_crls, NULL, reasons, chain, rev,
+	    n_rev);
 }
 
 int p11s_x509__validate_at(const p11s_x509_store *s, int64_t proven, X509 *leaf,
-    STACK_OF(X509) *untrusted, STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons,
-    STACK_OF(X509) **chain, p11s_x509_revocation **rev, size_t *n_rev)
+    STACK_OF(X509) *untrusted, STACK_OF(X509_CRL) *msg_crls,
+    const p11s_x509_stapled *stapled, p11s_reasons *reasons, STACK_OF(X509) **chain,
+    p11s_x509_revocation **rev, size_t *n_rev)
 {
 	X509_STORE_CTX *ctx = NULL;
 	STACK_OF(X509_CRL) *crls = NULL;
@@ -966,8 +1014,8 @@ int p11s_x509__validate_at(const p11s_x509_store *s, int64_t proven, X509 *leaf,
 		*n_rev = 0;
 	}
 	if (pol != NULL) {
-		if ((rc = live_prepare(s, leaf, untrusted, at, &live_untrusted, &pre_chain, &fetched,
-		         ocsp)) < 0) {
+		if ((rc = live_prepare(s, leaf, untrusted, at, stapled, &live_untrusted, &pre_chain,
+		         &fetched, ocsp)) < 0) {
 			goto out;
 		}
 		untrusted = live_untrusted;

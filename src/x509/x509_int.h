@@ -106,7 +106,8 @@ typedef struct p11s_x509_revocation {
 	char *crl_next_update;   /* NULL if absent */
 	char *crl_number;        /* cRLNumber in hex, or NULL */
 	/* Live revocation (revocation.c): what decided, and the OCSP response used. */
-	const char *source;      /* "file-crl", "message-crl", "fetched-crl", "ocsp" or NULL */
+	const char *source;      /* "file-crl", "message-crl", "fetched-crl", "ocsp",
+	                            "stapled-ocsp" or NULL */
 	char *ocsp_responder, *ocsp_produced_at, *ocsp_this_update, *ocsp_next_update;
 	char *revocation_time;
 	int soft_failed;         /* "unknown" accepted by the policy's soft_fail */
@@ -120,15 +121,27 @@ int p11s_x509__validate_rev(const p11s_x509_store *s, X509 *leaf, STACK_OF(X509)
     STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons, STACK_OF(X509) **chain,
     p11s_x509_revocation **rev, size_t *n_rev);
 
+/* OCSP responses stapled in the message (RFC 5940), DER; owned. */
+typedef struct p11s_x509_stapled {
+	unsigned char **der;
+	size_t *len;
+	size_t n;
+} p11s_x509_stapled;
+
+void p11s_x509__stapled_clear(p11s_x509_stapled *st);
+
 /*
  * p11s_x509__validate_rev() at `proven` (seconds since the epoch), a time that a verified
  * RFC 3161 time-stamp proved, instead of the store's time or now; -1: as validate_rev. At a
  * proven time, a CRL issued after it (not in the future) decides, and a revocation dated
  * after it is not one (CAdES-T, RFC 5126 §5.11.1; docs/verify.md "Validation time").
+ * `stapled` (may be NULL): OCSP responses from the message; with an explicit revocation
+ * policy that asks OCSP, one that answers for a certificate is used before any responder.
  */
 int p11s_x509__validate_at(const p11s_x509_store *s, int64_t proven, X509 *leaf,
-    STACK_OF(X509) *untrusted, STACK_OF(X509_CRL) *msg_crls, p11s_reasons *reasons,
-    STACK_OF(X509) **chain, p11s_x509_revocation **rev, size_t *n_rev);
+    STACK_OF(X509) *untrusted, STACK_OF(X509_CRL) *msg_crls,
+    const p11s_x509_stapled *stapled, p11s_reasons *reasons, STACK_OF(X509) **chain,
+    p11s_x509_revocation **rev, size_t *n_rev);
 void p11s_x509__revocation_free(p11s_x509_revocation *rev, size_t n);
 
 /* Stable reason code of an X509_V_ERR_* value. */

@@ -120,6 +120,9 @@ seed 3 "$tmp/ca.der" seed-caissuers-cert.der
 openssl crl2pkcs7 -nocrl -certfile "$pki/ca.pem" -certfile "$pki/alice.pem" -outform DER \
 	-out "$tmp/certs.p7c"
 seed 3 "$tmp/certs.p7c" seed-caissuers-p7c.der
+# A verify seed with alice's response stapled in its SignedData (RFC 5940; verify_stapled.c).
+/usr/bin/python3 "$here/../revocation/staple.py" "$c/verify/seed-detached-ec.eml" \
+	"$tmp/ocsp.good" "$c/verify/seed-stapled-ocsp.eml"
 for u in 'http://ocsp.example.org/' 'https://x.pki.example:8443/ca.crt' \
 	'http://evil.pki.example/crl' 'file:///etc/passwd' 'ldap://ldap.example.org/cn=CA' \
 	'HTTP://[::1]:80/a' 'http://user@host/'; do

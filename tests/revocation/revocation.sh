@@ -268,6 +268,31 @@ check "responder down, ocsp,crl: the fetched CRL decides" 0 "$rev0.source == \"f
 check "--no-fetch: OCSP cannot be asked, unknown" 1 "$codes | index(\"revocation-unknown\") != null" \
 	alice --revocation ocsp --no-fetch --certs "$int/ca.pem"
 
+# ---- OCSP stapled in the message (RFC 5940), used first: no responder needed ----
+for n in alice bob; do
+	openssl ocsp -issuer "$int/ca.pem" -cert "$tmp/$n.pem" -url "http://127.0.0.1:$OCSP_PORT/" \
+		-no_nonce -noverify -respout "$tmp/$n-ocsp.der" >>"$tmp/pki.log" 2>&1 &&
+		/usr/bin/python3 "$here/staple.py" "$tmp/$n.eml" "$tmp/$n-ocsp.der" "$tmp/$n-stapled.eml" ||
+		die "stapling $n: $(tail -3 "$tmp/pki.log")"
+done
+/usr/bin/python3 "$here/staple.py" "$tmp/carol.eml" "$tmp/alice-ocsp.der" "$tmp/carol-stapled.eml" ||
+	die "stapling carol"
+openssl cms -verify -noverify -in "$tmp/alice-stapled.eml" -out /dev/null 2>/dev/null &&
+	ok "openssl cms -verify accepts the stapled message (revocation info is not signed)" ||
+	not_ok "openssl cms -verify refuses the stapled message"
+check "stapled OCSP: good, decided with --no-fetch" 0 \
+	"$rev0.status == \"good\" and $rev0.source == \"stapled-ocsp\" and $rev0.ocsp.this_update != null" \
+	alice-stapled --revocation ocsp --no-fetch --certs "$int/ca.pem"
+check "stapled OCSP: a revoked signer caught with nothing fetched" 1 \
+	"($codes | index(\"revoked\") != null) and $rev0.status == \"revoked\" and $rev0.source == \"stapled-ocsp\"" \
+	bob-stapled --revocation ocsp --no-fetch --certs "$int/ca.pem"
+check "stapled OCSP for another certificate decides nothing: unknown" 1 \
+	"$codes | index(\"revocation-unknown\") != null" \
+	carol-stapled --revocation ocsp --no-fetch --certs "$int/ca.pem"
+check "stapled OCSP is not used without an OCSP policy (--crl files decide)" 0 \
+	"$rev0.source == \"file-crl\"" \
+	alice-stapled --certs "$int/ca.pem" --crl "$www/int.crl.pem" --crl "$www/root.crl.pem"
+
 # ---- CRLs from crlDistributionPoints ----
 : >"$www/requests.log"
 check "CRL fetched: good, intermediate checked by the root's fetched CRL" 0 \
