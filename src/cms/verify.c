@@ -182,7 +182,7 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 	STACK_OF(X509) *certs = NULL, *msg_certs = NULL;
 	STACK_OF(X509_CRL) *msg_crls = NULL;
 	digests d = { 0 };
-	verify_env env;
+	verify_env env = { 0 };
 	int rc = P11S_OK, n, type = NID_pkcs7_signed, has_content = 1;
 
 	if (m->kind == P11S_MIME_OPAQUE && m->body != NULL) {
@@ -321,6 +321,11 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 	env.d = &d;
 	env.warnings = &p->warnings;
 	env.allow_weak = allow_weak;
+	/* Stapled OCSP answers only a policy that asks OCSP (docs/verify.md "Revocation"). */
+	if (store->rev != NULL && (store->rev->methods & P11S_REV_OCSP) != 0 &&
+	    (rc = p11s_cms__stapled_ocsp(cms, &env.stapled)) < 0) {
+		goto out;
+	}
 	/* Johnny C2: each signer on its own; one valid signer never vouches for another. */
 	for (int i = 0; i < n; i++) {
 		p->n_si++;
@@ -339,6 +344,7 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 		}
 	}
 out:
+	p11s_x509__stapled_clear(&env.stapled);
 	digests_free(&d);
 	sk_X509_pop_free(certs, X509_free);
 	sk_X509_pop_free(msg_certs, X509_free);

@@ -99,6 +99,8 @@ typedef struct verify_env {
 	digests *d;
 	p11s_reasons *warnings;
 	int allow_weak;            /* the weak-algorithm policy's findings are warnings */
+	p11s_x509_stapled stapled; /* OCSP responses in the SignedData (RFC 5940); read only
+	                              when the revocation policy asks OCSP */
 } verify_env;
 
 /* The index of the content digest computed with `nid` (verify.c), or -1. */

@@ -519,15 +519,8 @@ int p11s_cms__verify_signer(const verify_env *env, CMS_SignerInfo *si, signer_in
 		if ((out->validation_time = seconds_rfc3339(at)) == NULL) {
 			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 		}
-		p11s_x509_stapled stapled;
-
-		if ((rc = p11s_cms__stapled_ocsp(env->cms, &stapled)) < 0) {
-			return rc;
-		}
-		rc = p11s_x509__validate_at(env->store, proven, signer, env->certs, env->crls, &stapled,
-		    r, &chain, &out->rev, &out->n_rev);
-		p11s_x509__stapled_clear(&stapled);
-		if (rc < 0) {
+		if ((rc = p11s_x509__validate_at(env->store, proven, signer, env->certs, env->crls,
+		         &env->stapled, r, &chain, &out->rev, &out->n_rev)) < 0) {
 			return rc;
 		}
 	}

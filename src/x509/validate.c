@@ -787,27 +787,29 @@ static int ocsp_covers(const p11s_x509_rev_policy *pol, int d)
 static int stapled_decides(const p11s_x509_stapled *st, X509 *x, X509 *issuer, int64_t at,
     p11s_ocsp_result *res)
 {
-	OCSP_CERTID *id;
+	/* The stapler chose the CertID's hash (RFC 6960 §4.1.1): SHA-1 as most do, or SHA-256. */
+	const EVP_MD *mds[2] = { EVP_sha1(), EVP_sha256() };
 	time_t expires;
 
-	if (st == NULL || st->n == 0 || (id = OCSP_cert_to_id(NULL, x, issuer)) == NULL) {
-		ERR_clear_error();
-		return 0;
-	}
-	for (size_t i = 0; i < st->n; i++) {
-		p11s_ocsp__result_clear(res);
-		if (p11s_ocsp__check_response(st->der[i], st->len[i], NULL, id, issuer, at, res,
-		        &expires) == P11S_OK &&
-		    res->decided) {
-			res->stapled = 1;
-			/* Named as the responder in the report and the reasons. */
-			res->responder = strdup("(stapled in the message)");
-			OCSP_CERTID_free(id);
-			return 1;
+	for (size_t m = 0; st != NULL && m < 2; m++) {
+		OCSP_CERTID *id = OCSP_cert_to_id(mds[m], x, issuer);
+
+		for (size_t i = 0; id != NULL && i < st->n; i++) {
+			p11s_ocsp__result_clear(res);
+			if (p11s_ocsp__check_response(st->der[i], st->len[i], NULL, id, issuer, at, res,
+			        &expires) == P11S_OK &&
+			    res->decided) {
+				res->stapled = 1;
+				/* Named as the responder in the report and the reasons. */
+				res->responder = strdup("(stapled in the message)");
+				OCSP_CERTID_free(id);
+				return 1;
+			}
 		}
+		OCSP_CERTID_free(id);
 	}
 	p11s_ocsp__result_clear(res);
-	OCSP_CERTID_free(id);
+	ERR_clear_error();
 	return 0;
 }
 

@@ -8,6 +8,8 @@
  *   2  a CRL (DER or PEM)
  *   3  a caIssuers answer (DER certificate or certs-only PKCS#7)
  *   4  a URL from a certificate, against the fetch policy (schemes, hosts, allow/deny lists)
+ *   5  a DER ContentInfo whose SignedData may staple OCSP responses (RFC 5940), each then
+ *      checked as in 1 (src/cms/verify_stapled.c)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "cms/verify_int.h"
 #include "fuzz.h"
 #include "x509/fetch.h"
 #include "x509/revocation_int.h"
@@ -65,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size == 0) {
 		return 0;
 	}
-	switch (data[0] % 5) {
+	switch (data[0] % 6) {
 	case 0:
 	case 1: {
 		p11s_ocsp_result res;
@@ -73,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		memset(&res, 0, sizeof(res));
 		/* The validation time: the seeds' responses are current then (2026-12). */
-		(void)p11s_ocsp__check_response(in, len, data[0] % 5 == 0 ? req : NULL, id, ca,
+		(void)p11s_ocsp__check_response(in, len, data[0] % 6 == 0 ? req : NULL, id, ca,
 		    (int64_t)1796083200, &res, &expires);
 		p11s_ocsp__result_clear(&res);
 		break;
@@ -90,7 +93,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		sk_X509_pop_free(out, X509_free);
 		break;
 	}
-	default: {
+	case 5: {
+		const unsigned char *p = in;
+		CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
+		p11s_x509_stapled st;
+
+		if (cms != NULL && p11s_cms__stapled_ocsp(cms, &st) == 0) {
+			for (size_t i = 0; i < st.n; i++) {
+				p11s_ocsp_result res;
+				time_t expires;
+
+				memset(&res, 0, sizeof(res));
+				(void)p11s_ocsp__check_response(st.der[i], st.len[i], NULL, id, ca,
+				    (int64_t)1796083200, &res, &expires);
+				p11s_ocsp__result_clear(&res);
+			}
+			p11s_x509__stapled_clear(&st);
+		}
+		CMS_ContentInfo_free(cms);
+		break;
+	}
+	case 4: {
 		static const char *const allow[] = { "ocsp.example.org", ".pki.example" };
 		static const char *const deny[] = { "evil.pki.example" };
 		p11s_fetch_policy pol;

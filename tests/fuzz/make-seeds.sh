@@ -120,9 +120,15 @@ seed 3 "$tmp/ca.der" seed-caissuers-cert.der
 openssl crl2pkcs7 -nocrl -certfile "$pki/ca.pem" -certfile "$pki/alice.pem" -outform DER \
 	-out "$tmp/certs.p7c"
 seed 3 "$tmp/certs.p7c" seed-caissuers-p7c.der
-# A verify seed with alice's response stapled in its SignedData (RFC 5940; verify_stapled.c).
+# A verify seed with alice's response stapled in its SignedData (RFC 5940), and its p7s for
+# the stapled-response reader (verify_stapled.c, first octet 5).
 /usr/bin/python3 "$here/../revocation/staple.py" "$c/verify/seed-detached-ec.eml" \
 	"$tmp/ocsp.good" "$c/verify/seed-stapled-ocsp.eml"
+awk 'f && /^------/ { exit } f { print }
+	/^Content-Type: *application\/(x-)?pkcs7-signature/ { h = 1 }
+	h && /^\r?$/ { f = 1 }' "$c/verify/seed-stapled-ocsp.eml" | tr -d '\r' | base64 -d \
+	>"$tmp/stapled.p7s"
+seed 5 "$tmp/stapled.p7s" seed-stapled-signeddata.der
 for u in 'http://ocsp.example.org/' 'https://x.pki.example:8443/ca.crt' \
 	'http://evil.pki.example/crl' 'file:///etc/passwd' 'ldap://ldap.example.org/cn=CA' \
 	'HTTP://[::1]:80/a' 'http://user@host/'; do
