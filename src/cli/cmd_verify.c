@@ -87,13 +87,13 @@ void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 				fprintf(f, "  date - timestamp: %+lld s\n", (long long)s->timestamp_skew);
 			}
 		}
-		if (s->validation_time != NULL) {
-			const char *src = s->validation_time_source;
-
+		/* Only a time other than now is worth a line: the same message verified twice
+		 * then reads the same (--json always has validation_time). */
+		if (s->validation_time != NULL && s->validation_time_source != NULL &&
+		    strcmp(s->validation_time_source, "now") != 0) {
 			fprintf(f, "  path validated at: %s (%s)\n", s->validation_time,
-			    src != NULL && strcmp(src, "timestamp") == 0 ? "the time-stamp's genTime"
-			    : src != NULL && strcmp(src, "given") == 0   ? "the time asked for"
-			                                                 : "now");
+			    strcmp(s->validation_time_source, "timestamp") == 0 ? "the time-stamp's genTime"
+			                                                       : "the time asked for");
 		}
 		fprintf(f, "  signing certificate binding: %s\n",
 		    s->signing_certificate == 2 ? "signingCertificateV2 matches"

@@ -151,7 +151,11 @@ expect 0 "before expiry: verify validates at the time-stamp's genTime" -- "$bin"
 check "... and says so" grep -q "path validated at: .*(the time-stamp's genTime)" "$tmp/out"
 expect 0 "... and without a time-stamp, at now" -- "$bin" verify --trust "$pki/root.pem" \
 	--in "$tmp/short-nots.eml"
-check "... and says so" grep -q "path validated at: .*(now)" "$tmp/out"
+check "... and the text report, validated now, has no such line" \
+	sh -c '! grep -q "path validated at" "$1"' _ "$tmp/out"
+expect 0 "... --json says now" -- "$bin" --json verify --trust "$pki/root.pem" \
+	--in "$tmp/short-nots.eml"
+check "... validation_time_source now" grep -q '"validation_time_source":"now"' "$tmp/out"
 sleep 10
 expect 0 "expired now: the time-stamped signature still verifies" -- "$bin" --json verify \
 	--trust "$pki/root.pem" --in "$tmp/short-ts.eml"
