@@ -308,6 +308,10 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 			goto out;
 		}
 	}
+	/* A DSA key may take its domain parameters from its issuer (PKITS 4.1.5). */
+	if ((rc = p11s_x509__dsa_inherit(certs, store)) < 0) {
+		goto out;
+	}
 	if (n > 0 && (p->si = calloc((size_t)n, sizeof(*p->si))) == NULL) {
 		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 		goto out;

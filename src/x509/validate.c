@@ -592,8 +592,20 @@ static int verify_cb(int ok, X509_STORE_CTX *ctx)
 	X509 *cert = X509_STORE_CTX_get_current_cert(ctx);
 	char *subj;
 
-	if (ok || c == NULL) {
+	if (ok) {
 		return ok;
+	}
+	if (c == NULL) {
+		/*
+		 * OpenSSL's own context for the path of an indirect CRL's issuer (RFC 5280 §6.3.3
+		 * (f)). When that CRL also covers its own issuer, OpenSSL refuses to validate the
+		 * issuer's CRL path a second time, nested (X509 error 54), although the path is
+		 * the one this very context is validating: the CRL's signature is still checked
+		 * with the issuer's key and the issuer's entry in it still decides (PKITS 4.14.30).
+		 * Only that case is let through; the outer context reports what this one fails.
+		 */
+		return err == X509_V_ERR_CRL_PATH_VALIDATION_ERROR && cert != NULL &&
+		    X509_STORE_CTX_get0_current_issuer(ctx) == cert;
 	}
 	/*
 	 * The CRL being checked: OpenSSL's current one for its own checks, the one our
@@ -1105,6 +1117,15 @@ int p11s_x509__validate_at(const p11s_x509_store *s, int64_t proven, X509 *leaf,
 		}
 	}
 	*chain = X509_STORE_CTX_get1_chain(ctx);
+	/* Inherited DSA parameters must be the path's own (dsa_params.c). */
+	if (*chain != NULL && !p11s_x509__dsa_path_ok(*chain) &&
+	    (rc = p11s_reasons__add(reasons, "bad-signature",
+	         "DSA parameters inherited from a certificate that is not the issuer in the path "
+	         "(RFC 5280 §6.1.4 (f))")) < 0) {
+		sk_X509_pop_free(*chain, X509_free);
+		*chain = NULL;
+		goto out;
+	}
 	if (rev != NULL && (rc = revocation_report(&c, *chain, rev, n_rev)) < 0) {
 		sk_X509_pop_free(*chain, X509_free);
 		*chain = NULL;

@@ -144,6 +144,15 @@ int p11s_x509__validate_at(const p11s_x509_store *s, int64_t proven, X509 *leaf,
     p11s_x509_revocation **rev, size_t *n_rev);
 void p11s_x509__revocation_free(p11s_x509_revocation *rev, size_t n);
 
+/*
+ * DSA parameter inheritance (RFC 5280 §6.1.4 (f), dsa_params.c): a DSA key in `certs` without
+ * domain parameters gets those of its issuer among `certs` and the anchors of `s`, in memory
+ * (the received encoding stays what is signed and hashed). P11S_OK or P11S_ERR_NOMEM.
+ */
+int p11s_x509__dsa_inherit(STACK_OF(X509) *certs, const p11s_x509_store *s);
+/* Non-zero when every inherited parameter set in `chain` is that of the next certificate. */
+int p11s_x509__dsa_path_ok(STACK_OF(X509) *chain);
+
 /* Stable reason code of an X509_V_ERR_* value. */
 const char *p11s_x509__reason_code(int err);
 

@@ -1,4 +1,7 @@
-/* Unit tests of the RFC 8550 checks: address comparison and From/Sender binding, usages. */
+/*
+ * Unit tests of the RFC 8550 checks (address comparison and From/Sender binding, usages) and
+ * of DSA parameter inheritance (RFC 5280 §6.1.4 (f)) on the PKITS 4.1.5 certificates.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,6 +9,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/dsa.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -150,6 +155,151 @@ static void test_x509__reason_codes(void **state)
 	assert_string_equal(p11s_x509__reason_code(X509_V_ERR_PERMITTED_VIOLATION), "name-constraints");
 }
 
+/* PKITS certificates (Debian's python3-cryptography-vectors; CI installs it). */
+#define PKITS_CERTS "/usr/lib/python3/dist-packages/cryptography_vectors/x509/PKITS_data/certs/"
+
+static X509 *pkits(const char *name)
+{
+	char path[512];
+	X509 *x;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s%s", PKITS_CERTS, name);
+	if ((f = fopen(path, "rb")) == NULL) {
+		return NULL;
+	}
+	x = d2i_X509_fp(f, NULL);
+	fclose(f);
+	return x;
+}
+
+static int der_equal_file(X509 *x, const char *name)
+{
+	unsigned char *der = NULL, buf[8192];
+	char path[512];
+	size_t n;
+	int len = i2d_X509(x, &der), eq;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s%s", PKITS_CERTS, name);
+	assert_non_null(f = fopen(path, "rb"));
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	eq = len > 0 && (size_t)len == n && memcmp(der, buf, n) == 0;
+	OPENSSL_free(der);
+	return eq;
+}
+
+/* A certificate with `real`'s subject, SKI and CA extensions, with a key of other parameters. */
+static X509 *impostor(X509 *real)
+{
+	EVP_PKEY_CTX *kctx = EVP_PKEY_CTX_new_from_name(NULL, "DSA", NULL);
+	EVP_PKEY *params = NULL, *key = NULL;
+	X509 *x = X509_new();
+	const int nids[] = { NID_subject_key_identifier, NID_basic_constraints, NID_key_usage };
+
+	/* The PKITS keys are 1024-bit DSA; so is the impostor's. */
+	assert_non_null(kctx);
+	assert_int_equal(EVP_PKEY_paramgen_init(kctx), 1);
+	assert_int_equal(EVP_PKEY_CTX_set_dsa_paramgen_bits(kctx, 1024), 1);
+	assert_int_equal(EVP_PKEY_paramgen(kctx, &params), 1);
+	EVP_PKEY_CTX_free(kctx);
+	assert_non_null(kctx = EVP_PKEY_CTX_new(params, NULL));
+	assert_int_equal(EVP_PKEY_keygen_init(kctx), 1);
+	assert_int_equal(EVP_PKEY_keygen(kctx, &key), 1);
+	EVP_PKEY_CTX_free(kctx);
+	EVP_PKEY_free(params);
+	assert_non_null(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 99);
+	X509_set_subject_name(x, X509_get_subject_name(real));
+	X509_set_issuer_name(x, X509_get_subject_name(real));
+	X509_gmtime_adj(X509_getm_notBefore(x), -86400);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_set_pubkey(x, key);
+	for (size_t i = 0; i < sizeof(nids) / sizeof(nids[0]); i++) {
+		X509_add_ext(x, X509_get_ext(real, X509_get_ext_by_NID(real, nids[i], -1)), -1);
+	}
+	assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+	EVP_PKEY_free(key);
+	return x;
+}
+
+static void test_x509__dsa_inherit(void **state)
+{
+	const char *anchor = PKITS_CERTS "TrustAnchorRootCertificate.crt";
+	p11s_x509_opts o = { .trust_files = &anchor, .n_trust_files = 1 };
+	X509 *ee = pkits("ValidDSAParameterInheritanceTest5EE.crt");
+	X509 *mid = pkits("DSAParametersInheritedCACert.crt"), *ca = pkits("DSACACert.crt");
+	STACK_OF(X509) *certs = sk_X509_new_null(), *untrusted = sk_X509_new_null(), *chain = NULL;
+	p11s_x509_store *s = NULL;
+	p11s_reasons r = { 0 };
+
+	(void)state;
+	if (ee == NULL || mid == NULL || ca == NULL) {
+		X509_free(ee);
+		X509_free(mid);
+		X509_free(ca);
+		sk_X509_free(certs);
+		sk_X509_free(untrusted);
+		skip(); /* PKITS vectors not installed */
+	}
+	assert_int_equal(p11s_x509__store_new(&s, &o), 0);
+	/* OpenSSL 3.0 alone: neither key decodes. */
+	assert_null(X509_get0_pubkey(ee));
+	assert_null(X509_get0_pubkey(mid));
+	sk_X509_push(certs, ee);
+	sk_X509_push(certs, mid);
+	sk_X509_push(certs, ca);
+	assert_int_equal(p11s_x509__dsa_inherit(certs, s), 0);
+	/* Both inherit, two levels down; the encodings stay as received, signatures hold. */
+	assert_non_null(X509_get0_pubkey(ee));
+	assert_non_null(X509_get0_pubkey(mid));
+	assert_true(der_equal_file(ee, "ValidDSAParameterInheritanceTest5EE.crt"));
+	assert_true(der_equal_file(mid, "DSAParametersInheritedCACert.crt"));
+	assert_int_equal(X509_verify(ee, X509_get0_pubkey(mid)), 1);
+	assert_int_equal(X509_verify(mid, X509_get0_pubkey(ca)), 1);
+	sk_X509_push(untrusted, mid);
+	sk_X509_push(untrusted, ca);
+	assert_int_equal(p11s_x509__validate(s, ee, untrusted, NULL, &r, &chain), 0);
+	assert_int_equal(r.n, 0);
+	assert_int_equal(sk_X509_num(chain), 4);
+	assert_true(p11s_x509__dsa_path_ok(chain));
+	sk_X509_pop_free(chain, X509_free);
+	chain = NULL;
+	sk_X509_pop_free(certs, X509_free);
+	sk_X509_free(untrusted);
+
+	/*
+	 * An impostor with the issuer's name and SKI, seen first, lends other parameters (an
+	 * attacker could pick g = y and so know the key): the path through the real issuer
+	 * must then fail, whichever issuer OpenSSL picks.
+	 */
+	ee = pkits("ValidDSAParameterInheritanceTest5EE.crt");
+	mid = pkits("DSAParametersInheritedCACert.crt");
+	ca = pkits("DSACACert.crt");
+	X509 *fake = impostor(mid);
+	certs = sk_X509_new_null();
+	untrusted = sk_X509_new_null();
+	sk_X509_push(certs, ee);
+	sk_X509_push(certs, fake);
+	sk_X509_push(certs, mid);
+	sk_X509_push(certs, ca);
+	assert_int_equal(p11s_x509__dsa_inherit(certs, s), 0);
+	assert_non_null(X509_get0_pubkey(ee));
+	assert_int_equal(X509_verify(ee, X509_get0_pubkey(fake)), 0); /* not what signed it */
+	sk_X509_push(untrusted, mid);
+	sk_X509_push(untrusted, ca);
+	assert_int_equal(p11s_x509__validate(s, ee, untrusted, NULL, &r, &chain), 0);
+	assert_true(p11s_reasons__has(&r, "bad-signature"));
+	assert_false(p11s_x509__dsa_path_ok(chain));
+	p11s_reasons__clear(&r);
+	sk_X509_pop_free(chain, X509_free);
+	sk_X509_pop_free(certs, X509_free);
+	sk_X509_free(untrusted);
+	p11s_x509__store_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -157,6 +307,7 @@ int main(void)
 		cmocka_unit_test(test_x509__sender),
 		cmocka_unit_test(test_x509__usage),
 		cmocka_unit_test(test_x509__reason_codes),
+		cmocka_unit_test(test_x509__dsa_inherit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
