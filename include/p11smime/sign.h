@@ -45,11 +45,20 @@ typedef struct p11s_sign_opts {
 	                                    after this many records; 0: the default
 	                                    P11S_AUDIT_CHECKPOINT_EVERY (100). The end of a run
 	                                    is the caller's p11s_audit_checkpoint(). */
+	/* Version 2. */
+	const struct p11s_revocation_opts *staple; /**< non-NULL: ask the signer certificate's
+	                                    OCSP responder (its AIA, or staple->ocsp_url, under
+	                                    staple's fetch policy) before signing and carry the
+	                                    response in the SignedData (RFC 5940); a revoked
+	                                    certificate or no answer fails (P11S_ERR_VERIFY),
+	                                    nothing signed. The issuer must be in `chain` or on
+	                                    the token. Borrowed (revocation.h). */
 } p11s_sign_opts;
 
-#define P11S_SIGN_OPTS_VERSION 1
+/** Version 2 added `staple`; version 1 structures are still accepted (without it). */
+#define P11S_SIGN_OPTS_VERSION 2
 #define P11S_SIGN_OPTS_INIT { P11S_SIGN_OPTS_VERSION, P11S_DIGEST_SHA256, 0, 0, NULL, NULL, NULL, \
-	0, NULL, NULL, NULL, NULL, 0 }
+	0, NULL, NULL, NULL, NULL, 0, NULL }
 
 /**
  * Sign an RFC 5322 message with a token key.

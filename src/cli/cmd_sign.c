@@ -67,10 +67,61 @@ static void audit_end_of_run(const p11s_sign_opts *so, p11s_key *key)
 	}
 }
 
+/* sign --staple's fetch policy: host lists from the options, else the configuration. */
+typedef struct staple_hosts {
+	const char **allow, **deny;
+	size_t n_allow, n_deny;
+} staple_hosts;
+
+static int hosts_push(const char ***v, size_t *n, const char *s)
+{
+	const char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+
+	if (nv == NULL) {
+		return -1;
+	}
+	nv[(*n)++] = s;
+	*v = nv;
+	return 0;
+}
+
+/*
+ * The responder and fetch limits for --staple (docs/verify.md "Revocation"): --ocsp-url and
+ * --fetch-allow/--fetch-deny, else the configuration keys verify reads (ocsp-url,
+ * fetch-allow, fetch-deny). Only the signer's responder is asked; nothing else is fetched.
+ */
+static int staple_policy(const p11s_config *cfg, p11s_revocation_opts *r, staple_hosts *h)
+{
+	const char *v;
+
+	if (r->ocsp_url == NULL) {
+		r->ocsp_url = p11s_config_get(cfg, "", "ocsp-url");
+	}
+	for (size_t i = 0; h->n_allow == 0 && (v = p11s_config_get_nth(cfg, "", "fetch-allow", i));
+	     i++) {
+		if (hosts_push(&h->allow, &h->n_allow, v) < 0) {
+			return cli_usage_error("sign: out of memory");
+		}
+	}
+	for (size_t i = 0; h->n_deny == 0 && (v = p11s_config_get_nth(cfg, "", "fetch-deny", i));
+	     i++) {
+		if (hosts_push(&h->deny, &h->n_deny, v) < 0) {
+			return cli_usage_error("sign: out of memory");
+		}
+	}
+	r->methods = P11S_REV_OCSP;
+	r->fetch = 1;
+	r->fetch_allow = h->allow;
+	r->n_fetch_allow = h->n_allow;
+	r->fetch_deny = h->deny;
+	r->n_fetch_deny = h->n_deny;
+	return EXIT_OK;
+}
+
 static int run(cli_globals *g, int argc, char **argv)
 {
 	enum { O_ENC = CLI_O_OWN, O_BATCH, O_OUT_DIR, O_RR, O_RTO, O_LABEL, O_TSA, O_AUDIT,
-		O_NONREP, O_CKPT };
+		O_NONREP, O_CKPT, O_STAPLE, O_OCSP_URL, O_FETCH_ALLOW, O_FETCH_DENY };
 	static const struct option opts[] = {
 		CLI_OPT_KEY,
 		CLI_OPTS_SIGNER,
@@ -87,6 +138,10 @@ static int run(cli_globals *g, int argc, char **argv)
 		{ "audit-log", required_argument, NULL, O_AUDIT },
 		{ "audit-checkpoint-every", required_argument, NULL, O_CKPT },
 		{ "non-repudiation", no_argument, NULL, O_NONREP },
+		{ "staple", no_argument, NULL, O_STAPLE },
+		{ "ocsp-url", required_argument, NULL, O_OCSP_URL },
+		{ "fetch-allow", required_argument, NULL, O_FETCH_ALLOW },
+		{ "fetch-deny", required_argument, NULL, O_FETCH_DENY },
 		{ NULL, 0, NULL, 0 },
 	};
 	cli_args a;
@@ -98,6 +153,9 @@ static int run(cli_globals *g, int argc, char **argv)
 	int c, status, batch = 0, nonrep = 0;
 	const char **rto = NULL;
 	size_t n_rto = 0;
+	p11s_revocation_opts staple = P11S_REVOCATION_OPTS_INIT;
+	staple_hosts hosts = { 0 };
+	int want_staple = 0;
 
 	cli_args_init(&a, "sign");
 	while ((c = cli_args_next(&a, argc, argv, opts)) != -1) {
@@ -163,6 +221,20 @@ static int run(cli_globals *g, int argc, char **argv)
 		case O_OUT_DIR:
 			out_dir = optarg;
 			break;
+		case O_STAPLE:
+			want_staple = 1;
+			break;
+		case O_OCSP_URL:
+			staple.ocsp_url = optarg;
+			break;
+		case O_FETCH_ALLOW:
+		case O_FETCH_DENY:
+			if (hosts_push(c == O_FETCH_ALLOW ? &hosts.allow : &hosts.deny,
+			        c == O_FETCH_ALLOW ? &hosts.n_allow : &hosts.n_deny, optarg) < 0) {
+				status = cli_usage_error("sign: out of memory");
+				goto out;
+			}
+			break;
 		default:
 			if ((status = cli_args_option(&a, c, argv)) != EXIT_OK) {
 				goto out;
@@ -206,6 +278,16 @@ static int run(cli_globals *g, int argc, char **argv)
 		goto out;
 	}
 	so->receipts_to = rto;
+	if (!want_staple && (staple.ocsp_url != NULL || hosts.n_allow > 0 || hosts.n_deny > 0)) {
+		status = cli_usage_error("sign: --ocsp-url, --fetch-allow and --fetch-deny need --staple");
+		goto out;
+	}
+	if (want_staple) {
+		if ((status = staple_policy(g->config, &staple, &hosts)) != EXIT_OK) {
+			goto out;
+		}
+		so->staple = &staple;
+	}
 	if (batch) {
 		/* One module load and one login (p11s_key_find logs in) for every file. */
 		if ((status = cli_open_key(g, a.key_uri, &ctx, &key)) != EXIT_OK) {
@@ -239,6 +321,8 @@ out:
 	X509_free(enc);
 	cli_args_free(&a);
 	free(rto);
+	free(hosts.allow);
+	free(hosts.deny);
 	return status;
 }
 
@@ -250,7 +334,8 @@ const cli_command cmd_sign = {
 	"       [--receipt-request all|first-tier] [--receipts-to ADDR]...\n"
 	"       [--security-label POLICY-OID:CLASSIFICATION] [--tsa URL] [--audit-log FILE]\n"
 	"       [--audit-checkpoint-every N]\n"
-	"       [--non-repudiation]\n"
+	"       [--non-repudiation] [--staple [--ocsp-url URL] [--fetch-allow HOST]...\n"
+	"       [--fetch-deny HOST]...]\n"
 	"       sign --key URI [OPTIONS] --batch --out-dir DIR FILE...",
 	run,
 };

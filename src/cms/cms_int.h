@@ -33,6 +33,23 @@ typedef struct p11s_cms_signer {
  */
 int p11s_cms__sign_detached(const p11s_cms_signer *s, BIO *content, p11s_buf **out);
 
+struct p11s_revocation_opts;
+/*
+ * sign --staple (staple.c): the OCSP response for `cert` (whose issuer must be in `certs`),
+ * asked now with a nonce from its AIA responder or rev->ocsp_url under rev's fetch policy; it
+ * must say "good". @return P11S_OK with `*out` (the OCSPResponse DER); P11S_ERR_USAGE (no
+ * issuer certificate); P11S_ERR_VERIFY (revoked, or no acceptable answer: why); NOMEM.
+ */
+int p11s_cms__staple_fetch(X509 *cert, STACK_OF(X509) *certs,
+    const struct p11s_revocation_opts *rev, p11s_buf **out);
+/*
+ * The DER ContentInfo `det` with `ocsp` added to its SignedData's crls as RevocationInfoChoice
+ * other / id-ri-ocsp-response (RFC 5940 §2), version 5 (RFC 5652 §5.1); nothing signed changes.
+ * @return P11S_OK, P11S_ERR_CRYPTO (not such a SignedData), P11S_ERR_NOMEM.
+ */
+int p11s_cms__staple_add(const p11s_buf *det, const unsigned char *ocsp, size_t ocsp_len,
+    p11s_buf **out);
+
 
 /* ---- eddsa.c: EdDSA SignerInfos (RFC 8419), which OpenSSL 3.0's CMS cannot make or check */
 

@@ -79,14 +79,15 @@ int p11s_sign_detached(p11s_ctx *ctx, p11s_key *key, const p11s_sign_opts *opts,
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_sign_detached: NULL argument");
 	}
 	*out = NULL;
-	if (o->version != P11S_SIGN_OPTS_VERSION) {
+	if (o->version != 1 && o->version != P11S_SIGN_OPTS_VERSION) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "unknown p11s_sign_opts version %u",
 		    o->version);
 	}
 	if (o->opaque || o->receipt_request != 0 || o->security_label != NULL ||
-	    o->audit_log != NULL || o->encryption_cert != NULL) {
+	    o->audit_log != NULL || o->encryption_cert != NULL ||
+	    (o->version >= 2 && o->staple != NULL)) {
 		return p11s_error__set(P11S_ERR_USAGE, "a detached signature takes no opaque, "
-		    "receipt, label, audit or encryption-certificate option");
+		    "receipt, label, audit, encryption-certificate or staple option");
 	}
 	cert = o->cert ? o->cert : p11s_key_cert(key);
 	if (cert == NULL) {

@@ -176,6 +176,7 @@ void p11s_ocsp__result_clear(p11s_ocsp_result *r)
 	free(r->this_update);
 	free(r->next_update);
 	free(r->revocation_time);
+	free(r->der);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -419,6 +420,12 @@ next:
 		OPENSSL_free(reqder);
 		OCSP_REQUEST_free(req);
 		OCSP_CERTID_free(id);
+		if (res->decided && der != NULL) {
+			free(res->der);
+			res->der = der; /* what sign --staple embeds */
+			res->der_len = len;
+			der = NULL;
+		}
 		free(der);
 		free(key);
 		if (!res->decided) {

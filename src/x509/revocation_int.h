@@ -26,6 +26,8 @@ typedef struct p11s_ocsp_result {
 	char *produced_at, *this_update, *next_update, *revocation_time; /* RFC 3339, malloc'd */
 	int cached;         /* the response came from the cache */
 	int stapled;        /* the response came from the message (RFC 5940) */
+	unsigned char *der; /* when decided: the OCSPResponse as received (malloc'd), to staple */
+	size_t der_len;
 	char why[300];      /* when not decided: one line */
 } p11s_ocsp_result;
 

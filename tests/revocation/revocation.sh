@@ -293,6 +293,95 @@ check "stapled OCSP is not used without an OCSP policy (--crl files decide)" 0 \
 	"$rev0.source == \"file-crl\"" \
 	alice-stapled --certs "$int/ca.pem" --crl "$www/int.crl.pem" --crl "$www/root.crl.pem"
 
+# ---- sign --staple: p11smime signs on a token and staples the signer's fresh response ----
+# A throwaway SoftHSM token holding alice's and bob's keys (the test PKI's, imported).
+export SOFTHSM2_CONF=$tmp/softhsm2.conf
+mkdir -p "$tmp/tokens"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\n' "$tmp/tokens" >"$SOFTHSM2_CONF"
+echo 1234 >"$tmp/pin"
+mod=/usr/lib/softhsm/libsofthsm2.so
+{
+	softhsm2-util --init-token --free --label rev --pin 1234 --so-pin 5678 &&
+		softhsm2-util --import "$tmp/alice.key" --token rev --label alice --id 01 --pin 1234 &&
+		softhsm2-util --import "$tmp/bob.key" --token rev --label bob --id 02 --pin 1234
+} >>"$tmp/pki.log" 2>&1 || die "test token: $(tail -3 "$tmp/pki.log")"
+printf 'From: alice@example.org\nTo: r@example.org\nSubject: stapled\n\nsigned with a staple\n' \
+	>"$tmp/plain.eml"
+# tsign NAME ARGS...: p11smime sign with NAME's token key and certificate.
+tsign() {
+	local n=$1
+	shift
+	"$bin" --module "$mod" --pin-source "file:$tmp/pin" sign \
+		--key "pkcs11:token=rev;object=$n;type=private" --cert "$tmp/$n.pem" --in "$tmp/plain.eml" \
+		"$@" >"$tmp/out" 2>"$tmp/err"
+}
+: >"$www/requests.log"
+tsign alice --chain "$int/ca.pem" --staple --out "$tmp/t-alice.eml"
+got=$?
+[ "$got" = 0 ] && ok "sign --staple on the token (exit 0)" ||
+	not_ok "sign --staple: exit $got: $(cat "$tmp/err")"
+openssl cms -verify -noverify -in "$tmp/t-alice.eml" -out /dev/null 2>/dev/null &&
+	ok "  ... openssl cms -verify accepts it" || not_ok "  ... openssl cms -verify refuses it"
+openssl cms -cmsout -in "$tmp/t-alice.eml" -outform DER -out "$tmp/t-alice.p7" 2>/dev/null
+openssl asn1parse -inform DER -in "$tmp/t-alice.p7" 2>/dev/null >"$tmp/t-alice.asn1"
+grep -q ':1.3.6.1.5.5.7.16.2$\|id-ri-ocsp-response' "$tmp/t-alice.asn1" &&
+	ok "  ... the SignedData carries id-ri-ocsp-response (RFC 5940)" ||
+	not_ok "  ... no id-ri-ocsp-response in the SignedData"
+sed -n 4,5p "$tmp/t-alice.asn1" | grep -q 'INTEGER *:05' &&
+	ok "  ... SignedData version 5 (RFC 5652 §5.1: other revocation info)" ||
+	not_ok "  ... SignedData version: $(sed -n 4,5p "$tmp/t-alice.asn1")"
+cp "$tmp/t-alice.eml" "$tmp/t-alice-stapled.eml"
+check "  ... p11smime verify decides it from the staple, nothing fetched" 0 \
+	"$rev0.status == \"good\" and $rev0.source == \"stapled-ocsp\"" \
+	t-alice-stapled --revocation ocsp --no-fetch --certs "$int/ca.pem"
+tsign alice --chain "$int/ca.pem" --staple --opaque --out "$tmp/t-alice-opaque.eml"
+got=$?
+[ "$got" = 0 ] && ok "sign --staple --opaque (exit 0)" || not_ok "sign --staple --opaque: exit $got: $(cat "$tmp/err")"
+check "  ... verified from the staple" 0 "$rev0.source == \"stapled-ocsp\" and .structure == \"opaque\"" \
+	t-alice-opaque --revocation ocsp --no-fetch --certs "$int/ca.pem"
+mkdir -p "$tmp/batch"
+cp "$tmp/plain.eml" "$tmp/b1.eml"
+cp "$tmp/plain.eml" "$tmp/b2.eml"
+"$bin" --module "$mod" --pin-source "file:$tmp/pin" sign --key "pkcs11:token=rev;object=alice;type=private" \
+	--cert "$tmp/alice.pem" --chain "$int/ca.pem" --staple --batch --out-dir "$tmp/batch" \
+	"$tmp/b1.eml" "$tmp/b2.eml" >"$tmp/out" 2>"$tmp/err"
+got=$?
+cp "$tmp/batch/b2.eml" "$tmp/t-batch2.eml" 2>/dev/null
+[ "$got" = 0 ] && ok "sign --staple --batch (exit 0)" || not_ok "sign --staple --batch: exit $got: $(cat "$tmp/err")"
+check "  ... the second message carries the staple too" 0 "$rev0.source == \"stapled-ocsp\"" \
+	t-batch2 --revocation ocsp --no-fetch --certs "$int/ca.pem"
+# A revoked signer signs nothing: exit 1, one line, no output file.
+tsign bob --chain "$int/ca.pem" --staple --out "$tmp/t-bob.eml"
+got=$?
+[ "$got" = 1 ] && [ ! -e "$tmp/t-bob.eml" ] && [ "$(wc -l <"$tmp/err")" = 1 ] &&
+	grep -q revoked "$tmp/err" && ok "sign --staple, revoked signer: exit 1, one line, no output" ||
+	not_ok "sign --staple, revoked signer: exit $got, $(ls "$tmp"/t-bob.eml 2>/dev/null) $(cat "$tmp/err")"
+tsign alice --chain "$int/ca.pem" --staple --ocsp-url "http://127.0.0.1:$closed/" \
+	--out "$tmp/t-down.eml"
+got=$?
+[ "$got" = 1 ] && [ ! -e "$tmp/t-down.eml" ] && [ "$(wc -l <"$tmp/err")" = 1 ] &&
+	ok "sign --staple, responder down: exit 1, one line, no output" ||
+	not_ok "sign --staple, responder down: exit $got: $(cat "$tmp/err")"
+tsign alice --chain "$int/ca.pem" --staple --ocsp-url "http://127.0.0.1:$rogue/" \
+	--out "$tmp/t-rogue.eml"
+got=$?
+[ "$got" = 1 ] && [ ! -e "$tmp/t-rogue.eml" ] &&
+	ok "sign --staple, a response signed by an unauthorised responder is not stapled (exit 1)" ||
+	not_ok "sign --staple, rogue responder: exit $got: $(cat "$tmp/err")"
+tsign alice --staple --out "$tmp/t-noissuer.eml"
+got=$?
+[ "$got" = 2 ] && [ ! -e "$tmp/t-noissuer.eml" ] &&
+	ok "sign --staple without the issuer's certificate: exit 2 (usage)" ||
+	not_ok "sign --staple without the issuer: exit $got: $(cat "$tmp/err")"
+tsign alice --chain "$int/ca.pem" --staple --fetch-deny 127.0.0.1 --out "$tmp/t-deny.eml"
+got=$?
+[ "$got" = 1 ] && [ ! -e "$tmp/t-deny.eml" ] &&
+	ok "sign --staple, responder host denied: exit 1, not asked" ||
+	not_ok "sign --staple --fetch-deny: exit $got: $(cat "$tmp/err")"
+tsign alice --ocsp-url "http://127.0.0.1:$OCSP_PORT/" --out "$tmp/t-usage.eml"
+got=$?
+[ "$got" = 2 ] && ok "sign --ocsp-url without --staple: exit 2" || not_ok "sign --ocsp-url alone: exit $got"
+
 # ---- CRLs from crlDistributionPoints ----
 : >"$www/requests.log"
 check "CRL fetched: good, intermediate checked by the root's fetched CRL" 0 \

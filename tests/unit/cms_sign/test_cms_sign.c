@@ -19,6 +19,7 @@
 #include <openssl/x509v3.h>
 
 #include "cms/cms_int.h"
+#include "cms/verify_int.h"
 #include <p11smime/error.h>
 #include <p11smime/sign.h>
 
@@ -471,6 +472,91 @@ static void test_cms_sign__message_micalg(void **state)
 	}
 }
 
+/*
+ * sign --staple's encoding (staple.c): the response lands in crls as RevocationInfoChoice
+ * other / id-ri-ocsp-response (RFC 5940 §2), the SignedData becomes version 5, what is
+ * signed is untouched, and a second staple keeps the first; the reader finds both.
+ */
+static void test_cms_sign__staple_encoding(void **state)
+{
+	keys *k = *state;
+	p11s_cms_signer s = { .pkey = k->rsa, .cert = k->rsa_cert, .digest = P11S_DIGEST_SHA256 };
+	BIO *in = BIO_new_mem_buf(content, (int)strlen(content));
+	/* Stand-ins for OCSPResponse DER (otherRevInfo is ANY: any DER element). */
+	static const unsigned char r1[] = { 0x30, 0x03, 0x0a, 0x01, 0x06 };
+	static const unsigned char r2[] = { 0x30, 0x03, 0x0a, 0x01, 0x05 };
+	p11s_buf *der = NULL, *one = NULL, *two = NULL;
+	p11s_x509_stapled st = { 0 };
+	CMS_ContentInfo *cms;
+	const unsigned char *p;
+	long version = -1;
+
+	assert_int_equal(p11s_cms__sign_detached(&s, in, &der), 0);
+	assert_int_equal(p11s_cms__staple_add(der, r1, sizeof(r1), &one), 0);
+	assert_int_equal(p11s_cms__staple_add(one, r2, sizeof(r2), &two), 0);
+	p = two->data;
+	assert_non_null(cms = d2i_CMS_ContentInfo(NULL, &p, (long)two->len));
+	assert_ptr_equal(p, two->data + two->len);
+	assert_verifies(cms, k->rsa_cert);
+	assert_int_equal(p11s_cms__stapled_ocsp(cms, &st), 0);
+	assert_int_equal(st.n, 2);
+	/* In either order: crls is a SET OF, which OpenSSL re-encodes sorted (X.690 §11.6). */
+	assert_int_equal(st.len[0], sizeof(r1));
+	assert_int_equal(st.len[1], sizeof(r2));
+	assert_true((memcmp(st.der[0], r1, sizeof(r1)) == 0 && memcmp(st.der[1], r2, sizeof(r2)) == 0) ||
+	    (memcmp(st.der[0], r2, sizeof(r2)) == 0 && memcmp(st.der[1], r1, sizeof(r1)) == 0));
+	/* ContentInfo, [0], SignedData, then version INTEGER 5 (RFC 5652 §5.1). */
+	p = two->data;
+	for (int i = 0; i < 3; i++) {
+		long len;
+		int tag, cls;
+
+		assert_false(ASN1_get_object(&p, &len, &tag, &cls, (long)two->len) & 0x80);
+		if (i == 0) {
+			p += 11; /* the contentType OID */
+		}
+	}
+	assert_int_equal(p[0], 0x02);
+	assert_int_equal(p[1], 0x01);
+	version = p[2];
+	assert_int_equal(version, 5);
+	/* Not a SignedData: refused, nothing produced. */
+	{
+		p11s_buf bad = { (unsigned char *)"\x30\x03\x02\x01\x01", 5 };
+		p11s_buf *none = NULL;
+
+		assert_int_equal(p11s_cms__staple_add(&bad, r1, sizeof(r1), &none), P11S_ERR_CRYPTO);
+		assert_null(none);
+	}
+	p11s_x509__stapled_clear(&st);
+	CMS_ContentInfo_free(cms);
+	p11s_buf_free(der);
+	p11s_buf_free(one);
+	p11s_buf_free(two);
+	BIO_free(in);
+}
+
+/* A version 1 p11s_sign_opts (before `staple`) is still accepted. */
+static void test_cms_sign__opts_version1(void **state)
+{
+	keys *k = *state;
+	static const char msg[] = "From: a@example.org\nSubject: s\n\nhello\n";
+	struct {
+		p11s_sign_opts o;
+	} v1 = { P11S_SIGN_OPTS_INIT };
+	FILE *in = tmpfile(), *out = tmpfile();
+
+	v1.o.version = 1;
+	v1.o.staple = (const struct p11s_revocation_opts *)1; /* past a v1 structure: not read */
+	fwrite(msg, 1, sizeof(msg) - 1, in);
+	assert_int_equal(p11s_sign_message_pkey(NULL, k->rsa, k->rsa_cert, &v1.o, in, out), 0);
+	v1.o.version = 3;
+	assert_int_equal(p11s_sign_message_pkey(NULL, k->rsa, k->rsa_cert, &v1.o, in, out),
+	    P11S_ERR_INVALID_ARG);
+	fclose(in);
+	fclose(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -482,6 +568,8 @@ int main(void)
 		cmocka_unit_test(test_cms_sign__enc_key_pref_and_chain),
 		cmocka_unit_test(test_cms_sign__refusals),
 		cmocka_unit_test(test_cms_sign__message_micalg),
+		cmocka_unit_test(test_cms_sign__staple_encoding),
+		cmocka_unit_test(test_cms_sign__opts_version1),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
