@@ -57,4 +57,15 @@ P11S_EXTERN P11S_MUST_CHECK int p11s_revocation_parse_methods(const char *s, uns
 P11S_EXTERN P11S_MUST_CHECK int p11s_verify_message_rev(p11s_verify_result **out, FILE *in,
     const p11s_verify_opts *opts, const p11s_revocation_opts *rev);
 
+/**
+ * Fetch again, under `rev`'s fetch limits, the CRLs that verification fetched from
+ * crlDistributionPoints in this process and whose nextUpdate is at most `before` seconds away
+ * (or past); a newer CRL (later thisUpdate) replaces the cached one. A long-running verifier
+ * (the gateway) calls this periodically, so that a message never waits for a CRL download
+ * and a CRL the CA reissued is used before the old one expires. Nothing is fetched unless
+ * `rev->fetch`. Thread-safe.
+ * @return the number of CRLs replaced (>= 0), or P11S_ERR_INVALID_ARG.
+ */
+P11S_EXTERN int p11s_revocation_refresh_crls(const p11s_revocation_opts *rev, long before);
+
 #endif

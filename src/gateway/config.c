@@ -26,6 +26,10 @@ const char *const gw_config_keys[] = {
 	"outbound.audit-log",
 	"outbound.store", "outbound.ldap", /* docs/certificates.md, recipients.c */
 	"inbound.harvest",
+	/* live revocation (docs/gateway.md "Revocation", docs/verify.md) */
+	"inbound.revocation", "inbound.fetch", "inbound.soft-fail", "inbound.ocsp-url",
+	"inbound.ocsp-scope", "inbound.fetch-allow", "inbound.fetch-deny", "inbound.fetch-timeout",
+	"inbound.crl-refresh-interval", "inbound.crl-refresh-before",
 	NULL,
 };
 
@@ -127,11 +131,6 @@ static int collect(const p11s_config *c, const char *sec, const char *key, char 
 	return 0;
 }
 
-static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
-{
-	const char *v;
-	int b;
-
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
 #define BOOL(sec, key, field, def) do { \
 		cfg->field = (def); \
@@ -142,6 +141,81 @@ static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
 			cfg->field = b; \
 		} \
 	} while (0)
+
+/*
+ * [inbound] live revocation, as verify's options (docs/verify.md "Revocation"): revocation,
+ * fetch (off unless configured: a gateway is not an HTTP client for senders' URLs by
+ * default), soft-fail, ocsp-url, ocsp-scope, fetch-allow/-deny, fetch-timeout; and the
+ * background refresh of fetched CRLs (crl-refresh-interval, crl-refresh-before; main.c).
+ */
+static int check_revocation(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
+{
+	const p11s_revocation_opts init = P11S_REVOCATION_OPTS_INIT;
+	const char *v;
+	int b, n;
+
+	cfg->rev = init;
+	cfg->crl_refresh_interval = 300;
+	cfg->crl_refresh_before = 3600;
+	if ((v = p11s_config_get(c, "inbound", "revocation")) != NULL) {
+		if (p11s_revocation_parse_methods(v, &cfg->rev.methods) < 0) {
+			FAIL("%s: [inbound] %s", cfg->path, p11s_error_last()->message);
+		}
+		cfg->rev_given = 1;
+	}
+	BOOL("inbound", "fetch", rev.fetch, 0);
+	BOOL("inbound", "soft-fail", rev.soft_fail, 0);
+	if ((v = p11s_config_get(c, "inbound", "ocsp-scope")) != NULL) {
+		if (strcmp(v, "path") != 0 && strcmp(v, "leaf") != 0) {
+			FAIL("%s: [inbound] ocsp-scope = %s: expected leaf or path", cfg->path, v);
+		}
+		cfg->rev.ocsp_whole_path = strcmp(v, "path") == 0;
+	}
+	if ((v = p11s_config_get(c, "inbound", "ocsp-url")) != NULL) {
+		if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+			FAIL("%s: [inbound] ocsp-url = %s: expected an http or https URL", cfg->path, v);
+		}
+		if ((cfg->ocsp_url = strdup(v)) == NULL) {
+			FAIL("out of memory");
+		}
+		cfg->rev.ocsp_url = cfg->ocsp_url;
+	}
+	if ((v = p11s_config_get(c, "inbound", "fetch-timeout")) != NULL) {
+		if (parse_int(v, 1, 300, &n) < 0) {
+			FAIL("%s: [inbound] fetch-timeout = %s: expected 1 to 300 seconds", cfg->path, v);
+		}
+		cfg->rev.fetch_timeout = n;
+	}
+	if ((v = p11s_config_get(c, "inbound", "crl-refresh-interval")) != NULL &&
+	    parse_int(v, 0, 86400, &cfg->crl_refresh_interval) < 0) {
+		FAIL("%s: [inbound] crl-refresh-interval = %s: expected 0 (off) to 86400 seconds",
+		    cfg->path, v);
+	}
+	if ((v = p11s_config_get(c, "inbound", "crl-refresh-before") ) != NULL &&
+	    parse_int(v, 0, 31536000, &cfg->crl_refresh_before) < 0) {
+		FAIL("%s: [inbound] crl-refresh-before = %s: expected seconds", cfg->path, v);
+	}
+	if (collect(c, "inbound", "fetch-allow", &cfg->fetch_allow, &cfg->nfetch_allow) < 0 ||
+	    collect(c, "inbound", "fetch-deny", &cfg->fetch_deny, &cfg->nfetch_deny) < 0) {
+		FAIL("out of memory");
+	}
+	cfg->rev.fetch_allow = (const char *const *)cfg->fetch_allow;
+	cfg->rev.n_fetch_allow = cfg->nfetch_allow;
+	cfg->rev.fetch_deny = (const char *const *)cfg->fetch_deny;
+	cfg->rev.n_fetch_deny = cfg->nfetch_deny;
+	if (!cfg->rev_given && (cfg->rev.fetch || cfg->rev.soft_fail || cfg->ocsp_url != NULL ||
+	                           cfg->nfetch_allow > 0 || cfg->nfetch_deny > 0)) {
+		FAIL("%s: [inbound] fetch, soft-fail, ocsp-url and fetch-allow/-deny need "
+		     "[inbound] revocation", cfg->path);
+	}
+	return 0;
+}
+
+static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
+{
+	const char *v;
+	int b;
+
 
 	cfg->socket = dup_or_null(p11s_config_get(c, "milter", "socket"));
 	if (cfg->socket == NULL) {
@@ -249,6 +323,9 @@ static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
 		if (access(cfg->crl[i], R_OK) != 0) {
 			FAIL("%s: [inbound] crl = %s: %s", cfg->path, cfg->crl[i], strerror(errno));
 		}
+	}
+	if (check_revocation(cfg, c, err, errlen) < 0) {
+		return -1;
 	}
 	cfg->reject_undecryptable = 0;
 	if ((v = p11s_config_get(c, "inbound", "undecryptable")) != NULL) {
@@ -458,6 +535,15 @@ void gw_config_free(gw_config *cfg)
 		return;
 	}
 	free(cfg->path);
+	free(cfg->ocsp_url);
+	for (size_t i = 0; i < cfg->nfetch_allow; i++) {
+		free(cfg->fetch_allow[i]);
+	}
+	free(cfg->fetch_allow);
+	for (size_t i = 0; i < cfg->nfetch_deny; i++) {
+		free(cfg->fetch_deny[i]);
+	}
+	free(cfg->fetch_deny);
 	free(cfg->socket);
 	free(cfg->spool);
 	free(cfg->module);

@@ -58,6 +58,13 @@ typedef struct gw_config {
 	int require_authenticated; /* EnvelopedData (CBC) is not decrypted (docs/envelope.md) */
 	long long date_tolerance;  /* [inbound] date-tolerance: seconds, -1 off, 0 the default
 	                              of docs/verify.md "Dates" */
+	int rev_given;             /* [inbound] revocation: an explicit policy (below) */
+	p11s_revocation_opts rev;  /* its strings point into this structure */
+	char *ocsp_url;
+	char **fetch_allow, **fetch_deny;
+	size_t nfetch_allow, nfetch_deny;
+	int crl_refresh_interval;  /* seconds between background CRL refreshes; 0: off */
+	int crl_refresh_before;    /* refresh a fetched CRL this long before its nextUpdate */
 	/* [outbound] */
 	gw_signer *signers;
 	size_t nsigners;
@@ -113,6 +120,9 @@ void gw_policy_sign_opts(const gw_config *cfg, p11s_sign_opts *opts);
 
 /* The p11s_verify_message() options of the inbound verdict: anchors, CRLs, allow-weak. */
 void gw_policy_verify_opts(const gw_config *cfg, p11s_verify_opts *opts);
+
+/* The explicit revocation policy of inbound verification ([inbound] revocation), or NULL. */
+const p11s_revocation_opts *gw_policy_revocation(const gw_config *cfg);
 
 /* The decryption options of inbound mail: require-authenticated. */
 void gw_policy_decrypt_opts(const gw_config *cfg, p11s_decrypt_opts *opts);
@@ -187,6 +197,16 @@ void gw_milter_set_state(gw_state *st);
 /* Take the write side: waits until no message holds the state. */
 void gw_milter_lock_exclusive(void);
 void gw_milter_unlock_exclusive(void);
+/* The current state, held as a message holds it (read side) until gw_milter_unlock_shared(). */
+gw_state *gw_milter_state_shared(void);
+void gw_milter_unlock_shared(void);
+
+/* ---- background CRL refresh (refresh.c) ------------------------------------------------- */
+
+/* Start the thread that refreshes fetched CRLs ([inbound] crl-refresh-*). 0 or -1. */
+int gw_refresh_start(void);
+/* Stop it and wait for it. */
+void gw_refresh_stop(void);
 void gw_milter_counters(gw_counters *out);
 int gw_milter_active(void);
 void gw_milter_set_workers(int n);

@@ -202,6 +202,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	p11s_log(P11S_LOG_WARN, "listening on %s", st->cfg.socket);
+	if (gw_refresh_start() != 0) {
+		p11s_log(P11S_LOG_ERROR, "cannot start the CRL refresh thread: fetched CRLs are "
+		    "fetched again when they expire");
+	}
 
 	for (;;) {
 		struct pollfd pfd = { g_pipe[0], POLLIN, 0 };
@@ -246,6 +250,7 @@ int main(int argc, char **argv)
 			stop_at = time(NULL) + st->cfg.drain_timeout;
 		}
 	}
+	gw_refresh_stop();
 	if (gw_milter_active() > 0) {
 		p11s_log(P11S_LOG_ERROR, "drain timeout: %d connections still open (their messages "
 		    "were not accepted and the MTA retries them)", gw_milter_active());

@@ -230,7 +230,7 @@ static gw_outcome verify_into_header(eom *e, FILE *msg)
 
 	gw_policy_verify_opts(e->cfg, &o);
 	rewind(msg);
-	rc = p11s_verify_message(&v, msg, &o);
+	rc = p11s_verify_message_rev(&v, msg, &o, gw_policy_revocation(e->cfg));
 	if (input_error(rc)) {
 		/*
 		 * The message itself is at fault (malformed MIME or CMS, limits exceeded): a
@@ -411,7 +411,7 @@ static gw_outcome do_inbound_layers(eom *e, int *handled)
 			break;
 		}
 		rewind(cur);
-		if ((rc = p11s_verify_message(&v, cur, &o)) < 0) {
+		if ((rc = p11s_verify_message_rev(&v, cur, &o, gw_policy_revocation(e->cfg))) < 0) {
 			if (!input_error(rc)) {
 				out = tempfail(e, rc, "verify");
 				*handled = 1;

@@ -57,6 +57,17 @@ void gw_milter_unlock_exclusive(void)
 	pthread_rwlock_unlock(&g_lock);
 }
 
+gw_state *gw_milter_state_shared(void)
+{
+	pthread_rwlock_rdlock(&g_lock);
+	return g_state;
+}
+
+void gw_milter_unlock_shared(void)
+{
+	pthread_rwlock_unlock(&g_lock);
+}
+
 void gw_milter_counters(gw_counters *out)
 {
 	pthread_mutex_lock(&g_count_lock);

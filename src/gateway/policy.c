@@ -168,6 +168,11 @@ void gw_policy_verify_opts(const gw_config *cfg, p11s_verify_opts *opts)
 	opts->date_tolerance = cfg->date_tolerance;
 }
 
+const p11s_revocation_opts *gw_policy_revocation(const gw_config *cfg)
+{
+	return cfg->rev_given ? &cfg->rev : NULL;
+}
+
 void gw_policy_decrypt_opts(const gw_config *cfg, p11s_decrypt_opts *opts)
 {
 	const p11s_decrypt_opts init = P11S_DECRYPT_OPTS_INIT;

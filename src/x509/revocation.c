@@ -586,6 +586,73 @@ int p11s_aia__fetch_issuers(X509 *cert, const p11s_x509_rev_policy *pol, STACK_O
 	return added;
 }
 
+/* ---- public: refreshing the fetched CRLs before they expire (the gateway) ---- */
+
+/* The thisUpdate of a DER CRL as time_t, 0 if it does not parse. */
+static time_t crl_this_update(const unsigned char *der, size_t len)
+{
+	X509_CRL *crl = p11s_crl__parse(der, len);
+	time_t t = crl != NULL ? asn1_to_time_t(X509_CRL_get0_lastUpdate(crl)) : 0;
+
+	X509_CRL_free(crl);
+	return t;
+}
+
+int p11s_revocation_refresh_crls(const p11s_revocation_opts *rev, long before)
+{
+	p11s_x509_rev_policy pol = { 0 };
+	p11s_fetch_policy fp;
+	char *keys[CACHE_MAX];
+	time_t olds[CACHE_MAX], now = time(NULL);
+	size_t n = 0;
+	int refreshed = 0;
+
+	if (rev == NULL || rev->version != P11S_REVOCATION_OPTS_VERSION || before < 0) {
+		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_revocation_refresh_crls: bad "
+		                                             "arguments");
+	}
+	if (!rev->fetch) {
+		return 0;
+	}
+	pol = (p11s_x509_rev_policy){ .fetch = 1, .allow = rev->fetch_allow,
+		.n_allow = rev->n_fetch_allow, .deny = rev->fetch_deny, .n_deny = rev->n_fetch_deny,
+		.timeout_s = rev->fetch_timeout };
+	p11s_rev__fetch_policy(&pol, &fp);
+	/* Which ones are due, copied out: the downloads run without the lock. */
+	pthread_mutex_lock(&cache_lock);
+	for (cache_entry *e = cache_head; e != NULL && n < CACHE_MAX; e = e->next) {
+		if (strncmp(e->key, "crl ", 4) == 0 && e->expires - now <= before &&
+		    (keys[n] = strdup(e->key)) != NULL) {
+			olds[n++] = crl_this_update(e->der, e->len);
+		}
+	}
+	pthread_mutex_unlock(&cache_lock);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char *der = NULL;
+		size_t len = 0;
+		X509_CRL *crl;
+
+		/* The same URL the CDP named (keys are "crl URL"), under today's fetch policy. */
+		if (p11s_fetch__http(keys[i] + 4, &fp, NULL, 0, NULL, CRL_MAX, &der, &len) == P11S_OK &&
+		    (crl = p11s_crl__parse(der, len)) != NULL) {
+			const ASN1_TIME *nu = X509_CRL_get0_nextUpdate(crl);
+			time_t tu = asn1_to_time_t(X509_CRL_get0_lastUpdate(crl));
+
+			/* Only a newer CRL replaces the cached one (RFC 5280 §5.1.2.4: thisUpdate). */
+			if (nu != NULL && tu > olds[i]) {
+				cache_put(keys[i], der, len, asn1_to_time_t(nu));
+				refreshed++;
+			}
+			X509_CRL_free(crl);
+		}
+		free(der);
+		free(keys[i]);
+	}
+	ERR_clear_error();
+	p11s_error_clear();
+	return refreshed;
+}
+
 /* ---- public: the --revocation value ---- */
 
 int p11s_revocation_parse_methods(const char *s, unsigned int *out)

@@ -612,6 +612,117 @@ expect 1 "audit log cut after two records: detected" -- \
 	"$P11S_BIN" audit verify "$tmp/audit-cut.log"
 check "no spool files left behind" sh -c "[ -z \"\$(ls -A '$W/spool')\" ]"
 
+# ---- fourth configuration: live revocation (issue 19 item 5, docs/gateway.md) --------------
+# Carol's certificate (from the test intermediate) names a CRL distribution point on a
+# loopback HTTP server. The gateway fetches that CRL, caches it until its nextUpdate (a day
+# away), and refreshes it in the background every second (crl-refresh-before: two days), so a
+# revocation the CA publishes early is seen by the next message, with no message waiting.
+mkdir -p "$W/www" "$W/ca/new"
+: >"$W/www/requests.log"
+python3 "$P11S_SOURCE_DIR/tests/revocation/http_server.py" "$W/www" "$W/http.port" 2>"$W/http.log" &
+httppid=$!
+for _ in $(seq 100); do [ -s "$W/http.port" ] && break; sleep 0.1; done
+HP=$(cat "$W/http.port" 2>/dev/null)
+check "revocation: loopback HTTP server for the CRL" test -n "$HP"
+: >"$W/ca/index.txt"
+echo 01 >"$W/ca/crlnumber"
+cat >"$W/ca.cnf" <<EOT
+[ca]
+default_ca = int
+[int]
+database = $W/ca/index.txt
+new_certs_dir = $W/ca/new
+certificate = $PKI/intermediate.pem
+private_key = $PKI/intermediate/intermediate.key
+crlnumber = $W/ca/crlnumber
+default_md = sha256
+default_crl_days = 1
+[carol]
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = emailProtection
+subjectAltName = email:carol@example.com
+authorityKeyIdentifier = keyid
+crlDistributionPoints = URI:http://127.0.0.1:$HP/int.crl
+EOT
+gencrl() { openssl ca -config "$W/ca.cnf" -gencrl -out "$W/ca/crl.pem" 2>>"$W/ca.log" &&
+	openssl crl -in "$W/ca/crl.pem" -outform DER -out "$W/www/int.crl.tmp" && mv "$W/www/int.crl.tmp" "$W/www/int.crl"; }
+openssl req -new -newkey rsa:2048 -nodes -keyout "$tmp/carol.key" -subj "/CN=Carol" \
+	-out "$tmp/carol.csr" 2>>"$W/ca.log" &&
+	openssl x509 -req -in "$tmp/carol.csr" -CA "$PKI/intermediate.pem" \
+		-CAkey "$PKI/intermediate/intermediate.key" -set_serial 0x6161 -days 30 \
+		-extfile "$W/ca.cnf" -extensions carol -out "$tmp/carol.pem" 2>>"$W/ca.log" && gencrl
+check "revocation: carol's certificate and the intermediate's first CRL" test -s "$W/www/int.crl"
+csign() { # csign SUBJECT: carol signs a message to alice (openssl cms, with the intermediate)
+	printf 'Hello from carol (%s).\n' "$1" >"$tmp/$1.txt"
+	openssl cms -sign -md sha256 -text -in "$tmp/$1.txt" -signer "$tmp/carol.pem" -inkey "$tmp/carol.key" \
+		-certfile "$PKI/intermediate.pem" -from carol@example.com -to alice-rsa2048@example.org \
+		-subject "$1" -out "$tmp/$1.eml"
+}
+sed -e "s|^crl = .*||" "$W/gateway.conf" >"$W/gateway-d.conf"
+printf '[inbound]\nrevocation = crl\nfetch = yes\nfetch-allow = 127.0.0.1\ncrl = %s\ncrl-refresh-interval = 1\ncrl-refresh-before = 172800\n' \
+	"$PKI/root.crl.pem" >>"$W/gateway-d.conf"
+start_gw "$W/gateway-d.conf" && ok "gateway started ([inbound] revocation = crl, fetch = yes)" ||
+	not_ok "gateway started with the revocation configuration"
+csign rev-good
+send carol@example.com alice-rsa2048@example.org "$tmp/rev-good.eml"
+if f=$(delivered rev-good); then
+	check "revocation: carol, not revoked, passes with the fetched CRL" \
+		grep -q "^Authentication-Results: gw.test; smime=pass body.smime-identifier=carol@example.com" "$f"
+else
+	not_ok "revocation: carol's first message delivered"
+fi
+check "revocation: the CRL came from the distribution point" grep -q "^GET /int.crl" "$W/www/requests.log"
+# The CA revokes carol and reissues its CRL (thisUpdate one second later at least).
+sleep 1
+openssl ca -config "$W/ca.cnf" -revoke "$tmp/carol.pem" -crl_reason keyCompromise 2>>"$W/ca.log" &&
+	gencrl
+n0=$(grep -c "^GET /int.crl" "$W/www/requests.log")
+for _ in $(seq 50); do
+	grep -q "CRL refreshed before expiry" "$W/gateway.log" && break
+	sleep 0.2
+done
+check "revocation: the background refresh fetched the reissued CRL (logged)" \
+	grep -q "revocation: 1 CRL refreshed before expiry" "$W/gateway.log"
+csign rev-revoked
+send carol@example.com alice-rsa2048@example.org "$tmp/rev-revoked.eml"
+if f=$(delivered rev-revoked); then
+	check "revocation: carol's next message fails as revoked, with no CRL download of its own" \
+		grep -q "^Authentication-Results: gw.test; smime=fail reason=.*revoked" "$f"
+else
+	not_ok "revocation: carol's message after the revocation delivered"
+fi
+# An unreachable OCSP responder: the configured verdict (fail), and the mail still delivered.
+closed=$(free_port)
+sed -e 's/^revocation = crl/revocation = ocsp/' -e "s|^fetch-allow = .*|ocsp-url = http://127.0.0.1:$closed/|" \
+	"$W/gateway-d.conf" >"$W/gateway-d.tmp" && mv "$W/gateway-d.tmp" "$W/gateway-d.conf"
+kill -HUP "$gwpid"
+for _ in $(seq 50); do grep -q "reloaded $W/gateway-d.conf" "$W/gateway.log" && break; sleep 0.1; done
+csign rev-outage
+send carol@example.com alice-rsa2048@example.org "$tmp/rev-outage.eml"
+if f=$(delivered rev-outage); then
+	check "revocation: responder down: delivered, smime=fail (revocation status unknown)" \
+		grep -q "^Authentication-Results: gw.test; smime=fail reason=.*revocation" "$f"
+else
+	not_ok "revocation: message during a responder outage delivered (never lost)"
+fi
+printf 'soft-fail = yes\n' >>"$W/gateway-d.conf"
+kill -HUP "$gwpid"
+sleep 0.5
+for _ in $(seq 50); do [ "$(grep -c "reloaded $W/gateway-d.conf" "$W/gateway.log")" -ge 2 ] && break; sleep 0.1; done
+csign rev-soft
+send carol@example.com alice-rsa2048@example.org "$tmp/rev-soft.eml"
+if f=$(delivered rev-soft); then
+	check "revocation: soft-fail = yes: the same outage passes" \
+		grep -q "^Authentication-Results: gw.test; smime=pass body.smime-identifier=carol@example.com" "$f"
+else
+	not_ok "revocation: message under soft-fail delivered"
+fi
+stop_gw
+kill "$httppid" 2>/dev/null
+expect 2 "revocation: [inbound] fetch without [inbound] revocation is refused at start" -- \
+	sh -c "printf '[inbound]\nfetch = yes\n' | cat '$W/gateway.conf' - >'$W/bad.conf' && '$GW' --config '$W/bad.conf'"
+
 if [ "$failed" -gt 0 ]; then
 	echo "# gateway log:"; tail -40 "$W/gateway.log" | sed 's/^/#   /'
 	echo "# postfix log:"; tail -20 "$W/maillog" | sed 's/^/#   /'

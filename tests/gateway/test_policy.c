@@ -167,6 +167,50 @@ static void test_gateway__config_errors(void **state)
 	assert_non_null(strstr(err, "10.0.0.0/33"));
 }
 
+/* [inbound] live revocation: verify's policy, fetching off unless configured. */
+static void test_gateway__revocation(void **state)
+{
+	const p11s_revocation_opts *r;
+	gw_config cfg;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(parse("", &cfg, err), 0);
+	assert_null(gw_policy_revocation(&cfg)); /* none: --crl files alone, as before */
+	assert_int_equal(cfg.crl_refresh_interval, 300);
+	assert_int_equal(cfg.crl_refresh_before, 3600);
+	gw_config_free(&cfg);
+	assert_int_equal(parse("[inbound]\nrevocation = ocsp,crl\n", &cfg, err), 0);
+	assert_non_null(r = gw_policy_revocation(&cfg));
+	assert_int_equal(r->methods, P11S_REV_OCSP | P11S_REV_CRL);
+	assert_int_equal(r->fetch, 0); /* the gateway's default: no fetching */
+	gw_config_free(&cfg);
+	assert_int_equal(parse("[inbound]\nrevocation = ocsp\nfetch = yes\nsoft-fail = yes\n"
+	    "ocsp-url = http://ocsp.example.org/\nocsp-scope = path\nfetch-allow = .example.org\n"
+	    "fetch-allow = ca.example.net\nfetch-deny = evil.example.org\nfetch-timeout = 5\n"
+	    "crl-refresh-interval = 0\ncrl-refresh-before = 7200\n", &cfg, err), 0);
+	assert_non_null(r = gw_policy_revocation(&cfg));
+	assert_int_equal(r->fetch, 1);
+	assert_int_equal(r->soft_fail, 1);
+	assert_int_equal(r->ocsp_whole_path, 1);
+	assert_string_equal(r->ocsp_url, "http://ocsp.example.org/");
+	assert_int_equal((int)r->n_fetch_allow, 2);
+	assert_string_equal(r->fetch_allow[1], "ca.example.net");
+	assert_int_equal((int)r->n_fetch_deny, 1);
+	assert_int_equal(r->fetch_timeout, 5);
+	assert_int_equal(cfg.crl_refresh_interval, 0);
+	assert_int_equal(cfg.crl_refresh_before, 7200);
+	gw_config_free(&cfg);
+	/* Refused: unknown methods, scopes, URLs of other schemes, options without a policy. */
+	assert_int_equal(parse("[inbound]\nrevocation = sometimes\n", &cfg, err), -1);
+	assert_int_equal(parse("[inbound]\nrevocation = ocsp\nocsp-scope = all\n", &cfg, err), -1);
+	assert_int_equal(parse("[inbound]\nrevocation = ocsp\nocsp-url = file:///etc/x\n", &cfg, err),
+	    -1);
+	assert_int_equal(parse("[inbound]\nfetch = yes\n", &cfg, err), -1);
+	assert_non_null(strstr(err, "need [inbound] revocation"));
+	assert_int_equal(parse("[inbound]\nrevocation = crl\nfetch-timeout = 0\n", &cfg, err), -1);
+}
+
 static void test_gateway__size(void **state)
 {
 	uint64_t v;
@@ -278,6 +322,7 @@ int main(void)
 		cmocka_unit_test(test_gateway__config_errors),
 		cmocka_unit_test(test_gateway__reader_policy),
 		cmocka_unit_test(test_gateway__date_and_audit),
+		cmocka_unit_test(test_gateway__revocation),
 		cmocka_unit_test(test_gateway__size),
 		cmocka_unit_test(test_gateway__addr_spec),
 		cmocka_unit_test(test_gateway__cidr),
