@@ -9,8 +9,11 @@
 
 /**
  * The library context: one backend instance (one module load), its PIN source, the OpenSSL
- * library context in which token keys live. One context may be used by one thread at a time;
- * token calls inside are serialised by the backend.
+ * library context in which token keys live. One context may be used by one thread at a time,
+ * with one exception: the private-key operations of a key already found (signing,
+ * decrypting, deriving with its p11s_key_pkey()) may be called from several threads at once.
+ * With the pkcs11 backend they then run concurrently, each in a session of the pool; with
+ * the others one at a time (`sign --batch --jobs N`, docs/performance.md).
  *
  * Long-running use (a gateway, a bulk signer; docs/performance.md): keep one context for the
  * life of the process. It keeps the module loaded, the token logged in after the first login

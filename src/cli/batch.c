@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -55,23 +57,6 @@ static int fatal_for_batch(int code)
 	default:
 		return 0;
 	}
-}
-
-/* One line naming the file, with the library's reason (and OpenSSL's with -v). */
-static int report(cli_globals *g, const char *file)
-{
-	const p11s_error *e = p11s_error_last();
-
-	if (e->code == P11S_OK) {
-		fprintf(stderr, "p11smime: error: %s: internal error without a reason\n", file);
-		return EXIT_USAGE;
-	}
-	if (g->verbosity > 0 && e->openssl[0] != '\0') {
-		fprintf(stderr, "p11smime: error: %s: %s [%s]\n", file, e->message, e->openssl);
-	} else {
-		fprintf(stderr, "p11smime: error: %s: %s\n", file, e->message);
-	}
-	return status_of(e->code);
 }
 
 /* DIR/<basename of file>, malloc'd; NULL if `file` has no usable basename. */
@@ -186,8 +171,151 @@ static int worse(int a, int b)
 	return a > b ? a : b;
 }
 
+/*
+ * The pipeline (--jobs N, issue 21): the main thread prepares each message in input order
+ * (output name, input and temporary output opened), hands it to N workers through a ring of
+ * 2N slots, and takes the results back in input order: it reports, groups and commits them
+ * exactly as a serial batch would, so stderr, output names, atomicity, durability and the
+ * stop rule do not depend on N. The workers run p11s_sign_message_pkey() on the one shared
+ * bridge key: reading, canonicalising, hashing, CMS assembly, the host check of the token's
+ * signature and the output of several messages overlap, while the token calls themselves
+ * reach the token one at a time (the context's op_lock, token_int.h).
+ */
+typedef struct job {
+	int i;          /* index of the file */
+	FILE *in;
+	pending pd;     /* the temporary output; pd.f NULL when preparing failed */
+	int prep_status; /* EXIT_OK, or the status of a failure already described in `err` */
+	int rc;         /* the signature's result */
+	p11s_error err; /* the worker's error record (thread-local there), or the prepare error */
+	int done;
+} job;
+
+typedef struct pipe_state {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	job *ring;
+	int cap;
+	long submitted, taken; /* jobs handed over, jobs a worker took */
+	int closed;            /* no more jobs: workers exit when the ring is drained */
+	int stop;              /* a fatal failure: jobs not yet taken are skipped */
+	OSSL_LIB_CTX *libctx;
+	EVP_PKEY *pkey;
+	X509 *cert;
+	const p11s_sign_opts *o;
+} pipe_state;
+
+/* Sign one prepared job (a worker, or the main thread with --jobs 1). */
+static void sign_job(pipe_state *ps, job *j)
+{
+	p11s_error_clear();
+	j->rc = p11s_sign_message_pkey(ps->libctx, ps->pkey, ps->cert, ps->o, j->in, j->pd.f);
+	j->err = *p11s_error_last();
+	if (j->rc == P11S_OK && fflush(j->pd.f) != 0) {
+		j->rc = j->err.code = P11S_ERR_IO;
+		snprintf(j->err.message, sizeof(j->err.message), "writing %s: %s", j->pd.dest,
+		    strerror(errno));
+		j->err.openssl[0] = '\0';
+	}
+	fclose(j->in);
+	j->in = NULL;
+}
+
+static void *worker(void *arg)
+{
+	pipe_state *ps = arg;
+
+	pthread_mutex_lock(&ps->lock);
+	for (;;) {
+		job *j;
+
+		while (ps->taken == ps->submitted && !ps->closed) {
+			pthread_cond_wait(&ps->cond, &ps->lock);
+		}
+		if (ps->taken == ps->submitted) {
+			break;
+		}
+		j = &ps->ring[ps->taken++ % ps->cap];
+		if (ps->stop || j->prep_status != EXIT_OK) {
+			j->rc = ps->stop && j->prep_status == EXIT_OK ? 1 : 0; /* 1: skipped */
+			j->done = 1;
+			pthread_cond_broadcast(&ps->cond);
+			continue;
+		}
+		pthread_mutex_unlock(&ps->lock);
+		sign_job(ps, j);
+		pthread_mutex_lock(&ps->lock);
+		if (j->rc < 0 && fatal_for_batch(j->rc)) {
+			ps->stop = 1;
+		}
+		j->done = 1;
+		pthread_cond_broadcast(&ps->cond);
+	}
+	pthread_mutex_unlock(&ps->lock);
+	return NULL;
+}
+
+/* Prepare file i into `j` (main thread): a failure is recorded, reported when collected. */
+static void prepare(job *j, int i, char *const *files, char **outs, const char *out_dir)
+{
+	int k;
+
+	memset(j, 0, sizeof(*j));
+	j->i = i;
+	if ((outs[i] = out_path(out_dir, files[i])) == NULL) {
+		snprintf(j->err.message, sizeof(j->err.message), "%s: no file name to write under %s",
+		    files[i], out_dir);
+		j->prep_status = EXIT_USAGE;
+		return;
+	}
+	/* Two inputs with one basename would overwrite each other's output: refuse the later. */
+	for (k = 0; k < i; k++) {
+		if (outs[k] != NULL && strcmp(outs[k], outs[i]) == 0) {
+			break;
+		}
+	}
+	if (k < i) {
+		snprintf(j->err.message, sizeof(j->err.message), "%s: output %s already written for %s",
+		    files[i], outs[i], files[k]);
+		j->prep_status = EXIT_USAGE;
+		free(outs[i]);
+		outs[i] = NULL;
+		return;
+	}
+	if ((j->in = fopen(files[i], "rb")) == NULL) {
+		snprintf(j->err.message, sizeof(j->err.message), "cannot open %s: %s", files[i],
+		    strerror(errno));
+		j->prep_status = EXIT_USAGE;
+		return;
+	}
+	if (pending_open(outs[i], &j->pd) < 0) {
+		snprintf(j->err.message, sizeof(j->err.message), "cannot create output %s: %s", outs[i],
+		    strerror(errno));
+		fclose(j->in);
+		j->in = NULL;
+		j->prep_status = EXIT_USAGE;
+		return;
+	}
+	j->pd.file = files[i];
+}
+
+/* One line naming the file, from a job's error record (and OpenSSL's with -v). */
+static int report_job(cli_globals *g, const char *file, const p11s_error *e)
+{
+	if (e->code == P11S_OK) {
+		fprintf(stderr, "p11smime: error: %s: internal error without a reason\n", file);
+		return EXIT_USAGE;
+	}
+	if (g->verbosity > 0 && e->openssl[0] != '\0') {
+		fprintf(stderr, "p11smime: error: %s: %s [%s]\n", file, e->message, e->openssl);
+	} else {
+		fprintf(stderr, "p11smime: error: %s: %s\n", file, e->message);
+	}
+	return status_of(e->code);
+}
+
 int cli_sign_batch(cli_globals *g, p11s_ctx *ctx, p11s_key *key, const p11s_sign_opts *so,
-    const char *out_dir, char *const *files, int nfiles)
+    const char *out_dir, char *const *files, int nfiles, int jobs)
 {
 	p11s_sign_opts o = *so;
 	STACK_OF(X509) *cas = NULL, *all = NULL;
@@ -195,8 +323,11 @@ int cli_sign_batch(cli_globals *g, p11s_ctx *ctx, p11s_key *key, const p11s_sign
 	X509 *cert;
 	char **outs = NULL;
 	pending group[GROUP];
-	int ngroup = 0;
-	int worst = EXIT_OK, signed_n = 0, i, j, rc;
+	int ngroup = 0, nthreads = 0, stopped = 0;
+	int worst = EXIT_OK, signed_n = 0, i;
+	pthread_t *threads = NULL;
+	pipe_state ps = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	long collected = 0;
 
 	/*
 	 * Prepared once for the whole batch instead of once per message as p11s_sign_message()
@@ -212,7 +343,26 @@ int cli_sign_batch(cli_globals *g, p11s_ctx *ctx, p11s_key *key, const p11s_sign
 		worst = cli_fail();
 		goto out;
 	}
-	if ((all = sk_X509_new_null()) == NULL || (outs = calloc((size_t)nfiles, sizeof(*outs))) == NULL) {
+	/*
+	 * One worker (still beside the main thread) when signatures must not overlap: a key that
+	 * asks for its PIN per signature (CKA_ALWAYS_AUTHENTICATE: the PIN prompts follow the
+	 * files), and an audit log, whose records follow the signatures' order.
+	 */
+	if (jobs < 1 || p11s_key_always_authenticate(key) || so->audit_log != NULL) {
+		jobs = 1;
+	}
+	/*
+	 * The libp11 and pkcs11-helper backends log in per signature themselves and do not tell
+	 * us about CKA_ALWAYS_AUTHENTICATE (docs/backends.md), and only the pkcs11 backend runs
+	 * token calls concurrently (P11S_CAP_CONCURRENT): elsewhere PINs must follow the files.
+	 */
+	if (strcmp(p11s_ctx_backend(ctx), "pkcs11") != 0) {
+		jobs = 1;
+	}
+	ps.cap = 2 * jobs;
+	if ((all = sk_X509_new_null()) == NULL || (outs = calloc((size_t)nfiles, sizeof(*outs))) == NULL ||
+	    (ps.ring = calloc((size_t)ps.cap, sizeof(*ps.ring))) == NULL ||
+	    (threads = calloc((size_t)jobs, sizeof(*threads))) == NULL) {
 		fprintf(stderr, "p11smime: error: out of memory\n");
 		worst = EXIT_USAGE;
 		goto out;
@@ -237,69 +387,82 @@ int cli_sign_batch(cli_globals *g, p11s_ctx *ctx, p11s_key *key, const p11s_sign
 		p11s_log(P11S_LOG_WARN, "no card events: %s", p11s_error_last()->message);
 		p11s_error_clear();
 	}
-	for (i = 0; i < nfiles; i++) {
-		FILE *in = NULL;
-		pending *pd = &group[ngroup];
-		int st;
+	ps.libctx = p11s_ctx_libctx(ctx);
+	ps.pkey = pkey;
+	ps.cert = cert;
+	ps.o = &o;
+	/* --jobs 1 signs on this thread: no hand-over costs (futex wake-ups) per message. */
+	for (; jobs > 1 && nthreads < jobs; nthreads++) {
+		if (pthread_create(&threads[nthreads], NULL, worker, &ps) != 0) {
+			break;
+		}
+	}
+	for (i = 0; i < nfiles || collected < ps.submitted; ) {
+		job *j;
 
-		if ((outs[i] = out_path(out_dir, files[i])) == NULL) {
-			fprintf(stderr, "p11smime: error: %s: no file name to write under %s\n", files[i],
-			    out_dir);
-			worst = worse(worst, EXIT_USAGE);
-			continue;
-		}
-		/* Two inputs with one basename would overwrite each other's output: refuse the later. */
-		for (j = 0; j < i; j++) {
-			if (outs[j] != NULL && strcmp(outs[j], outs[i]) == 0) {
-				break;
-			}
-		}
-		if (j < i) {
-			fprintf(stderr, "p11smime: error: %s: output %s already written for %s\n",
-			    files[i], outs[i], files[j]);
-			worst = worse(worst, EXIT_USAGE);
-			free(outs[i]);
-			outs[i] = NULL;
-			continue;
-		}
-		if ((st = cli_input_open(files[i], &in)) != EXIT_OK) {
-			worst = worse(worst, st);
-			continue;
-		}
-		if (pending_open(outs[i], pd) < 0) {
-			fprintf(stderr, "p11smime: error: cannot create output %s: %s\n", outs[i],
-			    strerror(errno));
-			fclose(in);
-			worst = worse(worst, EXIT_USAGE);
-			continue;
-		}
-		pd->file = files[i];
-		p11s_error_clear();
-		rc = p11s_sign_message_pkey(p11s_ctx_libctx(ctx), pkey, cert, &o, in, pd->f);
-		fclose(in);
-		if (rc == P11S_OK && fflush(pd->f) != 0) {
-			fprintf(stderr, "p11smime: error: %s: writing %s: %s\n", files[i], outs[i],
-			    strerror(errno));
-			pending_drop(pd);
-			worst = worse(worst, EXIT_USAGE);
-			continue;
-		}
-		if (rc < 0) {
-			pending_drop(pd); /* no partial output, ever (CLI.md) */
-			worst = worse(worst, report(g, files[i]));
-			if (fatal_for_batch(rc)) {
-				if (i + 1 < nfiles) {
-					fprintf(stderr, "p11smime: error: stopping: %d file(s) not signed\n",
-					    nfiles - i - 1);
+		pthread_mutex_lock(&ps.lock);
+		/* Hand over the next file while the ring has room. */
+		if (i < nfiles && ps.submitted - collected < ps.cap) {
+			pthread_mutex_unlock(&ps.lock);
+			j = &ps.ring[ps.submitted % ps.cap];
+			prepare(j, i++, files, outs, out_dir);
+			if (nthreads == 0) {
+				if (j->prep_status == EXIT_OK) {
+					sign_job(&ps, j);
 				}
-				break;
+				j->done = 1;
+			}
+			pthread_mutex_lock(&ps.lock);
+			ps.submitted++;
+			pthread_cond_broadcast(&ps.cond);
+			pthread_mutex_unlock(&ps.lock);
+			continue;
+		}
+		/* Else take the oldest result back, in input order. */
+		j = &ps.ring[collected % ps.cap];
+		while (!j->done) {
+			pthread_cond_wait(&ps.cond, &ps.lock);
+		}
+		pthread_mutex_unlock(&ps.lock);
+		collected++;
+		if (j->in != NULL) {
+			fclose(j->in);
+		}
+		if (j->prep_status != EXIT_OK) {
+			if (!stopped) {
+				fprintf(stderr, "p11smime: error: %s\n", j->err.message);
+				worst = worse(worst, j->prep_status);
+			}
+			pending_drop(&j->pd);
+			continue;
+		}
+		if (stopped || j->rc == 1) {
+			/* After a fatal failure: not signed, or signed but not published (order). */
+			pending_drop(&j->pd);
+			continue;
+		}
+		if (j->rc < 0) {
+			pending_drop(&j->pd); /* no partial output, ever (CLI.md) */
+			worst = worse(worst, report_job(g, files[j->i], &j->err));
+			if (fatal_for_batch(j->rc)) {
+				stopped = 1;
+				pthread_mutex_lock(&ps.lock);
+				ps.stop = 1;
+				pthread_mutex_unlock(&ps.lock);
+				if (j->i + 1 < nfiles) {
+					fprintf(stderr, "p11smime: error: stopping: %d file(s) not signed\n",
+					    nfiles - j->i - 1);
+				}
+				i = nfiles; /* hand over nothing more */
 			}
 			continue;
 		}
 		if (g->verbosity > 0) {
-			fprintf(stderr, "p11smime: signed %s -> %s\n", files[i], outs[i]);
+			fprintf(stderr, "p11smime: signed %s -> %s\n", files[j->i], outs[j->i]);
 		}
-		if (++ngroup == GROUP) {
+		group[ngroup++] = j->pd;
+		memset(&j->pd, 0, sizeof(j->pd));
+		if (ngroup == GROUP) {
 			signed_n += pending_commit(out_dir, group, ngroup, &worst);
 			ngroup = 0;
 		}
@@ -310,6 +473,13 @@ int cli_sign_batch(cli_globals *g, p11s_ctx *ctx, p11s_key *key, const p11s_sign
 		fprintf(stderr, "p11smime: %d of %d file(s) signed\n", signed_n, nfiles);
 	}
 out:
+	pthread_mutex_lock(&ps.lock);
+	ps.closed = 1;
+	pthread_cond_broadcast(&ps.cond);
+	pthread_mutex_unlock(&ps.lock);
+	for (i = 0; i < nthreads; i++) {
+		pthread_join(threads[i], NULL);
+	}
 	for (i = 0; i < ngroup; i++) {
 		pending_drop(&group[i]);
 	}
@@ -319,6 +489,8 @@ out:
 		}
 	}
 	free(outs);
+	free(ps.ring);
+	free(threads);
 	sk_X509_free(all);
 	sk_X509_pop_free(cas, X509_free);
 	EVP_PKEY_free(pkey);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -121,7 +122,7 @@ static int staple_policy(const p11s_config *cfg, p11s_revocation_opts *r, staple
 static int run(cli_globals *g, int argc, char **argv)
 {
 	enum { O_ENC = CLI_O_OWN, O_BATCH, O_OUT_DIR, O_RR, O_RTO, O_LABEL, O_TSA, O_AUDIT,
-		O_NONREP, O_CKPT, O_STAPLE, O_OCSP_URL, O_FETCH_ALLOW, O_FETCH_DENY };
+		O_NONREP, O_CKPT, O_STAPLE, O_OCSP_URL, O_FETCH_ALLOW, O_FETCH_DENY, O_JOBS };
 	static const struct option opts[] = {
 		CLI_OPT_KEY,
 		CLI_OPTS_SIGNER,
@@ -139,6 +140,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		{ "audit-checkpoint-every", required_argument, NULL, O_CKPT },
 		{ "non-repudiation", no_argument, NULL, O_NONREP },
 		{ "staple", no_argument, NULL, O_STAPLE },
+		{ "jobs", required_argument, NULL, O_JOBS },
 		{ "ocsp-url", required_argument, NULL, O_OCSP_URL },
 		{ "fetch-allow", required_argument, NULL, O_FETCH_ALLOW },
 		{ "fetch-deny", required_argument, NULL, O_FETCH_DENY },
@@ -155,7 +157,7 @@ static int run(cli_globals *g, int argc, char **argv)
 	size_t n_rto = 0;
 	p11s_revocation_opts staple = P11S_REVOCATION_OPTS_INIT;
 	staple_hosts hosts = { 0 };
-	int want_staple = 0;
+	int want_staple = 0, jobs = 0;
 
 	cli_args_init(&a, "sign");
 	while ((c = cli_args_next(&a, argc, argv, opts)) != -1) {
@@ -224,6 +226,17 @@ static int run(cli_globals *g, int argc, char **argv)
 		case O_STAPLE:
 			want_staple = 1;
 			break;
+		case O_JOBS: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (*optarg == '\0' || *end != '\0' || v < 1 || v > 64) {
+				status = cli_usage_error("sign: --jobs must be 1..64, not '%s'", optarg);
+				goto out;
+			}
+			jobs = (int)v;
+			break;
+		}
 		case O_OCSP_URL:
 			staple.ocsp_url = optarg;
 			break;
@@ -258,8 +271,8 @@ static int run(cli_globals *g, int argc, char **argv)
 			status = cli_usage_error("sign: --out-dir %s is not a directory", out_dir);
 			goto out;
 		}
-	} else if (out_dir != NULL) {
-		status = cli_usage_error("sign: --out-dir needs --batch");
+	} else if (out_dir != NULL || jobs != 0) {
+		status = cli_usage_error("sign: %s needs --batch", out_dir != NULL ? "--out-dir" : "--jobs");
 		goto out;
 	} else if ((status = cli_args_no_operands(&a, argc, argv)) != EXIT_OK) {
 		goto out;
@@ -297,7 +310,13 @@ static int run(cli_globals *g, int argc, char **argv)
 		    (status = check_eddsa_digest(&a, key)) != EXIT_OK) {
 			goto out;
 		}
-		status = cli_sign_batch(g, ctx, key, so, out_dir, argv + optind, argc - optind);
+		/* Default: one signing thread per CPU (docs/performance.md "Batch signing"). */
+		if (jobs == 0) {
+			long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+			jobs = n < 1 ? 1 : n > 64 ? 64 : (int)n;
+		}
+		status = cli_sign_batch(g, ctx, key, so, out_dir, argv + optind, argc - optind, jobs);
 		audit_end_of_run(so, key);
 		goto out;
 	}
@@ -336,6 +355,6 @@ const cli_command cmd_sign = {
 	"       [--audit-checkpoint-every N]\n"
 	"       [--non-repudiation] [--staple [--ocsp-url URL] [--fetch-allow HOST]...\n"
 	"       [--fetch-deny HOST]...]\n"
-	"       sign --key URI [OPTIONS] --batch --out-dir DIR FILE...",
+	"       sign --key URI [OPTIONS] --batch --out-dir DIR [--jobs N] FILE...",
 	run,
 };

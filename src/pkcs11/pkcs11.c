@@ -419,7 +419,7 @@ const struct p11s_provider_ops p11s_pkcs11_ops = {
 	.caps = P11S_CAP_RSA_PKCS_SIGN | P11S_CAP_RSA_PSS | P11S_CAP_RSA_PKCS_DECRYPT |
 	    P11S_CAP_RSA_OAEP | P11S_CAP_ECDSA | P11S_CAP_ECDH | P11S_CAP_EDDSA |
 	    P11S_CAP_CONTEXT_LOGIN | P11S_CAP_PROTECTED_AUTH | P11S_CAP_KEYGEN |
-	    P11S_CAP_CREATE_CERT,
+	    P11S_CAP_CREATE_CERT | P11S_CAP_CONCURRENT, /* a pooled session per operation */
 	.priv_size = sizeof(struct priv),
 	.open = pk_open,
 	.slots = pk_slots,

@@ -3,6 +3,7 @@
  * listing and the login policy (PKCS#11 v2.40 §5.6 C_Login;
  * STANDARDS.md §11: check the PIN flags before asking, never retry, a locked PIN is final).
  */
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -96,6 +97,18 @@ int p11s_token__ctx_new(p11s_ctx **out, const p11s_ctx_opts *opts)
 		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 	}
 	ctx->root = ctx;
+	{
+		pthread_rwlockattr_t a;
+
+		if (pthread_rwlockattr_init(&a) != 0 ||
+		    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP) != 0 ||
+		    pthread_rwlock_init(&ctx->op_lock, &a) != 0) {
+			free(ctx);
+			return p11s_error__set(P11S_ERR_NOMEM, "cannot create a lock");
+		}
+		pthread_rwlockattr_destroy(&a);
+		ctx->op_lock_ready = 1;
+	}
 	if (module == NULL || *module == '\0') {
 		module = P11S_P11KIT_PROXY;
 		ctx->module_default = 1;
@@ -230,6 +243,26 @@ unsigned long p11s_token__card_gen(const p11s_ctx *ctx)
 	return gen;
 }
 
+int p11s_token__card_changed(const p11s_key *key)
+{
+	struct p11s_card_watch *w = key->ctx->root->watch;
+	const char *desc = key->slot.info.slot_description;
+	int changed = 0;
+
+	if (w == NULL) {
+		return 0;
+	}
+	pthread_mutex_lock(&w->lock);
+	for (size_t i = 0; i < w->n; i++) {
+		if (reader_has_slot(w->r[i].name, desc) &&
+		    (!w->r[i].present || w->r[i].removed_gen > key->card_gen)) {
+			changed = 1;
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	return changed;
+}
+
 int p11s_token__card_check(p11s_key *key)
 {
 	struct p11s_card_watch *w = key->ctx->root->watch;
@@ -302,6 +335,9 @@ void p11s_token__ctx_free(p11s_ctx *ctx)
 	p11s_pin_source_free(ctx->pins);
 	free(ctx->module_path);
 	free(ctx->module_name);
+	if (ctx->op_lock_ready) {
+		pthread_rwlock_destroy(&ctx->op_lock);
+	}
 	free(ctx);
 }
 

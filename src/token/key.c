@@ -3,6 +3,7 @@
  * candidates), the certificate with the same CKA_ID, the public key, and the private
  * operations the bridge forwards (capability check, login, backend call).
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1013,40 +1014,97 @@ static int before_op(p11s_key *key, unsigned long mech, int decrypt)
 	return p11s_token__login(key->ctx, &key->slot, key->uri_pins);
 }
 
+/*
+ * Private-key operations and threads (token_int.h, op_lock): with a backend that allows it
+ * (P11S_CAP_CONCURRENT) the common case runs under the read side of the context's lock, so
+ * the token calls of several threads overlap; whatever changes the key or the login, and
+ * every failure, is handled under the write side. A key that needs a PIN per operation
+ * (CKA_ALWAYS_AUTHENTICATE) always takes the write side: its context-specific logins follow
+ * one another.
+ */
+typedef struct op_call {
+	int kind;                /* 0 sign, 1 decrypt, 2 derive */
+	const p11s_mech *mech;
+	const unsigned char *in; /* data, ciphertext or the peer's public key */
+	size_t inlen;
+	p11s_buf **out;
+} op_call;
+
+static int op_token(p11s_key *key, const op_call *c)
+{
+	p11s_provider *p = &key->ctx->prov;
+
+	switch (c->kind) {
+	case 0:
+		return p->ops->sign(p, &key->obj, c->mech, c->in, c->inlen, c->out);
+	case 1:
+		return p->ops->decrypt(p, &key->obj, c->mech, c->in, c->inlen, c->out);
+	default:
+		return p->ops->derive(p, &key->obj, c->in, c->inlen, c->out);
+	}
+}
+
+/* before_op() with nothing to do: the read side suffices. */
+static int op_ready(p11s_key *key, unsigned long mech, int decrypt)
+{
+	const struct p11s_provider_ops *ops = key->ctx->prov.ops;
+	uint32_t cap = cap_for(mech, decrypt);
+
+	return (ops->caps & P11S_CAP_CONCURRENT) && cap != 0 && (ops->caps & cap) &&
+	    !key->obj.always_authenticate && !key->stale && !p11s_token__card_changed(key) &&
+	    (!(key->slot.info.flags & P11S_TOKEN_LOGIN_REQUIRED) ||
+	        ops->logged_in(&key->ctx->prov, &key->slot));
+}
+
+static int run_op(p11s_key *key, unsigned long mech, int decrypt, const op_call *c)
+{
+	pthread_rwlock_t *l = &key->ctx->root->op_lock;
+	int rc;
+
+	*c->out = NULL;
+	pthread_rwlock_rdlock(l);
+	if (op_ready(key, mech, decrypt)) {
+		rc = op_token(key, c);
+		pthread_rwlock_unlock(l);
+		if (rc >= 0) {
+			return rc;
+		}
+		/* A failure: recovery (token gone? find the key again?) is exclusive. */
+		pthread_rwlock_wrlock(l);
+		rc = after_op(key, rc, 1);
+		pthread_rwlock_unlock(l);
+		return rc;
+	}
+	pthread_rwlock_unlock(l);
+	pthread_rwlock_wrlock(l);
+	if ((rc = before_op(key, mech, decrypt)) < 0) {
+		rc = after_op(key, rc, 0);
+	} else {
+		rc = after_op(key, op_token(key, c), 1);
+	}
+	pthread_rwlock_unlock(l);
+	return rc;
+}
+
 int p11s_token__sign(p11s_key *key, const p11s_mech *mech, const unsigned char *in, size_t inlen,
     p11s_buf **out)
 {
-	int rc;
+	const op_call c = { 0, mech, in, inlen, out };
 
-	*out = NULL;
-	if ((rc = before_op(key, mech->type, 0)) < 0) {
-		return after_op(key, rc, 0);
-	}
-	return after_op(key,
-	    key->ctx->prov.ops->sign(&key->ctx->prov, &key->obj, mech, in, inlen, out), 1);
+	return run_op(key, mech->type, 0, &c);
 }
 
 int p11s_token__decrypt(p11s_key *key, const p11s_mech *mech, const unsigned char *in,
     size_t inlen, p11s_buf **out)
 {
-	int rc;
+	const op_call c = { 1, mech, in, inlen, out };
 
-	*out = NULL;
-	if ((rc = before_op(key, mech->type, 1)) < 0) {
-		return after_op(key, rc, 0);
-	}
-	return after_op(key,
-	    key->ctx->prov.ops->decrypt(&key->ctx->prov, &key->obj, mech, in, inlen, out), 1);
+	return run_op(key, mech->type, 1, &c);
 }
 
 int p11s_token__derive(p11s_key *key, const unsigned char *peer, size_t peer_len, p11s_buf **out)
 {
-	int rc;
+	const op_call c = { 2, NULL, peer, peer_len, out };
 
-	*out = NULL;
-	if ((rc = before_op(key, P11S_MECH_ECDH1_DERIVE, 0)) < 0) {
-		return after_op(key, rc, 0);
-	}
-	return after_op(key,
-	    key->ctx->prov.ops->derive(&key->ctx->prov, &key->obj, peer, peer_len, out), 1);
+	return run_op(key, P11S_MECH_ECDH1_DERIVE, 0, &c);
 }

@@ -5,6 +5,8 @@
 #ifndef P11S_TOKEN_INT_H
 #define P11S_TOKEN_INT_H
 
+#include <pthread.h>
+
 #include <openssl/types.h>
 #include <openssl/x509.h>
 
@@ -45,6 +47,16 @@ struct p11s_ctx {
 	int module_default;         /* no module was given: the p11-kit proxy */
 	char *module_name;          /* p11-kit's name of the module (or RFC 7512's), lazily */
 	struct p11s_card_watch *watch; /* p11s_ctx_watch_readers(), first context only */
+	/*
+	 * First context only: private-key operations of its keys from several threads (sign
+	 * --batch --jobs; key.c run_op()). The common case (key current, logged in, card in
+	 * place) runs under the read side, so with a P11S_CAP_CONCURRENT backend the token calls
+	 * of several threads overlap, each in its own session; finding a key again, logging in
+	 * and recovering from a failure run under the write side, as does every operation of
+	 * other backends. Writer-preferring: a recovery is not starved by a busy batch.
+	 */
+	pthread_rwlock_t op_lock;
+	int op_lock_ready;
 };
 
 struct p11s_key {
@@ -78,6 +90,8 @@ int p11s_token__modules(p11s_ctx *ctx, const p11s_uri *uri, p11s_ctx ***out);
  * so that it is found and logged in to again. P11S_OK otherwise (and without a watch).
  */
 int p11s_token__card_check(p11s_key *key);
+/* Non-zero when p11s_token__card_check() has something to do (changes nothing itself). */
+int p11s_token__card_changed(const p11s_key *key);
 
 /* The number of card removals seen so far (0 without a watch), for a key being found. */
 unsigned long p11s_token__card_gen(const p11s_ctx *ctx);

@@ -65,6 +65,42 @@ expect 2 "two inputs with the same basename: the second is refused" -- p11s sign
 	"$in/m1.eml" "$tmp/other/m1.eml"
 check "  ... the first one's output stays" verified "$out/m1.eml" "$tmp/canon1"
 
+# --jobs N (issue 21): the same outputs and the same stderr, line for line, whatever N; the
+# failures in the middle are reported in input order.
+jin=$tmp/jobs-in
+mkdir -p "$jin"
+for i in $(seq 1 40); do
+	printf 'From: a@example.org\nSubject: job %s\n\nmessage %s of the --jobs batch\n' "$i" "$i" \
+		>"$jin/j$i.eml"
+done
+cp "$in/bad.eml" "$jin/j7.eml"
+cp "$in/bad.eml" "$jin/j23.eml"
+jfiles=()
+for i in $(seq 1 40); do jfiles+=("$jin/j$i.eml"); done
+jfiles+=("$jin/missing.eml")
+for n in 1 2 4; do
+	mkdir -p "$tmp/jobs$n"
+	expect 2 "--jobs $n: 40 files, two malformed and one missing: exit 2" -- p11s sign \
+		--key "$(keyuri ec256)" --chain "$pki/intermediate.pem" --batch --jobs "$n" \
+		--out-dir "$tmp/jobs$n" "${jfiles[@]}"
+	cp "$tmp/err" "$tmp/jobs$n.err"
+done
+check "  ... the stderr of --jobs 2 is that of --jobs 1, in order" cmp -s "$tmp/jobs1.err" "$tmp/jobs2.err"
+check "  ... and that of --jobs 4" cmp -s "$tmp/jobs1.err" "$tmp/jobs4.err"
+check "  ... which names j7, j23, then missing.eml, then 38 of 41" sh -c \
+	"grep -n 'j7.eml\|j23.eml\|missing.eml\|38 of 41' '$tmp/jobs4.err' | cut -d: -f1 | tr '\n' ' ' | grep -q '^1 2 3 4 \$'"
+check "  ... 38 outputs, no temporary file left" sh -c "[ \$(ls '$tmp/jobs4' | wc -l) -eq 38 ]"
+jok=1
+for i in 1 2 3 4 5 6 8 16 22 24 39 40; do
+	openssl cms -verify -in "$tmp/jobs4/j$i.eml" -CAfile "$pki/root.pem" -out "$tmp/jinner" 2>/dev/null &&
+		grep -q "message $i of the --jobs batch" "$tmp/jinner" || jok=0
+done
+check "  ... --jobs 4 outputs verify with openssl cms, each with its own content" test "$jok" = 1
+expect 2 "--jobs 0 is a usage error" -- p11s sign --key "$(keyuri ec256)" --batch --jobs 0 \
+	--out-dir "$out" "$in/m1.eml"
+expect 2 "--jobs without --batch is a usage error" -- p11s sign --key "$(keyuri ec256)" --jobs 2 \
+	--in "$in/m1.eml"
+
 # Usage errors: exit 2 before the token is touched.
 expect 2 "--batch without --out-dir" -- p11s sign --key "$(keyuri ec256)" --batch "$in/m1.eml"
 expect 2 "--batch without FILE" -- p11s sign --key "$(keyuri ec256)" --batch --out-dir "$out"

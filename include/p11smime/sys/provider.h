@@ -63,6 +63,8 @@ enum {
 	P11S_CAP_PROTECTED_AUTH = 1u << 8, /* C_Login with a NULL PIN on a PIN pad */
 	P11S_CAP_KEYGEN = 1u << 9,         /* generate_keypair (C_GenerateKeyPair on the token) */
 	P11S_CAP_CREATE_CERT = 1u << 10,   /* create_certificate (C_CreateObject, CKO_CERTIFICATE) */
+	P11S_CAP_CONCURRENT = 1u << 11,    /* sign/decrypt/derive may run from several threads at
+	                                      once (a session per operation, module locking) */
 };
 
 /** User types for login (CKU_* values). */
