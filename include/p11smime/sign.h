@@ -53,12 +53,19 @@ typedef struct p11s_sign_opts {
 	                                    certificate or no answer fails (P11S_ERR_VERIFY),
 	                                    nothing signed. The issuer must be in `chain` or on
 	                                    the token. Borrowed (revocation.h). */
+	int protect_headers;       /**< (version 2) non-zero: RFC 9788 header protection. The
+	                                signed entity then also carries copies of the message's
+	                                header fields (From, To, Cc, Subject, Date, Message-ID,
+	                                ...: all but MIME-Version, Content-* and trace fields) and
+	                                its Content-Type hp="clear", so a reader can show header
+	                                fields that were signed (docs/sign.md). Zero: the entity
+	                                is the Content-* fields and the body (CLI.md) */
 } p11s_sign_opts;
 
-/** Version 2 added `staple`; version 1 structures are still accepted (without it). */
+/** Version 2 added `staple` and `protect_headers`; version 1 structures are still accepted. */
 #define P11S_SIGN_OPTS_VERSION 2
 #define P11S_SIGN_OPTS_INIT { P11S_SIGN_OPTS_VERSION, P11S_DIGEST_SHA256, 0, 0, NULL, NULL, NULL, \
-	0, NULL, NULL, NULL, NULL, 0, NULL }
+	0, NULL, NULL, NULL, NULL, 0, NULL, 0 }
 
 /**
  * Sign an RFC 5322 message with a token key.

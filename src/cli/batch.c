@@ -397,31 +397,39 @@ int cli_sign_batch(cli_globals *g, p11s_ctx *ctx, p11s_key *key, const p11s_sign
 			break;
 		}
 	}
-	for (i = 0; i < nfiles || collected < ps.submitted; ) {
-		job *j;
+	for (i = 0;;) {
+		job *j = &ps.ring[collected % ps.cap];
 
 		pthread_mutex_lock(&ps.lock);
-		/* Hand over the next file while the ring has room. */
-		if (i < nfiles && ps.submitted - collected < ps.cap) {
-			pthread_mutex_unlock(&ps.lock);
-			j = &ps.ring[ps.submitted % ps.cap];
-			prepare(j, i++, files, outs, out_dir);
-			if (nthreads == 0) {
-				if (j->prep_status == EXIT_OK) {
-					sign_job(&ps, j);
+		/*
+		 * A finished result is taken back first (its report is not held up by preparing the
+		 * next file, which may block: a FIFO), then the next file is handed over while the
+		 * ring has room, else the oldest result is waited for.
+		 */
+		if (collected == ps.submitted || !j->done) {
+			if (i < nfiles && ps.submitted - collected < ps.cap) {
+				pthread_mutex_unlock(&ps.lock);
+				j = &ps.ring[ps.submitted % ps.cap];
+				prepare(j, i++, files, outs, out_dir);
+				if (nthreads == 0) {
+					if (j->prep_status == EXIT_OK) {
+						sign_job(&ps, j);
+					}
+					j->done = 1;
 				}
-				j->done = 1;
+				pthread_mutex_lock(&ps.lock);
+				ps.submitted++;
+				pthread_cond_broadcast(&ps.cond);
+				pthread_mutex_unlock(&ps.lock);
+				continue;
 			}
-			pthread_mutex_lock(&ps.lock);
-			ps.submitted++;
-			pthread_cond_broadcast(&ps.cond);
-			pthread_mutex_unlock(&ps.lock);
-			continue;
-		}
-		/* Else take the oldest result back, in input order. */
-		j = &ps.ring[collected % ps.cap];
-		while (!j->done) {
-			pthread_cond_wait(&ps.cond, &ps.lock);
+			if (collected == ps.submitted) {
+				pthread_mutex_unlock(&ps.lock);
+				break; /* nothing in flight, nothing left to hand over */
+			}
+			while (!j->done) {
+				pthread_cond_wait(&ps.cond, &ps.lock);
+			}
 		}
 		pthread_mutex_unlock(&ps.lock);
 		collected++;

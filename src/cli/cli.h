@@ -97,6 +97,7 @@ enum {
 	CLI_O_CERT, CLI_O_CHAIN, CLI_O_DIGEST, CLI_O_PSS, CLI_O_OPAQUE,
 	CLI_O_TO, CLI_O_CIPHER, CLI_O_OAEP, CLI_O_XDH_KDF,
 	CLI_O_ALLOW_WEAK, CLI_O_REQUIRE_AUTHENTICATED, CLI_O_DATE_TOLERANCE,
+	CLI_O_PROTECT_HEADERS,
 	CLI_O_OWN = 0x200
 };
 
@@ -122,11 +123,12 @@ enum {
 #define CLI_OPTS_SIGNER \
 	{ "cert", required_argument, NULL, CLI_O_CERT }, \
 	{ "chain", required_argument, NULL, CLI_O_CHAIN }
-/* The signature: --digest D --pss --opaque. */
+/* The signature: --digest D --pss --opaque --protect-headers. */
 #define CLI_OPTS_SIGNATURE \
 	{ "digest", required_argument, NULL, CLI_O_DIGEST }, \
 	{ "pss", no_argument, NULL, CLI_O_PSS }, \
-	{ "opaque", no_argument, NULL, CLI_O_OPAQUE }
+	{ "opaque", no_argument, NULL, CLI_O_OPAQUE }, \
+	{ "protect-headers", no_argument, NULL, CLI_O_PROTECT_HEADERS }
 /* Encryption: --to CERTFILE... --cipher C --oaep --xdh-kdf K. */
 #define CLI_OPTS_ENCRYPT \
 	{ "to", required_argument, NULL, CLI_O_TO }, \

@@ -34,7 +34,9 @@ static const char *const config_keys[] = { ".module", ".backend", ".pin-source",
 	".store", ".harvest", ".ldap", /* docs/certificates.md */
 	/* verify's revocation policy (docs/verify.md, "Revocation"). */
 	".revocation", ".fetch", ".soft-fail", ".ocsp-url", ".ocsp-scope", ".fetch-allow",
-	".fetch-deny", NULL };
+	".fetch-deny",
+	".protect-headers", /* sign's RFC 9788 default (docs/sign.md "Header protection") */
+	NULL };
 
 int cli_fail(void)
 {

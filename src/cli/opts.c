@@ -179,6 +179,9 @@ int cli_args_option(cli_args *a, int c, char **argv)
 	case CLI_O_OPAQUE:
 		a->sign.opaque = 1;
 		break;
+	case CLI_O_PROTECT_HEADERS:
+		a->sign.protect_headers = 1; /* RFC 9788 (docs/sign.md "Header protection") */
+		break;
 	case CLI_O_TO:
 		bad = push(&a->to, &a->n_to, optarg);
 		break;

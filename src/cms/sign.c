@@ -650,13 +650,14 @@ bad:
 typedef struct feed_msg {
 	p11s_mime_msg **m;
 	FILE *in;
+	const char *hp; /* RFC 9788: "clear", "cipher" (inside an encryption: wrap) or NULL */
 } feed_msg;
 
 static int feed_message(void *arg, digest_sink *d)
 {
 	feed_msg *f = arg;
 
-	return p11s_mime__prepare(f->m, f->in, digest_feed, d);
+	return p11s_mime__prepare_hp(f->m, f->in, digest_feed, d, f->hp);
 }
 
 static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, const char *key_uri,
@@ -665,7 +666,7 @@ static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, const 
 	sign_evidence ev = { o, NULL, NULL };
 	p11s_buf *staple = NULL;
 	p11s_mime_msg *m = NULL;
-	feed_msg fm = { &m, in };
+	feed_msg fm = { &m, in, NULL };
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	p11s_buf *sig = NULL;
@@ -684,6 +685,10 @@ static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, const 
 		goto out;
 	}
 	ev.from = from;
+	/* RFC 9788 header protection, when asked for (docs/sign.md "Header protection"). */
+	if (o->version >= 2 && o->protect_headers) {
+		fm.hp = "clear";
+	}
 	/*
 	 * sign --staple: the signer's status is asked before the token signs, so a revoked
 	 * certificate signs nothing; a batch asks once (the response is cached until nextUpdate).
@@ -802,6 +807,7 @@ int p11s_sign_message(p11s_key *key, const p11s_sign_opts *opts, FILE *in, FILE 
 	if (opts != NULL) {
 		/* A version 1 caller's structure ends before `staple` (which stays NULL). */
 		memcpy(&o, opts, opts->version == 1 ? offsetof(p11s_sign_opts, staple) : sizeof(o));
+		o.version = P11S_SIGN_OPTS_VERSION; /* the fields past version 1 are now defaults */
 	}
 	cert = o.cert ? o.cert : p11s_key_cert(key);
 	if (cert == NULL) {

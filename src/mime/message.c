@@ -46,6 +46,7 @@ struct p11s_mime_msg {
 	int st_ok;
 	/* P11S_MIME_REENCODED: the whole entity in an unlinked temporary file. */
 	FILE *entity;
+	const char *hp;       /* RFC 9788 header protection: "clear", "cipher", or NULL */
 };
 
 /* A growing byte buffer for the header section (bounded by P11S_MIME_HEADER_MAX). */
@@ -714,9 +715,12 @@ static int null_sink(void *arg, const void *p, size_t n)
  * The entity's header section: a Content-Type first when the message had none (RFC 2045
  * §5.2; the charset from the body scan `s`), the Content-* fields, the blank line.
  */
-static int entity_head(p11s_mime_msg *m, int has_ctype, const dbuf *content, const scan *s)
+static int entity_head(p11s_mime_msg *m, int has_ctype, const dbuf *content, const dbuf *outer,
+    const scan *s)
 {
 	dbuf hdr = { 0 };
+	char *ct_hp = NULL, *fields = NULL;
+	size_t ct_hp_len = 0, fields_len = 0;
 	int rc;
 
 	if (!has_ctype) {
@@ -725,11 +729,23 @@ static int entity_head(p11s_mime_msg *m, int has_ctype, const dbuf *content, con
 		                                           : "text/plain; charset=unknown-8bit";
 
 		if ((rc = dbuf_str(&hdr, "Content-Type: ")) < 0 || (rc = dbuf_str(&hdr, ct)) < 0 ||
+		    (m->hp != NULL && ((rc = dbuf_str(&hdr, "; hp=\"")) < 0 ||
+		                          (rc = dbuf_str(&hdr, m->hp)) < 0 || (rc = dbuf_str(&hdr, "\"")) < 0)) ||
 		    (rc = dbuf_str(&hdr, "\r\n")) < 0) {
 			goto out;
 		}
 	}
-	if ((content->len > 0 && (rc = dbuf_add(&hdr, content->p, content->len)) < 0) ||
+	/* RFC 9788 §2: hp on the payload's Content-Type, the header fields beside it. */
+	if (m->hp != NULL &&
+	    ((rc = p11s_mime__hp_ctype(content->p ? content->p : "", content->len, m->hp, &ct_hp,
+	          &ct_hp_len)) < 0 ||
+	        (rc = p11s_mime__hp_fields(outer->p ? outer->p : "", outer->len, &fields,
+	             &fields_len)) < 0)) {
+		goto out;
+	}
+	if ((m->hp != NULL ? (ct_hp_len > 0 && (rc = dbuf_add(&hdr, ct_hp, ct_hp_len)) < 0) ||
+	                         (fields_len > 0 && (rc = dbuf_add(&hdr, fields, fields_len)) < 0)
+	                   : (content->len > 0 && (rc = dbuf_add(&hdr, content->p, content->len)) < 0)) ||
 	    (rc = dbuf_str(&hdr, "\r\n")) < 0) {
 		goto out;
 	}
@@ -738,6 +754,8 @@ static int entity_head(p11s_mime_msg *m, int has_ctype, const dbuf *content, con
 	m->head_len = hdr.len;
 	hdr.p = NULL;
 out:
+	free(ct_hp);
+	free(fields);
 	free(hdr.p);
 	return rc;
 }
@@ -759,7 +777,8 @@ static int input_unchanged(const p11s_mime_msg *m)
 }
 
 /* The general path: GMime re-encodes the 8-bit leaves into a temporary file. */
-static int prepare_reencoded(p11s_mime_msg *m, int has_ctype, const dbuf *content, int hdr_cte8)
+static int prepare_reencoded(p11s_mime_msg *m, int has_ctype, const dbuf *content,
+    const dbuf *outer, int hdr_cte8)
 {
 	unsigned char buf[65536];
 	size_t n;
@@ -779,7 +798,7 @@ static int prepare_reencoded(p11s_mime_msg *m, int has_ctype, const dbuf *conten
 	}
 	scan_end(&s);
 	s.cte8 |= hdr_cte8;
-	if ((rc = entity_head(m, has_ctype, content, &s)) < 0) {
+	if ((rc = entity_head(m, has_ctype, content, outer, &s)) < 0) {
 		return rc;
 	}
 	if ((m->entity = tmpfile()) == NULL) {
@@ -799,6 +818,12 @@ static int prepare_reencoded(p11s_mime_msg *m, int has_ctype, const dbuf *conten
 }
 
 int p11s_mime__prepare(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink, void *arg)
+{
+	return p11s_mime__prepare_hp(out, in, sink, arg, NULL);
+}
+
+int p11s_mime__prepare_hp(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink, void *arg,
+    const char *hp)
 {
 	p11s_mime_msg *m = NULL;
 	dbuf outer = { 0 }, content = { 0 };
@@ -824,6 +849,7 @@ int p11s_mime__prepare(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink
 	}
 	m->src = in;
 	m->body_off = body_off;
+	m->hp = hp;
 	m->st_ok = fileno(in) >= 0 && fstat(fileno(in), &m->st) == 0 && S_ISREG(m->st.st_mode);
 
 	/*
@@ -841,7 +867,7 @@ int p11s_mime__prepare(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink
 		 */
 		scan_init(&s);
 		m->path = P11S_MIME_RAW;
-		if ((rc = entity_head(m, has_ctype, &content, &s)) < 0 ||
+		if ((rc = entity_head(m, has_ctype, &content, &outer, &s)) < 0 ||
 		    (rc = raw_feed(m, sink ? sink : null_sink, arg, &bad)) < 0) {
 			goto out;
 		}
@@ -852,7 +878,7 @@ int p11s_mime__prepare(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink
 			goto out;
 		}
 	}
-	if ((rc = prepare_reencoded(m, has_ctype, &content, hdr_cte8)) < 0 ||
+	if ((rc = prepare_reencoded(m, has_ctype, &content, &outer, hdr_cte8)) < 0 ||
 	    (sink != NULL && (rc = p11s_mime__entity_write(m, sink, arg)) < 0)) {
 		goto out;
 	}

@@ -49,6 +49,22 @@ int p11s_mime__file_sink(void *arg, const void *p, size_t n);
  *         P11S_ERR_IO; P11S_ERR_NOMEM; a sink's error. Free `*out` with p11s_mime__free().
  */
 int p11s_mime__prepare(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink, void *arg);
+/*
+ * The same with RFC 9788 header protection when `hp` is "clear" or "cipher" (a literal that
+ * outlives `*out`): the entity also carries copies of the message's non-structural header
+ * fields (protect.c says which) and its Content-Type the parameter hp="clear"|"cipher".
+ */
+int p11s_mime__prepare_hp(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink, void *arg,
+    const char *hp);
+
+/*
+ * protect.c. The protected copies of the header fields in `outer` (raw fields, CRLF), and
+ * `content` (Content-* fields) with hp="`hp`" added to its Content-Type unless it has an hp
+ * parameter already. Both malloc'd, NUL-terminated. @return P11S_OK or P11S_ERR_NOMEM.
+ */
+int p11s_mime__hp_fields(const char *outer, size_t len, char **out, size_t *outlen);
+int p11s_mime__hp_ctype(const char *content, size_t len, const char *hp, char **out,
+    size_t *outlen);
 
 /*
  * Feed the canonical entity to `sink` again, byte for byte what p11s_mime__prepare() fed.
