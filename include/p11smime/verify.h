@@ -152,6 +152,15 @@ typedef struct p11s_verify_signer {
 	                                      "given": p11s_verify_opts.time; "now" */
 } p11s_verify_signer;
 
+/** A header field (RFC 9788 header protection). */
+typedef struct p11s_header_field {
+	const char *name;
+	const char *value;  /**< unfolded; in header_differs the protected value, NULL when the
+	                         field is only on the outer message */
+	const char *outer;  /**< header_differs only: the outer value, NULL when the field is only
+	                         protected; NULL in protected_headers */
+} p11s_header_field;
+
 /**
  * The verdict on a message. `valid` is non-zero only when the whole message (the root entity)
  * is signed, there is at least one signer and every signer is valid.
@@ -176,6 +185,18 @@ typedef struct p11s_verify_result {
 	const char *date;            /**< the Date header field as received, NULL if none */
 	const char *protected_date;  /**< a Date field inside the signed entity (RFC 9788 header
 	                                  protection), NULL if none */
+	/* RFC 9788 header protection (docs/verify.md "Header protection"); appended. */
+	const char *hp;              /**< the hp parameter of the signed entity's Content-Type
+	                                  ("clear", "cipher"); NULL: no header protection, and
+	                                  the fields below are empty */
+	const p11s_header_field *protected_headers; /**< the signed entity's header fields but
+	                                  MIME-Version and Content-*, in order */
+	size_t n_protected_headers;
+	const p11s_header_field *header_differs; /**< From, To, Cc, Subject, Date, Reply-To,
+	                                  Sender, Message-ID, In-Reply-To, References: where the
+	                                  outer value differs from the protected one (or only
+	                                  one of them exists) */
+	size_t n_header_differs;
 } p11s_verify_result;
 
 /**

@@ -37,6 +37,21 @@ void cli_verify_report_text(FILE *f, const p11s_verify_result *r)
 	if (r->protected_date != NULL) {
 		fprintf(f, "protected date: %s\n", r->protected_date);
 	}
+	/* RFC 9788: the header fields the signer signed, and where the outer ones differ. */
+	if (r->hp != NULL) {
+		fprintf(f, "header protection: hp=%s, %zu protected field%s\n", r->hp,
+		    r->n_protected_headers, r->n_protected_headers == 1 ? "" : "s");
+		for (size_t i = 0; i < r->n_protected_headers; i++) {
+			fprintf(f, "  protected %s: %s\n", r->protected_headers[i].name,
+			    r->protected_headers[i].value);
+		}
+		for (size_t i = 0; i < r->n_header_differs; i++) {
+			const p11s_header_field *d = &r->header_differs[i];
+
+			fprintf(f, "  outer %s differs: %s (protected: %s)\n", d->name,
+			    d->outer ? d->outer : "(absent)", d->value ? d->value : "(absent)");
+		}
+	}
 	if (strcmp(r->signed_part, "whole-message") == 0) {
 		fprintf(f, "signed part: the whole message\n");
 	} else if (strcmp(r->signed_part, "nested-part") == 0) {
@@ -282,6 +297,44 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 	fputc(',', f);
 	json_key(f, "protected_date");
 	json_opt_str(f, r->protected_date);
+	fputc(',', f);
+	/* RFC 9788 (docs/verify.md "Header protection"): null without an hp parameter. */
+	json_key(f, "header_protection");
+	if (r->hp == NULL) {
+		fputs("null", f);
+	} else {
+		fputc('{', f);
+		json_key(f, "hp");
+		json_str(f, r->hp);
+		fputc(',', f);
+		json_key(f, "fields");
+		fputc('[', f);
+		for (size_t i = 0; i < r->n_protected_headers; i++) {
+			fprintf(f, "%s{", i ? "," : "");
+			json_key(f, "name");
+			json_str(f, r->protected_headers[i].name);
+			fputc(',', f);
+			json_key(f, "value");
+			json_str(f, r->protected_headers[i].value);
+			fputc('}', f);
+		}
+		fputs("],", f);
+		json_key(f, "differs");
+		fputc('[', f);
+		for (size_t i = 0; i < r->n_header_differs; i++) {
+			fprintf(f, "%s{", i ? "," : "");
+			json_key(f, "name");
+			json_str(f, r->header_differs[i].name);
+			fputc(',', f);
+			json_key(f, "protected");
+			json_opt_str(f, r->header_differs[i].value);
+			fputc(',', f);
+			json_key(f, "outer");
+			json_opt_str(f, r->header_differs[i].outer);
+			fputc('}', f);
+		}
+		fputs("]}", f);
+	}
 	fputc(',', f);
 	json_key(f, "signers");
 	fputc('[', f);

@@ -321,7 +321,13 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 	env.certs = certs;
 	env.crls = msg_crls;
 	env.store = store;
-	env.sender = no_sender_check ? NULL : &m->sender;
+	/* RFC 9788: a protected From is the one the address check compares. */
+	if ((rc = p11s_cms__protected_headers(p)) < 0) {
+		goto out;
+	}
+	env.sender = no_sender_check  ? NULL
+	    : p->has_prot_sender      ? &p->prot_sender
+	                              : &m->sender;
 	env.d = &d;
 	env.warnings = &p->warnings;
 	env.allow_weak = allow_weak;

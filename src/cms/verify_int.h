@@ -77,7 +77,24 @@ struct p11s_verify_priv {
 	p11s_verify_signer *pub;
 	char *nested;
 	char *date, *protected_date;          /* Date fields, raw */
+	/* RFC 9788 (verify_protected.c) */
+	char *hp;
+	p11s_mime_fields prot, outer;         /* the signed entity's and the message's fields */
+	p11s_header_field *prot_view, *diff_view;
+	size_t n_prot, n_diff;
+	p11s_x509_sender prot_sender;         /* From / Sender of the signed entity */
+	int has_prot_sender;
 };
+
+/*
+ * RFC 9788 header protection (verify_protected.c): when the signed entity's Content-Type has
+ * an hp parameter, its non-structural header fields are the protected ones: recorded, compared
+ * with the outer ones (a warning "protected-header-differs" for each difference unless hp is
+ * "cipher", whose outer fields are meant to differ), and, when it has a From, the From the
+ * RFC 8550 check uses (`p->prot_sender`). Called once the content is readable.
+ */
+int p11s_cms__protected_headers(struct p11s_verify_priv *p);
+void p11s_cms__protected_free(struct p11s_verify_priv *p);
 
 /* The digests of the content, one per distinct algorithm, plus our own SHA-256 fingerprint. */
 typedef struct digests {

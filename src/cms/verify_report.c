@@ -70,6 +70,7 @@ void p11s_verify_result_free(p11s_verify_result *r)
 		free(r->priv->nested);
 		free(r->priv->date);
 		free(r->priv->protected_date);
+		p11s_cms__protected_free(r->priv);
 		free(r->priv);
 	}
 	free(r);
@@ -139,6 +140,11 @@ int p11s_cms__publish(p11s_verify_result *res)
 	res->signed_part_path = p->nested;
 	res->date = p->date;
 	res->protected_date = p->protected_date;
+	res->hp = p->hp;
+	res->protected_headers = p->prot_view;
+	res->n_protected_headers = p->n_prot;
+	res->header_differs = p->diff_view;
+	res->n_header_differs = p->n_diff;
 	/* Valid only if the root is signed, there are signers, and every one is valid. */
 	res->valid = all && p->reasons.n == 0 && p->kind != P11S_MIME_NOT_SIGNED;
 	return P11S_OK;

@@ -11,12 +11,14 @@
  * them, a reader must not take them for protected.
  */
 #include <stdio.h>
+#include <sys/types.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "core/error_int.h"
 #include "mime/mime.h"
+#include "mime/signed.h"
 
 static const char *const not_protected[] = {
 	"Received", "Return-Path", "DKIM-Signature", "ARC-Seal", "ARC-Message-Signature",
@@ -154,4 +156,143 @@ int p11s_mime__hp_ctype(const char *content, size_t len, const char *hp, char **
 	*out = buf;
 	*outlen = n;
 	return P11S_OK;
+}
+
+/* ---- the reading side: the header fields of a signed entity (verify, unwrap) ---- */
+
+/* A header section is read at most this far (fields beyond it are not seen). */
+#define FIELDS_SCAN_MAX (64 * 1024)
+
+void p11s_mime__fields_free(p11s_mime_fields *f)
+{
+	for (size_t i = 0; f != NULL && i < f->n; i++) {
+		free(f->name[i]);
+		free(f->value[i]);
+	}
+	if (f != NULL) {
+		free(f->name);
+		free(f->value);
+		memset(f, 0, sizeof(*f));
+	}
+}
+
+static int fields_push(p11s_mime_fields *f, const char *name, size_t nl, const char *value,
+    size_t vl)
+{
+	char **nn = realloc(f->name, (f->n + 1) * sizeof(*nn)), **nv;
+
+	if (nn == NULL) {
+		return -1;
+	}
+	f->name = nn;
+	if ((nv = realloc(f->value, (f->n + 1) * sizeof(*nv))) == NULL) {
+		return -1;
+	}
+	f->value = nv;
+	if ((f->name[f->n] = strndup(name, nl)) == NULL) {
+		return -1;
+	}
+	if ((f->value[f->n] = strndup(value, vl)) == NULL) {
+		free(f->name[f->n]);
+		return -1;
+	}
+	p11s_mime__field_trim(f->value[f->n]);
+	f->n++;
+	return 0;
+}
+
+int p11s_mime__header_fields(FILE *in, off_t start, off_t end, p11s_mime_fields *out)
+{
+	size_t cap = FIELDS_SCAN_MAX, n;
+	char *buf, *p, *e;
+
+	memset(out, 0, sizeof(*out));
+	if (end >= 0 && end - start < (off_t)cap) {
+		cap = end > start ? (size_t)(end - start) : 0;
+	}
+	if ((buf = malloc(cap + 1)) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	if (fseeko(in, start, SEEK_SET) != 0) {
+		free(buf);
+		return p11s_error__set(P11S_ERR_IO, "cannot seek in the message");
+	}
+	n = fread(buf, 1, cap, in);
+	buf[n] = '\0';
+	n = strlen(buf); /* a NUL ends the header section */
+	/* The section ends at the first empty line (RFC 5322 §2.2). */
+	for (p = buf, e = buf + n; p < e;) {
+		const char *fe = field_end(p, e), *colon;
+		size_t nl = name_len(p, fe);
+
+		if (*p == '\r' || *p == '\n') {
+			break;
+		}
+		if (nl > 0) {
+			colon = p + nl;
+			if (fields_push(out, p, nl, colon + 1, (size_t)(fe - colon - 1)) < 0) {
+				p11s_mime__fields_free(out);
+				free(buf);
+				return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+			}
+		}
+		p = (char *)fe;
+	}
+	free(buf);
+	return P11S_OK;
+}
+
+const char *p11s_mime__fields_get(const p11s_mime_fields *f, const char *name)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		if (strcasecmp(f->name[i], name) == 0) {
+			return f->value[i];
+		}
+	}
+	return NULL;
+}
+
+char *p11s_mime__ctype_param(const char *value, const char *param)
+{
+	size_t pl = strlen(param);
+	int quoted = 0;
+
+	for (const char *p = value; p != NULL && *p != '\0'; p++) {
+		if (*p == '"' && (p == value || p[-1] != '\\')) {
+			quoted = !quoted;
+		} else if (!quoted && *p == ';') {
+			const char *q = p + 1, *v;
+
+			while (*q == ' ' || *q == '\t') {
+				q++;
+			}
+			if (strncasecmp(q, param, pl) != 0) {
+				continue;
+			}
+			q += pl;
+			while (*q == ' ' || *q == '\t') {
+				q++;
+			}
+			if (*q != '=') {
+				continue;
+			}
+			q++;
+			while (*q == ' ' || *q == '\t') {
+				q++;
+			}
+			if (*q == '"') {
+				v = ++q;
+				while (*q != '\0' && *q != '"') {
+					q++;
+				}
+			} else {
+				v = q;
+				while (*q != '\0' && *q != ';' && *q != ' ' && *q != '\t') {
+					q++;
+				}
+			}
+			return strndup(v, (size_t)(q - v));
+		}
+	}
+	return NULL;
 }

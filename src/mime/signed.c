@@ -462,6 +462,35 @@ out:
 	return rc;
 }
 
+int p11s_mime__sender_of(const p11s_mime_fields *f, p11s_x509_sender *s)
+{
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	for (size_t i = 0; i < f->n; i++) {
+		if (strcasecmp(f->name[i], "From") == 0) {
+			if (s->n_from_fields++ == 0 &&
+			    (rc = parse_addresses(f->value[i], &s->from, &s->n_from, &s->from_has_group)) < 0) {
+				return rc;
+			}
+		} else if (strcasecmp(f->name[i], "Sender") == 0 && s->n_sender_fields++ == 0) {
+			char **v = NULL;
+			size_t k = 0;
+			int group = 0;
+
+			if ((rc = parse_addresses(f->value[i], &v, &k, &group)) < 0) {
+				return rc;
+			}
+			if (k == 1 && !group) {
+				s->sender = v[0];
+				v[0] = NULL;
+			}
+			p11s_x509__strv_free(v, k);
+		}
+	}
+	return P11S_OK;
+}
+
 static int read_sender(GMimeMessage *msg, p11s_x509_sender *s, char **date)
 {
 	GMimeHeaderList *hl = g_mime_object_get_header_list(GMIME_OBJECT(msg));

@@ -82,6 +82,32 @@ int p11s_mime__parse_date(const char *value, int64_t *out);
  */
 int p11s_mime__entity_date(FILE *f, off_t start, off_t end, char **raw);
 
+/* Header fields of one header section, in order: names and unfolded, trimmed values. */
+typedef struct p11s_mime_fields {
+	char **name, **value;
+	size_t n;
+} p11s_mime_fields;
+
+void p11s_mime__fields_free(p11s_mime_fields *f);
+
+/*
+ * The header section of the entity at `start` in `f` (read up to `end`, or 64 KiB; `end` < 0:
+ * no bound but that; a NUL ends it). @return P11S_OK or P11S_ERR_NOMEM / P11S_ERR_IO.
+ */
+int p11s_mime__header_fields(FILE *f, off_t start, off_t end, p11s_mime_fields *out);
+
+/* The value of the first field `name` (case-insensitive), or NULL. */
+const char *p11s_mime__fields_get(const p11s_mime_fields *f, const char *name);
+
+/*
+ * The value of parameter `param` of a Content-Type value ("text/plain; hp=\"clear\""),
+ * unquoted, malloc'd; NULL when absent (or out of memory).
+ */
+char *p11s_mime__ctype_param(const char *value, const char *param);
+
+/* From / Sender of a header section (RFC 8550 §3), as read_signed() builds for the outer one. */
+int p11s_mime__sender_of(const p11s_mime_fields *f, p11s_x509_sender *out);
+
 /*
  * Parse the message in `in` (seekable). @return P11S_OK (look at kind), P11S_ERR_MALFORMED
  * (not a MIME message, missing boundary, bad transfer encoding), P11S_ERR_IO, P11S_ERR_NOMEM.

@@ -1,0 +1,163 @@
+/*
+ * RFC 9788 header protection, the reading side of verify (docs/verify.md "Header
+ * protection"). A signer can sign the header fields a reader sees only by putting copies of
+ * them into the signed entity, marked by the hp parameter of its Content-Type (§2.1.1). Then:
+ *
+ * - the entity's non-structural fields are the protected ones, reported in order;
+ * - the user-facing fields are compared with the outer message's (§4.5: a reader shows the
+ *   protected ones): a difference is a warning, since lists and relays do rewrite Subject
+ *   lines, unless hp="cipher", whose outer fields are obscured on purpose (§3);
+ * - a protected From is what the RFC 8550 address check compares (the signer vouches for it;
+ *   the outer From is anyone's to change).
+ *
+ * Without an hp parameter nothing here applies: header fields inside an entity that does not
+ * say it protects them (a forwarded message's, say) are not presented as protected.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cms/verify_int.h"
+#include "core/error_int.h"
+
+/* The fields a reader is shown and that are compared (RFC 9788 §4.5, §1.1). */
+static const char *const compared[] = {
+	"From", "To", "Cc", "Subject", "Date", "Reply-To", "Sender", "Message-ID",
+	"In-Reply-To", "References",
+};
+
+static int structural(const char *name)
+{
+	return strcasecmp(name, "MIME-Version") == 0 || strncasecmp(name, "Content-", 8) == 0;
+}
+
+/* Values compared as a reader sees them: white space runs are one space. */
+static int same_value(const char *a, const char *b)
+{
+	while (*a != '\0' && *b != '\0') {
+		if ((*a == ' ' || *a == '\t') && (*b == ' ' || *b == '\t')) {
+			while (*a == ' ' || *a == '\t') {
+				a++;
+			}
+			while (*b == ' ' || *b == '\t') {
+				b++;
+			}
+			continue;
+		}
+		if (*a++ != *b++) {
+			return 0;
+		}
+	}
+	return *a == '\0' && *b == '\0';
+}
+
+int p11s_cms__protected_headers(struct p11s_verify_priv *p)
+{
+	p11s_mime_fields entity = { 0 };
+	const char *ct;
+	FILE *mem = NULL;
+	int rc;
+
+	/* The signed entity: part 1 of a multipart/signed, or the eContent of an opaque one. */
+	if (p->kind == P11S_MIME_MULTIPART_SIGNED) {
+		rc = p11s_mime__header_fields(p->in, p->start, p->end, &entity);
+	} else if (p->content != NULL) {
+		rc = p11s_mime__header_fields(p->content, 0, -1, &entity);
+	} else {
+		ASN1_OCTET_STRING **pos = p->cms != NULL ? CMS_get0_content(p->cms) : NULL;
+
+		if (pos == NULL || *pos == NULL || (*pos)->length <= 0) {
+			return P11S_OK;
+		}
+		if ((mem = fmemopen((*pos)->data, (size_t)(*pos)->length, "rb")) == NULL) {
+			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		}
+		rc = p11s_mime__header_fields(mem, 0, -1, &entity);
+		fclose(mem);
+	}
+	if (rc < 0) {
+		return rc;
+	}
+	if ((ct = p11s_mime__fields_get(&entity, "Content-Type")) == NULL ||
+	    (p->hp = p11s_mime__ctype_param(ct, "hp")) == NULL) {
+		p11s_mime__fields_free(&entity);
+		return P11S_OK; /* no header protection */
+	}
+	/* The protected fields: the entity's own, without the structural ones. */
+	for (size_t i = 0; i < entity.n; i++) {
+		if (structural(entity.name[i])) {
+			continue;
+		}
+		char **nn = realloc(p->prot.name, (p->prot.n + 1) * sizeof(*nn)), **nv;
+
+		if (nn == NULL) {
+			goto nomem;
+		}
+		p->prot.name = nn;
+		if ((nv = realloc(p->prot.value, (p->prot.n + 1) * sizeof(*nv))) == NULL) {
+			goto nomem;
+		}
+		p->prot.value = nv;
+		p->prot.name[p->prot.n] = entity.name[i];
+		p->prot.value[p->prot.n] = entity.value[i];
+		entity.name[i] = entity.value[i] = NULL;
+		p->prot.n++;
+	}
+	p11s_mime__fields_free(&entity);
+	if (p->prot.n > 0 && (p->prot_view = calloc(p->prot.n, sizeof(*p->prot_view))) == NULL) {
+		goto nomem;
+	}
+	for (size_t i = 0; i < p->prot.n; i++) {
+		p->prot_view[i].name = p->prot.name[i];
+		p->prot_view[i].value = p->prot.value[i];
+	}
+	p->n_prot = p->prot.n;
+	/* The outer message's header section, from the start of the input. */
+	if ((rc = p11s_mime__header_fields(p->in, 0, -1, &p->outer)) < 0) {
+		return rc;
+	}
+	if ((p->diff_view = calloc(sizeof(compared) / sizeof(compared[0]),
+	         sizeof(*p->diff_view))) == NULL) {
+		goto nomem;
+	}
+	for (size_t i = 0; i < sizeof(compared) / sizeof(compared[0]); i++) {
+		const char *in = p11s_mime__fields_get(&p->prot, compared[i]);
+		const char *out = p11s_mime__fields_get(&p->outer, compared[i]);
+
+		if ((in == NULL && out == NULL) || (in != NULL && out != NULL && same_value(in, out))) {
+			continue;
+		}
+		p->diff_view[p->n_diff++] = (p11s_header_field){ compared[i], in, out };
+		if (strcmp(p->hp, "cipher") != 0 &&
+		    (rc = p11s_reasons__add(&p->warnings, "protected-header-differs",
+		         "the outer %s (%s) is not the signed one (%s): a reader should show the "
+		         "signed one (RFC 9788 §4.5)", compared[i], out ? out : "absent",
+		         in ? in : "absent")) < 0) {
+			return rc;
+		}
+	}
+	/* RFC 8550 §3 against the From the signer signed. */
+	if (p11s_mime__fields_get(&p->prot, "From") != NULL) {
+		if ((rc = p11s_mime__sender_of(&p->prot, &p->prot_sender)) < 0) {
+			return rc;
+		}
+		p->has_prot_sender = 1;
+	}
+	return P11S_OK;
+nomem:
+	p11s_mime__fields_free(&entity);
+	return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+}
+
+void p11s_cms__protected_free(struct p11s_verify_priv *p)
+{
+	free(p->hp);
+	p11s_mime__fields_free(&p->prot);
+	p11s_mime__fields_free(&p->outer);
+	free(p->prot_view);
+	free(p->diff_view);
+	if (p->has_prot_sender) {
+		p11s_x509__strv_free(p->prot_sender.from, p->prot_sender.n_from);
+		free(p->prot_sender.sender);
+	}
+}

@@ -1,0 +1,100 @@
+#!/bin/bash
+# RFC 9788 header protection (issue 20, docs/sign.md and docs/verify.md "Header protection")
+# on the throwaway token: sign --protect-headers puts copies of the header fields into the
+# signed entity with hp="clear"; verify reports them, says where the outer ones differ, and
+# checks the protected From (RFC 8550); openssl cms still verifies (backward compatible).
+# usage: protect.sh   (environment from tests/CMakeLists.txt: P11S_BIN, P11S_TEST_*)
+set -eu
+backend=pkcs11
+. "$(dirname "$0")/lib.sh"
+
+rsa=$(keyuri rsa2048)
+m=$tmp/msg.eml
+printf 'Received: from relay.example.org by mx.example.org\nFrom: Alice <alice-rsa2048@example.org>\nTo: Bob <bob@example.org>\nCc: carol@example.org\nSubject: quarterly figures\nDate: %s\nMessage-ID: <hp-1@example.org>\nMIME-Version: 1.0\nContent-Type: text/plain;\n charset=us-ascii\n\nthe figures\n' \
+	"$(date -R)" >"$m"
+# entity FILE: the signed entity's header section (multipart/signed part 1), LF line ends.
+entity() { awk '/^------p11smime-/ {n++; next} n == 1' "$1" | tr -d '\r' | sed '/^$/q'; }
+vjson() { "$bin" --json verify --trust "$pki/root.pem" --in "$1" "${@:2}"; }
+
+expect 0 "sign --protect-headers" -- p11s sign --protect-headers --key "$rsa" \
+	--chain "$pki/intermediate.pem" --in "$m" --out "$tmp/hp.eml"
+entity "$tmp/hp.eml" >"$tmp/entity"
+check "  ... the entity's Content-Type says hp=\"clear\" (RFC 9788 §2.1.1)" \
+	grep -q 'charset=us-ascii; hp="clear"$' "$tmp/entity"
+for f in "From: Alice <alice-rsa2048@example.org>" "To: Bob <bob@example.org>" \
+	"Cc: carol@example.org" "Subject: quarterly figures" "Message-ID: <hp-1@example.org>"; do
+	check "  ... the entity carries $f" grep -qxF "$f" "$tmp/entity"
+done
+check "  ... and the Date" grep -q "^Date: " "$tmp/entity"
+check "  ... but no trace field (Received)" sh -c "! grep -q '^Received:' '$tmp/entity'"
+check "  ... the outer header is unchanged (Subject, Received stay)" sh -c \
+	"sed '/^\r\?$/q' '$tmp/hp.eml' | grep -q '^Subject: quarterly figures' &&
+	 sed '/^\r\?$/q' '$tmp/hp.eml' | grep -q '^Received: '"
+openssl cms -verify -in "$tmp/hp.eml" -CAfile "$pki/root.pem" -out "$tmp/inner" 2>/dev/null &&
+	ok "  ... openssl cms verifies it (legacy readers see a part with extra fields)" ||
+	not_ok "  ... openssl cms refuses it"
+
+expect 0 "verify: valid" -- vjson "$tmp/hp.eml"
+check "  ... header_protection.hp = clear" jq -e '.header_protection.hp == "clear"' "$tmp/out"
+check "  ... the protected Subject is reported" jq -e \
+	'[.header_protection.fields[] | select(.name == "Subject") | .value] == ["quarterly figures"]' "$tmp/out"
+check "  ... no field differs" jq -e '.header_protection.differs == []' "$tmp/out"
+expect 0 "verify (text) names the protected fields" -- "$bin" verify --trust "$pki/root.pem" \
+	--in "$tmp/hp.eml"
+check "  ... header protection: hp=clear" grep -q "^header protection: hp=clear, 6 protected fields" "$tmp/out"
+
+# An outer Subject changed in transit (a list's tag): still valid, the difference reported.
+sed '0,/^Subject: quarterly figures/s//Subject: [list] quarterly figures/' "$tmp/hp.eml" >"$tmp/subj.eml"
+expect 0 "outer Subject altered in transit: the signature still verifies" -- vjson "$tmp/subj.eml"
+check "  ... the difference is reported (outer vs protected)" jq -e \
+	'.header_protection.differs == [{"name":"Subject","protected":"quarterly figures","outer":"[list] quarterly figures"}]' "$tmp/out"
+check "  ... as a warning protected-header-differs" jq -e \
+	'[.warnings[].code] | index("protected-header-differs") != null' "$tmp/out"
+
+# An outer From forged after signing: the address check uses the signed From.
+sed '0,/^From: Alice <alice-rsa2048@example.org>/s//From: Mallory <mallory@example.org>/' \
+	"$tmp/hp.eml" >"$tmp/from.eml"
+expect 0 "outer From forged: the RFC 8550 check uses the protected From (valid)" -- vjson "$tmp/from.eml"
+check "  ... and the forged outer From is reported" jq -e \
+	'[.header_protection.differs[] | select(.name == "From") | .outer] == ["Mallory <mallory@example.org>"]' "$tmp/out"
+# A signer who signs someone else's From: the protected From fails the check.
+sed 's/^From: Alice <alice-rsa2048@example.org>/From: Eve <eve@example.org>/' "$m" >"$tmp/eve.eml"
+expect 0 "sign a message whose From is not the signer's" -- p11s sign --protect-headers \
+	--key "$rsa" --chain "$pki/intermediate.pem" --in "$tmp/eve.eml" --out "$tmp/eve-hp.eml"
+sed '0,/^From: Eve <eve@example.org>/s//From: Alice <alice-rsa2048@example.org>/' \
+	"$tmp/eve-hp.eml" >"$tmp/eve-outer.eml"
+expect 1 "  ... the outer From set to the signer's does not make it valid (exit 1)" -- \
+	vjson "$tmp/eve-outer.eml"
+check "  ... reason address-mismatch" jq -e \
+	'[.signers[0].reasons[].code] | index("address-mismatch") != null' "$tmp/out"
+
+# Opaque, and a body that needs re-encoding (the GMime path): both protected.
+expect 0 "sign --protect-headers --opaque" -- p11s sign --protect-headers --opaque --key "$rsa" \
+	--chain "$pki/intermediate.pem" --in "$m" --out "$tmp/op.eml"
+expect 0 "  ... verify reads the protection from the eContent" -- vjson "$tmp/op.eml"
+check "  ... hp clear" jq -e '.header_protection.hp == "clear"' "$tmp/out"
+printf 'From: alice-rsa2048@example.org\nSubject: caf\xc3\xa9\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\ncaf\xc3\xa9 cr\xc3\xa8me\n' >"$tmp/8bit.eml"
+expect 0 "sign --protect-headers, an 8-bit body re-encoded" -- p11s sign --protect-headers \
+	--key "$rsa" --chain "$pki/intermediate.pem" --in "$tmp/8bit.eml" --out "$tmp/8bit-hp.eml"
+expect 0 "  ... verifies, hp clear" -- vjson "$tmp/8bit-hp.eml"
+check "  ... with its protected Subject" jq -e \
+	'.header_protection.hp == "clear" and ([.header_protection.fields[].name] | index("Subject") != null)' "$tmp/out"
+
+# Off by default (CLI.md: the signed entity is the Content-* fields and the body).
+expect 0 "sign without --protect-headers" -- p11s sign --key "$rsa" --chain "$pki/intermediate.pem" \
+	--in "$m" --out "$tmp/plain.eml"
+check "  ... no hp, no copies" sh -c "! grep -q 'hp=' '$tmp/plain.eml' && [ \$(grep -c '^Subject:' '$tmp/plain.eml') = 1 ]"
+expect 0 "  ... verify: header_protection null" -- vjson "$tmp/plain.eml"
+check "  ... null" jq -e '.header_protection == null' "$tmp/out"
+# Header fields inside an entity without hp are not presented as protected.
+mkdir -p "$tmp/cfg/p11smime"
+printf 'protect-headers = yes\n' >"$tmp/cfg/p11smime/config"
+expect 0 "config protect-headers = yes: protected without the option" -- env XDG_CONFIG_HOME="$tmp/cfg" \
+	"$bin" --backend "$backend" --module "$mod" --pin-source "file:$pinfile" sign --key "$rsa" \
+	--chain "$pki/intermediate.pem" --in "$m" --out "$tmp/cfg.eml"
+check "  ... hp=\"clear\"" grep -q 'hp="clear"' "$tmp/cfg.eml"
+printf 'protect-headers = maybe\n' >"$tmp/cfg/p11smime/config"
+expect 2 "config protect-headers = maybe: exit 2" -- env XDG_CONFIG_HOME="$tmp/cfg" \
+	"$bin" --backend "$backend" --module "$mod" --pin-source "file:$pinfile" sign --key "$rsa" \
+	--in "$m" --out "$tmp/cfg2.eml"
+finish
