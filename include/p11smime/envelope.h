@@ -32,7 +32,7 @@ typedef enum p11s_xdh_kdf {
  * Version of p11s_encrypt_opts understood by this library. Version 1 (without xdh_kdf) is
  * still accepted and means the default KDF.
  */
-#define P11S_ENCRYPT_OPTS_VERSION 2
+#define P11S_ENCRYPT_OPTS_VERSION 3
 
 /**
  * Options of p11s_encrypt_message(). Initialise with P11S_ENCRYPT_OPTS_INIT, then set fields.
@@ -53,11 +53,17 @@ typedef struct p11s_encrypt_opts {
 	                                          end in: 0 = as the input's header lines,
 	                                          1 = always CRLF, -1 = always LF */
 	p11s_xdh_kdf xdh_kdf;                /**< version 2: X25519/X448 recipients' KDF */
+	int protect_headers;                 /**< version 3: RFC 9788 header protection. The
+	                                          encrypted entity carries the header fields,
+	                                          hp="cipher" and an HP-Outer field for each field
+	                                          left outside; the outer Subject becomes "[...]",
+	                                          Comments and Keywords are removed (§3.2.1,
+	                                          hcp_baseline; docs/envelope.md) */
 } p11s_encrypt_opts;
 
 #define P11S_ENCRYPT_OPTS_INIT \
 	{ P11S_ENCRYPT_OPTS_VERSION, NULL, 0, NULL, 0, P11S_CIPHER_AES_256_GCM, 0, 0, \
-	  P11S_XDH_KDF_HKDF }
+	  P11S_XDH_KDF_HKDF, 0 }
 
 /**
  * Check a certificate as an encryption recipient: valid now (notBefore/notAfter), keyUsage (if

@@ -62,6 +62,13 @@ typedef struct p11s_sign_opts {
 	                                is the Content-* fields and the body (CLI.md) */
 } p11s_sign_opts;
 
+/**
+ * `protect_headers` for a message that is encrypted next (wrap): the signed entity is then the
+ * Cryptographic Payload of an encrypted message (RFC 9788 §2.1.1): hp="cipher", an HP-Outer
+ * field for each field left outside, and the outer Subject "[...]" (§3.2.1).
+ */
+#define P11S_PROTECT_HEADERS_ENCRYPTED 2
+
 /** Version 2 added `staple` and `protect_headers`; version 1 structures are still accepted. */
 #define P11S_SIGN_OPTS_VERSION 2
 #define P11S_SIGN_OPTS_INIT { P11S_SIGN_OPTS_VERSION, P11S_DIGEST_SHA256, 0, 0, NULL, NULL, NULL, \

@@ -31,6 +31,7 @@ static int rewind_ok(FILE *f)
 
 static int run_wrap(cli_globals *g, int argc, char **argv)
 {
+	p11s_sign_opts inner, outer_sign;
 	enum { O_TRIPLE = CLI_O_OWN };
 	static const struct option opts[] = {
 		CLI_OPT_KEY,
@@ -103,12 +104,27 @@ static int run_wrap(cli_globals *g, int argc, char **argv)
 	    cli_args_output(&a) != EXIT_OK) {
 		goto out;
 	}
-	/* RFC 2634 §1.1: inner signature, then encryption, then (triple) the outer signature. */
-	rc = p11s_sign_message(key, &a.sign, a.in, signed1) < 0 || !rewind_ok(signed1) ||
+	/*
+	 * RFC 2634 §1.1: inner signature, then encryption, then (triple) the outer signature.
+	 * RFC 9788: with --protect-headers the inner signed entity is the Cryptographic Payload
+	 * (hp="cipher", HP-Outer, the outer Subject "[...]"); the layers around it add none.
+	 */
+	if (!a.sign.protect_headers) {
+		const char *v = p11s_config_get(g->config, "", "protect-headers");
+
+		a.sign.protect_headers = v != NULL && strcmp(v, "yes") == 0;
+	}
+	inner = a.sign;
+	if (inner.protect_headers) {
+		inner.protect_headers = P11S_PROTECT_HEADERS_ENCRYPTED;
+	}
+	outer_sign = a.sign;
+	outer_sign.protect_headers = 0;
+	rc = p11s_sign_message(key, &inner, a.in, signed1) < 0 || !rewind_ok(signed1) ||
 	    p11s_encrypt_message(signed1, triple ? enveloped : cli_output_file(a.out),
 	        &a.encrypt) < 0 ||
 	    (triple && (!rewind_ok(enveloped) ||
-	                   p11s_sign_message(key, &a.sign, enveloped, cli_output_file(a.out)) < 0))
+	                   p11s_sign_message(key, &outer_sign, enveloped, cli_output_file(a.out)) < 0))
 	    ? -1 : 0;
 	status = cli_args_commit(&a, rc);
 out:

@@ -261,7 +261,7 @@ int p11s_encrypt_message(FILE *in, FILE *out, const p11s_encrypt_opts *opts)
 
 	/* Version 1 callers (no xdh_kdf) get the default KDF. */
 	if (in == NULL || out == NULL || opts == NULL ||
-	    (opts->version != 1 && opts->version != P11S_ENCRYPT_OPTS_VERSION)) {
+	    opts->version < 1 || opts->version > P11S_ENCRYPT_OPTS_VERSION) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_encrypt_message: bad arguments");
 	}
 	if (opts->version >= 2) {
@@ -310,7 +310,8 @@ int p11s_encrypt_message(FILE *in, FILE *out, const p11s_encrypt_opts *opts)
 			goto out;
 		}
 	}
-	if ((rc = p11s_mime__read_head(in, &h)) < 0) {
+	if ((rc = p11s_mime__read_head(in, &h)) < 0 ||
+	    (opts->version >= 3 && opts->protect_headers && (rc = p11s_mime__hp_encrypt_head(&h)) < 0)) {
 		goto out;
 	}
 	if ((cipher = EVP_CIPHER_fetch(NULL, cname, NULL)) == NULL) {

@@ -687,7 +687,7 @@ static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, const 
 	ev.from = from;
 	/* RFC 9788 header protection, when asked for (docs/sign.md "Header protection"). */
 	if (o->version >= 2 && o->protect_headers) {
-		fm.hp = "clear";
+		fm.hp = o->protect_headers == P11S_PROTECT_HEADERS_ENCRYPTED ? "cipher" : "clear";
 	}
 	/*
 	 * sign --staple: the signer's status is asked before the token signs, so a revoked

@@ -16,6 +16,7 @@
 
 #include "core/error_int.h"
 #include "mime/enveloped.h"
+#include "mime/signed.h"
 
 /* A header section larger than this is not a message we accept (bounded memory). */
 #define HEAD_MAX (1024 * 1024)
@@ -643,6 +644,99 @@ static void inspect_entity(FILE *plain, int *is_entity, int *has_mv)
 	free(line);
 }
 
+/* Non-zero when field `name` (of length n) is among the entity's non-structural fields. */
+static int protected_name(const p11s_mime_fields *f, const char *name, size_t n)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		if (strlen(f->name[i]) == n && strncasecmp(f->name[i], name, n) == 0 &&
+		    strncasecmp(name, "Content-", 8) != 0 && strncasecmp(name, "MIME-Version", 12) != 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * RFC 9788 §4.5 for a reader that knows nothing of it: with an hp parameter on the decrypted
+ * entity, its header fields replace the outer ones of the same names (the obscured Subject
+ * "[...]" among them), the outer fields it does not carry (trace fields added in transit)
+ * stay, and the HP-Outer fields (§2.2, for HP-aware readers only) are dropped. Writes the
+ * header section and leaves `plain` at the body. 0: not protected (nothing written).
+ */
+static int write_rendered_head(FILE *out, const p11s_mime_head *h, FILE *plain, int *done)
+{
+	p11s_mime_fields f = { 0 };
+	const char *ct, *p, *end, *eol = h->crlf ? "\r\n" : "\n";
+	char *hp, *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int skip = 0, rc;
+
+	*done = 0;
+	if ((rc = p11s_mime__header_fields(plain, 0, -1, &f)) < 0) {
+		return rc;
+	}
+	if ((ct = p11s_mime__fields_get(&f, "Content-Type")) == NULL ||
+	    (hp = p11s_mime__ctype_param(ct, "hp")) == NULL) {
+		p11s_mime__fields_free(&f);
+		return fseek(plain, 0, SEEK_SET) == 0 ? P11S_OK
+		                                      : p11s_error__set(P11S_ERR_IO, "cannot seek");
+	}
+	free(hp);
+	/* The outer fields the entity does not replace, raw. */
+	for (p = h->outer, end = h->outer + h->outer_len; p != NULL && p < end;) {
+		const char *e = p;
+		size_t nl = field_name_len(p, (size_t)(end - p));
+
+		do { /* the field and its continuation lines */
+			const char *nlp = memchr(e, '\n', (size_t)(end - e));
+
+			e = nlp ? nlp + 1 : end;
+		} while (e < end && (*e == ' ' || *e == '\t'));
+		if ((nl == 0 || !protected_name(&f, p, nl)) && fwrite(p, 1, (size_t)(e - p), out) !=
+		        (size_t)(e - p)) {
+			goto wfail;
+		}
+		p = e;
+	}
+	if (p11s_mime__fields_get(&f, "MIME-Version") == NULL &&
+	    fprintf(out, "MIME-Version: 1.0%s", eol) < 0) {
+		goto wfail;
+	}
+	/* The entity's header section without HP-Outer, in the message's line ends. */
+	if (fseek(plain, 0, SEEK_SET) != 0) {
+		goto rfail;
+	}
+	while ((n = getline(&line, &cap, plain)) > 0) {
+		size_t s = strip_eol(line, (size_t)n);
+
+		if (s == 0) {
+			break;
+		}
+		if (line[0] != ' ' && line[0] != '\t') {
+			skip = field_name_len(line, s) == 8 && strncasecmp(line, "HP-Outer", 8) == 0;
+		}
+		if (!skip && (fwrite(line, 1, s, out) != s || fputs(eol, out) == EOF)) {
+			goto wfail;
+		}
+	}
+	if (fputs(eol, out) == EOF) {
+		goto wfail;
+	}
+	free(line);
+	p11s_mime__fields_free(&f);
+	*done = 1;
+	return P11S_OK;
+rfail:
+	free(line);
+	p11s_mime__fields_free(&f);
+	return p11s_error__set(P11S_ERR_IO, "reading the decrypted content: %s", strerror(errno));
+wfail:
+	free(line);
+	p11s_mime__fields_free(&f);
+	return p11s_error__set(P11S_ERR_IO, "writing the message: %s", strerror(errno));
+}
+
 int p11s_mime__write_decrypted(FILE *out, const p11s_mime_head *h, FILE *plain)
 {
 	unsigned char buf[65536];
@@ -657,6 +751,16 @@ int p11s_mime__write_decrypted(FILE *out, const p11s_mime_head *h, FILE *plain)
 	if (fseek(plain, 0, SEEK_SET) != 0) {
 		goto rfail;
 	}
+	if (is_entity) {
+		int rendered, rc;
+
+		if ((rc = write_rendered_head(out, h, plain, &rendered)) < 0) {
+			return rc;
+		}
+		if (rendered) {
+			goto body;
+		}
+	}
 	if (h->outer_len > 0 && fwrite(h->outer, 1, h->outer_len, out) != h->outer_len) {
 		goto wfail;
 	}
@@ -666,6 +770,7 @@ int p11s_mime__write_decrypted(FILE *out, const p11s_mime_head *h, FILE *plain)
 	if (!is_entity && fputs(eol, out) == EOF) {
 		goto wfail;
 	}
+body:
 	while ((n = fread(buf, 1, sizeof(buf), plain)) > 0) {
 		if (h->crlf) {
 			if (fwrite(buf, 1, n, out) != n) {

@@ -38,6 +38,14 @@ void p11s_mime__head_clear(p11s_mime_head *h);
  */
 int p11s_mime__canon_copy(FILE *in, BIO *out);
 
+/*
+ * RFC 9788 header protection for encryption (protect.c): `h->content` becomes the payload's
+ * header part (the Content-* fields with hp="cipher", copies of the header fields, an HP-Outer
+ * field for each field left outside) and `h->outer` the exposed fields, Subject "[...]",
+ * Comments and Keywords removed (hcp_baseline). @return P11S_OK or P11S_ERR_NOMEM.
+ */
+int p11s_mime__hp_encrypt_head(p11s_mime_head *h);
+
 /* Write the inner entity's header part: the Content-* fields and the empty line, CRLF. */
 int p11s_mime__write_inner_head(BIO *out, const p11s_mime_head *h);
 

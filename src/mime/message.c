@@ -25,6 +25,7 @@
 #include <openssl/rand.h>
 
 #include "core/error_int.h"
+#include "mime/enveloped.h"
 #include "mime/mime.h"
 
 struct p11s_mime_msg {
@@ -723,6 +724,14 @@ static int entity_head(p11s_mime_msg *m, int has_ctype, const dbuf *content, con
 	size_t ct_hp_len = 0, fields_len = 0;
 	int rc;
 
+	if (m->hp != NULL && strcmp(m->hp, "cipher") == 0) {
+		/* obscure_for_encryption() made the whole header part already. */
+		if ((content->len > 0 && (rc = dbuf_add(&hdr, content->p, content->len)) < 0) ||
+		    (rc = dbuf_str(&hdr, "\r\n")) < 0) {
+			goto out;
+		}
+		goto done;
+	}
 	if (!has_ctype) {
 		const char *ct = !s->has8bit && !s->hasnul ? "text/plain; charset=us-ascii"
 		    : s->utf8_ok && !s->hasnul             ? "text/plain; charset=utf-8"
@@ -749,6 +758,7 @@ static int entity_head(p11s_mime_msg *m, int has_ctype, const dbuf *content, con
 	    (rc = dbuf_str(&hdr, "\r\n")) < 0) {
 		goto out;
 	}
+done:
 	free(m->head);
 	m->head = hdr.p;
 	m->head_len = hdr.len;
@@ -758,6 +768,28 @@ out:
 	free(fields);
 	free(hdr.p);
 	return rc;
+}
+
+/* The outer fields and the payload's header part of a message that is encrypted next. */
+static int obscure_for_encryption(dbuf *outer, dbuf *content, int has_ctype)
+{
+	p11s_mime_head h = { 0 };
+	int rc;
+
+	h.outer = outer->p;
+	h.outer_len = outer->len;
+	h.content = content->p;
+	h.content_len = content->len;
+	h.crlf = 1;
+	h.content_type = has_ctype ? (char *)"" : NULL; /* only tested against NULL */
+	if ((rc = p11s_mime__hp_encrypt_head(&h)) < 0) {
+		return rc;
+	}
+	outer->p = h.outer;
+	outer->len = outer->cap = h.outer_len;
+	content->p = h.content;
+	content->len = content->cap = h.content_len;
+	return P11S_OK;
 }
 
 /* The input file is still the one scanned (a file changed between the two passes is caught). */
@@ -837,6 +869,14 @@ int p11s_mime__prepare_hp(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink s
 		    strerror(errno));
 	}
 	if ((rc = split_headers(in, &outer, &content, &has_ctype)) < 0) {
+		goto out;
+	}
+	/*
+	 * Signed, then encrypted (wrap, RFC 9788 §2.1.1): the Cryptographic Payload is this
+	 * entity, so it gets hp="cipher" and the HP-Outer fields, and the outer Subject "[...]".
+	 */
+	if (hp != NULL && strcmp(hp, "cipher") == 0 &&
+	    (rc = obscure_for_encryption(&outer, &content, has_ctype)) < 0) {
 		goto out;
 	}
 	if ((body_off = ftello(in)) < 0) {

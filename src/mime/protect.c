@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "core/error_int.h"
+#include "mime/enveloped.h"
 #include "mime/mime.h"
 #include "mime/signed.h"
 
@@ -295,4 +296,129 @@ char *p11s_mime__ctype_param(const char *value, const char *param)
 		}
 	}
 	return NULL;
+}
+
+/* ---- encryption: hp="cipher", HP-Outer, an obscured outer Subject (RFC 9788 §2.2, §3) ---- */
+
+typedef struct sbuf {
+	char *p;
+	size_t len, cap;
+	int bad;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n)
+{
+	if (b->bad) {
+		return;
+	}
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = (b->len + n + 1) * 2;
+		char *np = realloc(b->p, cap);
+
+		if (np == NULL) {
+			b->bad = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void sb_str(sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+/* Append with every bare LF made CRLF: the payload is canonical (RFC 8551 §3.1.1). */
+static void sb_add_crlf(sbuf *b, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) {
+			sb_add(b, "\r\n", 2);
+		} else {
+			sb_add(b, s + i, 1);
+		}
+	}
+}
+
+int p11s_mime__hp_encrypt_head(p11s_mime_head *h)
+{
+	const char *p = h->outer ? h->outer : "", *end = p + h->outer_len;
+	sbuf outer = { 0 }, inner = { 0 };
+	char *ct = NULL, *fields = NULL;
+	size_t ct_len = 0, fields_len = 0;
+	int rc;
+
+	/* The payload: the Content-* fields with hp="cipher", the true header fields. */
+	if (h->content_type == NULL) {
+		sb_str(&inner, "Content-Type: text/plain; charset=us-ascii; hp=\"cipher\"\r\n");
+	}
+	if ((rc = p11s_mime__hp_ctype(h->content ? h->content : "", h->content_len, "cipher", &ct,
+	         &ct_len)) < 0 ||
+	    (rc = p11s_mime__hp_fields(p, h->outer_len, &fields, &fields_len)) < 0) {
+		goto out;
+	}
+	sb_add_crlf(&inner, ct, ct_len);
+	sb_add_crlf(&inner, fields, fields_len);
+	/*
+	 * The outer header (hcp_baseline, §3.2.1): Subject becomes "[...]", Comments and
+	 * Keywords go; every field left outside is recorded in an HP-Outer field (§2.2), so
+	 * that a reader knows which ones the sender exposed.
+	 */
+	while (p < end) {
+		const char *e = field_end(p, end);
+		size_t nl = name_len(p, e);
+
+		if (nl == 0) {
+			p = e;
+			continue;
+		}
+		if ((nl == 8 && strncasecmp(p, "Comments", 8) == 0) ||
+		    (nl == 8 && strncasecmp(p, "Keywords", 8) == 0)) {
+			p = e;
+			continue;
+		}
+		if (nl == 7 && strncasecmp(p, "Subject", 7) == 0) {
+			sb_add(&outer, p, nl);
+			sb_str(&outer, h->crlf ? ": [...]\r\n" : ": [...]\n");
+			sb_str(&inner, "HP-Outer: Subject: [...]\r\n");
+		} else {
+			char *v = strndup(p + nl + 1, (size_t)(e - p - nl - 1));
+
+			if (v == NULL) {
+				rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+				goto out;
+			}
+			p11s_mime__field_trim(v);
+			sb_add(&outer, p, (size_t)(e - p));
+			sb_str(&inner, "HP-Outer: ");
+			sb_add(&inner, p, nl);
+			sb_str(&inner, ": ");
+			sb_str(&inner, v);
+			sb_str(&inner, "\r\n");
+			free(v);
+		}
+		p = e;
+	}
+	if (outer.bad || inner.bad) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	free(h->outer);
+	h->outer = outer.p ? outer.p : strdup("");
+	h->outer_len = h->outer_cap = outer.len;
+	free(h->content);
+	h->content = inner.p;
+	h->content_len = h->content_cap = inner.len;
+	outer.p = inner.p = NULL;
+	rc = h->outer != NULL ? P11S_OK : p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+out:
+	free(outer.p);
+	free(inner.p);
+	free(ct);
+	free(fields);
+	return rc;
 }

@@ -80,6 +80,45 @@ expect 0 "  ... verifies, hp clear" -- vjson "$tmp/8bit-hp.eml"
 check "  ... with its protected Subject" jq -e \
 	'.header_protection.hp == "clear" and ([.header_protection.fields[].name] | index("Subject") != null)' "$tmp/out"
 
+# Encryption (RFC 9788 §2.1.1, §2.2, §3.2.1): hp="cipher", HP-Outer, the outer Subject "[...]".
+expect 0 "encrypt --protect-headers" -- "$bin" encrypt --protect-headers --to "$pki/rsa2048.pem" \
+	--to "$pki/keyenc-only.pem" --in "$m" --out "$tmp/enc.eml"
+check "  ... the outer Subject is [...]" grep -qx 'Subject: \[...\]' "$tmp/enc.eml"
+check "  ... nothing else of the Subject outside" sh -c "! grep -q 'quarterly' '$tmp/enc.eml'"
+openssl cms -decrypt -inkey "$pki/keyenc-only.key" -recip "$pki/keyenc-only.pem" -in "$tmp/enc.eml" \
+	-out "$tmp/payload" 2>/dev/null && ok "  ... openssl cms decrypts it (a legacy reader)" ||
+	not_ok "  ... openssl cms cannot decrypt it"
+tr -d '\r' <"$tmp/payload" | sed '/^$/q' >"$tmp/payload.head"
+check "  ... the payload says hp=\"cipher\"" grep -q 'hp="cipher"' "$tmp/payload.head"
+check "  ... carries the real Subject" grep -qx 'Subject: quarterly figures' "$tmp/payload.head"
+check "  ... and HP-Outer for each exposed field (Subject: [...])" grep -qxF 'HP-Outer: Subject: [...]' \
+	"$tmp/payload.head"
+check "  ... HP-Outer: From" grep -qxF 'HP-Outer: From: Alice <alice-rsa2048@example.org>' "$tmp/payload.head"
+expect 0 "decrypt on the token: the message a reader should see" -- p11s decrypt --key "$rsa" \
+	--in "$tmp/enc.eml" --out "$tmp/dec.eml"
+tr -d '\r' <"$tmp/dec.eml" | sed '/^$/q' >"$tmp/dec.head"
+check "  ... one Subject, the protected one" sh -c "[ \$(grep -c '^Subject:' '$tmp/dec.head') = 1 ] &&
+	grep -qx 'Subject: quarterly figures' '$tmp/dec.head'"
+check "  ... no HP-Outer left" sh -c "! grep -q '^HP-Outer:' '$tmp/dec.head'"
+check "  ... the trace field from outside stays" grep -q '^Received: ' "$tmp/dec.head"
+check "  ... the body" grep -q '^the figures' "$tmp/dec.eml"
+
+# wrap: the inner signed entity is the payload (hp="cipher"); the layers around add none.
+expect 0 "wrap --protect-headers" -- p11s wrap --protect-headers --key "$rsa" \
+	--chain "$pki/intermediate.pem" --to "$pki/rsa2048.pem" --in "$m" --out "$tmp/wrap.eml"
+check "  ... the outer Subject is [...]" sh -c "tr -d '\r' <'$tmp/wrap.eml' | grep -qx 'Subject: \[...\]'"
+expect 0 "  ... unwrap verifies and decrypts" -- p11s --json unwrap --key "$rsa" \
+	--trust "$pki/root.pem" --in "$tmp/wrap.eml"
+expect 0 "  ... decrypted, the inner signature" -- p11s decrypt --key "$rsa" --in "$tmp/wrap.eml" \
+	--out "$tmp/wrap-inner.eml"
+expect 0 "  ... verifies with hp=cipher, the real Subject protected" -- vjson "$tmp/wrap-inner.eml"
+check "  ... hp cipher, Subject quarterly figures" jq -e '.header_protection.hp == "cipher" and
+	([.header_protection.fields[] | select(.name == "Subject") | .value] == ["quarterly figures"])' "$tmp/out"
+check "  ... the obscured outer Subject is no warning (hp=cipher)" jq -e \
+	'[.warnings[].code] | index("protected-header-differs") == null' "$tmp/out"
+check "  ... but listed as differing" jq -e \
+	'[.header_protection.differs[] | select(.name == "Subject") | .outer] == ["[...]"]' "$tmp/out"
+
 # Off by default (CLI.md: the signed entity is the Content-* fields and the body).
 expect 0 "sign without --protect-headers" -- p11s sign --key "$rsa" --chain "$pki/intermediate.pem" \
 	--in "$m" --out "$tmp/plain.eml"
