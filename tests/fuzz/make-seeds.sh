@@ -58,6 +58,9 @@ openssl cms -sign -in "$tmp/alice.eml" -signer "$pki/alice.pem" -inkey "$pki/ali
 # .p7m as application/octet-stream (RFC 8551 §3.9), binary DER body.
 { printf 'From: alice@example.org\nMIME-Version: 1.0\nContent-Type: application/octet-stream; name=smime.p7m\nContent-Transfer-Encoding: binary\n\n'
   openssl cms -sign -nodetach -in "$tmp/alice.eml" -signer "$pki/alice.pem" -inkey "$pki/alice.key" -outform DER; } >"$v/seed-octet-p7m.eml"
+# RFC 9788 header protection: hp="clear" read back by verify (verify_protected.c).
+"$bin" "${mock[@]}" sign --protect-headers --key 'pkcs11:token=mock;object=ec256;type=private' \
+	--in "$msg" >"$v/seed-p11smime-protected.eml"
 cp "$v"/seed-* "$c/mime_signed/"
 
 # --- enveloped messages (decrypt input) ---
@@ -71,6 +74,8 @@ openssl cms -encrypt -aes256 -in "$msg" "$tmp/rsa2048.pem" >"$e/seed-openssl-cbc
 openssl cms -encrypt -aes-128-gcm -keyid -in "$msg" "$tmp/ec256.pem" >"$e/seed-openssl-gcm-ski.eml"
 # An RFC 8418 X25519 recipient: the mock's CKK_EC_MONTGOMERY key.
 "$bin" encrypt --to "$tmp/x25519.pem" --in "$msg" >"$e/seed-x25519.eml"
+# RFC 9788: an hp="cipher" payload, rendered by decrypt (enveloped.c write_rendered_head).
+"$bin" encrypt --protect-headers --to "$tmp/rsa2048.pem" --in "$msg" >"$e/seed-protected.eml"
 # Encrypted to nobody on the token.
 "$bin" encrypt --to "$pki/bob.pem" --in "$msg" >"$e/seed-other-recipient.eml"
 { printf 'Content-Type: application/x-pkcs7-mime; name=smime.p7m\nContent-Transfer-Encoding: binary\n\n'
