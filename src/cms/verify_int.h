@@ -89,8 +89,8 @@ struct p11s_verify_priv {
 /*
  * RFC 9788 header protection (verify_protected.c): when the signed entity's Content-Type has
  * an hp parameter, its non-structural header fields are the protected ones: recorded, compared
- * with the outer ones (a warning "protected-header-differs" for each difference unless hp is
- * "cipher", whose outer fields are meant to differ), and, when it has a From, the From the
+ * with the outer ones (a warning "protected-header-differs" for each difference, unless hp is
+ * "cipher" and an HP-Outer field names that outer value), and, when it has a From, the From the
  * RFC 8550 check uses (`p->prot_sender`). Called once the content is readable.
  */
 int p11s_cms__protected_headers(struct p11s_verify_priv *p);

@@ -5,8 +5,9 @@
  *
  * - the entity's non-structural fields are the protected ones, reported in order;
  * - the user-facing fields are compared with the outer message's (§4.5: a reader shows the
- *   protected ones): a difference is a warning, since lists and relays do rewrite Subject
- *   lines, unless hp="cipher", whose outer fields are obscured on purpose (§3);
+ *   protected ones): a difference is a warning (not a failure: lists and relays do rewrite
+ *   Subject lines), unless hp="cipher" and an HP-Outer field says the sender exposed exactly
+ *   that outer value (§2.2: an obscured Subject "[...]"); hp="cipher" alone proves nothing;
  * - a protected From is what the RFC 8550 address check compares (the signer vouches for it;
  *   the outer From is anyone's to change).
  *
@@ -49,6 +50,32 @@ static int same_value(const char *a, const char *b)
 		}
 	}
 	return *a == '\0' && *b == '\0';
+}
+
+/*
+ * Non-zero when an HP-Outer field (RFC 9788 §2.2) says the sender exposed `name` with the
+ * value `outer`: then an outer value that differs from the protected one is the sender's own
+ * choice (an obscured Subject), not a change in transit.
+ */
+static int sender_exposed(const p11s_mime_fields *prot, const char *name, const char *outer)
+{
+	size_t nl = strlen(name);
+
+	for (size_t i = 0; outer != NULL && i < prot->n; i++) {
+		const char *v = prot->value[i];
+
+		if (strcasecmp(prot->name[i], "HP-Outer") == 0 && strncasecmp(v, name, nl) == 0 &&
+		    v[nl] == ':') {
+			v += nl + 1;
+			while (*v == ' ' || *v == '\t') {
+				v++;
+			}
+			if (same_value(v, outer)) {
+				return 1;
+			}
+		}
+	}
+	return 0;
 }
 
 int p11s_cms__protected_headers(struct p11s_verify_priv *p)
@@ -128,7 +155,7 @@ int p11s_cms__protected_headers(struct p11s_verify_priv *p)
 			continue;
 		}
 		p->diff_view[p->n_diff++] = (p11s_header_field){ compared[i], in, out };
-		if (strcmp(p->hp, "cipher") != 0 &&
+		if (!(strcmp(p->hp, "cipher") == 0 && sender_exposed(&p->prot, compared[i], out)) &&
 		    (rc = p11s_reasons__add(&p->warnings, "protected-header-differs",
 		         "the outer %s (%s) is not the signed one (%s): a reader should show the "
 		         "signed one (RFC 9788 §4.5)", compared[i], out ? out : "absent",

@@ -386,20 +386,13 @@ int p11s_mime__hp_encrypt_head(p11s_mime_head *h)
 			sb_str(&outer, h->crlf ? ": [...]\r\n" : ": [...]\n");
 			sb_str(&inner, "HP-Outer: Subject: [...]\r\n");
 		} else {
-			char *v = strndup(p + nl + 1, (size_t)(e - p - nl - 1));
-
-			if (v == NULL) {
-				rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
-				goto out;
-			}
-			p11s_mime__field_trim(v);
+			/* The field as it is, folding kept (a long References stays under 998). */
 			sb_add(&outer, p, (size_t)(e - p));
 			sb_str(&inner, "HP-Outer: ");
-			sb_add(&inner, p, nl);
-			sb_str(&inner, ": ");
-			sb_str(&inner, v);
-			sb_str(&inner, "\r\n");
-			free(v);
+			sb_add_crlf(&inner, p, (size_t)(e - p));
+			if (e > p && e[-1] != '\n') {
+				sb_str(&inner, "\r\n");
+			}
 		}
 		p = e;
 	}

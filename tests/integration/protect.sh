@@ -118,6 +118,12 @@ check "  ... the obscured outer Subject is no warning (hp=cipher)" jq -e \
 	'[.warnings[].code] | index("protected-header-differs") == null' "$tmp/out"
 check "  ... but listed as differing" jq -e \
 	'[.header_protection.differs[] | select(.name == "Subject") | .outer] == ["[...]"]' "$tmp/out"
+# hp="cipher" excuses only what HP-Outer says the sender exposed: a To changed later warns.
+sed '0,/^To: Bob <bob@example.org>/s//To: Mallory <mallory@example.org>/' "$tmp/wrap-inner.eml" \
+	>"$tmp/wrap-to.eml"
+expect 0 "  ... an outer To changed after decryption" -- vjson "$tmp/wrap-to.eml"
+check "  ... is a warning even with hp=cipher" jq -e \
+	'[.warnings[] | select(.code == "protected-header-differs") | .message | test("To")] == [true]' "$tmp/out"
 
 # Off by default (CLI.md: the signed entity is the Content-* fields and the body).
 expect 0 "sign without --protect-headers" -- p11s sign --key "$rsa" --chain "$pki/intermediate.pem" \
