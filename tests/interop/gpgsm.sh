@@ -101,6 +101,13 @@ for spec in "${sign_matrix[@]}"; do
 	done
 done
 
+# RFC 9788 header protection is backward compatible: gpgsm verifies a protected signature.
+p11s sign --protect-headers --key "$(keyuri rsa2048)" --chain "$pki/intermediate.pem" \
+	--in "$msg" --out "$tmp/hp.eml"
+mime split "$tmp/hp.eml" "$tmp/part1" "$tmp/sig.p7s"
+check "rsa2048 --protect-headers: the signed part says hp=\"clear\"" grep -q 'hp="clear"' "$tmp/part1"
+gs_good "  ... gpgsm --verify" --verify "$tmp/sig.p7s" "$tmp/part1"
+
 # --- 2. gpgsm --sign (software keys from PKCS#12) -> p11smime verify
 # gpgsm 2.2 reads only the old PKCS#12 encryption (PBE-SHA1-3DES): OpenSSL 3's default
 # PBES2/AES gives "encryptedData error at pkcs5PBES2-params".

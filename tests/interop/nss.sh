@@ -65,6 +65,13 @@ for spec in "${sign_matrix[@]}"; do
 	done
 done
 
+# RFC 9788 header protection is backward compatible: NSS verifies a protected signature.
+p11s sign --protect-headers --key "$(keyuri rsa2048)" --chain "$pki/intermediate.pem" \
+	--in "$msg" --out "$tmp/hp.eml"
+mime split "$tmp/hp.eml" "$tmp/part1" "$tmp/sig.p7s"
+check "rsa2048 --protect-headers: the signed part says hp=\"clear\"" grep -q 'hp="clear"' "$tmp/part1"
+nss_verify "  ... NSS" "$tmp/sig.p7s" "$tmp/part1"
+
 # The NSS database must really be what vouches: an empty one does not trust the signer.
 mkdir -p "$tmp/emptydb"
 certutil -N -d "sql:$tmp/emptydb" --empty-password
