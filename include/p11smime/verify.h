@@ -159,6 +159,9 @@ typedef struct p11s_header_field {
 	                         field is only on the outer message */
 	const char *outer;  /**< header_differs only: the outer value, NULL when the field is only
 	                         protected; NULL in protected_headers */
+	int exposed;        /**< header_differs only: hp="cipher" and an HP-Outer field names this
+	                         outer value: the sender's own obscuring (Subject "[...]"), not a
+	                         change in transit (no warning) */
 } p11s_header_field;
 
 /**

@@ -331,6 +331,9 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 			fputc(',', f);
 			json_key(f, "outer");
 			json_opt_str(f, r->header_differs[i].outer);
+			fputc(',', f);
+			json_key(f, "exposed_by_sender");
+			fputs(r->header_differs[i].exposed ? "true" : "false", f);
 			fputc('}', f);
 		}
 		fputs("]}", f);

@@ -154,9 +154,10 @@ int p11s_cms__protected_headers(struct p11s_verify_priv *p)
 		if ((in == NULL && out == NULL) || (in != NULL && out != NULL && same_value(in, out))) {
 			continue;
 		}
-		p->diff_view[p->n_diff++] = (p11s_header_field){ compared[i], in, out };
-		if (!(strcmp(p->hp, "cipher") == 0 && sender_exposed(&p->prot, compared[i], out)) &&
-		    (rc = p11s_reasons__add(&p->warnings, "protected-header-differs",
+		int exposed = strcmp(p->hp, "cipher") == 0 && sender_exposed(&p->prot, compared[i], out);
+
+		p->diff_view[p->n_diff++] = (p11s_header_field){ compared[i], in, out, exposed };
+		if (!exposed && (rc = p11s_reasons__add(&p->warnings, "protected-header-differs",
 		         "the outer %s (%s) is not the signed one (%s): a reader should show the "
 		         "signed one (RFC 9788 §4.5)", compared[i], out ? out : "absent",
 		         in ? in : "absent")) < 0) {

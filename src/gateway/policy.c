@@ -354,6 +354,27 @@ int gw_authres_format(char *buf, size_t len, const char *authserv_id,
 		return 0;
 	}
 	put(buf, len, r->valid ? "; smime=pass" : "; smime=fail");
+	/*
+	 * RFC 9788 (docs/gateway.md): a comment (RFC 8601 §2.2 CFWS) saying the header fields
+	 * were signed, and which outer ones differ from the signed ones (not those the sender
+	 * obscured itself, named by HP-Outer).
+	 */
+	if (r->hp != NULL) {
+		size_t shown = 0;
+
+		put(buf, len, " (protected headers hp=");
+		/* The value as a known word only: it comes from the message. */
+		put(buf, len, strcmp(r->hp, "cipher") == 0 ? "cipher"
+		    : strcmp(r->hp, "clear") == 0          ? "clear"
+		                                           : "unknown");
+		for (size_t i = 0; i < r->n_header_differs; i++) {
+			if (!r->header_differs[i].exposed) {
+				put(buf, len, shown++ == 0 ? "; outer differs: " : ",");
+				put(buf, len, r->header_differs[i].name);
+			}
+		}
+		put(buf, len, ")");
+	}
 	/* The reason codes of docs/verify.md, as an RFC 8601 §2.2 reasonspec comment. */
 	if (!r->valid) {
 		char codes[256] = "";

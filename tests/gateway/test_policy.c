@@ -312,6 +312,24 @@ static void test_gateway__authres(void **state)
 	assert_null(strchr(buf, '\r'));
 	gw_authres_format(buf, sizeof(buf), "mx.example.org", NULL);
 	assert_string_equal(buf, "mx.example.org; smime=permerror (malformed)");
+	/* RFC 9788: a comment with the protection and the outer fields changed in transit. */
+	{
+		p11s_header_field d[2] = { { "Subject", "s", "[...]", 1 }, { "To", "b", "m", 0 } };
+
+		sg.issuer = NULL;
+		sg.reasons = NULL;
+		sg.n_reasons = 0;
+		r.valid = 1;
+		r.hp = "cipher";
+		r.header_differs = d;
+		r.n_header_differs = 2;
+		gw_authres_format(buf, sizeof(buf), "mx.example.org", &r);
+		assert_non_null(strstr(buf, "; smime=pass (protected headers hp=cipher; outer differs: To) "));
+		r.hp = "clear)\r\nX: y";
+		r.n_header_differs = 0;
+		gw_authres_format(buf, sizeof(buf), "mx.example.org", &r);
+		assert_non_null(strstr(buf, "; smime=pass (protected headers hp=unknown) "));
+	}
 }
 
 int main(void)
