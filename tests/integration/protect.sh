@@ -47,7 +47,7 @@ check "  ... header protection: hp=clear" grep -q "^header protection: hp=clear,
 sed '0,/^Subject: quarterly figures/s//Subject: [list] quarterly figures/' "$tmp/hp.eml" >"$tmp/subj.eml"
 expect 0 "outer Subject altered in transit: the signature still verifies" -- vjson "$tmp/subj.eml"
 check "  ... the difference is reported (outer vs protected)" jq -e \
-	'.header_protection.differs == [{"name":"Subject","protected":"quarterly figures","outer":"[list] quarterly figures"}]' "$tmp/out"
+	'.header_protection.differs == [{"name":"Subject","protected":"quarterly figures","outer":"[list] quarterly figures","exposed_by_sender":false}]' "$tmp/out"
 check "  ... as a warning protected-header-differs" jq -e \
 	'[.warnings[].code] | index("protected-header-differs") != null' "$tmp/out"
 
@@ -116,8 +116,8 @@ check "  ... hp cipher, Subject quarterly figures" jq -e '.header_protection.hp 
 	([.header_protection.fields[] | select(.name == "Subject") | .value] == ["quarterly figures"])' "$tmp/out"
 check "  ... the obscured outer Subject is no warning (hp=cipher)" jq -e \
 	'[.warnings[].code] | index("protected-header-differs") == null' "$tmp/out"
-check "  ... but listed as differing" jq -e \
-	'[.header_protection.differs[] | select(.name == "Subject") | .outer] == ["[...]"]' "$tmp/out"
+check "  ... but listed as differing, exposed by the sender (HP-Outer)" jq -e \
+	'[.header_protection.differs[] | select(.name == "Subject") | [.outer, .exposed_by_sender]] == [["[...]", true]]' "$tmp/out"
 # hp="cipher" excuses only what HP-Outer says the sender exposed: a To changed later warns.
 sed '0,/^To: Bob <bob@example.org>/s//To: Mallory <mallory@example.org>/' "$tmp/wrap-inner.eml" \
 	>"$tmp/wrap-to.eml"
