@@ -3,6 +3,9 @@
  * server through OpenLDAP's libldap, cached in the store with an expiry. The directory is a
  * source of candidates, never of trust: every certificate is validated when it is used.
  */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -79,6 +82,59 @@ static int value(p11s_store *s, const struct berval *bv, int smime, const char *
 	return rc;
 }
 
+/*
+ * libldap is loaded on the first lookup (dlopen), as libcurl is (src/x509/fetch.c): linked,
+ * it and what it pulls in (liblber, libsasl2, GnuTLS, Nettle, GMP, libtasn1, libunistring,
+ * libidn2) were 9 of the 37 shared libraries every p11smime process loaded at start
+ * (docs/performance.md "Cold start"), for a feature most commands never use. The header is
+ * still OpenLDAP's: types, constants and prototypes are checked at build time.
+ */
+static struct {
+	int (*url_parse)(const char *, LDAPURLDesc **);
+	void (*free_urldesc)(LDAPURLDesc *);
+	int (*bv2escaped_filter_value)(struct berval *, struct berval *);
+	int (*initialize)(LDAP **, const char *);
+	int (*set_option)(LDAP *, int, const void *);
+	int (*search_ext_s)(LDAP *, const char *, int, const char *, char **, int, LDAPControl **,
+	    LDAPControl **, struct timeval *, int, LDAPMessage **);
+	char *(*err2string)(int);
+	LDAPMessage *(*first_entry)(LDAP *, LDAPMessage *);
+	LDAPMessage *(*next_entry)(LDAP *, LDAPMessage *);
+	struct berval **(*get_values_len)(LDAP *, LDAPMessage *, const char *);
+	void (*value_free_len)(struct berval **);
+	int (*msgfree)(LDAPMessage *);
+	int (*unbind_ext_s)(LDAP *, LDAPControl **, LDAPControl **);
+	void (*memfree)(void *);
+	int ok;
+	char why[200];
+} L;
+static pthread_once_t ldap_once = PTHREAD_ONCE_INIT;
+
+static void ldap_load_once(void)
+{
+	/* OpenLDAP 2.5 (Debian 12); 2.6 renamed it libldap.so.2. */
+	void *h = dlopen("libldap-2.5.so.0", RTLD_NOW | RTLD_LOCAL);
+
+	if (h == NULL && (h = dlopen("libldap.so.2", RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		snprintf(L.why, sizeof(L.why), "%s", dlerror());
+		return;
+	}
+#define SYM(field, name) (*(void **)&L.field = dlsym(h, name)) != NULL
+	if (!(SYM(url_parse, "ldap_url_parse") && SYM(free_urldesc, "ldap_free_urldesc") &&
+	        SYM(bv2escaped_filter_value, "ldap_bv2escaped_filter_value") &&
+	        SYM(initialize, "ldap_initialize") && SYM(set_option, "ldap_set_option") &&
+	        SYM(search_ext_s, "ldap_search_ext_s") && SYM(err2string, "ldap_err2string") &&
+	        SYM(first_entry, "ldap_first_entry") && SYM(next_entry, "ldap_next_entry") &&
+	        SYM(get_values_len, "ldap_get_values_len") &&
+	        SYM(value_free_len, "ldap_value_free_len") && SYM(msgfree, "ldap_msgfree") &&
+	        SYM(unbind_ext_s, "ldap_unbind_ext_s") && SYM(memfree, "ldap_memfree"))) {
+		snprintf(L.why, sizeof(L.why), "libldap lacks a function");
+		return;
+	}
+#undef SYM
+	L.ok = 1;
+}
+
 int p11s_store_ldap_fetch(p11s_store *s, const char *url, const char *address,
     const p11s_ldap_opts *opts, size_t *n_found)
 {
@@ -100,7 +156,12 @@ int p11s_store_ldap_fetch(p11s_store *s, const char *url, const char *address,
 	if (opts == NULL) {
 		opts = &defaults;
 	}
-	if (ldap_url_parse(url, &lud) != LDAP_URL_SUCCESS || lud->lud_dn == NULL) {
+	pthread_once(&ldap_once, ldap_load_once);
+	if (!L.ok) {
+		return p11s_error__set(P11S_ERR_UNSUPPORTED, "LDAP lookups need OpenLDAP's libldap "
+		                                            "(Debian: libldap-2.5-0): %s", L.why);
+	}
+	if (L.url_parse(url, &lud) != LDAP_URL_SUCCESS || lud->lud_dn == NULL) {
 		rc = p11s_error__set(P11S_ERR_USAGE, "'%s' is not an LDAP URL "
 		                                     "(ldap://host[:port]/BASE-DN)", url);
 		goto out;
@@ -128,51 +189,51 @@ int p11s_store_ldap_fetch(p11s_store *s, const char *url, const char *address,
 	/* RFC 4515 §3: *, (, ), \ and NUL in an assertion value are escaped as \XX. */
 	in.bv_val = (char *)address;
 	in.bv_len = strlen(address);
-	if (ldap_bv2escaped_filter_value(&in, &esc) != 0 ||
+	if (L.bv2escaped_filter_value(&in, &esc) != 0 ||
 	    (filter = malloc(esc.bv_len + sizeof("(mail=)"))) == NULL) {
 		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	sprintf(filter, "(mail=%s)", esc.bv_val);
-	if (ldap_initialize(&ld, host) != LDAP_SUCCESS) {
+	if (L.initialize(&ld, host) != LDAP_SUCCESS) {
 		rc = p11s_error__set(P11S_ERR_USAGE, "cannot use LDAP server %s", host);
 		goto out;
 	}
 	tv.tv_sec = opts->timeout_ms / 1000;
 	tv.tv_usec = (opts->timeout_ms % 1000) * 1000;
-	ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &version);
-	ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
-	ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
-	ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
-	lrc = ldap_search_ext_s(ld, lud->lud_dn, LDAP_SCOPE_SUBTREE, filter, attrs, 0, NULL, NULL,
+	L.set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &version);
+	L.set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
+	L.set_option(ld, LDAP_OPT_TIMEOUT, &tv);
+	L.set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
+	lrc = L.search_ext_s(ld, lud->lud_dn, LDAP_SCOPE_SUBTREE, filter, attrs, 0, NULL, NULL,
 	    &tv, opts->size_limit, &res);
 	/* A size limit reached still returns the entries read so far. */
 	if (lrc != LDAP_SUCCESS && lrc != LDAP_SIZELIMIT_EXCEEDED && lrc != LDAP_NO_SUCH_OBJECT) {
-		rc = p11s_error__set(P11S_ERR_IO, "LDAP directory %s: %s", url, ldap_err2string(lrc));
+		rc = p11s_error__set(P11S_ERR_IO, "LDAP directory %s: %s", url, L.err2string(lrc));
 		goto out;
 	}
 	expires = (int64_t)time(NULL) + opts->cache_seconds;
-	for (LDAPMessage *e = ldap_first_entry(ld, res); e != NULL && rc == P11S_OK;
-	     e = ldap_next_entry(ld, e)) {
+	for (LDAPMessage *e = L.first_entry(ld, res); e != NULL && rc == P11S_OK;
+	     e = L.next_entry(ld, e)) {
 		for (int a = 0; a < 2 && rc == P11S_OK; a++) {
-			struct berval **vals = ldap_get_values_len(ld, e, attrs[a]);
+			struct berval **vals = L.get_values_len(ld, e, attrs[a]);
 
 			for (int i = 0; vals != NULL && vals[i] != NULL && rc == P11S_OK; i++) {
 				rc = value(s, vals[i], a == 1, address, expires, &n);
 			}
-			ldap_value_free_len(vals);
+			L.value_free_len(vals);
 		}
 	}
 	if (n_found != NULL) {
 		*n_found = n;
 	}
 out:
-	ldap_msgfree(res);
+	L.msgfree(res);
 	if (ld != NULL) {
-		ldap_unbind_ext_s(ld, NULL, NULL);
+		L.unbind_ext_s(ld, NULL, NULL);
 	}
-	ldap_memfree(esc.bv_val);
-	ldap_free_urldesc(lud);
+	L.memfree(esc.bv_val);
+	L.free_urldesc(lud);
 	free(host);
 	free(filter);
 	return rc;
