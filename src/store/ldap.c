@@ -158,7 +158,7 @@ int p11s_store_ldap_fetch(p11s_store *s, const char *url, const char *address,
 	}
 	pthread_once(&ldap_once, ldap_load_once);
 	if (!L.ok) {
-		return p11s_error__set(P11S_ERR_UNSUPPORTED, "LDAP lookups need OpenLDAP's libldap "
+		return p11s_error__set(P11S_ERR_IO, "LDAP lookups need OpenLDAP's libldap "
 		                                            "(Debian: libldap-2.5-0): %s", L.why);
 	}
 	if (L.url_parse(url, &lud) != LDAP_URL_SUCCESS || lud->lud_dn == NULL) {
