@@ -663,6 +663,64 @@ static int protected_name(const p11s_mime_fields *f, const char *name, size_t n)
  * stay, and the HP-Outer fields (§2.2, for HP-aware readers only) are dropped. Writes the
  * header section and leaves `plain` at the body. 0: not protected (nothing written).
  */
+/*
+ * Signed, then encrypted (wrap): the Cryptographic Payload is part 1 of the multipart/signed
+ * the decryption gave (RFC 9788 §2.1.1). Its header fields, when that part says hp="cipher",
+ * in `*prot`; 0 when there is no such part. Only the header of part 1 is read.
+ */
+static int signed_payload_fields(FILE *plain, const char *ct, p11s_mime_fields *prot)
+{
+	char *boundary = NULL, *line = NULL, *hp = NULL;
+	const char *pct;
+	size_t cap = 0, bl;
+	ssize_t n;
+	int rc = 0;
+
+	memset(prot, 0, sizeof(*prot));
+	if (strncasecmp(ct, "multipart/signed", 16) != 0 ||
+	    (boundary = p11s_mime__ctype_param(ct, "boundary")) == NULL || fseek(plain, 0, SEEK_SET) != 0) {
+		free(boundary);
+		return 0;
+	}
+	bl = strlen(boundary);
+	/* RFC 2046 §5.1.1: the first line that is "--" boundary starts part 1. */
+	while ((n = getline(&line, &cap, plain)) > 0) {
+		size_t s = strip_eol(line, (size_t)n);
+
+		if (s >= bl + 2 && line[0] == '-' && line[1] == '-' && memcmp(line + 2, boundary, bl) == 0) {
+			off_t at = ftello(plain);
+
+			if (at >= 0 && (rc = p11s_mime__header_fields(plain, at, -1, prot)) == P11S_OK &&
+			    (pct = p11s_mime__fields_get(prot, "Content-Type")) != NULL &&
+			    (hp = p11s_mime__ctype_param(pct, "hp")) != NULL && strcmp(hp, "cipher") == 0) {
+				rc = 1;
+			} else if (rc == P11S_OK) {
+				p11s_mime__fields_free(prot);
+			}
+			break;
+		}
+	}
+	free(hp);
+	free(line);
+	free(boundary);
+	return rc;
+}
+
+/* Write the non-structural fields of `f` but HP-Outer, unfolded, one line each. */
+static int write_fields(FILE *out, const p11s_mime_fields *f, const char *eol)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		if (strncasecmp(f->name[i], "Content-", 8) == 0 || strcasecmp(f->name[i], "MIME-Version") == 0 ||
+		    strcasecmp(f->name[i], "HP-Outer") == 0) {
+			continue;
+		}
+		if (fprintf(out, "%s: %s%s", f->name[i], f->value[i], eol) < 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int write_rendered_head(FILE *out, const p11s_mime_head *h, FILE *plain, int *done)
 {
 	p11s_mime_fields f = { 0 };
@@ -678,7 +736,46 @@ static int write_rendered_head(FILE *out, const p11s_mime_head *h, FILE *plain, 
 	}
 	if ((ct = p11s_mime__fields_get(&f, "Content-Type")) == NULL ||
 	    (hp = p11s_mime__ctype_param(ct, "hp")) == NULL) {
+		p11s_mime_fields prot;
+
+		/*
+		 * Not protected itself: maybe signed inside, with the payload in part 1. Then the
+		 * outer fields that part carries are replaced by its values and the signed entity
+		 * is written untouched (its signature still verifies).
+		 */
+		if (ct != NULL && (rc = signed_payload_fields(plain, ct, &prot)) == 1) {
+			for (p = h->outer, end = h->outer + h->outer_len; p != NULL && p < end;) {
+				const char *e = p;
+				size_t nl = field_name_len(p, (size_t)(end - p));
+
+				do {
+					const char *nlp = memchr(e, '\n', (size_t)(end - e));
+
+					e = nlp ? nlp + 1 : end;
+				} while (e < end && (*e == ' ' || *e == '\t'));
+				if ((nl == 0 || !protected_name(&prot, p, nl)) &&
+				    fwrite(p, 1, (size_t)(e - p), out) != (size_t)(e - p)) {
+					p11s_mime__fields_free(&prot);
+					goto wfail;
+				}
+				p = e;
+			}
+			rc = write_fields(out, &prot, eol);
+			p11s_mime__fields_free(&prot);
+			if (rc < 0 || (p11s_mime__fields_get(&f, "MIME-Version") == NULL &&
+			                  fprintf(out, "MIME-Version: 1.0%s", eol) < 0)) {
+				goto wfail;
+			}
+			p11s_mime__fields_free(&f);
+			/* The entity as it is: the caller copies it from the start. */
+			*done = 2;
+			return fseek(plain, 0, SEEK_SET) == 0 ? P11S_OK
+			                                      : p11s_error__set(P11S_ERR_IO, "cannot seek");
+		}
 		p11s_mime__fields_free(&f);
+		if (rc < 0) {
+			return rc;
+		}
 		return fseek(plain, 0, SEEK_SET) == 0 ? P11S_OK
 		                                      : p11s_error__set(P11S_ERR_IO, "cannot seek");
 	}
