@@ -76,6 +76,9 @@ openssl cms -encrypt -aes-128-gcm -keyid -in "$msg" "$tmp/ec256.pem" >"$e/seed-o
 "$bin" encrypt --to "$tmp/x25519.pem" --in "$msg" >"$e/seed-x25519.eml"
 # RFC 9788: an hp="cipher" payload, rendered by decrypt (enveloped.c write_rendered_head).
 "$bin" encrypt --protect-headers --to "$tmp/rsa2048.pem" --in "$msg" >"$e/seed-protected.eml"
+# Signed, then encrypted, protected: the payload is part 1 of the multipart/signed inside.
+"$bin" "${mock[@]}" wrap --protect-headers --key 'pkcs11:token=mock;object=ec256;type=private' \
+	--to "$tmp/rsa2048.pem" --in "$msg" >"$e/seed-wrap-protected.eml"
 # Encrypted to nobody on the token.
 "$bin" encrypt --to "$pki/bob.pem" --in "$msg" >"$e/seed-other-recipient.eml"
 { printf 'Content-Type: application/x-pkcs7-mime; name=smime.p7m\nContent-Transfer-Encoding: binary\n\n'
