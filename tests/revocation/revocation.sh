@@ -300,11 +300,19 @@ mkdir -p "$tmp/tokens"
 printf 'directories.tokendir = %s\nobjectstore.backend = file\n' "$tmp/tokens" >"$SOFTHSM2_CONF"
 echo 1234 >"$tmp/pin"
 mod=/usr/lib/softhsm/libsofthsm2.so
+# No PIN on any command line (STYLE.md "Secrets"): OpenSC's pkcs11-tool reads env:NAME, as
+# tokens/make-token.sh does.
+export REV_SO_PIN=5678 REV_PIN=1234
 {
-	softhsm2-util --init-token --free --label rev --pin 1234 --so-pin 5678 &&
-		softhsm2-util --import "$tmp/alice.key" --token rev --label alice --id 01 --pin 1234 &&
-		softhsm2-util --import "$tmp/bob.key" --token rev --label bob --id 02 --pin 1234
+	pkcs11-tool --module "$mod" --slot-index 0 --init-token --label rev --so-pin env:REV_SO_PIN &&
+		pkcs11-tool --module "$mod" --token-label rev --init-pin --login --login-type so \
+			--so-pin env:REV_SO_PIN --new-pin env:REV_PIN &&
+		pkcs11-tool --module "$mod" --token-label rev --login --pin env:REV_PIN \
+			--write-object "$tmp/alice.key" --type privkey --id 01 --label alice &&
+		pkcs11-tool --module "$mod" --token-label rev --login --pin env:REV_PIN \
+			--write-object "$tmp/bob.key" --type privkey --id 02 --label bob
 } >>"$tmp/pki.log" 2>&1 || die "test token: $(tail -3 "$tmp/pki.log")"
+unset REV_SO_PIN REV_PIN
 printf 'From: alice@example.org\nTo: r@example.org\nSubject: stapled\n\nsigned with a staple\n' \
 	>"$tmp/plain.eml"
 # tsign NAME ARGS...: p11smime sign with NAME's token key and certificate.
