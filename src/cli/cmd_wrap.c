@@ -648,7 +648,8 @@ const cli_command cmd_wrap = {
 	"wrap",
 	"sign, then encrypt (--triple: sign, encrypt, sign again — RFC 2634 triple wrapping)",
 	"wrap --key URI --to CERTFILE|ADDRESS [--to ...]... [--triple] [--digest D] [--pss] "
-	"[--opaque] [--cert FILE] [--chain FILE]... [--cipher C] [--oaep] [--xdh-kdf K] [--store DB] [--ldap URL]... "
+	"[--opaque] [--protect-headers] [--cert FILE] [--chain FILE]... [--cipher C] [--oaep] [--xdh-kdf K] "
+	"[--store DB] [--ldap URL]... "
 	"[--trust FILE]... [--certs FILE]... [--crl FILE]... [--in FILE] [--out FILE]",
 	run_wrap,
 };
