@@ -185,6 +185,14 @@ int cli_args_commit(cli_args *a, int rc);
 /* Frees everything, closes a->in and discards an output that was not committed. */
 void cli_args_free(cli_args *a);
 
+/* Append `s` (borrowed) to the array `*v` of `*n` strings. 0, or -1 when out of memory. */
+int cli_strv_push(const char ***v, size_t *n, const char *s);
+/*
+ * Every value of the configuration key `key` (repeatable; section ""), appended to `*v`,
+ * unless the command line gave some already (`*n` > 0). 0, or -1 when out of memory.
+ */
+int cli_strv_from_config(const p11s_config *cfg, const char *key, const char ***v, size_t *n);
+
 /* cli_open() and p11s_key_find() of the key `uri`; prints the error, returns an exit status. */
 int cli_open_key(cli_globals *g, const char *uri, p11s_ctx **ctx, p11s_key **key);
 

@@ -74,18 +74,6 @@ typedef struct staple_hosts {
 	size_t n_allow, n_deny;
 } staple_hosts;
 
-static int hosts_push(const char ***v, size_t *n, const char *s)
-{
-	const char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
-
-	if (nv == NULL) {
-		return -1;
-	}
-	nv[(*n)++] = s;
-	*v = nv;
-	return 0;
-}
-
 /*
  * The responder and fetch limits for --staple (docs/verify.md "Revocation"): --ocsp-url and
  * --fetch-allow/--fetch-deny, else the configuration keys verify reads (ocsp-url,
@@ -93,22 +81,12 @@ static int hosts_push(const char ***v, size_t *n, const char *s)
  */
 static int staple_policy(const p11s_config *cfg, p11s_revocation_opts *r, staple_hosts *h)
 {
-	const char *v;
-
 	if (r->ocsp_url == NULL) {
 		r->ocsp_url = p11s_config_get(cfg, "", "ocsp-url");
 	}
-	for (size_t i = 0; h->n_allow == 0 && (v = p11s_config_get_nth(cfg, "", "fetch-allow", i));
-	     i++) {
-		if (hosts_push(&h->allow, &h->n_allow, v) < 0) {
-			return cli_usage_error("sign: out of memory");
-		}
-	}
-	for (size_t i = 0; h->n_deny == 0 && (v = p11s_config_get_nth(cfg, "", "fetch-deny", i));
-	     i++) {
-		if (hosts_push(&h->deny, &h->n_deny, v) < 0) {
-			return cli_usage_error("sign: out of memory");
-		}
+	if (cli_strv_from_config(cfg, "fetch-allow", &h->allow, &h->n_allow) < 0 ||
+	    cli_strv_from_config(cfg, "fetch-deny", &h->deny, &h->n_deny) < 0) {
+		return cli_usage_error("sign: out of memory");
 	}
 	r->methods = P11S_REV_OCSP;
 	r->fetch = 1;
@@ -242,7 +220,7 @@ static int run(cli_globals *g, int argc, char **argv)
 			break;
 		case O_FETCH_ALLOW:
 		case O_FETCH_DENY:
-			if (hosts_push(c == O_FETCH_ALLOW ? &hosts.allow : &hosts.deny,
+			if (cli_strv_push(c == O_FETCH_ALLOW ? &hosts.allow : &hosts.deny,
 			        c == O_FETCH_ALLOW ? &hosts.n_allow : &hosts.n_deny, optarg) < 0) {
 				status = cli_usage_error("sign: out of memory");
 				goto out;

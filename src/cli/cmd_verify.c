@@ -474,18 +474,6 @@ typedef struct rev_cli {
 	size_t n_allow, n_deny;
 } rev_cli;
 
-static int rev_push(const char ***v, size_t *n, const char *s)
-{
-	const char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
-
-	if (nv == NULL) {
-		return -1;
-	}
-	nv[(*n)++] = s;
-	*v = nv;
-	return 0;
-}
-
 /* 1 yes, 0 no, -1 neither. */
 static int rev_bool(const char *s)
 {
@@ -523,8 +511,8 @@ static int rev_option(rev_cli *r, int c, const char *arg)
 		break;
 	case O_FETCH_ALLOW:
 	case O_FETCH_DENY:
-		if (c == O_FETCH_ALLOW ? rev_push(&r->allow, &r->n_allow, arg)
-		                       : rev_push(&r->deny, &r->n_deny, arg)) {
+		if (c == O_FETCH_ALLOW ? cli_strv_push(&r->allow, &r->n_allow, arg)
+		                       : cli_strv_push(&r->deny, &r->n_deny, arg)) {
 			return cli_usage_error("verify: out of memory");
 		}
 		break;
@@ -580,19 +568,9 @@ static int rev_finish(rev_cli *r, const p11s_config *cfg, int have_crl_files)
 	/* An explicit policy fetches unless told not to (the gateway's default is off). */
 	r->o.fetch = r->fetch != 0;
 	r->o.soft_fail = r->soft_fail > 0;
-	if (r->n_allow == 0) {
-		for (size_t i = 0; (v = p11s_config_get_nth(cfg, "", "fetch-allow", i)) != NULL; i++) {
-			if (rev_push(&r->allow, &r->n_allow, v)) {
-				return cli_usage_error("verify: out of memory");
-			}
-		}
-	}
-	if (r->n_deny == 0) {
-		for (size_t i = 0; (v = p11s_config_get_nth(cfg, "", "fetch-deny", i)) != NULL; i++) {
-			if (rev_push(&r->deny, &r->n_deny, v)) {
-				return cli_usage_error("verify: out of memory");
-			}
-		}
+	if (cli_strv_from_config(cfg, "fetch-allow", &r->allow, &r->n_allow) < 0 ||
+	    cli_strv_from_config(cfg, "fetch-deny", &r->deny, &r->n_deny) < 0) {
+		return cli_usage_error("verify: out of memory");
 	}
 	r->o.fetch_allow = r->allow;
 	r->o.n_fetch_allow = r->n_allow;

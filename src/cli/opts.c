@@ -300,6 +300,33 @@ int cli_open_key(cli_globals *g, const char *uri, p11s_ctx **ctx, p11s_key **key
 	return EXIT_OK;
 }
 
+int cli_strv_push(const char ***v, size_t *n, const char *s)
+{
+	const char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+
+	if (nv == NULL) {
+		return -1;
+	}
+	nv[(*n)++] = s;
+	*v = nv;
+	return 0;
+}
+
+int cli_strv_from_config(const p11s_config *cfg, const char *key, const char ***v, size_t *n)
+{
+	const char *s;
+
+	if (*n > 0) {
+		return 0;
+	}
+	for (size_t i = 0; (s = p11s_config_get_nth(cfg, "", key, i)) != NULL; i++) {
+		if (cli_strv_push(v, n, s) < 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
 void cli_args_free(cli_args *a)
 {
 	cli_output_abort(a->out);

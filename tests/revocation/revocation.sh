@@ -386,6 +386,15 @@ got=$?
 [ "$got" = 1 ] && [ ! -e "$tmp/t-deny.eml" ] &&
 	ok "sign --staple, responder host denied: exit 1, not asked" ||
 	not_ok "sign --staple --fetch-deny: exit $got: $(cat "$tmp/err")"
+# The configuration's repeated fetch-deny: every value counts, not only the first.
+mkdir -p "$XDG_CONFIG_HOME/p11smime"
+printf 'fetch-deny = ca.example.org\nfetch-deny = 127.0.0.1\n' >"$XDG_CONFIG_HOME/p11smime/config"
+tsign alice --chain "$int/ca.pem" --staple --out "$tmp/t-cfgdeny.eml"
+got=$?
+rm -f "$XDG_CONFIG_HOME/p11smime/config"
+[ "$got" = 1 ] && [ ! -e "$tmp/t-cfgdeny.eml" ] &&
+	ok "sign --staple, the second fetch-deny of the configuration: not asked (exit 1)" ||
+	not_ok "sign --staple, config fetch-deny (second value): exit $got: $(cat "$tmp/err")"
 tsign alice --ocsp-url "http://127.0.0.1:$OCSP_PORT/" --out "$tmp/t-usage.eml"
 got=$?
 [ "$got" = 2 ] && ok "sign --ocsp-url without --staple: exit 2" || not_ok "sign --ocsp-url alone: exit $got"
