@@ -390,8 +390,16 @@ static int check_dates(struct p11s_verify_priv *p, p11s_mime_signed *m, int64_t 
 			return rc;
 		}
 	}
-	/* The signed entity: part 1 of a multipart/signed, or the eContent of an opaque one. */
-	if (p->kind == P11S_MIME_MULTIPART_SIGNED) {
+	/*
+	 * The signed entity: part 1 of a multipart/signed, or the eContent of an opaque one. Its
+	 * header fields were read for header protection already (verify_protected.c).
+	 */
+	if (p->have_entity) {
+		const char *pd = p11s_mime__fields_get(&p->entity, "Date");
+
+		rc = pd == NULL ? 0 : (p->protected_date = strdup(pd)) != NULL ? 1
+		    : p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	} else if (p->kind == P11S_MIME_MULTIPART_SIGNED) {
 		rc = p11s_mime__entity_date(p->in, p->start, p->end, &p->protected_date);
 	} else if (p->content != NULL) {
 		rc = p11s_mime__entity_date(p->content, 0, -1, &p->protected_date);

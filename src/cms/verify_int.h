@@ -79,7 +79,9 @@ struct p11s_verify_priv {
 	char *date, *protected_date;          /* Date fields, raw */
 	/* RFC 9788 (verify_protected.c) */
 	char *hp;
-	p11s_mime_fields prot, outer;         /* the signed entity's and the message's fields */
+	p11s_mime_fields entity;              /* the signed entity's header fields */
+	int have_entity;                      /* `entity` read from the signed part (date check) */
+	p11s_mime_fields prot, outer;         /* protected (borrowed from entity), the message's */
 	p11s_header_field *prot_view, *diff_view;
 	size_t n_prot, n_diff;
 	p11s_x509_sender prot_sender;         /* From / Sender of the signed entity */

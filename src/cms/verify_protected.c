@@ -80,16 +80,22 @@ static int sender_exposed(const p11s_mime_fields *prot, const char *name, const 
 
 int p11s_cms__protected_headers(struct p11s_verify_priv *p)
 {
-	p11s_mime_fields entity = { 0 };
+	p11s_mime_fields mem_fields = { 0 }, *entity = &p->entity;
 	const char *ct;
 	FILE *mem = NULL;
 	int rc;
 
-	/* The signed entity: part 1 of a multipart/signed, or the eContent of an opaque one. */
+	/*
+	 * The signed entity: part 1 of a multipart/signed, or the eContent of an opaque one. Its
+	 * fields are kept for the date check too (check_dates(), the protected Date), so the
+	 * entity's header is read once per message.
+	 */
 	if (p->kind == P11S_MIME_MULTIPART_SIGNED) {
-		rc = p11s_mime__header_fields(p->in, p->start, p->end, &entity);
+		rc = p11s_mime__header_fields(p->in, p->start, p->end, entity);
+		p->have_entity = rc == P11S_OK;
 	} else if (p->content != NULL) {
-		rc = p11s_mime__header_fields(p->content, 0, -1, &entity);
+		rc = p11s_mime__header_fields(p->content, 0, -1, entity);
+		p->have_entity = rc == P11S_OK;
 	} else {
 		ASN1_OCTET_STRING **pos = p->cms != NULL ? CMS_get0_content(p->cms) : NULL;
 
@@ -99,38 +105,33 @@ int p11s_cms__protected_headers(struct p11s_verify_priv *p)
 		if ((mem = fmemopen((*pos)->data, (size_t)(*pos)->length, "rb")) == NULL) {
 			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 		}
-		rc = p11s_mime__header_fields(mem, 0, -1, &entity);
+		entity = &mem_fields;
+		rc = p11s_mime__header_fields(mem, 0, -1, entity);
 		fclose(mem);
 	}
 	if (rc < 0) {
 		return rc;
 	}
-	if ((ct = p11s_mime__fields_get(&entity, "Content-Type")) == NULL ||
+	if ((ct = p11s_mime__fields_get(entity, "Content-Type")) == NULL ||
 	    (p->hp = p11s_mime__ctype_param(ct, "hp")) == NULL) {
-		p11s_mime__fields_free(&entity);
+		p11s_mime__fields_free(&mem_fields);
 		return P11S_OK; /* no header protection */
 	}
-	/* The protected fields: the entity's own, without the structural ones. */
-	for (size_t i = 0; i < entity.n; i++) {
-		if (structural(entity.name[i])) {
-			continue;
-		}
-		char **nn = realloc(p->prot.name, (p->prot.n + 1) * sizeof(*nn)), **nv;
-
-		if (nn == NULL) {
-			goto nomem;
-		}
-		p->prot.name = nn;
-		if ((nv = realloc(p->prot.value, (p->prot.n + 1) * sizeof(*nv))) == NULL) {
-			goto nomem;
-		}
-		p->prot.value = nv;
-		p->prot.name[p->prot.n] = entity.name[i];
-		p->prot.value[p->prot.n] = entity.value[i];
-		entity.name[i] = entity.value[i] = NULL;
-		p->prot.n++;
+	/* The protected fields: the entity's own but the structural ones (strings borrowed). */
+	if (entity == &mem_fields) {
+		p->entity = mem_fields; /* kept for the borrowed strings; not for the date check */
+		entity = &p->entity;
 	}
-	p11s_mime__fields_free(&entity);
+	if (entity->n > 0 && ((p->prot.name = calloc(entity->n, sizeof(char *))) == NULL ||
+	                         (p->prot.value = calloc(entity->n, sizeof(char *))) == NULL)) {
+		goto nomem;
+	}
+	for (size_t i = 0; i < entity->n; i++) {
+		if (!structural(entity->name[i])) {
+			p->prot.name[p->prot.n] = entity->name[i];
+			p->prot.value[p->prot.n++] = entity->value[i];
+		}
+	}
 	if (p->prot.n > 0 && (p->prot_view = calloc(p->prot.n, sizeof(*p->prot_view))) == NULL) {
 		goto nomem;
 	}
@@ -173,14 +174,15 @@ int p11s_cms__protected_headers(struct p11s_verify_priv *p)
 	}
 	return P11S_OK;
 nomem:
-	p11s_mime__fields_free(&entity);
 	return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 }
 
 void p11s_cms__protected_free(struct p11s_verify_priv *p)
 {
 	free(p->hp);
-	p11s_mime__fields_free(&p->prot);
+	free(p->prot.name); /* borrowed from p->entity */
+	free(p->prot.value);
+	p11s_mime__fields_free(&p->entity);
 	p11s_mime__fields_free(&p->outer);
 	free(p->prot_view);
 	free(p->diff_view);

@@ -14,9 +14,6 @@
 #include "mime/mime.h"
 #include "mime/signed.h"
 
-/* The header section of an entity is read at most this far (a Date beyond it is ignored). */
-#define DATE_SCAN_MAX (64 * 1024)
-
 void p11s_mime__field_trim(char *s)
 {
 	size_t n = strlen(s), k = 0, j = 0;
@@ -54,72 +51,18 @@ int p11s_mime__parse_date(const char *value, int64_t *out)
 
 int p11s_mime__entity_date(FILE *f, off_t start, off_t end, char **raw)
 {
-	char *buf, *p, *line, *val = NULL;
-	size_t n, cap = DATE_SCAN_MAX;
-	int rc = 0;
+	p11s_mime_fields fields;
+	const char *v;
+	int rc;
 
 	*raw = NULL;
-	if (end >= 0 && end - start < (off_t)cap) {
-		cap = end > start ? (size_t)(end - start) : 0;
+	/* The header section as protect.c reads it (64 KiB at most, unfolded values). */
+	if ((rc = p11s_mime__header_fields(f, start, end, &fields)) < 0) {
+		return rc;
 	}
-	if ((buf = malloc(cap + 1)) == NULL) {
-		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	if ((v = p11s_mime__fields_get(&fields, "Date")) != NULL && (*raw = strdup(v)) == NULL) {
+		rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 	}
-	if (fseeko(f, start, SEEK_SET) != 0) {
-		free(buf);
-		return p11s_error__set(P11S_ERR_IO, "cannot seek in the message");
-	}
-	n = fread(buf, 1, cap, f);
-	buf[n] = '\0';
-	/*
-	 * Header fields up to the first empty line (RFC 5322 §2.2); folded lines (a line that
-	 * starts with white space) continue the field before (§2.2.3). A NUL ends the scan: that
-	 * is not a header section.
-	 */
-	for (p = buf; p < buf + n && *p != '\0';) {
-		char *eol = strchr(p, '\n');
-		size_t len;
-
-		line = p;
-		len = eol ? (size_t)(eol - p) : strlen(p);
-		p = eol ? eol + 1 : p + len;
-		if (len > 0 && line[len - 1] == '\r') {
-			len--;
-		}
-		if (len == 0) {
-			break;
-		}
-		if ((line[0] == ' ' || line[0] == '\t') && val != NULL) {
-			size_t vl = strlen(val);
-			char *nv = realloc(val, vl + len + 1);
-
-			if (nv == NULL) {
-				rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
-				goto out;
-			}
-			val = nv;
-			memcpy(val + vl, line, len);
-			val[vl + len] = '\0';
-			continue;
-		}
-		if (val != NULL) {
-			break; /* the Date field is complete */
-		}
-		if (len >= 5 && strncasecmp(line, "Date:", 5) == 0) {
-			if ((val = strndup(line + 5, len - 5)) == NULL) {
-				rc = p11s_error__set(P11S_ERR_NOMEM, "out of memory");
-				goto out;
-			}
-		}
-	}
-	if (val != NULL) {
-		p11s_mime__field_trim(val);
-		*raw = val;
-		val = NULL;
-		rc = 1;
-	}
-out:
-	free(val);
-	free(buf);
-	return rc;
+	p11s_mime__fields_free(&fields);
+	return rc < 0 ? rc : *raw != NULL;
 }

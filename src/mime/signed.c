@@ -462,30 +462,41 @@ out:
 	return rc;
 }
 
+/* One header field for the RFC 8550 check: the first From's mailboxes, the first Sender's. */
+static int sender_field(p11s_x509_sender *s, const char *name, const char *value)
+{
+	int rc;
+
+	if (strcasecmp(name, "From") == 0) {
+		if (s->n_from_fields++ == 0 &&
+		    (rc = parse_addresses(value, &s->from, &s->n_from, &s->from_has_group)) < 0) {
+			return rc;
+		}
+	} else if (strcasecmp(name, "Sender") == 0 && s->n_sender_fields++ == 0) {
+		char **v = NULL;
+		size_t k = 0;
+		int group = 0;
+
+		if ((rc = parse_addresses(value, &v, &k, &group)) < 0) {
+			return rc;
+		}
+		if (k == 1 && !group) {
+			s->sender = v[0];
+			v[0] = NULL;
+		}
+		p11s_x509__strv_free(v, k);
+	}
+	return P11S_OK;
+}
+
 int p11s_mime__sender_of(const p11s_mime_fields *f, p11s_x509_sender *s)
 {
 	int rc;
 
 	memset(s, 0, sizeof(*s));
 	for (size_t i = 0; i < f->n; i++) {
-		if (strcasecmp(f->name[i], "From") == 0) {
-			if (s->n_from_fields++ == 0 &&
-			    (rc = parse_addresses(f->value[i], &s->from, &s->n_from, &s->from_has_group)) < 0) {
-				return rc;
-			}
-		} else if (strcasecmp(f->name[i], "Sender") == 0 && s->n_sender_fields++ == 0) {
-			char **v = NULL;
-			size_t k = 0;
-			int group = 0;
-
-			if ((rc = parse_addresses(f->value[i], &v, &k, &group)) < 0) {
-				return rc;
-			}
-			if (k == 1 && !group) {
-				s->sender = v[0];
-				v[0] = NULL;
-			}
-			p11s_x509__strv_free(v, k);
+		if ((rc = sender_field(s, f->name[i], f->value[i])) < 0) {
+			return rc;
 		}
 	}
 	return P11S_OK;
@@ -501,13 +512,7 @@ static int read_sender(GMimeMessage *msg, p11s_x509_sender *s, char **date)
 		const char *name = g_mime_header_get_name(h);
 		const char *value = g_mime_header_get_raw_value(h);
 
-		if (strcasecmp(name, "From") == 0) {
-			if (s->n_from_fields++ == 0 &&
-			    (rc = parse_addresses(value ? value : "", &s->from, &s->n_from,
-			         &s->from_has_group)) < 0) {
-				return rc;
-			}
-		} else if (strcasecmp(name, "Date") == 0) {
+		if (strcasecmp(name, "Date") == 0) {
 			/* RFC 5322 §3.6: one Date field; the first one is compared (docs/verify.md). */
 			if (date != NULL && *date == NULL) {
 				if ((*date = strdup(value ? value : "")) == NULL) {
@@ -515,21 +520,8 @@ static int read_sender(GMimeMessage *msg, p11s_x509_sender *s, char **date)
 				}
 				p11s_mime__field_trim(*date);
 			}
-		} else if (strcasecmp(name, "Sender") == 0) {
-			if (s->n_sender_fields++ == 0) {
-				char **v = NULL;
-				size_t k = 0;
-				int group = 0;
-
-				if ((rc = parse_addresses(value ? value : "", &v, &k, &group)) < 0) {
-					return rc;
-				}
-				if (k == 1 && !group) {
-					s->sender = v[0];
-					v[0] = NULL;
-				}
-				p11s_x509__strv_free(v, k);
-			}
+		} else if ((rc = sender_field(s, name, value ? value : "")) < 0) {
+			return rc;
 		}
 	}
 	return P11S_OK;
