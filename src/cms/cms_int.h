@@ -33,6 +33,14 @@ typedef struct p11s_cms_signer {
  */
 int p11s_cms__sign_detached(const p11s_cms_signer *s, BIO *content, p11s_buf **out);
 
+/*
+ * The SignedData of a DER ContentInfo (RFC 5652 §3, §5.1), as sign produced it: the
+ * contentType element (`*oid`, `*oid_len` octets) and the SignedData's content octets
+ * [`*sd`, `*sd_end`). 0, or -1 when it is not such a structure.
+ */
+int p11s_cms__signeddata_span(const p11s_buf *ci, const unsigned char **oid, size_t *oid_len,
+    const unsigned char **sd, const unsigned char **sd_end);
+
 struct p11s_revocation_opts;
 /*
  * sign --staple (staple.c): the OCSP response for `cert` (whose issuer must be in `certs`),

@@ -563,36 +563,48 @@ static int bio_sink(void *arg, const void *p, size_t n)
 	return P11S_OK;
 }
 
+int p11s_cms__signeddata_span(const p11s_buf *ci, const unsigned char **oid, size_t *oid_len,
+    const unsigned char **sd, const unsigned char **sd_end)
+{
+	const unsigned char *p = ci->data, *end = ci->data + ci->len, *q;
+	size_t hl, cl;
+
+	/* ContentInfo SEQUENCE { contentType, [0] EXPLICIT SignedData } */
+	if (p11s_core__ber_header(p, end, 0, &hl, &cl) < 0 || p[0] != 0x30) {
+		return -1;
+	}
+	q = p + hl;
+	*oid = q;
+	if (p11s_core__ber_header(q, end, 0, &hl, &cl) < 0 || q[0] != 0x06) {
+		return -1;
+	}
+	*oid_len = hl + cl;
+	q += *oid_len;
+	if (p11s_core__ber_header(q, end, 0, &hl, &cl) < 0 || q[0] != 0xa0) {
+		return -1;
+	}
+	q += hl;
+	/* SignedData SEQUENCE { version, digestAlgorithms, encapContentInfo, ... } */
+	if (p11s_core__ber_header(q, end, 0, &hl, &cl) < 0 || q[0] != 0x30) {
+		return -1;
+	}
+	*sd = q + hl;
+	*sd_end = *sd + cl;
+	return 0;
+}
+
 static int embed_content(const p11s_buf *det, p11s_mime_msg *m, BIO *out)
 {
-	const unsigned char *p = det->data, *end = det->data + det->len, *sd, *sd_end, *q;
+	const unsigned char *sd, *sd_end, *q;
 	unsigned char h_os[12], h_ex[12], h_encap[12], h_sd[12], h_x[12], h_ci[12];
 	size_t hl, cl, l_os, l_ex, l_encap, l_sd, l_x, l_ci, oid_len, pre_len;
 	const unsigned char *oid, *encap, *after_encap;
 	size_t n = (size_t)p11s_mime__entity_size(m);
 	int rc;
 
-	/* ContentInfo SEQUENCE { contentType, [0] EXPLICIT SignedData } */
-	if (p11s_core__ber_header(p, end, 0, &hl, &cl) < 0 || p[0] != 0x30) {
+	if (p11s_cms__signeddata_span(det, &oid, &oid_len, &sd, &sd_end) < 0) {
 		goto bad;
 	}
-	q = p + hl;
-	oid = q;
-	if (p11s_core__ber_header(q, end, 0, &hl, &cl) < 0 || q[0] != 0x06) {
-		goto bad;
-	}
-	oid_len = hl + cl;
-	q += oid_len;
-	if (p11s_core__ber_header(q, end, 0, &hl, &cl) < 0 || q[0] != 0xa0) {
-		goto bad;
-	}
-	q += hl;
-	/* SignedData SEQUENCE { version, digestAlgorithms, encapContentInfo, ... } */
-	if (p11s_core__ber_header(q, end, 0, &hl, &cl) < 0 || q[0] != 0x30) {
-		goto bad;
-	}
-	sd = q + hl;
-	sd_end = sd + cl;
 	q = sd;
 	for (int i = 0; i < 2; i++) {
 		if (p11s_core__ber_header(q, sd_end, 0, &hl, &cl) < 0) {

@@ -87,7 +87,7 @@ static const unsigned char id_ri_ocsp_response[] = {
 int p11s_cms__staple_add(const p11s_buf *det, const unsigned char *ocsp, size_t ocsp_len,
     p11s_buf **out)
 {
-	const unsigned char *p = det->data, *end = det->data + det->len, *oid, *sd, *sd_end, *q;
+	const unsigned char *oid, *sd, *sd_end, *q;
 	const unsigned char *mid, *crls = NULL, *signers;
 	unsigned char h_other[12], h_crls[12], h_sd[12], h_ex[12], h_ci[12], *w;
 	size_t hl, cl, oid_len, n, mid_len, crls_body = 0, signers_len, l_other, other_len;
@@ -96,26 +96,11 @@ int p11s_cms__staple_add(const p11s_buf *det, const unsigned char *ocsp, size_t 
 	static const unsigned char v5[] = { 0x02, 0x01, 0x05 };
 
 	*out = NULL;
-	/* ContentInfo SEQUENCE { contentType, [0] EXPLICIT SignedData } */
-	if (p11s_core__ber_header(p, end, 0, &hl, &cl) < 0 || p[0] != 0x30) {
-		goto bad;
-	}
-	oid = p + hl;
-	if ((oid_len = element(oid, end, 0x06)) == 0) {
-		goto bad;
-	}
-	q = oid + oid_len;
-	if (p11s_core__ber_header(q, end, 0, &hl, &cl) < 0 || q[0] != 0xa0) {
-		goto bad;
-	}
-	q += hl;
 	/* SignedData SEQUENCE { version, digestAlgorithms, encapContentInfo, [0] certificates,
 	 * [1] crls, signerInfos } */
-	if (p11s_core__ber_header(q, end, 0, &hl, &cl) < 0 || q[0] != 0x30) {
+	if (p11s_cms__signeddata_span(det, &oid, &oid_len, &sd, &sd_end) < 0) {
 		goto bad;
 	}
-	sd = q + hl;
-	sd_end = sd + cl;
 	if ((n = element(sd, sd_end, 0x02)) == 0) {
 		goto bad;
 	}
