@@ -145,6 +145,14 @@ printf 'From: alice@example.org\nSubject: many\n\nmany recipients\n' >"$tmp/plai
   printf 'Content-Type: application/pkcs7-signature\nContent-Transfer-Encoding: base64\n\n'
   head -c 15000000 /dev/zero | openssl base64 -e
   printf '\n--%s--\n' "$(sed -n 's/.*boundary="\([^"]*\)".*/\1/p' "$good")"; } >"$g/p7s-20mb.eml"
+# RFC 9788 header protection read back (verify_protected.c) on hostile fields: part 1 claims
+# hp with an unterminated quote, 5000 HP-Outer fields and a 60 kB Subject (the signature no
+# longer holds: exit 1, one reason, nothing else).
+b=$(sed -n 's/.*boundary="\([^"]*\)".*/\1/p' "$good")
+awk -v b="--$b" -v subj="$(head -c 60000 /dev/zero | tr '\0' S)" '
+	$0 == b && !done { print; print "Content-Type: text/plain; hp=\"clear";
+		for (i = 0; i < 5000; i++) printf "HP-Outer: Subject: [...] %d\n", i
+		print "Subject: " subj; done = 1; next } { print }' "$good" >"$g/protected-hostile.eml"
 for f in "$g"/*.eml; do
 	feed "$f"
 done
