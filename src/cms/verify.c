@@ -32,6 +32,7 @@
 #include "cms/cms_int.h"
 #include "cms/verify_int.h"
 #include "core/error_int.h"
+#include "core/spool.h"
 #include "ess/ess_int.h"
 #include "mime/signed.h"
 #include "tsa/tsa_int.h"
@@ -87,16 +88,26 @@ int p11s_cms__digests_find(const digests *d, int nid)
 	return -1;
 }
 
+/*
+ * Our fingerprint is SHA-256: when a signer's digest is SHA-256 too, that context serves both
+ * (hashing a 100 MiB part twice was half of verifying it, docs/performance.md).
+ */
+static int fp_shared(const digests *d)
+{
+	return p11s_cms__digests_find(d, NID_sha256);
+}
+
 static int digest_sink(const unsigned char *p, size_t n, void *payload)
 {
 	digests *d = payload;
+	int shared = fp_shared(d) >= 0;
 
 	for (size_t i = 0; i < d->n; i++) {
 		if (!EVP_DigestUpdate(d->ctx[i], p, n)) {
 			return p11s_error__ossl(P11S_ERR_CRYPTO, "digest update failed");
 		}
 	}
-	if (d->fp != NULL && !EVP_DigestUpdate(d->fp, p, n)) {
+	if (d->fp != NULL && !shared && !EVP_DigestUpdate(d->fp, p, n)) {
 		return p11s_error__ossl(P11S_ERR_CRYPTO, "digest update failed");
 	}
 	return P11S_OK;
@@ -121,6 +132,13 @@ static int digests_final(digests *d, unsigned char *fp, unsigned int *fp_len)
 			return p11s_error__ossl(P11S_ERR_CRYPTO, "digest failed");
 		}
 		EVP_MD_CTX_free(c);
+	}
+	if (fp_shared(d) >= 0) {
+		int i = fp_shared(d);
+
+		memcpy(fp, d->value[i], d->len[i]);
+		*fp_len = d->len[i];
+		return P11S_OK;
 	}
 	if (!EVP_DigestFinal_ex(d->fp, fp, fp_len)) {
 		return p11s_error__ossl(P11S_ERR_CRYPTO, "digest failed");
@@ -172,8 +190,68 @@ static int micalg_has(const char *micalg, const char *name)
 	return 0;
 }
 
+/*
+ * Part 1 of multipart/signed hashed during the delimiter scan (p11s_mime_tee), with the
+ * digests micalg announces (RFC 8551 §3.5.3) and our fingerprint; a large part on a second
+ * thread (core/spool.h). verify_cms() uses it when it covers every signer's digest, and
+ * otherwise reads part 1 again.
+ */
+typedef struct pre_hash {
+	digests d;
+	p11s_spool *spool;
+} pre_hash;
+
+static int pre_begin(const char *micalg, off_t size, void *payload)
+{
+	static const struct {
+		const char *name;
+		int nid;
+	} known[] = { { "sha-256", NID_sha256 }, { "sha-384", NID_sha384 }, { "sha-512", NID_sha512 },
+		{ "sha-224", NID_sha224 }, { "sha-1", NID_sha1 } };
+	pre_hash *h = payload;
+
+	if ((h->d.fp = EVP_MD_CTX_new()) == NULL || !EVP_DigestInit_ex(h->d.fp, EVP_sha256(), NULL)) {
+		return p11s_error__ossl(P11S_ERR_CRYPTO, "digest failed");
+	}
+	for (size_t i = 0; micalg != NULL && i < sizeof(known) / sizeof(known[0]); i++) {
+		if (micalg_has(micalg, known[i].name)) {
+			(void)digests_add(&h->d, known[i].nid);
+		}
+	}
+	if (h->d.n == 0) {
+		(void)digests_add(&h->d, NID_sha256); /* no usable micalg: the common digest */
+	}
+	if ((h->spool = p11s_core__spool_new(digest_sink, &h->d, size >= P11S_SPOOL_THREAD_MIN)) ==
+	    NULL) {
+		return P11S_ERR_NOMEM;
+	}
+	return 1;
+}
+
+static int pre_feed(const unsigned char *p, size_t n, void *payload)
+{
+	return p11s_core__spool_put(p, n, ((pre_hash *)payload)->spool);
+}
+
+/* Does `pre` hold every digest the signers use? */
+static int pre_covers(const digests *pre, STACK_OF(CMS_SignerInfo) *sis, int n)
+{
+	if (pre->fp == NULL) {
+		return 0;
+	}
+	for (int i = 0; i < n; i++) {
+		X509_ALGOR *dig;
+
+		CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(sis, i), NULL, NULL, &dig, NULL);
+		if (p11s_cms__digests_find(pre, p11s_cms__digest_nid(dig)) < 0) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
 static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x509_store *store,
-    int no_sender_check, int allow_weak)
+    int no_sender_check, int allow_weak, digests *pre)
 {
 	struct p11s_verify_priv *p = res->priv;
 	const unsigned char *der = m->der;
@@ -238,6 +316,13 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 		rc = p11s_error__set(P11S_ERR_MALFORMED, "more than %d signers", MAX_SIGNERS);
 		goto out;
 	}
+	if (m->kind == P11S_MIME_MULTIPART_SIGNED && m->teed && pre != NULL && pre_covers(pre, sis, n)) {
+		/* Hashed while the delimiters were scanned: part 1 is not read again. */
+		d = *pre;
+		memset(pre, 0, sizeof(*pre));
+		rc = digests_final(&d, p->fp, &p->fp_len);
+		goto hashed;
+	}
 	/* Every digest the signers use, computed in one pass over the content. */
 	if ((d.fp = EVP_MD_CTX_new()) == NULL || !EVP_DigestInit_ex(d.fp, EVP_sha256(), NULL)) {
 		rc = p11s_error__ossl(P11S_ERR_CRYPTO, "digest failed");
@@ -262,7 +347,11 @@ static int verify_cms(p11s_verify_result *res, p11s_mime_signed *m, const p11s_x
 			rc = digest_sink((*pos)->data, (size_t)(*pos)->length, &d);
 		}
 	}
-	if (rc < 0 || (rc = digests_final(&d, p->fp, &p->fp_len)) < 0) {
+	if (rc >= 0) {
+		rc = digests_final(&d, p->fp, &p->fp_len);
+	}
+hashed:
+	if (rc < 0) {
 		goto out;
 	}
 	/* Micalg (RFC 8551 §3.5.3): a mismatch is reported, not fatal (tolerate unknown values). */
@@ -435,6 +524,24 @@ static int check_dates(struct p11s_verify_priv *p, p11s_mime_signed *m, int64_t 
 	return P11S_OK;
 }
 
+/* Read the message, hashing part 1 of multipart/signed on the way (pre_hash). */
+static int read_signed(p11s_mime_signed **m, FILE *in, pre_hash *pre)
+{
+	p11s_mime_tee tee = { pre_begin, pre_feed, pre };
+	int rc = p11s_mime__read_signed_tee(m, in, P11S_MIME_READ_STREAM, &tee), rc2;
+
+	if (pre->spool != NULL) {
+		rc2 = p11s_core__spool_end(pre->spool);
+		pre->spool = NULL;
+		if (rc >= 0 && rc2 < 0) {
+			p11s_mime__signed_free(*m);
+			*m = NULL;
+			rc = rc2;
+		}
+	}
+	return rc;
+}
+
 int p11s_verify_message(p11s_verify_result **out, FILE *in, const p11s_verify_opts *opts)
 {
 	return p11s_verify_message_rev(out, in, opts, NULL);
@@ -449,6 +556,7 @@ int p11s_verify_message_rev(p11s_verify_result **out, FILE *in, const p11s_verif
 	p11s_mime_signed *m = NULL;
 	p11s_x509_store *store = NULL;
 	p11s_x509_opts xo;
+	pre_hash pre = { 0 };
 	int rc;
 
 	if (out == NULL || in == NULL) {
@@ -472,7 +580,7 @@ int p11s_verify_message_rev(p11s_verify_result **out, FILE *in, const p11s_verif
 	/* Option files first: an unreadable --trust is a usage error whatever the message. */
 	p11s_verdict__x509_opts(opts, &xo);
 	if ((rc = p11s_x509__store_new(&store, &xo)) < 0 ||
-	    (rc = p11s_mime__read_signed_ex(&m, in, P11S_MIME_READ_STREAM)) < 0) {
+	    (rc = read_signed(&m, in, &pre)) < 0) {
 		goto out;
 	}
 	/* An explicit revocation policy (revocation.h, issue 19) replaces "--crl turns CRLs on". */
@@ -521,7 +629,7 @@ int p11s_verify_message_rev(p11s_verify_result **out, FILE *in, const p11s_verif
 	}
 	if (rc >= 0 && m->kind != P11S_MIME_NOT_SIGNED) {
 		rc = verify_cms(res, m, store, opts->no_sender_check,
-		    opts->version >= 2 && opts->allow_weak);
+		    opts->version >= 2 && opts->allow_weak, &pre.d);
 	}
 	if (rc >= 0 && m->kind != P11S_MIME_NOT_SIGNED) {
 		rc = check_dates(res->priv, m, opts->version >= 2 ? opts->date_tolerance : 0);
@@ -530,6 +638,7 @@ int p11s_verify_message_rev(p11s_verify_result **out, FILE *in, const p11s_verif
 		rc = p11s_cms__publish(res);
 	}
 out:
+	digests_free(&pre.d);
 	p11s_mime__signed_free(m);
 	p11s_x509__store_free(store);
 	if (rc < 0) {

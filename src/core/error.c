@@ -148,3 +148,9 @@ int p11s_error__prefix(const char *fmt, ...)
 	snprintf(last.message, sizeof(last.message), "%s%s", prefix, old);
 	return last.code ? last.code : P11S_ERR_GENERIC;
 }
+
+int p11s_error__restore(const p11s_error *e)
+{
+	last = *e;
+	return last.code;
+}

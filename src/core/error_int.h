@@ -24,4 +24,10 @@ int p11s_error__ckr(int code, unsigned long ck_rv, const char *fmt, ...)
  */
 int p11s_error__prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * Make `e` (a record taken on another thread, e.g. a worker's) the calling thread's last error;
+ * returns its code.
+ */
+int p11s_error__restore(const p11s_error *e);
+
 #endif

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gmime/gmime.h>
@@ -26,6 +27,8 @@
 #define MAX_P7S_SIZE P11S_MAX_P7S_SIZE
 /* Longest line we keep for delimiter matching: "--" boundary(70) "--" + transport padding. */
 #define LINE_KEEP 1024
+/* Octets of a line read_line() keeps: one more, for the CR of a CRLF after LINE_KEEP. */
+#define KEEP (LINE_KEEP + 1)
 
 int p11s_mime__canon_feed(p11s_mime_canon *c, const unsigned char *p, size_t n,
     p11s_mime_feed sink, void *payload)
@@ -71,24 +74,114 @@ int p11s_mime__canon_feed(p11s_mime_canon *c, const unsigned char *p, size_t n,
 	return P11S_OK;
 }
 
+/*
+ * Part 1 of multipart/signed in canonical form, given to a consumer while the delimiters are
+ * scanned (p11s_mime_tee), so that a large message is read once. Per line: the pending line
+ * break of the line before (always CRLF: RFC 8551 §3.1.1), then the line's content; the line
+ * break before a delimiter belongs to the delimiter (RFC 2046 §5.1.1) and is never given.
+ */
+typedef struct tee_state {
+	p11s_mime_feed feed;
+	void *payload;
+	int on;       /* the line being read is inside part 1 */
+	int pending;  /* the previous part-1 line's break is still to be given */
+	int held_cr;  /* a long line's segment ended in CR: content, unless LF comes next */
+	int spilled;  /* the current line's content is longer than LINE_KEEP: given as read */
+	size_t n;     /* octets staged in `stage`: the consumer gets blocks, not lines */
+	unsigned char stage[65536];
+} tee_state;
+
 /* A buffered line reader: memchr() over a block instead of getc() per byte. */
 typedef struct lreader {
 	FILE *f;
 	size_t pos, len;
+	tee_state *tee; /* NULL: no tee */
 	unsigned char buf[65536];
 } lreader;
 
+static int tee_flush(tee_state *t)
+{
+	size_t n = t->n;
+
+	t->n = 0;
+	return n > 0 ? t->feed(t->stage, n, t->payload) : P11S_OK;
+}
+
+static int tee_put(tee_state *t, const unsigned char *p, size_t n)
+{
+	int rc;
+
+	if (n > sizeof(t->stage) - t->n) {
+		if ((rc = tee_flush(t)) < 0) {
+			return rc;
+		}
+		if (n > sizeof(t->stage)) {
+			return t->feed(p, n, t->payload);
+		}
+	}
+	memcpy(t->stage + t->n, p, n);
+	t->n += n;
+	return P11S_OK;
+}
+
+static int tee_content(tee_state *t, const unsigned char *p, size_t n)
+{
+	int rc;
+
+	if (t->pending) {
+		t->pending = 0;
+		if ((rc = tee_put(t, (const unsigned char *)"\r\n", 2)) < 0) {
+			return rc;
+		}
+	}
+	return tee_put(t, p, n);
+}
+
 /*
- * Read one line. Keeps at most LINE_KEEP bytes of its content in `buf`; `*content` is the full
- * length without the line break, `*eol` the length of the line break (2 CRLF, 1 LF, 0 at EOF),
- * `*total` the bytes consumed. @return 1, 0 at EOF, or P11S_ERR_IO.
+ * A segment of a long line (no LF inside); `ends_line`: an LF follows it. A CR that ends the
+ * line is the line break's, so it is held back until the next octet shows what it is.
+ */
+static int tee_segment(tee_state *t, const unsigned char *p, size_t n, int ends_line)
+{
+	int rc;
+
+	if (n == 0) {
+		if (ends_line) {
+			t->held_cr = 0; /* CR LF split across blocks: the CR was the line break's */
+		}
+		return P11S_OK;
+	}
+	if (t->held_cr) {
+		t->held_cr = 0;
+		if ((rc = tee_content(t, (const unsigned char *)"\r", 1)) < 0) {
+			return rc;
+		}
+	}
+	if (p[n - 1] == '\r') {
+		t->held_cr = !ends_line;
+		n--;
+	}
+	return tee_content(t, p, n);
+}
+
+/*
+ * Read one line. Keeps at most KEEP octets of it in `buf` (room for KEEP); `*content` is the
+ * full length without the line break, `*eol` the length of the line break (2 CRLF, 1 LF, 0 at
+ * EOF), `*total` the bytes consumed. With the tee on, a line with more than LINE_KEEP octets of
+ * content (never a delimiter) is given to the tee as it is read. @return 1, 0 at EOF, or a
+ * negative error.
  */
 static int read_line(lreader *r, unsigned char *buf, off_t *content, int *eol, off_t *total)
 {
+	tee_state *tee = r->tee != NULL && r->tee->on ? r->tee : NULL;
 	off_t t = 0;
-	int prev_cr = 0;
+	int prev_cr = 0, rc;
 
 	*eol = 0;
+	if (tee != NULL) {
+		tee->spilled = 0;
+		tee->held_cr = 0;
+	}
 	for (;;) {
 		const unsigned char *s, *nl;
 		size_t seg;
@@ -106,10 +199,20 @@ static int read_line(lreader *r, unsigned char *buf, off_t *content, int *eol, o
 		s = r->buf + r->pos;
 		nl = memchr(s, '\n', r->len - r->pos);
 		seg = nl != NULL ? (size_t)(nl - s) : r->len - r->pos;
-		if (t < LINE_KEEP) {
-			size_t k = seg < (size_t)(LINE_KEEP - t) ? seg : (size_t)(LINE_KEEP - t);
+		if (t < KEEP) {
+			size_t k = seg < (size_t)(KEEP - t) ? seg : (size_t)(KEEP - t);
 
 			memcpy(buf + t, s, k);
+			if (tee != NULL && k < seg) {
+				/* Content past LINE_KEEP: not a delimiter; give what was kept, then the rest. */
+				tee->spilled = 1;
+				if ((rc = tee_content(tee, buf, KEEP)) < 0 ||
+				    (rc = tee_segment(tee, s + k, seg - k, nl != NULL)) < 0) {
+					return rc;
+				}
+			}
+		} else if (tee != NULL && (rc = tee_segment(tee, s, seg, nl != NULL)) < 0) {
+			return rc;
 		}
 		if (seg > 0) {
 			prev_cr = s[seg - 1] == '\r';
@@ -158,7 +261,7 @@ static int is_delimiter(const unsigned char *line, off_t len, const char *b, siz
 static int scan_multipart(lreader *lr, off_t body_start, const char *boundary,
     p11s_mime_parts *out)
 {
-	unsigned char line[LINE_KEEP];
+	unsigned char line[KEEP];
 	size_t blen = strlen(boundary);
 	off_t pos = body_start, part_start = -1, content, total;
 	int eol, prev_eol = 0, closed = 0, r, close;
@@ -169,9 +272,20 @@ static int scan_multipart(lreader *lr, off_t body_start, const char *boundary,
 	}
 	while ((r = read_line(lr, line, &content, &eol, &total)) > 0) {
 		off_t line_start = pos;
+		tee_state *tee = lr->tee;
 
 		pos += total;
-		if (is_delimiter(line, content, boundary, blen, &close)) {
+		if (tee != NULL && tee->on && tee->spilled) {
+			tee->pending = eol > 0; /* given by read_line; not a delimiter */
+		} else if (is_delimiter(line, content, boundary, blen, &close)) {
+			if (tee != NULL) {
+				/* Part 1 starts after the first delimiter and ends at the second. */
+				if (tee->on && (r = tee_flush(tee)) < 0) {
+					break;
+				}
+				tee->on = out->n_parts == 0 && part_start < 0 && !close;
+				tee->pending = 0;
+			}
 			/* The line break before the delimiter belongs to the delimiter. */
 			off_t end = line_start - prev_eol;
 
@@ -193,6 +307,11 @@ static int scan_multipart(lreader *lr, off_t body_start, const char *boundary,
 				break;
 			}
 			part_start = pos;
+		} else if (tee != NULL && tee->on) {
+			if ((r = tee_content(tee, line, (size_t)content)) < 0) {
+				break;
+			}
+			tee->pending = eol > 0;
 		}
 		prev_eol = eol;
 	}
@@ -218,7 +337,7 @@ static int scan_multipart(lreader *lr, off_t body_start, const char *boundary,
 
 static int header_end(lreader *lr, off_t start, off_t *out)
 {
-	unsigned char line[LINE_KEEP];
+	unsigned char line[KEEP];
 	off_t pos = start, content, total;
 	int eol, r;
 
@@ -255,13 +374,30 @@ static lreader *lreader_at(FILE *f, off_t start)
 int p11s_mime__scan_multipart(FILE *f, off_t body_start, const char *boundary,
     p11s_mime_parts *out)
 {
+	return p11s_mime__scan_multipart_tee(f, body_start, boundary, out, NULL, NULL);
+}
+
+int p11s_mime__scan_multipart_tee(FILE *f, off_t body_start, const char *boundary,
+    p11s_mime_parts *out, p11s_mime_feed feed, void *payload)
+{
 	lreader *lr = lreader_at(f, body_start);
+	tee_state *ts = NULL;
 	int rc;
 
 	if (lr == NULL) {
 		return p11s_error_last()->code;
 	}
+	if (feed != NULL) {
+		if ((ts = calloc(1, sizeof(*ts))) == NULL) {
+			free(lr);
+			return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+		}
+		ts->feed = feed;
+		ts->payload = payload;
+		lr->tee = ts;
+	}
 	rc = scan_multipart(lr, body_start, boundary, out);
+	free(ts);
 	free(lr);
 	return rc;
 }
@@ -859,12 +995,61 @@ void p11s_mime__signed_free(p11s_mime_signed *m)
 	free(m);
 }
 
+/*
+ * GMime's parse of the header section [0, body) of `in` only, from memory. `*msg` is NULL
+ * when GMime makes no message of it (the full parse then decides).
+ */
+static int parse_header_only(FILE *in, off_t body, GMimeStream **stream, GMimeParser **parser,
+    GMimeMessage **msg)
+{
+	char *hdr;
+
+	if ((hdr = malloc((size_t)body + 1)) == NULL) {
+		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
+	}
+	if (fseeko(in, 0, SEEK_SET) != 0 || fread(hdr, 1, (size_t)body, in) != (size_t)body) {
+		free(hdr);
+		return p11s_error__set(P11S_ERR_IO, "reading the message: %s", strerror(errno));
+	}
+	*stream = g_mime_stream_mem_new_with_buffer(hdr, (size_t)body); /* copies */
+	free(hdr);
+	*parser = g_mime_parser_new_with_stream(*stream);
+	*msg = g_mime_parser_construct_message(*parser, NULL);
+	return P11S_OK;
+}
+
 int p11s_mime__read_signed(p11s_mime_signed **out, FILE *in)
 {
 	return p11s_mime__read_signed_ex(out, in, 0);
 }
 
 int p11s_mime__read_signed_ex(p11s_mime_signed **out, FILE *in, unsigned int flags)
+{
+	return p11s_mime__read_signed_tee(out, in, flags, NULL);
+}
+
+/* The delimiter scan of read_signed, with part 1 given to `tee` when it asks for it. */
+static int scan_signed(FILE *in, off_t body, const char *boundary, p11s_mime_signed *m,
+    const p11s_mime_tee *tee)
+{
+	struct stat st;
+	int rc, want = 0;
+
+	if (tee != NULL) {
+		off_t size = fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode) ? st.st_size : -1;
+
+		if ((want = tee->begin(m->micalg, size, tee->payload)) < 0) {
+			return want;
+		}
+	}
+	rc = p11s_mime__scan_multipart_tee(in, body, boundary, &m->parts, want ? tee->feed : NULL,
+	    want ? tee->payload : NULL);
+	m->teed = rc == P11S_OK && want;
+	return rc;
+}
+
+int p11s_mime__read_signed_tee(p11s_mime_signed **out, FILE *in, unsigned int flags,
+    const p11s_mime_tee *tee)
 {
 	p11s_mime_signed *m = NULL;
 	GMimeStream *stream = NULL;
@@ -897,20 +1082,39 @@ int p11s_mime__read_signed_ex(p11s_mime_signed **out, FILE *in, unsigned int fla
 		    (unsigned)P11S_MIME_HEADER_MAX);
 		goto out;
 	}
-	/* GMime reads its own descriptor from offset 0; our FILE re-seeks before each use. */
-	if ((fd = dup(fileno(in))) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
-		rc = p11s_error__set(P11S_ERR_IO, "cannot read the message: %s", strerror(errno));
+	/*
+	 * The header section alone first: for multipart/signed it is all GMime has to read (the
+	 * parts are found by our own scanner below), so a 100 MiB body is not parsed twice. A
+	 * full parse was a third of verifying such a message (docs/performance.md).
+	 */
+	if ((rc = parse_header_only(in, body, &stream, &parser, &msg)) < 0) {
 		goto out;
 	}
-	stream = g_mime_stream_fs_new(fd); /* owns fd */
-	fd = -1;
-	parser = g_mime_parser_new_with_stream(stream);
-	/* Keep bodies in the file, not in memory (streaming; DESIGN.md decision 4). */
-	g_mime_parser_set_persist_stream(parser, TRUE);
-	if ((msg = g_mime_parser_construct_message(parser, NULL)) == NULL ||
-	    (root = g_mime_message_get_mime_part(msg)) == NULL) {
-		rc = p11s_error__set(P11S_ERR_MALFORMED, "not a MIME message");
-		goto out;
+	if (msg == NULL || (root = g_mime_message_get_mime_part(msg)) == NULL ||
+	    entity_kind(root) != P11S_MIME_MULTIPART_SIGNED) {
+		if (msg != NULL) {
+			g_object_unref(msg);
+			msg = NULL;
+		}
+		g_object_unref(parser);
+		parser = NULL;
+		g_object_unref(stream);
+		stream = NULL;
+		/* GMime reads its own descriptor from offset 0; our FILE re-seeks before each use. */
+		if ((fd = dup(fileno(in))) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+			rc = p11s_error__set(P11S_ERR_IO, "cannot read the message: %s", strerror(errno));
+			goto out;
+		}
+		stream = g_mime_stream_fs_new(fd); /* owns fd */
+		fd = -1;
+		parser = g_mime_parser_new_with_stream(stream);
+		/* Keep bodies in the file, not in memory (streaming; DESIGN.md decision 4). */
+		g_mime_parser_set_persist_stream(parser, TRUE);
+		if ((msg = g_mime_parser_construct_message(parser, NULL)) == NULL ||
+		    (root = g_mime_message_get_mime_part(msg)) == NULL) {
+			rc = p11s_error__set(P11S_ERR_MALFORMED, "not a MIME message");
+			goto out;
+		}
 	}
 	hl = g_mime_object_get_header_list(GMIME_OBJECT(msg));
 	if (hl == NULL || (!g_mime_header_list_contains(hl, "MIME-Version") &&
@@ -956,7 +1160,7 @@ int p11s_mime__read_signed_ex(p11s_mime_signed **out, FILE *in, unsigned int fla
 	g_object_unref(stream);
 	stream = NULL;
 	if (m->kind == P11S_MIME_MULTIPART_SIGNED) {
-		if ((rc = p11s_mime__scan_multipart(in, body, boundary, &m->parts)) < 0 ||
+		if ((rc = scan_signed(in, body, boundary, m, tee)) < 0 ||
 		    (rc = read_p7s(in, &m->parts, m)) < 0) {
 			goto out;
 		}

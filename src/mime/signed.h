@@ -42,6 +42,14 @@ typedef struct p11s_mime_parts {
 int p11s_mime__scan_multipart(FILE *f, off_t body_start, const char *boundary,
     p11s_mime_parts *out);
 
+/*
+ * The same, giving part 1 to `feed` on the way, canonical: octet for octet what
+ * p11s_mime__stream_canonical(f, part1_start, part1_end, ...) gives afterwards. On an error
+ * `feed` may have had part of a part.
+ */
+int p11s_mime__scan_multipart_tee(FILE *f, off_t body_start, const char *boundary,
+    p11s_mime_parts *out, p11s_mime_feed feed, void *payload);
+
 /* Offset just past the header block (the empty line) of the entity starting at `start`. */
 int p11s_mime__header_end(FILE *f, off_t start, off_t *out);
 
@@ -67,7 +75,21 @@ typedef struct p11s_mime_signed {
 	                              an unlinked scratch file at offset 0 (der is then NULL) */
 	p11s_x509_sender sender;   /* From / Sender of the outer message */
 	char *date;                /* the outer message's (first) Date field, raw; NULL if none */
+	int teed;                  /* multipart/signed: part 1 went, whole, through the tee */
 } p11s_mime_signed;
+
+/*
+ * A consumer of part 1 of multipart/signed in canonical form (what p11s_mime__stream_canonical
+ * gives), fed while the delimiters are scanned, so that the message is read once. begin() is
+ * called with the micalg parameter (may be NULL) and the message's size in octets before the
+ * scan; it returns 1 to be fed, 0 not to be, or a negative error. After a failed read the
+ * consumer may have been fed part of a part: discard what it made.
+ */
+typedef struct p11s_mime_tee {
+	int (*begin)(const char *micalg, off_t size, void *payload);
+	p11s_mime_feed feed;
+	void *payload;
+} p11s_mime_tee;
 
 /* Unfold a header field value and trim its white space, in place. */
 void p11s_mime__field_trim(char *s);
@@ -120,6 +142,9 @@ int p11s_mime__read_signed(p11s_mime_signed **out, FILE *in);
  */
 #define P11S_MIME_READ_STREAM 0x1u
 int p11s_mime__read_signed_ex(p11s_mime_signed **out, FILE *in, unsigned int flags);
+/* The same, feeding part 1 of a multipart/signed message to `tee` (NULL: none) on the way. */
+int p11s_mime__read_signed_tee(p11s_mime_signed **out, FILE *in, unsigned int flags,
+    const p11s_mime_tee *tee);
 void p11s_mime__signed_free(p11s_mime_signed *m);
 
 #endif

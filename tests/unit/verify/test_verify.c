@@ -176,6 +176,101 @@ static void test_verify__scan_long_lines(void **state)
 	}
 }
 
+/* A growable sink for the tee comparison. */
+typedef struct dynbuf {
+	unsigned char *p;
+	size_t len, cap;
+} dynbuf;
+
+static int dyn_sink(const unsigned char *p, size_t n, void *payload)
+{
+	dynbuf *b = payload;
+
+	if (b->len + n > b->cap) {
+		b->cap = (b->len + n) * 2;
+		b->p = realloc(b->p, b->cap);
+		assert_non_null(b->p);
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+/* Append a random line to `m` (lengths around LINE_KEEP and the 64 KiB read block). */
+static void random_line(dynbuf *m, unsigned *seed)
+{
+	static const size_t lens[] = { 0, 1, 2, 75, 1022, 1023, 1024, 1025, 1026, 1027, 4000,
+		65534, 65535, 65536, 65537 };
+	size_t len = lens[(unsigned)rand_r(seed) % (sizeof(lens) / sizeof(lens[0]))];
+	unsigned char *l = malloc(len + 4);
+	int eol = rand_r(seed) % 3; /* LF, CRLF, CR CRLF */
+
+	assert_non_null(l);
+	for (size_t i = 0; i < len; i++) {
+		int r = rand_r(seed) % 64;
+
+		l[i] = r == 0 ? '\r' : r == 1 ? '-' : r == 2 ? 'B' : (unsigned char)('a' + r % 26);
+	}
+	/* Lines that look like the delimiter but are not, or start like it. */
+	if (len >= 4 && rand_r(seed) % 4 == 0) {
+		memcpy(l, "--B", 3);
+		l[3] = rand_r(seed) % 2 ? 'x' : ' ';
+	}
+	dyn_sink(l, len, m);
+	dyn_sink((const unsigned char *)(eol == 0 ? "\n" : eol == 1 ? "\r\n" : "\r\r\n"), eol + 1, m);
+	free(l);
+}
+
+/*
+ * The tee of the delimiter scan gives part 1 exactly as stream_canonical() reads it afterwards
+ * (verify hashes with whichever it has: a difference would be a wrong digest, or a spoof).
+ */
+static void test_verify__scan_tee(void **state)
+{
+	unsigned seed = 20261207;
+
+	(void)state;
+	for (int round = 0; round < 300; round++) {
+		dynbuf m = { 0 }, tee = { 0 }, again = { 0 };
+		int lines1 = rand_r(&seed) % 12, lines2 = 1 + rand_r(&seed) % 3;
+		p11s_mime_parts p;
+		FILE *f = tmpfile();
+
+		assert_non_null(f);
+		dyn_sink((const unsigned char *)"preamble\n", 9, &m);
+		/* The first delimiter, with transport padding of several lengths, LF or CRLF. */
+		dyn_sink((const unsigned char *)"--B", 3, &m);
+		for (int i = rand_r(&seed) % 3; i > 0; i--) {
+			dyn_sink((const unsigned char *)" \t", 2, &m);
+		}
+		dyn_sink((const unsigned char *)(round % 2 ? "\r\n" : "\n"), round % 2 ? 2 : 1, &m);
+		for (int i = 0; i < lines1; i++) {
+			random_line(&m, &seed);
+		}
+		dyn_sink((const unsigned char *)(round % 3 ? "--B\r\n" : "--B \n"), 5, &m);
+		for (int i = 0; i < lines2; i++) {
+			random_line(&m, &seed);
+		}
+		dyn_sink((const unsigned char *)"--B--\r\nepilogue\n", 16, &m);
+		assert_int_equal(fwrite(m.p, 1, m.len, f), m.len);
+		fflush(f);
+
+		int rc = p11s_mime__scan_multipart_tee(f, 0, "B", &p, dyn_sink, &tee);
+
+		assert_int_equal(rc, 0);
+		assert_int_equal(p11s_mime__stream_canonical(f, p.part1_start, p.part1_end, dyn_sink,
+		                     &again), 0);
+		assert_int_equal(tee.len, again.len);
+		if (tee.len > 0) {
+			assert_memory_equal(tee.p, again.p, tee.len);
+		}
+		fclose(f);
+		free(m.p);
+		free(tee.p);
+		free(again.p);
+	}
+}
+
 static void test_verify__header_end(void **state)
 {
 	FILE *f = file_of("From: a@b\r\nSubject: x\r\n\r\nbody");
@@ -214,6 +309,7 @@ int main(void)
 		cmocka_unit_test(test_verify__scan_lf_padding),
 		cmocka_unit_test(test_verify__scan_errors),
 		cmocka_unit_test(test_verify__scan_long_lines),
+		cmocka_unit_test(test_verify__scan_tee),
 		cmocka_unit_test(test_verify__header_end),
 		cmocka_unit_test(test_verify__parse_time),
 	};
