@@ -60,6 +60,13 @@ typedef struct p11s_sign_opts {
 	                                its Content-Type hp="clear", so a reader can show header
 	                                fields that were signed (docs/sign.md). Zero: the entity
 	                                is the Content-* fields and the body (CLI.md) */
+	/* Version 3. */
+	int out_private;           /**< non-zero: `out` is a file private to the caller, who
+	                                discards it unless the call returns P11S_OK (as the
+	                                p11smime tool does). A 7-bit multipart/signed message is
+	                                then written while it is hashed, so the input is read
+	                                once; bytes reach `out` before the token signs. Zero:
+	                                nothing is written before the signature is checked. */
 } p11s_sign_opts;
 
 /**
@@ -69,10 +76,13 @@ typedef struct p11s_sign_opts {
  */
 #define P11S_PROTECT_HEADERS_ENCRYPTED 2
 
-/** Version 2 added `staple` and `protect_headers`; version 1 structures are still accepted. */
-#define P11S_SIGN_OPTS_VERSION 2
+/**
+ * Version 2 added `staple` and `protect_headers`, version 3 `out_private`; structures of
+ * versions 1 and 2 are still accepted.
+ */
+#define P11S_SIGN_OPTS_VERSION 3
 #define P11S_SIGN_OPTS_INIT { P11S_SIGN_OPTS_VERSION, P11S_DIGEST_SHA256, 0, 0, NULL, NULL, NULL, \
-	0, NULL, NULL, NULL, NULL, 0, NULL, 0 }
+	0, NULL, NULL, NULL, NULL, 0, NULL, 0, 0 }
 
 /**
  * Sign an RFC 5322 message with a token key.
@@ -87,7 +97,7 @@ typedef struct p11s_sign_opts {
  * algorithms p11smime verifies), ESS signingCertificateV2 (SHA-256 of the certificate) and,
  * when `opts->encryption_cert` differs from the signer's, SMIMEEncryptionKeyPreference.
  * The signature the token returns is verified with the certificate's public key before any
- * byte is written to `out`.
+ * byte is written to `out` (unless `opts->out_private`).
  *
  * Memory does not grow with the message: the entity is prepared in an unlinked temporary
  * file and streamed through the digest, then into the output (for `opaque` as the eContent

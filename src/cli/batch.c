@@ -379,6 +379,7 @@ int cli_sign_batch(cli_globals *g, p11s_ctx *ctx, p11s_key *key, const p11s_sign
 	}
 	o.chain = all;
 	o.cert = NULL; /* p11s_sign_message_pkey() takes the certificate as an argument */
+	o.out_private = 1; /* each output is a temporary file, renamed only on success */
 	/*
 	 * Card events (pcsc-lite) for the rest of the batch: a card pulled out of the key's reader
 	 * fails the next message at once, naming the reader; stopped by p11s_ctx_free().

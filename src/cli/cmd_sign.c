@@ -320,6 +320,8 @@ static int run(cli_globals *g, int argc, char **argv)
 	if ((status = cli_args_output(&a)) != EXIT_OK) {
 		goto out;
 	}
+	/* The output is a temporary file (io.c), published only on success: one read of the input. */
+	so->out_private = 1;
 	status = cli_args_commit(&a, p11s_sign_message(key, so, a.in, cli_output_file(a.out)));
 	audit_end_of_run(so, key);
 out:

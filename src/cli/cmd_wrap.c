@@ -120,6 +120,8 @@ static int run_wrap(cli_globals *g, int argc, char **argv)
 	}
 	outer_sign = a.sign;
 	outer_sign.protect_headers = 0;
+	/* Both outputs are temporary files, discarded on failure: one read of the input. */
+	inner.out_private = outer_sign.out_private = 1;
 	rc = p11s_sign_message(key, &inner, a.in, signed1) < 0 || !rewind_ok(signed1) ||
 	    p11s_encrypt_message(signed1, triple ? enveloped : cli_output_file(a.out),
 	        &a.encrypt) < 0 ||

@@ -79,7 +79,7 @@ int p11s_sign_detached(p11s_ctx *ctx, p11s_key *key, const p11s_sign_opts *opts,
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_sign_detached: NULL argument");
 	}
 	*out = NULL;
-	if (o->version != 1 && o->version != P11S_SIGN_OPTS_VERSION) {
+	if (o->version < 1 || o->version > P11S_SIGN_OPTS_VERSION) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "unknown p11s_sign_opts version %u",
 		    o->version);
 	}

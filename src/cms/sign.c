@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/cms.h>
 #include <openssl/err.h>
@@ -31,6 +32,7 @@
 #include "cms/cms_int.h"
 #include "core/encode.h"
 #include "core/error_int.h"
+#include "core/spool.h"
 #include "ess/ess_int.h"
 #include "mime/mime.h"
 #include "token/token_int.h"
@@ -662,14 +664,57 @@ bad:
 typedef struct feed_msg {
 	p11s_mime_msg **m;
 	FILE *in;
-	const char *hp; /* RFC 9788: "clear", "cipher" (inside an encryption: wrap) or NULL */
+	const char *hp;     /* RFC 9788: "clear", "cipher" (inside an encryption: wrap) or NULL */
+	FILE *dst;          /* out_private multipart/signed: written while hashed (one read) */
+	const char *micalg; /* ... with this micalg */
 } feed_msg;
+
+/*
+ * The digest of a large message runs on a second thread (core/spool.h) while this one reads,
+ * canonicalises and writes: hashing 100 MiB alone takes as long as all the rest.
+ */
+typedef struct spooled {
+	p11s_spool *spool;
+	digest_sink *d;
+	int threaded;
+} spooled;
+
+static int spool_digest(const unsigned char *p, size_t n, void *arg)
+{
+	return digest_feed(arg, p, n);
+}
+
+static int spooled_feed(void *arg, const void *p, size_t n)
+{
+	spooled *sp = arg;
+	int rc;
+
+	if (p == NULL) {
+		/* "Start over" (mime.h) must follow what is queued: drain, reset, go on. */
+		rc = p11s_core__spool_end(sp->spool);
+		if ((sp->spool = p11s_core__spool_new(spool_digest, sp->d, sp->threaded)) == NULL) {
+			return P11S_ERR_NOMEM;
+		}
+		return rc < 0 ? rc : digest_feed(sp->d, NULL, 0);
+	}
+	return p11s_core__spool_put(p, n, sp->spool);
+}
 
 static int feed_message(void *arg, digest_sink *d)
 {
 	feed_msg *f = arg;
+	struct stat st;
+	spooled sp = { NULL, d, 0 };
+	int rc, rc2;
 
-	return p11s_mime__prepare_hp(f->m, f->in, digest_feed, d, f->hp);
+	sp.threaded = fstat(fileno(f->in), &st) == 0 && S_ISREG(st.st_mode) &&
+	              st.st_size >= P11S_SPOOL_THREAD_MIN;
+	if ((sp.spool = p11s_core__spool_new(spool_digest, d, sp.threaded)) == NULL) {
+		return P11S_ERR_NOMEM;
+	}
+	rc = p11s_mime__prepare_signed(f->m, f->in, spooled_feed, &sp, f->hp, f->dst, f->micalg);
+	rc2 = sp.spool != NULL ? p11s_core__spool_end(sp.spool) : P11S_OK;
+	return rc < 0 ? rc : rc2;
 }
 
 static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, const char *key_uri,
@@ -678,7 +723,7 @@ static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, const 
 	sign_evidence ev = { o, NULL, NULL };
 	p11s_buf *staple = NULL;
 	p11s_mime_msg *m = NULL;
-	feed_msg fm = { &m, in, NULL };
+	feed_msg fm = { &m, in, NULL, NULL, NULL };
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	p11s_buf *sig = NULL;
@@ -710,6 +755,15 @@ static int sign_entity(const p11s_cms_signer *s, const p11s_sign_opts *o, const 
 			goto out;
 		}
 		ev.staple = staple;
+	}
+	/*
+	 * Into a private output (the tool's temporary file), a multipart/signed message is
+	 * written while it is hashed; otherwise nothing is written before the signature is made
+	 * and checked (sign.h).
+	 */
+	if (o->version >= 3 && o->out_private && !o->opaque) {
+		fm.dst = out;
+		fm.micalg = p11s_digest_micalg(digest);
 	}
 	/* One pass over the body: scan, canonicalise and hash (src/mime/message.c). */
 	if ((rc = hash_with(s, feed_message, &fm, md, &mdlen)) < 0) {
@@ -781,7 +835,7 @@ static int sign_pkey(OSSL_LIB_CTX *libctx, EVP_PKEY *pkey, X509 *cert, const p11
 	if (pkey == NULL || cert == NULL || in == NULL || out == NULL) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_sign_message_pkey: NULL argument");
 	}
-	if (o->version != 1 && o->version != P11S_SIGN_OPTS_VERSION) {
+	if (o->version < 1 || o->version > P11S_SIGN_OPTS_VERSION) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "unknown p11s_sign_opts version %u",
 		    o->version);
 	}
@@ -818,7 +872,9 @@ int p11s_sign_message(p11s_key *key, const p11s_sign_opts *opts, FILE *in, FILE 
 	o = defaults;
 	if (opts != NULL) {
 		/* A version 1 caller's structure ends before `staple` (which stays NULL). */
-		memcpy(&o, opts, opts->version == 1 ? offsetof(p11s_sign_opts, staple) : sizeof(o));
+		memcpy(&o, opts, opts->version == 1   ? offsetof(p11s_sign_opts, staple)
+		               : opts->version == 2 ? offsetof(p11s_sign_opts, out_private)
+		                                    : sizeof(o));
 		o.version = P11S_SIGN_OPTS_VERSION; /* the fields past version 1 are now defaults */
 	}
 	cert = o.cert ? o.cert : p11s_key_cert(key);

@@ -567,6 +567,7 @@ static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 	}
 	rewind(e->m->spool);
 	gw_policy_sign_opts(e->cfg, &so);
+	so.out_private = 1; /* a spool file, discarded unless the message is signed */
 	rc = p11s_sign_message(key, &so, e->m->spool, r->result);
 	gw_pool_release(e->pool, slot, rc);
 	if (rc == P11S_OK) {

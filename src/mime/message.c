@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <gmime/gmime.h>
 #include <openssl/rand.h>
@@ -48,6 +49,12 @@ struct p11s_mime_msg {
 	/* P11S_MIME_REENCODED: the whole entity in an unlinked temporary file. */
 	FILE *entity;
 	const char *hp;       /* RFC 9788 header protection: "clear", "cipher", or NULL */
+	/*
+	 * p11s_mime__prepare_signed(): the outer fields, the multipart/signed head and part 1
+	 * were written to the caller's file while they were hashed; write_signed() adds the rest.
+	 */
+	int written;
+	char boundary[64];
 };
 
 /* A growing byte buffer for the header section (bounded by P11S_MIME_HEADER_MAX). */
@@ -854,8 +861,34 @@ int p11s_mime__prepare(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink
 	return p11s_mime__prepare_hp(out, in, sink, arg, NULL);
 }
 
+/* The sink of a one-pass preparation: part 1 into the output file, and to the caller's sink. */
+typedef struct tee_sink {
+	FILE *dst;
+	p11s_mime_entity_sink sink;
+	void *arg;
+} tee_sink;
+
+static int tee_feed(void *arg, const void *p, size_t n)
+{
+	tee_sink *t = arg;
+
+	if (fwrite(p, 1, n, t->dst) != n) {
+		return p11s_error__set(P11S_ERR_IO, "writing the output: %s", strerror(errno));
+	}
+	return t->sink(t->arg, p, n);
+}
+
+static int write_signed_head(const p11s_mime_msg *m, FILE *out, const char *micalg);
+static int new_boundary(char *boundary);
+
 int p11s_mime__prepare_hp(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink, void *arg,
     const char *hp)
+{
+	return p11s_mime__prepare_signed(out, in, sink, arg, hp, NULL, NULL);
+}
+
+int p11s_mime__prepare_signed(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink,
+    void *arg, const char *hp, FILE *dst, const char *micalg)
 {
 	p11s_mime_msg *m = NULL;
 	dbuf outer = { 0 }, content = { 0 };
@@ -905,14 +938,38 @@ int p11s_mime__prepare_hp(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink s
 		 * Most messages are 7-bit: one pass scans, canonicalises and feeds the sink. Should
 		 * the body turn out to need re-encoding, the sink is told to start over.
 		 */
+		off_t dst_off = dst != NULL ? ftello(dst) : -1;
+		tee_sink tee = { dst, sink ? sink : null_sink, arg };
+
 		scan_init(&s);
 		m->path = P11S_MIME_RAW;
-		if ((rc = entity_head(m, has_ctype, &content, &outer, &s)) < 0 ||
-		    (rc = raw_feed(m, sink ? sink : null_sink, arg, &bad)) < 0) {
+		if ((rc = entity_head(m, has_ctype, &content, &outer, &s)) < 0) {
+			goto out;
+		}
+		if (dst_off >= 0) {
+			/* One pass: the signed message's head, then part 1 as it is hashed. */
+			m->outer = outer.p;
+			m->outer_len = outer.len;
+			rc = new_boundary(m->boundary);
+			if (rc >= 0) {
+				rc = write_signed_head(m, dst, micalg);
+			}
+			m->outer = NULL;
+			if (rc < 0 || (rc = raw_feed(m, tee_feed, &tee, &bad)) < 0) {
+				goto out;
+			}
+			m->written = !bad;
+		} else if ((rc = raw_feed(m, sink ? sink : null_sink, arg, &bad)) < 0) {
 			goto out;
 		}
 		if (!bad) {
 			goto done;
+		}
+		/* Not 7-bit after all: what was written goes, the re-encoded entity comes. */
+		if (dst_off >= 0 && (fflush(dst) != 0 || ftruncate(fileno(dst), dst_off) != 0 ||
+		                        fseeko(dst, dst_off, SEEK_SET) != 0)) {
+			rc = p11s_error__set(P11S_ERR_IO, "rewinding the output: %s", strerror(errno));
+			goto out;
 		}
 		if (sink != NULL && (rc = sink(arg, NULL, 0)) < 0) {
 			goto out;
@@ -1099,22 +1156,27 @@ int p11s_mime__file_sink(void *arg, const void *p, size_t n)
 	return P11S_OK;
 }
 
-int p11s_mime__write_signed(p11s_mime_msg *m, FILE *out, const char *micalg,
-    const unsigned char *sig, size_t siglen)
+/* 128 random bits: the boundary cannot occur in the entity (RFC 2046 §5.1.1). */
+static int new_boundary(char *boundary)
 {
 	unsigned char rnd[16];
-	char boundary[64], line[256];
-	b64w w = { .out = out };
-	int rc;
 
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
 		return p11s_error__ossl(P11S_ERR_CRYPTO, "no randomness for the MIME boundary");
 	}
-	/* 128 random bits: the boundary cannot occur in the entity (RFC 2046 §5.1.1). */
 	strcpy(boundary, "----p11smime-");
 	for (size_t i = 0; i < sizeof(rnd); i++) {
 		snprintf(boundary + strlen(boundary), 3, "%02x", rnd[i]);
 	}
+	return P11S_OK;
+}
+
+/* The outer fields, the multipart/signed header and the delimiter before part 1. */
+static int write_signed_head(const p11s_mime_msg *m, FILE *out, const char *micalg)
+{
+	char line[256];
+	int rc;
+
 	if ((rc = write_outer(m, out)) < 0) {
 		return rc;
 	}
@@ -1125,12 +1187,21 @@ int p11s_mime__write_signed(p11s_mime_msg *m, FILE *out, const char *micalg,
 	    "\r\n"
 	    "This is an S/MIME signed message.\r\n"
 	    "\r\n"
-	    "--%s\r\n", micalg, boundary, boundary);
-	if ((rc = put(out, line)) < 0) {
-		return rc;
-	}
-	/* Part 1: the entity exactly as hashed. */
-	if ((rc = p11s_mime__entity_write(m, p11s_mime__file_sink, out)) < 0) {
+	    "--%s\r\n", micalg, m->boundary, m->boundary);
+	return put(out, line);
+}
+
+int p11s_mime__write_signed(p11s_mime_msg *m, FILE *out, const char *micalg,
+    const unsigned char *sig, size_t siglen)
+{
+	char line[256];
+	b64w w = { .out = out };
+	int rc;
+
+	/* Part 1: the entity exactly as hashed (already there after prepare_signed()). */
+	if (!m->written && ((rc = new_boundary(m->boundary)) < 0 ||
+	                       (rc = write_signed_head(m, out, micalg)) < 0 ||
+	                       (rc = p11s_mime__entity_write(m, p11s_mime__file_sink, out)) < 0)) {
 		return rc;
 	}
 	/* The CRLF before the delimiter belongs to the delimiter (RFC 2046 §5.1.1). */
@@ -1139,7 +1210,7 @@ int p11s_mime__write_signed(p11s_mime_msg *m, FILE *out, const char *micalg,
 	    "Content-Type: application/pkcs7-signature; name=smime.p7s\r\n"
 	    "Content-Transfer-Encoding: base64\r\n"
 	    "Content-Disposition: attachment; filename=smime.p7s\r\n"
-	    "\r\n", boundary);
+	    "\r\n", m->boundary);
 	if ((rc = put(out, line)) < 0) {
 		return rc;
 	}
@@ -1148,7 +1219,7 @@ int p11s_mime__write_signed(p11s_mime_msg *m, FILE *out, const char *micalg,
 	if (w.err) {
 		return p11s_error__set(P11S_ERR_IO, "writing the output: %s", strerror(errno));
 	}
-	snprintf(line, sizeof(line), "\r\n--%s--\r\n", boundary);
+	snprintf(line, sizeof(line), "\r\n--%s--\r\n", m->boundary);
 	return put(out, line);
 }
 

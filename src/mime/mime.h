@@ -56,6 +56,16 @@ int p11s_mime__prepare(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink
  */
 int p11s_mime__prepare_hp(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink, void *arg,
     const char *hp);
+/*
+ * The same, for a multipart/signed output in `dst`, a file private to the caller (discarded
+ * unless signing succeeds) and positioned where the message goes: a 7-bit entity is written
+ * there as it is hashed, after the outer fields and the multipart/signed head naming `micalg`,
+ * so the message is read once; p11s_mime__write_signed() then only adds the signature part. A
+ * body that needs re-encoding is taken back (`dst` truncated to where it was) and written by
+ * p11s_mime__write_signed() as usual. `dst` NULL or not seekable: p11s_mime__prepare_hp().
+ */
+int p11s_mime__prepare_signed(p11s_mime_msg **out, FILE *in, p11s_mime_entity_sink sink,
+    void *arg, const char *hp, FILE *dst, const char *micalg);
 
 /*
  * protect.c. The protected copies of the header fields in `outer` (raw fields, CRLF), and

@@ -550,11 +550,91 @@ static void test_cms_sign__opts_version1(void **state)
 	v1.o.staple = (const struct p11s_revocation_opts *)1; /* past a v1 structure: not read */
 	fwrite(msg, 1, sizeof(msg) - 1, in);
 	assert_int_equal(p11s_sign_message_pkey(NULL, k->rsa, k->rsa_cert, &v1.o, in, out), 0);
-	v1.o.version = 3;
+	/* Version 2 ends before out_private: a value there is not read. */
+	v1.o.version = 2;
+	v1.o.staple = NULL;
+	v1.o.out_private = 1;
+	assert_int_equal(p11s_sign_message_pkey(NULL, k->rsa, k->rsa_cert, &v1.o, in, out), 0);
+	v1.o.version = 4;
 	assert_int_equal(p11s_sign_message_pkey(NULL, k->rsa, k->rsa_cert, &v1.o, in, out),
 	    P11S_ERR_INVALID_ARG);
 	fclose(in);
 	fclose(out);
+}
+
+/* The whole of `f` as a NUL-terminated string (malloc'd). */
+static char *slurp(FILE *f, size_t *len)
+{
+	long n;
+	char *s;
+
+	fflush(f);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	s = malloc((size_t)n + 1);
+	assert_non_null(s);
+	assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
+	s[n] = '\0';
+	*len = (size_t)n;
+	return s;
+}
+
+/* What precedes the first delimiter (outer fields, head) and part 1, boundary blanked. */
+static void split_signed(char *msg, char **head, char **part1)
+{
+	char *b = strstr(msg, "boundary=\""), *e, delim[96];
+
+	assert_non_null(b);
+	b += 10;
+	e = strchr(b, '"');
+	assert_non_null(e);
+	snprintf(delim, sizeof(delim), "\r\n--%.*s\r\n", (int)(e - b), b);
+	*part1 = strstr(msg, delim + 2) + strlen(delim) - 2;
+	*(strstr(*part1, delim)) = '\0';
+	memset(b, 'x', (size_t)(e - b));
+	*(*part1 - (strlen(delim) - 2)) = '\0'; /* the head ends before the first delimiter */
+	*head = msg;
+}
+
+/*
+ * out_private (version 3): one pass writes the same message as two passes, for a 7-bit body
+ * and for one whose 8-bit octet comes after 200 KiB were already written (taken back, then
+ * re-encoded), and the file holds nothing of the first attempt.
+ */
+static void test_cms_sign__out_private(void **state)
+{
+	keys *k = *state;
+
+	for (int eight = 0; eight < 2; eight++) {
+		char *got[2], *head[2], *part1[2];
+		size_t len[2];
+
+		for (int priv = 0; priv < 2; priv++) {
+			p11s_sign_opts o = P11S_SIGN_OPTS_INIT;
+			FILE *in = tmpfile(), *out = tmpfile();
+
+			fputs("From: a@example.org\nSubject: s\n\n", in);
+			for (int i = 0; i < 4000; i++) {
+				fputs("a line of 7-bit text, long enough to make it 200 KiB and more\n", in);
+			}
+			fputs(eight ? "caf\xc3\xa9\n" : "end\n", in);
+			o.out_private = priv;
+			assert_int_equal(p11s_sign_message_pkey(NULL, k->rsa, k->rsa_cert, &o, in, out), 0);
+			got[priv] = slurp(out, &len[priv]);
+			split_signed(got[priv], &head[priv], &part1[priv]);
+			fclose(in);
+			fclose(out);
+		}
+		assert_string_equal(head[0], head[1]);
+		assert_string_equal(part1[0], part1[1]);
+		assert_true(strlen(part1[1]) > 200000);
+		assert_true(eight == (strstr(part1[1], "quoted-printable") != NULL));
+		/* The signature part is all that follows; nothing of an abandoned first pass. */
+		assert_int_equal(len[0], len[1]);
+		free(got[0]);
+		free(got[1]);
+	}
 }
 
 int main(void)
@@ -570,6 +650,7 @@ int main(void)
 		cmocka_unit_test(test_cms_sign__message_micalg),
 		cmocka_unit_test(test_cms_sign__staple_encoding),
 		cmocka_unit_test(test_cms_sign__opts_version1),
+		cmocka_unit_test(test_cms_sign__out_private),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
