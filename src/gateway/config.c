@@ -23,7 +23,7 @@ const char *const gw_config_keys[] = {
 	"inbound.authserv-id", "inbound.allow-weak", "inbound.require-authenticated",
 	"inbound.date-tolerance", "outbound.audit-checkpoint-every", /* docs/gateway.md */
 	"outbound.sign", "outbound.encrypt", "outbound.certs", "outbound.trusted-clients",
-	"outbound.audit-log",
+	"outbound.audit-log", "outbound.protect-headers", /* RFC 9788 */
 	"outbound.store", "outbound.ldap", /* docs/certificates.md, recipients.c */
 	"inbound.harvest",
 	/* live revocation (docs/gateway.md "Revocation", docs/verify.md) */
@@ -391,6 +391,8 @@ static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
 		}
 	}
 	BOOL("outbound", "encrypt", encrypt, 0);
+	/* RFC 9788 header protection of what the gateway signs (off by default, as for sign). */
+	BOOL("outbound", "protect-headers", protect_headers, 0);
 	cfg->certs = dup_or_null(p11s_config_get(c, "outbound", "certs"));
 	cfg->store = dup_or_null(p11s_config_get(c, "outbound", "store"));
 	if (collect(c, "outbound", "ldap", &cfg->ldap, &cfg->nldap) < 0) {

@@ -69,6 +69,7 @@ typedef struct gw_config {
 	gw_signer *signers;
 	size_t nsigners;
 	int encrypt;
+	int protect_headers;     /* [outbound] protect-headers: RFC 9788 (docs/gateway.md) */
 	char *certs;
 	char *store;             /* [outbound] store: the certificate store (docs/certificates.md),
 	                            validated to [inbound] trust and crl */

@@ -537,6 +537,19 @@ none:
 	return 0;
 }
 
+/* What recipient_files() found, freed. */
+static void free_recipients(char **files, int nfiles, X509 **certs, size_t ncerts)
+{
+	for (int i = 0; i < nfiles - (int)ncerts; i++) {
+		free(files[i]);
+	}
+	free(files);
+	for (size_t i = 0; i < ncerts; i++) {
+		X509_free(certs[i]);
+	}
+	free(certs);
+}
+
 static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 {
 	p11s_encrypt_opts eo = P11S_ENCRYPT_OPTS_INIT;
@@ -548,7 +561,7 @@ static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 	char **files = NULL;
 	X509 **certs = NULL;
 	size_t ncerts = 0;
-	int rc, nfiles, cbc = 0;
+	int rc, nfiles = 0, cbc = 0;
 
 	if (e->pool == NULL || (slot = gw_pool_acquire(e->pool)) == NULL) {
 		snprintf(r->detail, sizeof(r->detail), "token unavailable");
@@ -565,33 +578,54 @@ static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 		gw_pool_release(e->pool, slot, P11S_OK);
 		return tempfail(e, P11S_ERR_IO, NULL);
 	}
+	/*
+	 * Whether the message is encrypted too is known before it is signed: with [outbound]
+	 * protect-headers the signed entity of a message that is encrypted next is the
+	 * Cryptographic Payload (RFC 9788 §2.1.1: hp="cipher", the outer Subject "[...]").
+	 */
+	if (e->cfg->encrypt) {
+		nfiles = recipient_files(e, &files, &certs, &ncerts, &cbc);
+	}
 	rewind(e->m->spool);
 	gw_policy_sign_opts(e->cfg, &so);
+	if (e->cfg->protect_headers) {
+		so.protect_headers = nfiles > 0 ? P11S_PROTECT_HEADERS_ENCRYPTED : 1;
+	}
 	so.out_private = 1; /* a spool file, discarded unless the message is signed */
 	rc = p11s_sign_message(key, &so, e->m->spool, r->result);
 	gw_pool_release(e->pool, slot, rc);
 	if (rc == P11S_OK) {
 		gw_pool_note_signed(e->pool, who);
 	}
-	if (rc == P11S_ERR_MALFORMED) {
-		fclose(r->result);
-		r->result = NULL;
-		snprintf(r->mark, sizeof(r->mark), "not signed (not an RFC 5322 message)");
-		snprintf(r->detail, sizeof(r->detail), "not signed: %s", p11s_error_last()->message);
-		return GW_OUT_PASS;
-	}
-	if (rc == P11S_OK && fflush(r->result) != 0) {
+	int flush_failed = rc == P11S_OK && fflush(r->result) != 0;
+
+	if (flush_failed) {
 		snprintf(r->detail, sizeof(r->detail), "spool: %s", strerror(errno));
-		r->rc = P11S_ERR_IO;
-		return GW_OUT_TEMPFAIL;
+		rc = P11S_ERR_IO;
 	}
-	if (rc < 0) {
-		return tempfail(e, rc, "sign");
-	}
-	snprintf(r->detail, sizeof(r->detail), "signer %s", who->addr);
-	if (!e->cfg->encrypt || (nfiles = recipient_files(e, &files, &certs, &ncerts, &cbc)) <= 0) {
+	if (rc < 0 || nfiles <= 0) {
+		if (nfiles > 0) {
+			free_recipients(files, nfiles, certs, ncerts);
+		}
+		if (rc == P11S_ERR_MALFORMED) {
+			fclose(r->result);
+			r->result = NULL;
+			snprintf(r->mark, sizeof(r->mark), "not signed (not an RFC 5322 message)");
+			snprintf(r->detail, sizeof(r->detail), "not signed: %s",
+			    p11s_error_last()->message);
+			return GW_OUT_PASS;
+		}
+		if (flush_failed) {
+			r->rc = rc;
+			return GW_OUT_TEMPFAIL;
+		}
+		if (rc < 0) {
+			return tempfail(e, rc, "sign");
+		}
+		snprintf(r->detail, sizeof(r->detail), "signer %s", who->addr);
 		return GW_OUT_SIGNED;
 	}
+	snprintf(r->detail, sizeof(r->detail), "signer %s", who->addr);
 	/* Sign, then encrypt (RFC 8551 §3.7): to every recipient's certificate from DIR. */
 	if ((enc = spool_file(e->cfg->spool)) == NULL) {
 		rc = P11S_ERR_IO;
@@ -610,14 +644,7 @@ static gw_outcome do_outbound_sign(eom *e, const gw_signer *who)
 			rc = P11S_ERR_IO;
 		}
 	}
-	for (int i = 0; i < nfiles - (int)ncerts; i++) {
-		free(files[i]);
-	}
-	free(files);
-	for (size_t i = 0; i < ncerts; i++) {
-		X509_free(certs[i]);
-	}
-	free(certs);
+	free_recipients(files, nfiles, certs, ncerts);
 	if (rc < 0) {
 		/* A recipient certificate that is unusable: better signed than lost; say so. */
 		if (enc != NULL) {
