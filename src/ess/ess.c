@@ -18,6 +18,7 @@
 #include "core/encode.h"
 #include "core/error_int.h"
 #include "ess/ess_int.h"
+#include "mime/gmime_lazy.h"
 #include "mime/mime.h"
 
 /* RFC 2634 §3.2: ESSSecurityLabel classification values. */
@@ -278,7 +279,9 @@ int p11s_ess__from_address(FILE *in, char **out)
 	if (field != NULL) {
 		InternetAddressList *l;
 
-		p11s_mime__init();
+		if ((rc = p11s_mime__init()) < 0) {
+			goto out;
+		}
 		if ((l = internet_address_list_parse(NULL, field)) != NULL) {
 			for (int i = 0; i < internet_address_list_length(l); i++) {
 				InternetAddress *a = internet_address_list_get_address(l, i);

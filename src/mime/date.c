@@ -11,6 +11,7 @@
 #include <gmime/gmime.h>
 
 #include "core/error_int.h"
+#include "mime/gmime_lazy.h"
 #include "mime/mime.h"
 #include "mime/signed.h"
 
@@ -39,8 +40,8 @@ int p11s_mime__parse_date(const char *value, int64_t *out)
 {
 	GDateTime *dt;
 
-	p11s_mime__init();
-	if (value == NULL || (dt = g_mime_utils_header_decode_date(value)) == NULL) {
+	if (p11s_mime__init() < 0 || value == NULL ||
+	    (dt = g_mime_utils_header_decode_date(value)) == NULL) {
 		return -1;
 	}
 	*out = (int64_t)g_date_time_to_unix(dt);

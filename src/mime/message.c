@@ -27,6 +27,7 @@
 
 #include "core/error_int.h"
 #include "mime/enveloped.h"
+#include "mime/gmime_lazy.h"
 #include "mime/mime.h"
 
 struct p11s_mime_msg {
@@ -89,16 +90,9 @@ static int dbuf_str(dbuf *b, const char *s)
 	return dbuf_add(b, s, strlen(s));
 }
 
-static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
-
-static void gmime_init_once(void)
+int p11s_mime__init(void)
 {
-	g_mime_init();
-}
-
-void p11s_mime__init(void)
-{
-	pthread_once(&gmime_once, gmime_init_once);
+	return p11s_mime__gmime();
 }
 
 /* ---------------------------------------------------------------- header section -------- */
@@ -649,9 +643,11 @@ static int write_reencoded(FILE *in, long long body_off, const dbuf *hdr, FILE *
 	GMimeObject *obj = NULL;
 	GMimeFormatOptions *fo = NULL;
 	GMimeFilter *f;
-	int rc = P11S_OK;
+	int rc;
 
-	p11s_mime__init();
+	if ((rc = p11s_mime__init()) < 0) {
+		return rc;
+	}
 	mem = g_mime_stream_mem_new_with_buffer(hdr->p, hdr->len);
 	body = g_mime_stream_file_new_with_bounds(in, body_off, -1);
 	g_mime_stream_file_set_owner(GMIME_STREAM_FILE(body), FALSE);

@@ -122,7 +122,10 @@ int p11s_mime__b64w_finish(BIO *b);
 /* Free; NULL is accepted. Closes the temporary file. */
 void p11s_mime__free(p11s_mime_msg *m);
 
-/* Initialise GMime once per process (thread-safe). */
-void p11s_mime__init(void);
+/*
+ * Load and initialise GMime once per process (thread-safe; gmime_lazy.h). @return P11S_OK,
+ * or P11S_ERR_GENERIC when it cannot be loaded (error set).
+ */
+int p11s_mime__init(void);
 
 #endif

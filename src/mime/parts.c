@@ -21,6 +21,7 @@
 #include <p11smime/message.h>
 
 #include "core/error_int.h"
+#include "mime/gmime_lazy.h"
 #include "mime/mime.h"
 
 /* Bounds for hostile input (docs/security.md, "Limits"). */
@@ -162,14 +163,16 @@ int p11s_message_smime_parts(FILE *in, p11s_message_part **out, size_t *n)
 	GMimeMessage *msg;
 	GMimeObject *root;
 	walk w = { NULL, 0, P11S_OK };
-	int fd;
+	int fd, rc;
 
 	if (in == NULL || out == NULL || n == NULL) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_message_smime_parts: NULL argument");
 	}
 	*out = NULL;
 	*n = 0;
-	g_mime_init(); /* counted: harmless when another module did it */
+	if ((rc = p11s_mime__gmime()) < 0) {
+		return rc;
+	}
 	if ((w.v = calloc(PARTS_MAX, sizeof(*w.v))) == NULL) {
 		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 	}

@@ -17,6 +17,7 @@
 #include <gmime/gmime.h>
 
 #include "core/error_int.h"
+#include "mime/gmime_lazy.h"
 #include "mime/mime.h"
 #include "mime/signed.h"
 
@@ -443,14 +444,6 @@ int p11s_mime__stream_canonical(FILE *f, off_t start, off_t end, p11s_mime_feed 
 }
 
 /* ---- GMime side ---------------------------------------------------------------------- */
-
-static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
-
-static void gmime_init(void)
-{
-	/* g_mime_init() counts its callers, so another module calling it too is harmless. */
-	g_mime_init();
-}
 
 static int ends_with_ci(const char *s, const char *suffix)
 {
@@ -1062,7 +1055,9 @@ int p11s_mime__read_signed_tee(p11s_mime_signed **out, FILE *in, unsigned int fl
 	int rc = P11S_OK, fd = -1;
 
 	*out = NULL;
-	pthread_once(&gmime_once, gmime_init);
+	if ((rc = p11s_mime__gmime()) < 0) {
+		return rc;
+	}
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
 		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 	}
