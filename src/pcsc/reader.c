@@ -13,6 +13,7 @@
 #include <p11smime/reader.h>
 
 #include "core/error_int.h"
+#include "core/lazy.h"
 
 #ifdef P11S_HAVE_PCSC
 
@@ -22,6 +23,35 @@
 #include <PCSC/wintypes.h>
 
 #include <p11smime/log.h>
+
+/*
+ * pcsc-lite is loaded on first use, not linked (core/lazy.h, docs/performance.md "Cold start"):
+ * the functions below are called through pointers that pcsc_lazy_ready() fills.
+ */
+#define PCSC_LAZY_SYMS(X) \
+	X(SCardCancel) \
+	X(SCardEstablishContext) \
+	X(SCardGetStatusChange) \
+	X(SCardListReaders) \
+	X(SCardReleaseContext) \
+	X(pcsc_stringify_error)
+PCSC_LAZY_SYMS(P11S_LAZY_PTR)
+static const p11s_lazy_sym pcsc_lazy_syms[] = { PCSC_LAZY_SYMS(P11S_LAZY_SYM) };
+static const char *const pcsc_lazy_sonames[] = { "libpcsclite.so.1", NULL };
+static p11s_lazy_lib pcsc_lazy_lib = P11S_LAZY_LIB("pcsc-lite", pcsc_lazy_sonames, pcsc_lazy_syms);
+
+#define SCardCancel (*lz_SCardCancel)
+#define SCardEstablishContext (*lz_SCardEstablishContext)
+#define SCardGetStatusChange (*lz_SCardGetStatusChange)
+#define SCardListReaders (*lz_SCardListReaders)
+#define SCardReleaseContext (*lz_SCardReleaseContext)
+#define pcsc_stringify_error (*lz_pcsc_stringify_error)
+
+/* Load pcsc-lite once. @return P11S_OK, or `code` with the reason. */
+static int pcsc_lazy_ready(int code)
+{
+	return p11s_core__lazy(&pcsc_lazy_lib, code);
+}
 
 #define PNP_READER "\\\\?PnP?\\Notification"
 #define MAX_READERS 16
@@ -97,6 +127,9 @@ int p11s_reader_list(p11s_reader_info **out, size_t *count)
 
 	*out = NULL;
 	*count = 0;
+	if ((rc = pcsc_lazy_ready(P11S_ERR_TOKEN)) < 0) {
+		return rc;
+	}
 	if ((rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx)) != SCARD_S_SUCCESS) {
 		return pcsc_err(rv, "SCardEstablishContext");
 	}
@@ -158,6 +191,9 @@ static int wait_events(long timeout_ms, int want_card, char *reader, size_t read
 	int first = 1, rc;
 	LONG rv;
 
+	if ((rc = pcsc_lazy_ready(P11S_ERR_TOKEN)) < 0) {
+		return rc;
+	}
 	if ((rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx)) != SCARD_S_SUCCESS) {
 		return pcsc_err(rv, "SCardEstablishContext");
 	}
@@ -433,6 +469,9 @@ int p11s_reader_monitor_start(p11s_reader_monitor **out, p11s_reader_event_fn fn
 	*out = NULL;
 	if (fn == NULL) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_reader_monitor_start: no callback");
+	}
+	if ((err = pcsc_lazy_ready(P11S_ERR_TOKEN)) < 0) {
+		return err;
 	}
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
 		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");

@@ -48,8 +48,70 @@ typedef struct ec_key_method_st EC_KEY_METHOD;
 #include <libp11.h>
 
 #include "core/error_int.h"
+#include "core/lazy.h"
 #include "pkcs11/backends.h"
 #include "pkcs11/ck.h"
+
+/*
+ * libp11 is loaded on first use, not linked (core/lazy.h, docs/performance.md "Cold start"):
+ * the functions below are called through pointers that lp11_lazy_ready() fills.
+ */
+#define LP11_LAZY_SYMS(X) \
+	X(ERR_get_CKR_code) \
+	X(PKCS11_CTX_free) \
+	X(PKCS11_CTX_load) \
+	X(PKCS11_CTX_new) \
+	X(PKCS11_CTX_unload) \
+	X(PKCS11_enumerate_certs) \
+	X(PKCS11_enumerate_keys) \
+	X(PKCS11_enumerate_public_keys) \
+	X(PKCS11_enumerate_slots) \
+	X(PKCS11_get_key_type) \
+	X(PKCS11_get_private_key) \
+	X(PKCS11_get_public_key) \
+	X(PKCS11_get_slotid_from_slot) \
+	X(PKCS11_is_logged_in) \
+	X(PKCS11_login) \
+	X(PKCS11_open_session) \
+	X(PKCS11_private_decrypt) \
+	X(PKCS11_private_encrypt) \
+	X(PKCS11_release_all_slots) \
+	X(PKCS11_set_ui_method)
+/* Two of them are marked deprecated (see rsa_pkcs_sign): taking their type is not a use. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+LP11_LAZY_SYMS(P11S_LAZY_PTR)
+#pragma GCC diagnostic pop
+static const p11s_lazy_sym lp11_lazy_syms[] = { LP11_LAZY_SYMS(P11S_LAZY_SYM) };
+static const char *const lp11_lazy_sonames[] = { "libp11.so.3", NULL };
+static p11s_lazy_lib lp11_lazy_lib = P11S_LAZY_LIB("libp11", lp11_lazy_sonames, lp11_lazy_syms);
+
+#define ERR_get_CKR_code (*lz_ERR_get_CKR_code)
+#define PKCS11_CTX_free (*lz_PKCS11_CTX_free)
+#define PKCS11_CTX_load (*lz_PKCS11_CTX_load)
+#define PKCS11_CTX_new (*lz_PKCS11_CTX_new)
+#define PKCS11_CTX_unload (*lz_PKCS11_CTX_unload)
+#define PKCS11_enumerate_certs (*lz_PKCS11_enumerate_certs)
+#define PKCS11_enumerate_keys (*lz_PKCS11_enumerate_keys)
+#define PKCS11_enumerate_public_keys (*lz_PKCS11_enumerate_public_keys)
+#define PKCS11_enumerate_slots (*lz_PKCS11_enumerate_slots)
+#define PKCS11_get_key_type (*lz_PKCS11_get_key_type)
+#define PKCS11_get_private_key (*lz_PKCS11_get_private_key)
+#define PKCS11_get_public_key (*lz_PKCS11_get_public_key)
+#define PKCS11_get_slotid_from_slot (*lz_PKCS11_get_slotid_from_slot)
+#define PKCS11_is_logged_in (*lz_PKCS11_is_logged_in)
+#define PKCS11_login (*lz_PKCS11_login)
+#define PKCS11_open_session (*lz_PKCS11_open_session)
+#define PKCS11_private_decrypt (*lz_PKCS11_private_decrypt)
+#define PKCS11_private_encrypt (*lz_PKCS11_private_encrypt)
+#define PKCS11_release_all_slots (*lz_PKCS11_release_all_slots)
+#define PKCS11_set_ui_method (*lz_PKCS11_set_ui_method)
+
+/* Load libp11 once. @return P11S_OK, or `code` with the reason. */
+static int lp11_lazy_ready(int code)
+{
+	return p11s_core__lazy(&lp11_lazy_lib, code);
+}
 
 /* A private, public key or certificate as this backend refers to it (object handle - 1). */
 struct objref {
@@ -246,8 +308,13 @@ static int lp11_open(p11s_provider *p, const p11s_provider_cfg *cfg)
 {
 	struct lp11 *lp = LP(p);
 
+	int rc;
+
 	if (cfg == NULL || cfg->module_path == NULL) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "libp11: no module path");
+	}
+	if ((rc = lp11_lazy_ready(P11S_ERR_MODULE)) < 0) {
+		return rc;
 	}
 	ERR_clear_error();
 	if ((lp->ctx = PKCS11_CTX_new()) == NULL) {

@@ -47,8 +47,84 @@
 #include <p11smime/secret.h>
 
 #include "core/error_int.h"
+#include "core/lazy.h"
 #include "pkcs11/backends.h"
 #include "pkcs11/ck.h"
+
+/*
+ * pkcs11-helper is loaded on first use, not linked (core/lazy.h, docs/performance.md "Cold start"):
+ * the functions below are called through pointers that ph_lazy_ready() fills.
+ */
+#define PH_LAZY_SYMS(X) \
+	X(pkcs11h_addProvider) \
+	X(pkcs11h_certificate_create) \
+	X(pkcs11h_certificate_decryptAny_ex) \
+	X(pkcs11h_certificate_deserializeCertificateId) \
+	X(pkcs11h_certificate_ensureKeyAccess) \
+	X(pkcs11h_certificate_enumTokenCertificateIds) \
+	X(pkcs11h_certificate_freeCertificate) \
+	X(pkcs11h_certificate_freeCertificateId) \
+	X(pkcs11h_certificate_freeCertificateIdList) \
+	X(pkcs11h_certificate_serializeCertificateId) \
+	X(pkcs11h_certificate_signAny_ex) \
+	X(pkcs11h_forkFixup) \
+	X(pkcs11h_getMessage) \
+	X(pkcs11h_initialize) \
+	X(pkcs11h_removeProvider) \
+	X(pkcs11h_setLogHook) \
+	X(pkcs11h_setLogLevel) \
+	X(pkcs11h_setMaxLoginRetries) \
+	X(pkcs11h_setPINCachePeriod) \
+	X(pkcs11h_setPINPromptHook) \
+	X(pkcs11h_setProperty) \
+	X(pkcs11h_setProtectedAuthentication) \
+	X(pkcs11h_setTokenPromptHook) \
+	X(pkcs11h_terminate) \
+	X(pkcs11h_token_duplicateTokenId) \
+	X(pkcs11h_token_enumTokenIds) \
+	X(pkcs11h_token_freeTokenId) \
+	X(pkcs11h_token_freeTokenIdList) \
+	X(pkcs11h_token_login)
+PH_LAZY_SYMS(P11S_LAZY_PTR)
+static const p11s_lazy_sym ph_lazy_syms[] = { PH_LAZY_SYMS(P11S_LAZY_SYM) };
+static const char *const ph_lazy_sonames[] = { "libpkcs11-helper.so.1", NULL };
+static p11s_lazy_lib ph_lazy_lib = P11S_LAZY_LIB("pkcs11-helper", ph_lazy_sonames, ph_lazy_syms);
+
+#define pkcs11h_addProvider (*lz_pkcs11h_addProvider)
+#define pkcs11h_certificate_create (*lz_pkcs11h_certificate_create)
+#define pkcs11h_certificate_decryptAny_ex (*lz_pkcs11h_certificate_decryptAny_ex)
+#define pkcs11h_certificate_deserializeCertificateId (*lz_pkcs11h_certificate_deserializeCertificateId)
+#define pkcs11h_certificate_ensureKeyAccess (*lz_pkcs11h_certificate_ensureKeyAccess)
+#define pkcs11h_certificate_enumTokenCertificateIds (*lz_pkcs11h_certificate_enumTokenCertificateIds)
+#define pkcs11h_certificate_freeCertificate (*lz_pkcs11h_certificate_freeCertificate)
+#define pkcs11h_certificate_freeCertificateId (*lz_pkcs11h_certificate_freeCertificateId)
+#define pkcs11h_certificate_freeCertificateIdList (*lz_pkcs11h_certificate_freeCertificateIdList)
+#define pkcs11h_certificate_serializeCertificateId (*lz_pkcs11h_certificate_serializeCertificateId)
+#define pkcs11h_certificate_signAny_ex (*lz_pkcs11h_certificate_signAny_ex)
+#define pkcs11h_forkFixup (*lz_pkcs11h_forkFixup)
+#define pkcs11h_getMessage (*lz_pkcs11h_getMessage)
+#define pkcs11h_initialize (*lz_pkcs11h_initialize)
+#define pkcs11h_removeProvider (*lz_pkcs11h_removeProvider)
+#define pkcs11h_setLogHook (*lz_pkcs11h_setLogHook)
+#define pkcs11h_setLogLevel (*lz_pkcs11h_setLogLevel)
+#define pkcs11h_setMaxLoginRetries (*lz_pkcs11h_setMaxLoginRetries)
+#define pkcs11h_setPINCachePeriod (*lz_pkcs11h_setPINCachePeriod)
+#define pkcs11h_setPINPromptHook (*lz_pkcs11h_setPINPromptHook)
+#define pkcs11h_setProperty (*lz_pkcs11h_setProperty)
+#define pkcs11h_setProtectedAuthentication (*lz_pkcs11h_setProtectedAuthentication)
+#define pkcs11h_setTokenPromptHook (*lz_pkcs11h_setTokenPromptHook)
+#define pkcs11h_terminate (*lz_pkcs11h_terminate)
+#define pkcs11h_token_duplicateTokenId (*lz_pkcs11h_token_duplicateTokenId)
+#define pkcs11h_token_enumTokenIds (*lz_pkcs11h_token_enumTokenIds)
+#define pkcs11h_token_freeTokenId (*lz_pkcs11h_token_freeTokenId)
+#define pkcs11h_token_freeTokenIdList (*lz_pkcs11h_token_freeTokenIdList)
+#define pkcs11h_token_login (*lz_pkcs11h_token_login)
+
+/* Load pkcs11-helper once. @return P11S_OK, or `code` with the reason. */
+static int ph_lazy_ready(int code)
+{
+	return p11s_core__lazy(&ph_lazy_lib, code);
+}
 
 /* Prompts pkcs11-helper may make inside an operation: PIN, context-specific PIN, token. */
 #define OP_PROMPTS                                                                            \
@@ -335,6 +411,9 @@ static int ph_open(p11s_provider *p, const p11s_provider_cfg *cfg)
 
 	if (pv == NULL || cfg == NULL || cfg->module_path == NULL) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "pkcs11-helper: no module path");
+	}
+	if ((rc = ph_lazy_ready(P11S_ERR_MODULE)) < 0) {
+		return rc;
 	}
 	pv->cfg = *cfg;
 	pv->pid = getpid();

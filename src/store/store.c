@@ -16,6 +16,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/error_int.h"
+#include "core/lazy.h"
 #include "store_int.h"
 #include "x509/x509_int.h"
 
@@ -170,12 +171,26 @@ fail:
 	return rc;
 }
 
+#define X(name) __typeof__(name) *p11s_sq_##name;
+#include "store/sqlite_syms.h"
+#undef X
+static const p11s_lazy_sym sqlite_syms[] = {
+#define X(name) { #name, (void **)&p11s_sq_##name },
+#include "store/sqlite_syms.h"
+#undef X
+};
+static const char *const sqlite_sonames[] = { "libsqlite3.so.0", NULL };
+static p11s_lazy_lib sqlite_lib = P11S_LAZY_LIB("SQLite", sqlite_sonames, sqlite_syms);
+
 int p11s_store_open(p11s_store **out, const char *path)
 {
 	p11s_store *s;
 	int rc;
 
 	*out = NULL;
+	if ((rc = p11s_core__lazy(&sqlite_lib, P11S_ERR_IO)) < 0) {
+		return rc;
+	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		return p11s_error__set(P11S_ERR_NOMEM, "out of memory");
 	}

@@ -4,6 +4,35 @@
 
 #include <sqlite3.h>
 
+/*
+ * SQLite is loaded when a store is opened, not linked (core/lazy.h, docs/performance.md
+ * "Cold start"): every sqlite3_ call of src/store/ goes through a pointer p11s_sq_NAME that
+ * p11s_store_open() fills first.
+ */
+#define X(name) extern __typeof__(name) *p11s_sq_##name;
+#include "store/sqlite_syms.h"
+#undef X
+#define sqlite3_bind_blob (*p11s_sq_sqlite3_bind_blob)
+#define sqlite3_bind_int (*p11s_sq_sqlite3_bind_int)
+#define sqlite3_bind_int64 (*p11s_sq_sqlite3_bind_int64)
+#define sqlite3_bind_null (*p11s_sq_sqlite3_bind_null)
+#define sqlite3_bind_text (*p11s_sq_sqlite3_bind_text)
+#define sqlite3_busy_timeout (*p11s_sq_sqlite3_busy_timeout)
+#define sqlite3_changes (*p11s_sq_sqlite3_changes)
+#define sqlite3_close (*p11s_sq_sqlite3_close)
+#define sqlite3_column_blob (*p11s_sq_sqlite3_column_blob)
+#define sqlite3_column_bytes (*p11s_sq_sqlite3_column_bytes)
+#define sqlite3_column_int (*p11s_sq_sqlite3_column_int)
+#define sqlite3_column_int64 (*p11s_sq_sqlite3_column_int64)
+#define sqlite3_column_text (*p11s_sq_sqlite3_column_text)
+#define sqlite3_errmsg (*p11s_sq_sqlite3_errmsg)
+#define sqlite3_exec (*p11s_sq_sqlite3_exec)
+#define sqlite3_finalize (*p11s_sq_sqlite3_finalize)
+#define sqlite3_open_v2 (*p11s_sq_sqlite3_open_v2)
+#define sqlite3_prepare_v2 (*p11s_sq_sqlite3_prepare_v2)
+#define sqlite3_reset (*p11s_sq_sqlite3_reset)
+#define sqlite3_step (*p11s_sq_sqlite3_step)
+
 #include <p11smime/store.h>
 
 struct p11s_store {
