@@ -854,56 +854,158 @@ static int read_field(FILE *f, char **name, char **value)
 	return 1;
 }
 
+/* Field values equal once unfolded (RFC 5322 §2.2.3) and without leading white space. */
+static int same_value(const char *a, const char *b)
+{
+	for (;;) {
+		while (*a == '\r' || *a == '\n') {
+			a++;
+		}
+		while (*b == '\r' || *b == '\n') {
+			b++;
+		}
+		if (*a != *b) {
+			return 0;
+		}
+		if (*a == '\0') {
+			return 1;
+		}
+		a++;
+		b++;
+	}
+}
+
+static const char *skip_wsp(const char *v)
+{
+	while (v != NULL && (*v == ' ' || *v == '\t')) {
+		v++;
+	}
+	return v != NULL ? v : "";
+}
+
+/* The header fields of `r->result`, read up to its body. */
+typedef struct rfields {
+	char **name, **value;
+	size_t n, cap;
+} rfields;
+
+static void rfields_free(rfields *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		free(f->name[i]);
+		free(f->value[i]);
+	}
+	free(f->name);
+	free(f->value);
+}
+
+static int rfields_read(FILE *in, rfields *f)
+{
+	char *name, *value;
+	int rc;
+
+	while ((rc = read_field(in, &name, &value)) == 1) {
+		if (f->n == f->cap) {
+			size_t cap = f->cap ? 2 * f->cap : 32;
+			char **nn = realloc(f->name, cap * sizeof(*nn)), **nv;
+
+			if (nn != NULL) {
+				f->name = nn;
+			}
+			if (nn == NULL || (nv = realloc(f->value, cap * sizeof(*nv))) == NULL) {
+				free(name);
+				free(value);
+				return -1;
+			}
+			f->value = nv;
+			f->cap = cap;
+		}
+		f->name[f->n] = name;
+		f->value[f->n++] = value;
+	}
+	return rc;
+}
+
 /*
- * Replace the message by `r->result`: its outer fields are ours, byte for byte (the library
- * keeps them); the Content-* fields and MIME-Version change, and the body. Old Content-*
- * fields are deleted from the last occurrence down (indices stay valid), new ones added.
+ * Replace the message by `r->result`. Its outer fields are the message's, in order, except
+ * where the library changed them: RFC 9788 header protection obscures the Subject ("[...]")
+ * and drops Comments and Keywords of a message it encrypts, and a decrypted payload's
+ * protected fields replace the outer ones (in the payload's order). So the outer fields are
+ * matched by name and occurrence: a field whose value changed is changed in place (the MTA
+ * keeps the order), one the result lacks is deleted, one only the result has is added; the Content-* fields and MIME-Version are replaced, and the body.
+ * Changes use the original occurrence numbers, so they come before any deletion of a field
+ * of the same name; deletions go from the last occurrence down (indices stay valid).
  */
 static int apply_result(const gw_msg *m, gw_result *r, const gw_edit_ops *ops, void *ctx)
 {
-	size_t nouter = 0, seen = 0;
-	char *name, *value, buf[65536];
+	rfields f = { 0 };
+	size_t *match = NULL; /* per original field: 1 + the result field it is, or 0 */
+	unsigned char *matched = NULL;
+	char buf[65536];
 	size_t n;
-	int rc;
+	int rc = -1;
 
+	rewind(r->result);
+	if (rfields_read(r->result, &f) < 0 || (match = calloc(m->nhdrs + 1, sizeof(*match))) == NULL ||
+	    (matched = calloc(f.n + 1, 1)) == NULL) {
+		p11s_log(P11S_LOG_ERROR, "internal: cannot read the rewritten message's header");
+		goto out;
+	}
+	/* The k-th field of a name in the result is the k-th of that name in the message. */
+	for (size_t j = 0; j < f.n; j++) {
+		size_t k = 0, seen = 0;
+
+		if (is_content_header(f.name[j])) {
+			continue;
+		}
+		for (size_t jj = 0; jj <= j; jj++) {
+			k += strcasecmp(f.name[jj], f.name[j]) == 0;
+		}
+		for (size_t i = 0; i < m->nhdrs; i++) {
+			if (strcasecmp(m->hdrs[i].name, f.name[j]) == 0 && ++seen == k) {
+				match[i] = j + 1;
+				matched[j] = 1;
+				break;
+			}
+		}
+	}
+	/* Only what header protection drops may go (RFC 9788 §3.1: hcp_baseline). */
 	for (size_t i = 0; i < m->nhdrs; i++) {
-		if (!is_content_header(m->hdrs[i].name)) {
-			nouter++;
+		const char *nm = m->hdrs[i].name;
+
+		if (match[i] == 0 && !is_content_header(nm) && strcasecmp(nm, "Comments") != 0 &&
+		    strcasecmp(nm, "Keywords") != 0) {
+			p11s_log(P11S_LOG_ERROR, "internal: the rewritten message lost header field %s", nm);
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < m->nhdrs; i++) {
+		if (match[i] != 0 && !same_value(skip_wsp(m->hdrs[i].value), f.value[match[i] - 1]) &&
+		    ops->chgheader(ctx, m->hdrs[i].name, occurrence(m, i), f.value[match[i] - 1]) != 0) {
+			goto out;
 		}
 	}
 	for (size_t i = m->nhdrs; i-- > 0;) {
-		if (is_content_header(m->hdrs[i].name) &&
-		    ops->delheader(ctx, m->hdrs[i].name, occurrence(m, i)) != 0) {
-			return -1;
+		if (match[i] == 0 && ops->delheader(ctx, m->hdrs[i].name, occurrence(m, i)) != 0) {
+			goto out;
 		}
 	}
-	rewind(r->result);
-	while ((rc = read_field(r->result, &name, &value)) == 1) {
-		int skip = 0;
-
-		if (seen < nouter && !is_content_header(name)) {
-			/* One of the outer fields, kept in place by the MTA. */
-			seen++;
-			skip = 1;
+	for (size_t j = 0; j < f.n; j++) {
+		if (!matched[j] && ops->addheader(ctx, f.name[j], f.value[j]) != 0) {
+			goto out;
 		}
-		if (!skip && ops->addheader(ctx, name, value) != 0) {
-			free(name);
-			free(value);
-			return -1;
-		}
-		free(name);
-		free(value);
-	}
-	if (rc < 0 || seen != nouter) {
-		p11s_log(P11S_LOG_ERROR, "internal: the rewritten message lost header fields");
-		return -1;
 	}
 	while ((n = fread(buf, 1, sizeof(buf), r->result)) > 0) {
 		if (ops->replacebody(ctx, (unsigned char *)buf, n) != 0) {
-			return -1;
+			goto out;
 		}
 	}
-	return ferror(r->result) ? -1 : 0;
+	rc = ferror(r->result) ? -1 : 0;
+out:
+	rfields_free(&f);
+	free(match);
+	free(matched);
+	return rc;
 }
 
 /* Headers that only we may write: RFC 8601 §5 (A-R with our authserv-id) and our marker. */

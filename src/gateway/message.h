@@ -102,6 +102,8 @@ typedef struct gw_edit_ops {
 	int (*insheader)(void *ctx, const char *name, const char *value);
 	/* Append to the replacement body (called in pieces; the first call replaces). */
 	int (*replacebody)(void *ctx, const unsigned char *p, size_t n);
+	/* Give occurrence `idx` (1-based) of field `name` the value `value`. */
+	int (*chgheader)(void *ctx, const char *name, int idx, const char *value);
 } gw_edit_ops;
 
 /*

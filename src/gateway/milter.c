@@ -210,8 +210,13 @@ static int op_replacebody(void *ctx, const unsigned char *p, size_t n)
 	return smfi_replacebody(ctx, (unsigned char *)p, (int)n) == MI_SUCCESS ? 0 : -1;
 }
 
+static int op_chgheader(void *ctx, const char *name, int idx, const char *value)
+{
+	return smfi_chgheader(ctx, (char *)name, idx, (char *)value) == MI_SUCCESS ? 0 : -1;
+}
+
 static const gw_edit_ops milter_ops = {
-	op_delheader, op_addheader, op_insheader, op_replacebody,
+	op_delheader, op_addheader, op_insheader, op_replacebody, op_chgheader,
 };
 
 static void count(gw_outcome o, uint64_t us, int verdict)

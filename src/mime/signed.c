@@ -1111,9 +1111,15 @@ int p11s_mime__read_signed_tee(p11s_mime_signed **out, FILE *in, unsigned int fl
 			goto out;
 		}
 	}
+	/*
+	 * GMime keeps a message's Content-* fields on its root part, not in the message's list: a
+	 * MIME entity without MIME-Version (what `openssl cms -decrypt` gives of an encrypted
+	 * signed message) has its Content-Type there.
+	 */
 	hl = g_mime_object_get_header_list(GMIME_OBJECT(msg));
 	if (hl == NULL || (!g_mime_header_list_contains(hl, "MIME-Version") &&
-	                      !g_mime_header_list_contains(hl, "Content-Type"))) {
+	                      !g_mime_header_list_contains(hl, "Content-Type") &&
+	                      g_mime_object_get_header(root, "Content-Type") == NULL)) {
 		rc = p11s_error__set(P11S_ERR_MALFORMED,
 		    "not a MIME message: neither MIME-Version nor Content-Type");
 		goto out;

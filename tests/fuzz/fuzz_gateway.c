@@ -101,6 +101,7 @@ typedef struct model {
 	size_t nadded, ninserted;
 	int body_replaced;
 	int inserted_mark, inserted_ar;
+	int changed;              /* a field's value was changed */
 } model;
 
 static int op_delheader(void *ctx, const char *name, int idx)
@@ -155,8 +156,23 @@ static int op_replacebody(void *ctx, const unsigned char *p, size_t n)
 	return 0;
 }
 
+static int op_chgheader(void *ctx, const char *name, int idx, const char *value)
+{
+	model *md = ctx;
+	int n = 0;
+
+	for (size_t i = 0; value != NULL && i < md->m->nhdrs; i++) {
+		if (!md->deleted[i] && strcasecmp(md->m->hdrs[i].name, name) == 0 && ++n == idx) {
+			md->changed = 1;
+			return 0;
+		}
+	}
+	fprintf(stderr, "fuzz_gateway: change of %s #%d, which does not exist\n", name, idx);
+	abort();
+}
+
 static const gw_edit_ops model_ops = {
-	op_delheader, op_addheader, op_insheader, op_replacebody,
+	op_delheader, op_addheader, op_insheader, op_replacebody, op_chgheader,
 };
 
 /* ---- feeding a message as the MTA would ----------------------------------------------- */
@@ -377,7 +393,7 @@ static int run(const uint8_t *data, size_t size, int outbound)
 				other_deleted = 1;
 			}
 		}
-		if (r.result != NULL || md.body_replaced || md.nadded > 0 || other_deleted) {
+		if (r.result != NULL || md.body_replaced || md.nadded > 0 || other_deleted || md.changed) {
 			fprintf(stderr, "fuzz_gateway: %s, but the message was changed\n",
 			    gw_outcome_name(o));
 			abort();

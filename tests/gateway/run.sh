@@ -408,54 +408,6 @@ if wait "$gwpid"; then ok "SIGTERM: clean exit"; else not_ok "SIGTERM: clean exi
 gwpid=
 check "no spool files left behind" sh -c "[ -z \"\$(ls -A '$W/spool')\" ]"
 
-# 15d. [outbound] protect-headers (RFC 9788, docs/gateway.md): signed and encrypted, the signed
-# entity is the Cryptographic Payload (hp="cipher", the outer Subject "[...]"); signed only,
-# hp="clear" and the Subject stays.
-sed -e 's/^encrypt = yes$/encrypt = yes\nprotect-headers = yes/' "$W/gateway-c.conf" >"$W/gateway-hp.conf"
-rm -f "$W/milter/gw.sock"
-(umask 0; exec "$GW" --config "$W/gateway-hp.conf" >>"$W/gateway.log" 2>&1) &
-gwpid=$!
-for _ in $(seq 1 50); do [ -S "$W/milter/gw.sock" ] && break; sleep 0.1; done
-msg "$tmp/plainhp" alice-rsa2048@example.org bob@example.com out-hp "Protected subject."
-msg "$tmp/plainhp2" alice-rsa2048@example.org carol@example.com out-hp-clear "Signed, protected."
-expect 0 "protect-headers: outbound messages accepted" -- \
-	sendu alice-rsa2048@example.org bob@example.com "$tmp/plainhp"
-sendu alice-rsa2048@example.org carol@example.com "$tmp/plainhp2"
-f=
-for _ in $(seq 1 150); do
-	f=$(grep -l -x 'Message-ID: <out-hp@gw.test>' "$W/mail/box/new/"* 2>/dev/null | head -1)
-	[ -n "$f" ] && break
-	sleep 0.2
-done
-if [ -n "$f" ]; then
-	check "protect-headers, encrypted: the outer Subject is [...]" grep -q -x 'Subject: \[\.\.\.\]' "$f"
-	check "... and the real one is not outside" sh -c "! grep -q 'out-hp' '$f'"
-	expect 0 "... decrypts with the recipient's key (openssl cms)" -- \
-		openssl cms -decrypt -in "$f" -recip "$PKI/keyenc-only.pem" -inkey "$PKI/keyenc-only.key" \
-		-out "$tmp/dechp"
-	check "... to a payload with hp=\"cipher\" and the Subject inside" \
-		sh -c "grep -q 'hp=\"cipher\"' '$tmp/dechp' && grep -q -x 'Subject: out-hp' '$tmp/dechp'"
-	expect 0 "... whose signature verifies (openssl cms)" -- \
-		openssl cms -verify -in "$tmp/dechp" -CAfile "$PKI/chain.pem" -out /dev/null
-	"$P11S_BIN" verify --trust "$PKI/root.pem" --certs "$PKI/intermediate.pem" --in "$tmp/dechp" \
-		>"$tmp/vhp" 2>&1
-	check "... and p11smime verify reports hp=cipher" grep -q 'header protection: hp=cipher' "$tmp/vhp"
-else
-	not_ok "protect-headers: encrypted message delivered"
-fi
-if f=$(delivered out-hp-clear); then
-	check "protect-headers, signed only: hp=\"clear\", the Subject kept outside" \
-		sh -c "grep -q 'hp=\"clear\"' '$f' && grep -c -x 'Subject: out-hp-clear' '$f' | grep -qx 2"
-	"$P11S_BIN" verify --trust "$PKI/root.pem" --certs "$PKI/intermediate.pem" --in "$f" >"$tmp/vhp2" 2>&1
-	check "... and p11smime verify reports hp=clear, valid" \
-		sh -c "grep -q 'header protection: hp=clear' '$tmp/vhp2' && grep -q '^verdict: VALID' '$tmp/vhp2'"
-else
-	not_ok "protect-headers: signed message delivered"
-fi
-kill -TERM "$gwpid"
-wait "$gwpid" 2>/dev/null
-gwpid=
-
 # body FILE: the body (after the first blank line), line ends without CR.
 body() { tr -d '\r' <"$1" | sed '1,/^$/d'; }
 
@@ -659,6 +611,83 @@ head -n 2 "$W/audit.log" >"$tmp/audit-cut.log"
 expect 1 "audit log cut after two records: detected" -- \
 	"$P11S_BIN" audit verify "$tmp/audit-cut.log"
 check "no spool files left behind" sh -c "[ -z \"\$(ls -A '$W/spool')\" ]"
+
+# 15e. [outbound] protect-headers (RFC 9788, docs/gateway.md): signed and encrypted, the signed
+# entity is the Cryptographic Payload (hp="cipher", the outer Subject "[...]"); signed only,
+# hp="clear" and the Subject stays.
+sed -e 's/^encrypt = yes$/encrypt = yes\nprotect-headers = yes/' "$W/gateway-c.conf" >"$W/gateway-hp.conf"
+rm -f "$W/milter/gw.sock"
+(umask 0; exec "$GW" --config "$W/gateway-hp.conf" >>"$W/gateway.log" 2>&1) &
+gwpid=$!
+for _ in $(seq 1 50); do [ -S "$W/milter/gw.sock" ] && break; sleep 0.1; done
+msg "$tmp/plainhp" alice-rsa2048@example.org bob@example.com out-hp "Protected subject."
+msg "$tmp/plainhp2" alice-rsa2048@example.org carol@example.com out-hp-clear "Signed, protected."
+expect 0 "protect-headers: outbound messages accepted" -- \
+	sendu alice-rsa2048@example.org bob@example.com "$tmp/plainhp"
+sendu alice-rsa2048@example.org carol@example.com "$tmp/plainhp2"
+f=
+for _ in $(seq 1 150); do
+	f=$(grep -l -x 'Message-ID: <out-hp@gw.test>' "$W/mail/box/new/"* 2>/dev/null | head -1)
+	[ -n "$f" ] && break
+	sleep 0.2
+done
+if [ -n "$f" ]; then
+	check "protect-headers, encrypted: the outer Subject is [...]" grep -q -x 'Subject: \[\.\.\.\]' "$f"
+	check "... and the real one is not outside" sh -c "! grep -q '^Subject: out-hp' '$f'"
+	expect 0 "... decrypts with the recipient's key (openssl cms)" -- \
+		openssl cms -decrypt -in "$f" -recip "$PKI/keyenc-only.pem" -inkey "$PKI/keyenc-only.key" \
+		-out "$tmp/dechp"
+	check "... to a payload with hp=\"cipher\" and the Subject inside" \
+		sh -c "grep -q 'hp=\"cipher\"' '$tmp/dechp' && tr -d '\r' <'$tmp/dechp' | grep -q -x 'Subject: out-hp'"
+	expect 0 "... whose signature verifies (openssl cms)" -- \
+		openssl cms -verify -in "$tmp/dechp" -CAfile "$PKI/chain.pem" -out /dev/null
+	"$P11S_BIN" verify --trust "$PKI/root.pem" --certs "$PKI/intermediate.pem" --in "$tmp/dechp" \
+		>"$tmp/vhp" 2>&1
+	if grep -q 'header protection: hp=cipher' "$tmp/vhp"; then
+		ok "... and p11smime verify reports hp=cipher"
+	else
+		not_ok "... and p11smime verify reports hp=cipher"
+		sed 's/^/#   verify: /' "$tmp/vhp" | head -12
+		head -c 400 "$tmp/dechp" | od -c | sed 's/^/#   /' | head -12
+	fi
+else
+	not_ok "protect-headers: encrypted message delivered"
+fi
+if f=$(delivered out-hp-clear); then
+	check "protect-headers, signed only: hp=\"clear\", the Subject kept outside" \
+		sh -c "grep -q 'hp=\"clear\"' '$f' && grep -c -x 'Subject: out-hp-clear' '$f' | grep -qx 2"
+	"$P11S_BIN" verify --trust "$PKI/root.pem" --certs "$PKI/intermediate.pem" --in "$f" >"$tmp/vhp2" 2>&1
+	check "... and p11smime verify reports hp=clear, valid" \
+		sh -c "grep -q 'header protection: hp=clear' '$tmp/vhp2' && grep -q '^verdict: VALID' '$tmp/vhp2'"
+else
+	not_ok "protect-headers: signed message delivered"
+fi
+# ... and inbound: a wrapped message with hp="cipher" (outer Subject "[...]") is delivered
+# decrypted with its real Subject, changed in place (smfi_chgheader).
+msg "$tmp/plainhp3" alice-ec256@example.org alice-rsa2048@example.org in-hp-real "Inbound protected."
+"$P11S_BIN" --module "$P11S_TEST_MODULE" --pin-source "file:$P11S_TEST_PIN_FILE" wrap \
+	--protect-headers --key "pkcs11:token=$P11S_TEST_TOKEN;object=ec256;type=private" \
+	--chain "$PKI/intermediate.pem" --to "$PKI/rsa2048.pem" --in "$tmp/plainhp3" --out "$tmp/wraphp3"
+check "protect-headers, inbound: the sent message says Subject [...]" \
+	sh -c "tr -d '\r' <'$tmp/wraphp3' | grep -q -x 'Subject: \[\.\.\.\]'"
+sendu sender@example.com alice-rsa2048@example.org "$tmp/wraphp3"
+f=
+for _ in $(seq 1 150); do
+	f=$(grep -l -x 'Message-ID: <in-hp-real@gw.test>' "$W/mail/box/new/"* 2>/dev/null | head -1)
+	[ -n "$f" ] && break
+	sleep 0.2
+done
+if [ -n "$f" ]; then
+	sed -n '1,/^\r\{0,1\}$/p' "$f" | tr -d '\r' >"$tmp/hdrhp3"
+	check "protect-headers, inbound: delivered decrypted with the real Subject, once" \
+		sh -c "grep -c -x 'Subject: in-hp-real' '$tmp/hdrhp3' | grep -qx 1 && ! grep -q '\[\.\.\.\]' '$tmp/hdrhp3'"
+	check "... and marked decrypted" grep -q '^X-P11smime-Gateway: decrypted' "$f"
+else
+	not_ok "protect-headers, inbound: message delivered"
+fi
+kill -TERM "$gwpid"
+wait "$gwpid" 2>/dev/null
+gwpid=
 
 # ---- fourth configuration: live revocation (issue 19 item 5, docs/gateway.md) --------------
 # Carol's certificate (from the test intermediate) names a CRL distribution point on a
