@@ -141,7 +141,8 @@ start -f "$work/sent.mbox"
 wait_for "signed on the token"
 keys Enter
 wait_for "S/MIME signature successfully verified"
-grep -qF "Hello from NeoMutt, signed on the token." "$work/screen" || fail "body not shown"
+# The status line can be drawn before the body (CI run 27 under ASan): wait for the body too.
+wait_for "Hello from NeoMutt, signed on the token."
 echo "ok 2 - NeoMutt shows \"S/MIME signature successfully verified\""
 
 # 3. One byte of the signed body altered: NeoMutt must report a bad signature.
@@ -151,8 +152,8 @@ start -f "$work/altered.mbox"
 wait_for "signed on the token"
 keys Enter
 wait_for "S/MIME signature could NOT be verified"
+wait_for "content-altered"
 grep -qF "successfully verified" "$work/screen" && fail "an altered message verified"
-grep -qF "content-altered" "$work/screen" || fail "p11smime's reason is not shown"
 echo "ok 3 - one altered byte: \"S/MIME signature could NOT be verified\" (content-altered)"
 
 # 4. A message encrypted to the token's certificate opens decrypted; the PIN is typed at
