@@ -97,7 +97,7 @@ enum {
 	CLI_O_CERT, CLI_O_CHAIN, CLI_O_DIGEST, CLI_O_PSS, CLI_O_OPAQUE,
 	CLI_O_TO, CLI_O_CIPHER, CLI_O_OAEP, CLI_O_XDH_KDF,
 	CLI_O_ALLOW_WEAK, CLI_O_REQUIRE_AUTHENTICATED, CLI_O_DATE_TOLERANCE,
-	CLI_O_PROTECT_HEADERS,
+	CLI_O_PROTECT_HEADERS, CLI_O_NO_PROTECT_HEADERS,
 	CLI_O_OWN = 0x200
 };
 
@@ -123,12 +123,16 @@ enum {
 #define CLI_OPTS_SIGNER \
 	{ "cert", required_argument, NULL, CLI_O_CERT }, \
 	{ "chain", required_argument, NULL, CLI_O_CHAIN }
-/* The signature: --digest D --pss --opaque --protect-headers. */
+/* RFC 9788 header protection: on by default (CLI.md), --no-protect-headers turns it off. */
+#define CLI_OPTS_PROTECT_HEADERS \
+	{ "protect-headers", no_argument, NULL, CLI_O_PROTECT_HEADERS }, \
+	{ "no-protect-headers", no_argument, NULL, CLI_O_NO_PROTECT_HEADERS }
+/* The signature: --digest D --pss --opaque --[no-]protect-headers. */
 #define CLI_OPTS_SIGNATURE \
 	{ "digest", required_argument, NULL, CLI_O_DIGEST }, \
 	{ "pss", no_argument, NULL, CLI_O_PSS }, \
 	{ "opaque", no_argument, NULL, CLI_O_OPAQUE }, \
-	{ "protect-headers", no_argument, NULL, CLI_O_PROTECT_HEADERS }
+	CLI_OPTS_PROTECT_HEADERS
 /* Encryption: --to CERTFILE... --cipher C --oaep --xdh-kdf K. */
 #define CLI_OPTS_ENCRYPT \
 	{ "to", required_argument, NULL, CLI_O_TO }, \
@@ -159,6 +163,7 @@ typedef struct cli_args {
 	size_t n_to;
 	int cipher_given;  /* --cipher was on the command line (recipients.c) */
 	int digest_given;  /* --digest was on the command line (Ed25519 takes only sha512) */
+	int protect_headers; /* --protect-headers 1, --no-protect-headers 0, neither -1 */
 } cli_args;
 
 void cli_args_init(cli_args *a, const char *cmd);
@@ -172,6 +177,12 @@ int cli_args_no_operands(const cli_args *a, int argc, char **argv);
 int cli_args_verify_opts(cli_args *a);
 /* a->sign.cert (--cert loaded here) and a->sign.chain. Returns an exit status. */
 int cli_args_signer(cli_args *a);
+/*
+ * RFC 9788 header protection for sign, encrypt and wrap: the command line, else the
+ * configuration key protect-headers (yes|no), else on (CLI.md). Sets *on to 0 or 1;
+ * returns an exit status (a bad configuration value is a usage error).
+ */
+int cli_args_protect_headers(const cli_args *a, const p11s_config *cfg, int *on);
 /* a->encrypt's recipients from --to. */
 void cli_args_encrypt_opts(cli_args *a);
 /* a->in from --in (cli_input_open()); a->out for --out (cli_output_open()). */

@@ -17,7 +17,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		{ "certs", required_argument, NULL, CLI_O_CERTS },
 		{ "crl", required_argument, NULL, CLI_O_CRL },
 		/* RFC 9788 §2.1.1, §3 (docs/envelope.md "Header protection"). */
-		{ "protect-headers", no_argument, NULL, CLI_O_PROTECT_HEADERS },
+		CLI_OPTS_PROTECT_HEADERS,
 		{ NULL, 0, NULL, 0 },
 	};
 	cli_args a;
@@ -41,12 +41,9 @@ static int run(cli_globals *g, int argc, char **argv)
 		goto out;
 	}
 	cli_args_encrypt_opts(&a);
-	/* --protect-headers (parsed as sign's option) or protect-headers = yes. */
-	a.encrypt.protect_headers = a.sign.protect_headers;
-	if (!a.encrypt.protect_headers) {
-		const char *v = p11s_config_get(g->config, "", "protect-headers");
-
-		a.encrypt.protect_headers = v != NULL && strcmp(v, "yes") == 0;
+	if ((status = cli_args_protect_headers(&a, g->config, &a.encrypt.protect_headers)) !=
+	    EXIT_OK) {
+		goto out;
 	}
 	if ((status = cli_recipients_resolve(g, &a, &lk, &r)) != EXIT_OK) {
 		goto out;
@@ -73,7 +70,7 @@ const cli_command cmd_encrypt = {
 	"encrypt",
 	"encrypt a message to one or more recipient certificates (RSA, EC, X25519/X448)",
 	"encrypt --to CERTFILE|ADDRESS [--to ...]... [--cipher aes-256-gcm|aes-128-gcm|aes-128-cbc|"
-	"aes-256-cbc] [--oaep] [--xdh-kdf hkdf|x963] [--protect-headers] [--store DB] [--ldap URL]...\n"
+	"aes-256-cbc] [--oaep] [--xdh-kdf hkdf|x963] [--no-protect-headers] [--store DB] [--ldap URL]...\n"
 	"        [--trust FILE]..."
 	"        [--certs FILE]... [--crl FILE]..."
 	" [--in FILE] [--out FILE]\n"

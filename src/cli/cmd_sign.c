@@ -269,15 +269,8 @@ static int run(cli_globals *g, int argc, char **argv)
 		goto out;
 	}
 	so->receipts_to = rto;
-	/* protect-headers = yes in the configuration: --protect-headers by default. */
-	if (!so->protect_headers) {
-		const char *v = p11s_config_get(g->config, "", "protect-headers");
-
-		if (v != NULL && strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
-			status = cli_usage_error("sign: configuration key protect-headers must be yes or no");
-			goto out;
-		}
-		so->protect_headers = v != NULL && strcmp(v, "yes") == 0;
+	if ((status = cli_args_protect_headers(&a, g->config, &so->protect_headers)) != EXIT_OK) {
+		goto out;
 	}
 	if (!want_staple && (staple.ocsp_url != NULL || hosts.n_allow > 0 || hosts.n_deny > 0)) {
 		status = cli_usage_error("sign: --ocsp-url, --fetch-allow and --fetch-deny need --staple");
@@ -339,7 +332,7 @@ const cli_command cmd_sign = {
 	"sign",
 	"sign an RFC 5322 message (S/MIME multipart/signed, or signed-data with --opaque)",
 	"sign --key URI [--cert FILE] [--chain FILE]... [--opaque] [--digest sha256|sha384|sha512]\n"
-	"       [--protect-headers]\n"
+	"       [--no-protect-headers]\n"
 	"       [--pss] [--encryption-cert FILE] [--in FILE] [--out FILE]\n"
 	"       [--receipt-request all|first-tier] [--receipts-to ADDR]...\n"
 	"       [--security-label POLICY-OID:CLASSIFICATION] [--tsa URL] [--audit-log FILE]\n"

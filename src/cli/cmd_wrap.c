@@ -94,7 +94,9 @@ static int run_wrap(cli_globals *g, int argc, char **argv)
 		}
 		X509_free(r);
 	}
-	if ((status = cli_args_signer(&a)) != EXIT_OK ||
+	if ((status = cli_args_protect_headers(&a, g->config, &a.sign.protect_headers)) !=
+	        EXIT_OK ||
+	    (status = cli_args_signer(&a)) != EXIT_OK ||
 	    (status = cli_open_key(g, a.key_uri, &ctx, &key)) != EXIT_OK ||
 	    (status = cli_args_input(&a)) != EXIT_OK) {
 		goto out;
@@ -106,14 +108,9 @@ static int run_wrap(cli_globals *g, int argc, char **argv)
 	}
 	/*
 	 * RFC 2634 §1.1: inner signature, then encryption, then (triple) the outer signature.
-	 * RFC 9788: with --protect-headers the inner signed entity is the Cryptographic Payload
-	 * (hp="cipher", HP-Outer, the outer Subject "[...]"); the layers around it add none.
+	 * RFC 9788 (on unless --no-protect-headers): the inner signed entity is the Cryptographic
+	 * Payload (hp="cipher", HP-Outer, the outer Subject "[...]"); the layers around add none.
 	 */
-	if (!a.sign.protect_headers) {
-		const char *v = p11s_config_get(g->config, "", "protect-headers");
-
-		a.sign.protect_headers = v != NULL && strcmp(v, "yes") == 0;
-	}
 	inner = a.sign;
 	if (inner.protect_headers) {
 		inner.protect_headers = P11S_PROTECT_HEADERS_ENCRYPTED;
@@ -650,7 +647,7 @@ const cli_command cmd_wrap = {
 	"wrap",
 	"sign, then encrypt (--triple: sign, encrypt, sign again — RFC 2634 triple wrapping)",
 	"wrap --key URI --to CERTFILE|ADDRESS [--to ...]... [--triple] [--digest D] [--pss] "
-	"[--opaque] [--protect-headers] [--cert FILE] [--chain FILE]... [--cipher C] [--oaep] [--xdh-kdf K] "
+	"[--opaque] [--no-protect-headers] [--cert FILE] [--chain FILE]... [--cipher C] [--oaep] [--xdh-kdf K] "
 	"[--store DB] [--ldap URL]... "
 	"[--trust FILE]... [--certs FILE]... [--crl FILE]... [--in FILE] [--out FILE]",
 	run_wrap,

@@ -70,6 +70,7 @@ void cli_args_init(cli_args *a, const char *cmd)
 	a->verify = vo;
 	a->sign = so;
 	a->encrypt = eo;
+	a->protect_headers = -1;
 }
 
 int cli_args_next(cli_args *a, int argc, char **argv, const struct option *opts)
@@ -179,8 +180,9 @@ int cli_args_option(cli_args *a, int c, char **argv)
 	case CLI_O_OPAQUE:
 		a->sign.opaque = 1;
 		break;
-	case CLI_O_PROTECT_HEADERS:
-		a->sign.protect_headers = 1; /* RFC 9788 (docs/sign.md "Header protection") */
+	case CLI_O_PROTECT_HEADERS: /* RFC 9788 (docs/sign.md "Header protection") */
+	case CLI_O_NO_PROTECT_HEADERS:
+		a->protect_headers = c == CLI_O_PROTECT_HEADERS;
 		break;
 	case CLI_O_TO:
 		bad = push(&a->to, &a->n_to, optarg);
@@ -238,6 +240,23 @@ int cli_args_verify_opts(cli_args *a)
 		}
 		a->verify.has_time = 1;
 	}
+	return EXIT_OK;
+}
+
+int cli_args_protect_headers(const cli_args *a, const p11s_config *cfg, int *on)
+{
+	const char *v;
+
+	if (a->protect_headers >= 0) {
+		*on = a->protect_headers;
+		return EXIT_OK;
+	}
+	v = p11s_config_get(cfg, "", "protect-headers");
+	if (v != NULL && strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
+		return cli_usage_error("%s: configuration key protect-headers must be yes or no",
+		    a->cmd);
+	}
+	*on = v == NULL || strcmp(v, "yes") == 0;
 	return EXIT_OK;
 }
 

@@ -657,13 +657,6 @@ static int protected_name(const p11s_mime_fields *f, const char *name, size_t n)
 }
 
 /*
- * RFC 9788 §4.5 for a reader that knows nothing of it: with an hp parameter on the decrypted
- * entity, its header fields replace the outer ones of the same names (the obscured Subject
- * "[...]" among them), the outer fields it does not carry (trace fields added in transit)
- * stay, and the HP-Outer fields (§2.2, for HP-aware readers only) are dropped. Writes the
- * header section and leaves `plain` at the body. 0: not protected (nothing written).
- */
-/*
  * Signed, then encrypted (wrap): the Cryptographic Payload is part 1 of the multipart/signed
  * the decryption gave (RFC 9788 §2.1.1). Its header fields, when that part says hp="cipher",
  * in `*prot`; 0 when there is no such part. Only the header of part 1 is read.
@@ -706,29 +699,204 @@ static int signed_payload_fields(FILE *plain, const char *ct, p11s_mime_fields *
 	return rc;
 }
 
-/* Write the non-structural fields of `f` but HP-Outer, unfolded, one line each. */
-static int write_fields(FILE *out, const p11s_mime_fields *f, const char *eol)
+/* Content-* and MIME-Version: the fields that describe the entity, not the message. */
+static int structural(const char *name, size_t n)
 {
-	for (size_t i = 0; i < f->n; i++) {
-		if (strncasecmp(f->name[i], "Content-", 8) == 0 || strcasecmp(f->name[i], "MIME-Version") == 0 ||
-		    strcasecmp(f->name[i], "HP-Outer") == 0) {
-			continue;
-		}
-		if (fprintf(out, "%s: %s%s", f->name[i], f->value[i], eol) < 0) {
-			return -1;
-		}
-	}
-	return 0;
+	return (n >= 8 && strncasecmp(name, "Content-", 8) == 0) ||
+	    (n == 12 && strncasecmp(name, "MIME-Version", 12) == 0);
 }
 
+/* The end of the field at `p` (its continuation lines included) within `end`. */
+static const char *field_stop(const char *p, const char *end)
+{
+	const char *e = p;
+
+	do {
+		const char *nlp = memchr(e, '\n', (size_t)(end - e));
+
+		e = nlp ? nlp + 1 : end;
+	} while (e < end && (*e == ' ' || *e == '\t'));
+	return e;
+}
+
+/*
+ * The outer header section with the Payload's fields in place (RFC 9788 §4.5: the protected
+ * values are the ones to show): an outer field whose name `prot` carries gives way, at its
+ * first occurrence, to every protected field of that name; the outer fields it does not carry
+ * (trace fields added in transit) stay where they are; protected fields that were not outside
+ * at all (confidential ones, §3.2: Comments, Keywords) follow them. HP-Outer (§2.2, for
+ * HP-aware readers only) and structural fields of `prot` are not written. So a message that
+ * p11smime encrypted comes back in its original order.
+ */
+static int write_merged_outer(FILE *out, const p11s_mime_head *h, const p11s_mime_fields *prot,
+    const char *eol)
+{
+	unsigned char *done = prot->n > 0 ? calloc(prot->n, 1) : NULL;
+	const char *p, *end = h->outer + h->outer_len;
+	int rc = -1;
+
+	if (prot->n > 0 && done == NULL) {
+		return -1;
+	}
+	for (p = h->outer; p != NULL && p < end;) {
+		const char *e = field_stop(p, end);
+		size_t nl = field_name_len(p, (size_t)(e - p));
+
+		if (nl > 0 && protected_name(prot, p, nl)) {
+			for (size_t i = 0; i < prot->n; i++) {
+				if (!done[i] && strlen(prot->name[i]) == nl &&
+				    strncasecmp(prot->name[i], p, nl) == 0) {
+					done[i] = 1;
+					if (fprintf(out, "%s: %s%s", prot->name[i], prot->value[i], eol) < 0) {
+						goto out;
+					}
+				}
+			}
+		} else if (fwrite(p, 1, (size_t)(e - p), out) != (size_t)(e - p)) {
+			goto out;
+		}
+		p = e;
+	}
+	for (size_t i = 0; i < prot->n; i++) {
+		if (!done[i] && !structural(prot->name[i], strlen(prot->name[i])) &&
+		    strcasecmp(prot->name[i], "HP-Outer") != 0 &&
+		    fprintf(out, "%s: %s%s", prot->name[i], prot->value[i], eol) < 0) {
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	free(done);
+	return rc;
+}
+
+/*
+ * Take the hp parameter (RFC 9788 §2.1.1) out of a raw Content-Type field of `*n` octets,
+ * folded or not: in the rendered message the entity is no longer a Cryptographic Payload.
+ * The other parameters stay as they were written; quoted strings are skipped.
+ */
+static void drop_hp_param(char *f, size_t *n)
+{
+	size_t i = 0, len = *n;
+	int quoted = 0;
+
+	for (; i < len; i++) {
+		size_t j, k;
+
+		if (quoted) {
+			if (f[i] == '\\' && i + 1 < len) {
+				i++;
+			} else if (f[i] == '"') {
+				quoted = 0;
+			}
+			continue;
+		}
+		if (f[i] == '"') {
+			quoted = 1;
+			continue;
+		}
+		if (f[i] != ';') {
+			continue;
+		}
+		for (j = i + 1; j < len && strchr(" \t\r\n", f[j]) != NULL; j++) {
+		}
+		if (len - j < 3 || strncasecmp(f + j, "hp", 2) != 0) {
+			continue;
+		}
+		for (k = j + 2; k < len && (f[k] == ' ' || f[k] == '\t'); k++) {
+		}
+		if (k >= len || f[k] != '=') {
+			continue;
+		}
+		for (k++; k < len && (f[k] == ' ' || f[k] == '\t'); k++) {
+		}
+		if (k < len && f[k] == '"') {
+			for (k++; k < len && f[k] != '"'; k++) {
+				k += f[k] == '\\' && k + 1 < len;
+			}
+			k += k < len;
+		} else {
+			while (k < len && strchr("; \t\r\n", f[k]) == NULL) {
+				k++;
+			}
+		}
+		memmove(f + i, f + k, len - k);
+		len -= k - i;
+		i--; /* look at what now follows */
+	}
+	*n = len;
+}
+
+/*
+ * The decrypted entity's own header section, for the rendered message: its Content-* fields
+ * only (the others were merged into the outer section), the hp parameter dropped, in the
+ * message's line ends. Leaves `plain` at the body.
+ */
+static int write_entity_content_fields(FILE *out, FILE *plain, const char *eol)
+{
+	char *line = NULL, *field = NULL;
+	size_t cap = 0, flen = 0, fcap = 0;
+	ssize_t n;
+	int rc = -1, eof = 0;
+
+	while (!eof) {
+		size_t s = 0;
+
+		n = getline(&line, &cap, plain);
+		if (n > 0) {
+			s = strip_eol(line, (size_t)n);
+		}
+		eof = n <= 0 || s == 0;
+		/* A field ends where a line does not continue it (or the section ends). */
+		if (flen > 0 && (eof || (line[0] != ' ' && line[0] != '\t'))) {
+			size_t nl = field_name_len(field, flen);
+
+			if (nl >= 8 && strncasecmp(field, "Content-", 8) == 0) {
+				if (nl == 12 && strncasecmp(field, "Content-Type", 12) == 0) {
+					drop_hp_param(field, &flen);
+				}
+				if (fwrite(field, 1, flen, out) != flen) {
+					goto out;
+				}
+			}
+			flen = 0;
+		}
+		if (eof) {
+			break;
+		}
+		if (flen + s + 2 > fcap) {
+			char *nf = realloc(field, fcap = flen + s + 64);
+
+			if (nf == NULL) {
+				goto out;
+			}
+			field = nf;
+		}
+		memcpy(field + flen, line, s);
+		memcpy(field + flen + s, eol, strlen(eol));
+		flen += s + strlen(eol);
+	}
+	rc = ferror(plain) || fputs(eol, out) == EOF ? -1 : 0;
+out:
+	free(field);
+	free(line);
+	return rc;
+}
+
+/*
+ * RFC 9788 §4.5 for a reader that knows nothing of it: with an hp parameter on the decrypted
+ * entity, its header fields take the place of the outer ones (write_merged_outer()), then
+ * come MIME-Version and the entity's Content-* fields without hp. Writes the header section
+ * and leaves `plain` at the body (*done 1). A signed entity whose part 1 is the Payload is
+ * written untouched after the merged outer fields (*done 2, `plain` at its start). 0 in
+ * *done: not protected, nothing written.
+ */
 static int write_rendered_head(FILE *out, const p11s_mime_head *h, FILE *plain, int *done)
 {
-	p11s_mime_fields f = { 0 };
-	const char *ct, *p, *end, *eol = h->crlf ? "\r\n" : "\n";
-	char *hp, *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	int skip = 0, rc;
+	p11s_mime_fields f = { 0 }, prot;
+	const char *ct, *eol = h->crlf ? "\r\n" : "\n";
+	char *hp;
+	int rc;
 
 	*done = 0;
 	if ((rc = p11s_mime__header_fields(plain, 0, -1, &f)) < 0) {
@@ -736,38 +904,19 @@ static int write_rendered_head(FILE *out, const p11s_mime_head *h, FILE *plain, 
 	}
 	if ((ct = p11s_mime__fields_get(&f, "Content-Type")) == NULL ||
 	    (hp = p11s_mime__ctype_param(ct, "hp")) == NULL) {
-		p11s_mime_fields prot;
-
 		/*
 		 * Not protected itself: maybe signed inside, with the payload in part 1. Then the
 		 * outer fields that part carries are replaced by its values and the signed entity
 		 * is written untouched (its signature still verifies).
 		 */
 		if (ct != NULL && (rc = signed_payload_fields(plain, ct, &prot)) == 1) {
-			for (p = h->outer, end = h->outer + h->outer_len; p != NULL && p < end;) {
-				const char *e = p;
-				size_t nl = field_name_len(p, (size_t)(end - p));
-
-				do {
-					const char *nlp = memchr(e, '\n', (size_t)(end - e));
-
-					e = nlp ? nlp + 1 : end;
-				} while (e < end && (*e == ' ' || *e == '\t'));
-				if ((nl == 0 || !protected_name(&prot, p, nl)) &&
-				    fwrite(p, 1, (size_t)(e - p), out) != (size_t)(e - p)) {
-					p11s_mime__fields_free(&prot);
-					goto wfail;
-				}
-				p = e;
-			}
-			rc = write_fields(out, &prot, eol);
+			rc = write_merged_outer(out, h, &prot, eol);
 			p11s_mime__fields_free(&prot);
 			if (rc < 0 || (p11s_mime__fields_get(&f, "MIME-Version") == NULL &&
 			                  fprintf(out, "MIME-Version: 1.0%s", eol) < 0)) {
 				goto wfail;
 			}
 			p11s_mime__fields_free(&f);
-			/* The entity as it is: the caller copies it from the start. */
 			*done = 2;
 			return fseek(plain, 0, SEEK_SET) == 0 ? P11S_OK
 			                                      : p11s_error__set(P11S_ERR_IO, "cannot seek");
@@ -780,56 +929,19 @@ static int write_rendered_head(FILE *out, const p11s_mime_head *h, FILE *plain, 
 		                                      : p11s_error__set(P11S_ERR_IO, "cannot seek");
 	}
 	free(hp);
-	/* The outer fields the entity does not replace, raw. */
-	for (p = h->outer, end = h->outer + h->outer_len; p != NULL && p < end;) {
-		const char *e = p;
-		size_t nl = field_name_len(p, (size_t)(end - p));
-
-		do { /* the field and its continuation lines */
-			const char *nlp = memchr(e, '\n', (size_t)(end - e));
-
-			e = nlp ? nlp + 1 : end;
-		} while (e < end && (*e == ' ' || *e == '\t'));
-		if ((nl == 0 || !protected_name(&f, p, nl)) && fwrite(p, 1, (size_t)(e - p), out) !=
-		        (size_t)(e - p)) {
-			goto wfail;
-		}
-		p = e;
-	}
-	if (p11s_mime__fields_get(&f, "MIME-Version") == NULL &&
-	    fprintf(out, "MIME-Version: 1.0%s", eol) < 0) {
+	if (write_merged_outer(out, h, &f, eol) < 0 || fprintf(out, "MIME-Version: 1.0%s", eol) < 0) {
 		goto wfail;
 	}
-	/* The entity's header section without HP-Outer, in the message's line ends. */
-	if (fseek(plain, 0, SEEK_SET) != 0) {
-		goto rfail;
-	}
-	while ((n = getline(&line, &cap, plain)) > 0) {
-		size_t s = strip_eol(line, (size_t)n);
-
-		if (s == 0) {
-			break;
-		}
-		if (line[0] != ' ' && line[0] != '\t') {
-			skip = field_name_len(line, s) == 8 && strncasecmp(line, "HP-Outer", 8) == 0;
-		}
-		if (!skip && (fwrite(line, 1, s, out) != s || fputs(eol, out) == EOF)) {
-			goto wfail;
-		}
-	}
-	if (fputs(eol, out) == EOF) {
-		goto wfail;
-	}
-	free(line);
 	p11s_mime__fields_free(&f);
+	if (fseek(plain, 0, SEEK_SET) != 0) {
+		return p11s_error__set(P11S_ERR_IO, "reading the decrypted content: %s", strerror(errno));
+	}
+	if (write_entity_content_fields(out, plain, eol) < 0) {
+		return p11s_error__set(P11S_ERR_IO, "writing the message: %s", strerror(errno));
+	}
 	*done = 1;
 	return P11S_OK;
-rfail:
-	free(line);
-	p11s_mime__fields_free(&f);
-	return p11s_error__set(P11S_ERR_IO, "reading the decrypted content: %s", strerror(errno));
 wfail:
-	free(line);
 	p11s_mime__fields_free(&f);
 	return p11s_error__set(P11S_ERR_IO, "writing the message: %s", strerror(errno));
 }

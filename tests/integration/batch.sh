@@ -16,7 +16,9 @@ mkdir -p "$in"
 for i in 1 2 3 4; do
 	printf 'From: Alice <alice@example.org>\nTo: bob@example.org\nSubject: batch %s\n\nmessage %s\n' \
 		"$i" "$i" >"$in/m$i.eml"
-	printf 'Content-Type: text/plain; charset=us-ascii\r\n\r\nmessage %s\r\n' "$i" >"$tmp/canon$i"
+	# RFC 9788 (on by default): hp="clear" and copies of the header fields in the entity.
+	printf 'Content-Type: text/plain; charset=us-ascii; hp="clear"\r\nFrom: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: batch %s\r\n\r\nmessage %s\r\n' \
+		"$i" "$i" >"$tmp/canon$i"
 done
 printf 'From: a@example.org\n\0 NUL in the header\n\nx\n' >"$in/bad.eml"
 

@@ -51,6 +51,17 @@ openssl x509 -req -in "$tmp/soft-ec.csr" -CA "$pki/intermediate.pem" \
 		-extfile <(printf 'keyUsage=critical,keyAgreement\nextendedKeyUsage=emailProtection\n') \
 		-out "$soft_ec" 2>/dev/null
 
+# The Cryptographic Payload p11smime encrypts $msg to (RFC 9788, on by default; LF here):
+# its Content-* fields with hp="cipher", the protected fields, HP-Outer for each field left
+# outside (§2.2, the Subject obscured), the body.
+payload=$tmp/payload
+{
+	printf 'Content-Type: text/plain; charset=utf-8; hp="cipher"\nContent-Transfer-Encoding: 8bit\n'
+	sed -n '1,4p' "$msg"
+	sed -n '1,4p' "$msg" | sed 's/^Subject: .*/Subject: [...]/; s/^/HP-Outer: /'
+	tail -n +8 "$msg"
+} >"$payload"
+
 # decrypted FILE: compare a p11smime decrypt output with the original message.
 same() { cmp -s "$1" "$msg"; }
 noout() { [ ! -e "$1" ] && [ ! -s "$tmp/out" ]; }
@@ -94,7 +105,7 @@ check "EC recipient: SHA-256 KDF and AES-128 wrap for AES-128 content" sh -c \
 check "EC recipient: AES-256 wrap for AES-256 content" sh -c \
 	"openssl cms -cmsout -print -in '$tmp/e.eml' | grep -q 'id-aes256-wrap'"
 check "default output is authEnveloped-data, outer headers outside" sh -c \
-	"grep -q '^Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m\$' '$tmp/e.eml' && grep -q '^Subject: envelope test\$' '$tmp/e.eml' && ! grep -q 'text/plain' '$tmp/e.eml'"
+	"grep -q '^Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m\$' '$tmp/e.eml' && grep -q '^From: Bob <bob@example.org>\$' '$tmp/e.eml' && grep -q '^Subject: \\[\\.\\.\\.\\]\$' '$tmp/e.eml' && ! grep -q 'text/plain' '$tmp/e.eml'"
 
 # Several recipients: each token key decrypts its own copy; --key picks one.
 "$bin" encrypt --to "$pki/rsa3072.pem" --to "$pki/ec384.pem" --in "$msg" --out "$tmp/e.eml"
@@ -133,9 +144,14 @@ for c in aes-256-gcm aes-128-gcm aes-128-cbc aes-256-cbc; do
 		"$bin" encrypt --to "$cert" --cipher "$c" --in "$msg" --out "$tmp/e.eml"
 		expect 0 "encrypt --cipher $c to software $s: openssl cms -decrypt" -- \
 			openssl cms -decrypt -in "$tmp/e.eml" -recip "$cert" -inkey "$key"
-		check "  ... yields the inner entity" bash -c "tail -n +6 '$msg' | cmp -s - <(tr -d '\r' <'$tmp/out')"
+		check "  ... yields the Cryptographic Payload" bash -c "tr -d '\r' <'$tmp/out' | cmp -s - '$payload'"
 	done
 done
+"$bin" encrypt --no-protect-headers --to "$soft_rsa" --in "$msg" --out "$tmp/e.eml"
+check "--no-protect-headers: the outer Subject stays" grep -q '^Subject: envelope test$' "$tmp/e.eml"
+expect 0 "  ... openssl cms -decrypt" -- \
+	openssl cms -decrypt -in "$tmp/e.eml" -recip "$soft_rsa" -inkey "$soft_rsa_key"
+check "  ... yields the Content-* fields and the body only" bash -c "tail -n +6 '$msg' | cmp -s - <(tr -d '\r' <'$tmp/out')"
 "$bin" encrypt --oaep --to "$soft_rsa" --in "$msg" --out "$tmp/e.eml"
 check "--oaep writes RSAES-OAEP with SHA-256 and MGF1-SHA-256" sh -c \
 	"openssl cms -cmsout -print -in '$tmp/e.eml' | grep -A12 keyEncryptionAlgorithm | grep -q 'rsaesOaep' && test \$(openssl cms -cmsout -print -in '$tmp/e.eml' | grep -A14 keyEncryptionAlgorithm | grep -c ':sha256') -eq 2"
@@ -158,7 +174,7 @@ if command -v cmsutil >/dev/null && command -v certutil >/dev/null && command -v
 		der "$tmp/e.eml" "$tmp/e.der"
 		expect 0 "encrypt --cipher $c to software RSA: NSS cmsutil -D" -- \
 			cmsutil -D -d "sql:$nss" -i "$tmp/e.der" -o "$tmp/nss.out"
-		check "  ... yields the inner entity" bash -c "tail -n +6 '$msg' | cmp -s - <(tr -d '\r' <'$tmp/nss.out')"
+		check "  ... yields the Cryptographic Payload" bash -c "tr -d '\r' <'$tmp/nss.out' | cmp -s - '$payload'"
 	done
 	# Recorded, not required: NSS 3.87 has no AuthEnvelopedData (SEC_ERROR_UNRECOGNIZED_OID)
 	# and its kari support varies; report what this NSS does.

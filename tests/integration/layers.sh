@@ -32,7 +32,9 @@ expect 0 "inner layer signed on the token" -- \
 	p11s sign --key "$(keyuri rsa2048)" --chain "$pki/intermediate.pem" --in "$msg" --out "$tmp/inner.eml"
 # The encrypted entity is the signed MIME entity; the outer header fields stay outside
 # (RFC 8551 §3.1), as `wrap` does.
-grep -v '^From:\|^To:\|^Subject:\|^Date:' "$tmp/inner.eml" >"$tmp/inner.entity"
+# Only the message's header section: part 1 carries protected copies of them (RFC 9788).
+awk 'h == 0 && /^\r?$/ { h = 1 } h == 0 && /^(From|To|Subject|Date):/ { next } { print }' \
+	"$tmp/inner.eml" >"$tmp/inner.entity"
 expect 0 "openssl cms encrypts it to the token's RSA key" -- \
 	openssl cms -encrypt -aes-256-cbc -in "$tmp/inner.entity" -out "$tmp/enc.part" "$pki/rsa2048.pem"
 expect 0 "openssl cms signs the encrypted part as the list server" -- \

@@ -36,8 +36,13 @@ msg=$tmp/msg.eml
 msgdate=$(LC_ALL=C date -R)
 export msgdate
 printf 'From: Alice <alice@example.org>\nTo: bob@example.org\nSubject: test\nDate: %s\nMessage-ID: <1@example.org>\nContent-Type: text/plain; charset=us-ascii\n\nHello Bob,\n\nthis is signed.\n-- \nAlice\n' "$msgdate" >"$msg"
+# RFC 9788 header protection is on by default (CLI.md): the signed entity is the Content-*
+# fields with hp="clear", then copies of the message's fields in their order, then the body.
 canon=$tmp/canon
-printf 'Content-Type: text/plain; charset=us-ascii\r\n\r\nHello Bob,\r\n\r\nthis is signed.\r\n-- \r\nAlice\r\n' >"$canon"
+printf 'Content-Type: text/plain; charset=us-ascii; hp="clear"\r\nFrom: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: test\r\nDate: %s\r\nMessage-ID: <1@example.org>\r\n\r\nHello Bob,\r\n\r\nthis is signed.\r\n-- \r\nAlice\r\n' "$msgdate" >"$canon"
+# --no-protect-headers: the Content-* fields and the body only (RFC 8551 §3.1).
+canon_plain=$tmp/canon-plain
+printf 'Content-Type: text/plain; charset=us-ascii\r\n\r\nHello Bob,\r\n\r\nthis is signed.\r\n-- \r\nAlice\r\n' >"$canon_plain"
 
 # key pss? digest...
 for spec in "rsa2048 -" "rsa3072 --pss" "ec256 -" "ec384 -"; do
@@ -89,6 +94,33 @@ assert h[5]==b"MIME-Version: 1.0"
 		done
 	done
 done
+
+# Header protection off: the entity of RFC 8551 alone, no hp parameter, no copies.
+for form in detached opaque; do
+	out=$tmp/plain.eml
+	rm -f "$out"
+	opaque=
+	[ "$form" = opaque ] && opaque=--opaque
+	expect 0 "rsa2048 $form --no-protect-headers: sign" -- p11s sign --key "$(keyuri rsa2048)" \
+		$opaque --no-protect-headers --chain "$pki/intermediate.pem" --in "$msg" --out "$out"
+	expect 0 "  ... openssl cms -verify" -- openssl cms -verify -in "$out" \
+		-CAfile "$pki/root.pem" -out "$tmp/inner"
+	check "  ... signed content = the Content-* fields and the body" cmp -s "$tmp/inner" "$canon_plain"
+done
+printf 'protect-headers = no\n' >"$tmp/nohp.conf"
+expect 0 "protect-headers = no in the configuration: sign" -- p11s --config "$tmp/nohp.conf" sign \
+	--key "$(keyuri rsa2048)" --chain "$pki/intermediate.pem" --in "$msg" --out "$tmp/plain.eml"
+openssl cms -verify -in "$tmp/plain.eml" -CAfile "$pki/root.pem" -out "$tmp/inner" 2>/dev/null
+check "  ... no header protection" cmp -s "$tmp/inner" "$canon_plain"
+expect 0 "  ... --protect-headers on the command line wins over the configuration" -- \
+	p11s --config "$tmp/nohp.conf" sign --protect-headers --key "$(keyuri rsa2048)" \
+	--chain "$pki/intermediate.pem" --in "$msg" --out "$tmp/hp.eml"
+openssl cms -verify -in "$tmp/hp.eml" -CAfile "$pki/root.pem" -out "$tmp/inner" 2>/dev/null
+check "  ... protected" cmp -s "$tmp/inner" "$canon"
+printf 'protect-headers = maybe\n' >"$tmp/badhp.conf"
+expect 2 "protect-headers = maybe: a usage error" -- p11s --config "$tmp/badhp.conf" sign \
+	--key "$(keyuri rsa2048)" --in "$msg" --out "$tmp/bad.eml"
+check "  ... and no output file" test ! -e "$tmp/bad.eml"
 
 # Signed attributes on a token signature.
 out=$tmp/attrs.eml

@@ -20,11 +20,13 @@ expect 0 "wrap: sign with P-256, encrypt to RSA-2048 and $ec_to" -- \
 	p11s wrap --key "$(keyuri ec256)" --chain "$pki/intermediate.pem" --to "$pki/rsa2048.pem" \
 	--to "$pki/$ec_to.pem" --in "$msg" --out "$tmp/w.eml"
 check "  ... the outer layer is authEnveloped-data" grep -q "smime-type=authEnveloped-data" "$tmp/w.eml"
-check "  ... outer headers stay outside" grep -q "^Subject: layers" "$tmp/w.eml"
+check "  ... outer headers stay outside, the Subject obscured (RFC 9788 §3.2)" sh -c \
+	"grep -q '^From: ' '$tmp/w.eml' && grep -q '^Subject: \\[\\.\\.\\.\\]' '$tmp/w.eml'"
 expect 0 "unwrap with the RSA key" -- \
 	p11s unwrap --key "$(keyuri rsa2048)" --trust "$pki/root.pem" --in "$tmp/w.eml" --out "$tmp/u.eml"
 check "  ... reports two layers" grep -q "unwrap: OK (2 layers)" "$tmp/out"
 check "  ... gives back the message" bash -c "tail -n +2 '$tmp/u.eml' | grep -q 'Three layers deep.'"
+check "  ... with its real Subject" grep -q '^Subject: layers' "$tmp/u.eml"
 expect 0 "unwrap without --key finds the recipient key by its identifier" -- \
 	p11s unwrap --trust "$pki/root.pem" --in "$tmp/w.eml" --out "$tmp/u2.eml"
 expect 1 "unwrap with a key that is not a recipient is exit 1" -- \
