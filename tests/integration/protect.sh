@@ -1,6 +1,6 @@
 #!/bin/bash
 # RFC 9788 header protection (issue 20, docs/sign.md and docs/verify.md "Header protection")
-# on the throwaway token: sign --protect-headers puts copies of the header fields into the
+# on the throwaway token (on by default, CLI.md): sign puts copies of the header fields into the
 # signed entity with hp="clear"; verify reports them, says where the outer ones differ, and
 # checks the protected From (RFC 8550); openssl cms still verifies (backward compatible).
 # usage: protect.sh   (environment from tests/CMakeLists.txt: P11S_BIN, P11S_TEST_*)
@@ -136,9 +136,13 @@ expect 0 "  ... an outer To changed after decryption" -- vjson "$tmp/wrap-to.eml
 check "  ... is a warning even with hp=cipher" jq -e \
 	'[.warnings[] | select(.code == "protected-header-differs") | .message | test("To")] == [true]' "$tmp/out"
 
-# Off by default (CLI.md: the signed entity is the Content-* fields and the body).
+# On by default (CLI.md); --no-protect-headers gives the RFC 8551 entity: Content-* and body.
 expect 0 "sign without --protect-headers" -- p11s sign --key "$rsa" --chain "$pki/intermediate.pem" \
-	--in "$m" --out "$tmp/plain.eml"
+	--in "$m" --out "$tmp/default.eml"
+check "  ... protected by default: hp=\"clear\" and the copies" sh -c \
+	"grep -q 'hp=\"clear\"' '$tmp/default.eml' && [ \$(grep -c '^Subject:' '$tmp/default.eml') = 2 ]"
+expect 0 "sign --no-protect-headers" -- p11s sign --no-protect-headers --key "$rsa" \
+	--chain "$pki/intermediate.pem" --in "$m" --out "$tmp/plain.eml"
 check "  ... no hp, no copies" sh -c "! grep -q 'hp=' '$tmp/plain.eml' && [ \$(grep -c '^Subject:' '$tmp/plain.eml') = 1 ]"
 expect 0 "  ... verify: header_protection null" -- vjson "$tmp/plain.eml"
 check "  ... null" jq -e '.header_protection == null' "$tmp/out"
@@ -149,6 +153,22 @@ expect 0 "config protect-headers = yes: protected without the option" -- env XDG
 	"$bin" --backend "$backend" --module "$mod" --pin-source "file:$pinfile" sign --key "$rsa" \
 	--chain "$pki/intermediate.pem" --in "$m" --out "$tmp/cfg.eml"
 check "  ... hp=\"clear\"" grep -q 'hp="clear"' "$tmp/cfg.eml"
+printf 'protect-headers = no\n' >"$tmp/cfg/p11smime/config"
+for cmd in sign wrap; do
+	args=(--key "$rsa" --chain "$pki/intermediate.pem")
+	[ "$cmd" = wrap ] && args+=(--to "$pki/rsa2048.pem")
+	expect 0 "config protect-headers = no: $cmd leaves the headers alone" -- env \
+		XDG_CONFIG_HOME="$tmp/cfg" "$bin" --backend "$backend" --module "$mod" \
+		--pin-source "file:$pinfile" "$cmd" "${args[@]}" --in "$m" --out "$tmp/cfg-$cmd.eml"
+	check "  ... the outer Subject is the real one" grep -q '^Subject: quarterly figures' "$tmp/cfg-$cmd.eml"
+done
+expect 0 "config protect-headers = no: decrypt of the wrap gives no hp" -- env \
+	XDG_CONFIG_HOME="$tmp/cfg" "$bin" --backend "$backend" --module "$mod" \
+	--pin-source "file:$pinfile" decrypt --key "$rsa" --in "$tmp/cfg-wrap.eml" --out "$tmp/cfg-dec.eml"
+check "  ... not in the signed entity either" sh -c "! grep -q 'hp=' '$tmp/cfg-dec.eml'"
+expect 0 "encrypt --no-protect-headers" -- "$bin" encrypt --no-protect-headers \
+	--to "$pki/rsa2048.pem" --in "$m" --out "$tmp/enc-plain.eml"
+check "  ... the outer Subject stays" grep -q '^Subject: quarterly figures' "$tmp/enc-plain.eml"
 printf 'protect-headers = maybe\n' >"$tmp/cfg/p11smime/config"
 expect 2 "config protect-headers = maybe: exit 2" -- env XDG_CONFIG_HOME="$tmp/cfg" \
 	"$bin" --backend "$backend" --module "$mod" --pin-source "file:$pinfile" sign --key "$rsa" \

@@ -55,9 +55,14 @@ spec_name() {
 # A 7-bit message with LF line ends and its canonical signed entity (CRLF). Date: now, as a
 # mail client sets it when it signs (verify compares it with signingTime, docs/verify.md).
 msg=$tmp/msg.eml
-printf 'From: Alice <alice@example.org>\nTo: bob@example.org\nSubject: interop test\nDate: %s\nMessage-ID: <interop@example.org>\nContent-Type: text/plain; charset=us-ascii\n\nHello Bob,\n\nthis is signed on a token.\n-- \nAlice\n' "$(LC_ALL=C date -R)" >"$msg"
+msgdate=$(LC_ALL=C date -R)
+printf 'From: Alice <alice@example.org>\nTo: bob@example.org\nSubject: interop test\nDate: %s\nMessage-ID: <interop@example.org>\nContent-Type: text/plain; charset=us-ascii\n\nHello Bob,\n\nthis is signed on a token.\n-- \nAlice\n' "$msgdate" >"$msg"
+# RFC 9788 header protection is on by default (CLI.md): the signed entity carries hp="clear"
+# and copies of the message's fields; with --no-protect-headers it is $canon_plain.
 canon=$tmp/canon
-printf 'Content-Type: text/plain; charset=us-ascii\r\n\r\nHello Bob,\r\n\r\nthis is signed on a token.\r\n-- \r\nAlice\r\n' >"$canon"
+printf 'Content-Type: text/plain; charset=us-ascii; hp="clear"\r\nFrom: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: interop test\r\nDate: %s\r\nMessage-ID: <interop@example.org>\r\n\r\nHello Bob,\r\n\r\nthis is signed on a token.\r\n-- \r\nAlice\r\n' "$msgdate" >"$canon"
+canon_plain=$tmp/canon-plain
+printf 'Content-Type: text/plain; charset=us-ascii\r\n\r\nHello Bob,\r\n\r\nthis is signed on a token.\r\n-- \r\nAlice\r\n' >"$canon_plain"
 
 # token_sign KEY PSSOPT DIGEST FORM OUT: sign $msg with a token key (FORM detached|opaque).
 token_sign() {

@@ -164,6 +164,9 @@ pmsg=$tmp/pmsg.eml
 printf 'From: Bob <bob@example.org>\nTo: gpgrsa@example.org\nSubject: for gpgsm\nContent-Type: text/plain; charset=us-ascii\n\nHello gpgsm, this is confidential.\n' >"$pmsg"
 pent=$tmp/pent
 printf 'Content-Type: text/plain; charset=us-ascii\r\n\r\nHello gpgsm, this is confidential.\r\n' >"$pent"
+# What p11smime encrypts (RFC 9788, on by default): the Cryptographic Payload.
+ppay=$tmp/ppay
+printf 'Content-Type: text/plain; charset=us-ascii; hp="cipher"\r\nFrom: Bob <bob@example.org>\r\nTo: gpgrsa@example.org\r\nSubject: for gpgsm\r\nHP-Outer: From: Bob <bob@example.org>\r\nHP-Outer: To: gpgrsa@example.org\r\nHP-Outer: Subject: [...]\r\n\r\nHello gpgsm, this is confidential.\r\n' >"$ppay"
 for c in aes-128-cbc aes-256-cbc aes-128-gcm aes-256-gcm oaep; do
 	opts=(--cipher "$c")
 	[ "$c" = oaep ] && opts=(--cipher aes-256-cbc --oaep)
@@ -183,12 +186,12 @@ for c in aes-128-cbc aes-256-cbc aes-128-gcm aes-256-gcm oaep; do
 			not_ok "  ... gpgsm --decrypt (exit $got)"
 			sed 's/^/#   stderr: /' "$tmp/err" | head -5
 		fi
-		check "  ... gpgsm returns the entity" cmp -s "$tmp/d.out" "$pent"
+		check "  ... gpgsm returns the Cryptographic Payload" cmp -s "$tmp/d.out" "$ppay"
 		;;
 	*)
 		if [ "$got" = 0 ]; then
 			ok "  ... gpgsm --decrypt"
-			check "  ... gpgsm returns the entity" cmp -s "$tmp/d.out" "$pent"
+			check "  ... gpgsm returns the Cryptographic Payload" cmp -s "$tmp/d.out" "$ppay"
 			continue
 		fi
 		# Is it gpgsm? The same content encryption from OpenSSL must fail the same way.

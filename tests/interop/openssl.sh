@@ -3,7 +3,7 @@
 # - what `p11smime sign` makes with every token key (RSA-2048, RSA-3072 with RSASSA-PSS,
 #   P-256, P-384), detached and opaque, SHA-256/384/512, verifies with `openssl cms -verify`
 #   in its default text mode, with CRL checking of the whole path, and yields the canonical
-#   entity; a one-byte alteration of the signed content fails;
+#   entity (with RFC 9788 header protection, the default, and without it); a one-byte alteration of the signed content fails;
 # - one smoke case of the other direction (`openssl cms -sign` -> `p11smime verify`; the
 #   full matrix of that direction is tests/integration/verify.sh).
 # (OpenSSL 3.0's -binary splitter bug on multipart/signed is documented in docs/sign.md;
@@ -31,6 +31,18 @@ for spec in "${sign_matrix[@]}"; do
 		check "  ... openssl says why (digest failure)" \
 			grep -qi 'digest failure\|verification failure' "$tmp/err"
 	done
+done
+
+# Without header protection (--no-protect-headers): the RFC 8551 entity alone.
+for form in detached opaque; do
+	opts=()
+	[ "$form" = opaque ] && opts+=(--opaque)
+	expect 0 "rsa2048 $form --no-protect-headers: p11smime sign" -- p11s sign --no-protect-headers \
+		--key "$(keyuri rsa2048)" "${opts[@]}" --chain "$pki/intermediate.pem" --in "$msg" \
+		--out "$tmp/plain-$form.eml"
+	expect 0 "  ... openssl cms -verify" -- \
+		openssl cms -verify -in "$tmp/plain-$form.eml" "${trust[@]}" -out "$tmp/inner"
+	check "  ... openssl returns the Content-* fields and the body" cmp -s "$tmp/inner" "$canon_plain"
 done
 
 # A wrong trust anchor: openssl must not verify the token signature against another root.

@@ -22,6 +22,17 @@ cat "$pki/root.pem" "$pki/crls.pem" >"$tmp/root+crls.pem"
 trust=(-CAfile "$tmp/root+crls.pem" -crl_check_all)
 
 # signer key, recipient (token certificate), extra wrap options
+# The inner signed entity of a wrap is the Cryptographic Payload (RFC 9788, on by default):
+# hp="cipher", the protected fields, and HP-Outer for each field left outside (§2.2).
+canon_cipher=$tmp/canon-cipher
+{
+	printf 'Content-Type: text/plain; charset=us-ascii; hp="cipher"\r\n'
+	head -5 "$msg" | sed 's/$/\r/'
+	head -5 "$msg" | sed 's/^Subject: .*/Subject: [...]/; s/^/HP-Outer: /; s/$/\r/'
+	printf '\r\n'
+	tail -n +8 "$msg" | sed 's/$/\r/'
+} >"$canon_cipher"
+
 for spec in "rsa2048 rsa2048 -" "ec256 rsa3072 --opaque" "ec384 ec256 -" "rsa3072 ec384 --pss" \
 	"rsa2048 ec256 --cipher=aes-256-cbc"; do
 	read -r signer recip extra <<<"$spec"
@@ -32,7 +43,8 @@ for spec in "rsa2048 rsa2048 -" "ec256 rsa3072 --opaque" "ec384 ec256 -" "rsa307
 	rm -f "$tmp/tw.eml"
 	expect 0 "$name" -- p11s wrap --triple --key "$(keyuri "$signer")" --to "$pki/$recip.pem" \
 		--chain "$pki/intermediate.pem" "${opts[@]}" --in "$msg" --out "$tmp/tw.eml"
-	check "  ... outer header fields kept" grep -q '^Subject: interop test' "$tmp/tw.eml"
+	check "  ... outer header fields kept, the Subject obscured (RFC 9788 §3.2)" sh -c \
+		"grep -q '^From: Alice' '$tmp/tw.eml' && grep -q '^Subject: \\[\\.\\.\\.\\]' '$tmp/tw.eml'"
 	rm -f "$tmp/mid.eml" "$tmp/inner.eml" "$tmp/content"
 	expect 0 "  ... outer signature: openssl cms -verify" -- \
 		openssl cms -verify -in "$tmp/tw.eml" "${trust[@]}" -out "$tmp/mid.eml"
@@ -42,7 +54,7 @@ for spec in "rsa2048 rsa2048 -" "ec256 rsa3072 --opaque" "ec384 ec256 -" "rsa307
 		p11s decrypt --in "$tmp/mid.eml" --out "$tmp/inner.eml"
 	expect 0 "  ... inner signature: openssl cms -verify" -- \
 		openssl cms -verify -in "$tmp/inner.eml" "${trust[@]}" -out "$tmp/content"
-	check "  ... the inner content is the canonical original" cmp -s "$tmp/content" "$canon"
+	check "  ... the inner content is the canonical Cryptographic Payload" cmp -s "$tmp/content" "$canon_cipher"
 	mime flip "$tmp/tw.eml" "$tmp/bad.eml" 'smime.p7m'
 	expect 4 "  ... outer layer altered: openssl cms -verify fails" -- \
 		openssl cms -verify -in "$tmp/bad.eml" "${trust[@]}" -out /dev/null

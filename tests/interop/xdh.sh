@@ -46,6 +46,9 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/rsa.key" -out "$tmp/rsa.
 printf 'From: alice@example.org\r\nTo: bob@example.org\r\nSubject: xdh\r\nContent-Type: text/plain\r\n\r\nhello over X25519\r\n' \
 	>"$tmp/msg"
 printf 'Content-Type: text/plain\r\n\r\nhello over X25519\r\n' >"$tmp/inner"
+# What p11smime encrypts: the Cryptographic Payload (RFC 9788, on by default), with
+# hp="cipher", the protected fields, HP-Outer for the ones outside (the Subject obscured).
+printf 'Content-Type: text/plain; hp="cipher"\r\nFrom: alice@example.org\r\nTo: bob@example.org\r\nSubject: xdh\r\nHP-Outer: From: alice@example.org\r\nHP-Outer: To: bob@example.org\r\nHP-Outer: Subject: [...]\r\n\r\nhello over X25519\r\n' >"$tmp/payload"
 
 for kdf in hkdf x963; do
 	for c in aes-256-gcm aes-128-gcm aes-128-cbc aes-256-cbc; do
@@ -53,7 +56,7 @@ for kdf in hkdf x963; do
 			--to "$tmp/x25519.pem" --in "$tmp/msg" --out "$tmp/e.eml"
 		der "$tmp/e.eml" "$tmp/e.der"
 		check "decrypt.py opens $c/$kdf to the inner entity" bash -c \
-			"'$py' '$dec' '$tmp/x25519.key' '$tmp/e.der' | cmp -s - '$tmp/inner'"
+			"'$py' '$dec' '$tmp/x25519.key' '$tmp/e.der' | cmp -s - '$tmp/payload'"
 	done
 done
 
@@ -73,11 +76,11 @@ expect 0 "encrypt to RSA + X25519 + X448" -- enc --to "$tmp/rsa.pem" --to "$tmp/
 	--to "$tmp/x448.pem" --in "$tmp/msg" --out "$tmp/m.eml"
 der "$tmp/m.eml" "$tmp/m.der"
 check "decrypt.py opens it with the X25519 key" bash -c \
-	"'$py' '$dec' '$tmp/x25519.key' '$tmp/m.der' | cmp -s - '$tmp/inner'"
+	"'$py' '$dec' '$tmp/x25519.key' '$tmp/m.der' | cmp -s - '$tmp/payload'"
 check "decrypt.py opens it with the X448 key (HKDF-SHA-512)" bash -c \
-	"'$py' '$dec' '$tmp/x448.key' '$tmp/m.der' | cmp -s - '$tmp/inner'"
+	"'$py' '$dec' '$tmp/x448.key' '$tmp/m.der' | cmp -s - '$tmp/payload'"
 check "openssl cms opens it with the RSA key" bash -c "openssl cms -decrypt -inform DER \
-	-in '$tmp/m.der' -inkey '$tmp/rsa.key' -recip '$tmp/rsa.pem' | cmp -s - '$tmp/inner'"
+	-in '$tmp/m.der' -inkey '$tmp/rsa.key' -recip '$tmp/rsa.pem' | cmp -s - '$tmp/payload'"
 openssl asn1parse -inform DER -in "$tmp/m.der" >"$tmp/asn1"
 check "dhSinglePass-stdDH-hkdf-sha512-scheme for X448" grep -q \
 	':1.2.840.113549.1.9.16.3.21$' "$tmp/asn1"
@@ -93,7 +96,8 @@ check "another X25519 key does not open it" bash -c \
 expect 0 "encrypt a 4 MiB message to X25519" -- enc --to "$tmp/x25519.pem" --in "$tmp/big" \
 	--out "$tmp/big.eml"
 der "$tmp/big.eml" "$tmp/big.der"
-sed '1d' "$tmp/big" >"$tmp/big.inner"
+{ printf 'Content-Type: application/octet-stream; hp="cipher"\r\nContent-Transfer-Encoding: base64\r\nSubject: big\r\nHP-Outer: Subject: [...]\r\n'
+  sed '1,3d' "$tmp/big"; } >"$tmp/big.inner"
 check "decrypt.py opens the 4 MiB message" bash -c \
 	"'$py' '$dec' '$tmp/x25519.key' '$tmp/big.der' | cmp -s - '$tmp/big.inner'"
 
