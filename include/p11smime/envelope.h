@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "token.h"
+#include "verify.h"
 
 /** Content encryption algorithms (RFC 8551 §2.7). */
 typedef enum p11s_cipher {
@@ -103,10 +104,29 @@ P11S_EXTERN P11S_MUST_CHECK int p11s_encrypt_message(FILE *in, FILE *out,
     const p11s_encrypt_opts *opts);
 
 /**
- * Version of p11s_decrypt_opts understood by this library: 2 adds `require_authenticated`;
- * version 1 structures are still accepted.
+ * Version of p11s_decrypt_opts understood by this library: 2 adds `require_authenticated`,
+ * 3 `header_protection`; structures of earlier versions are still accepted.
  */
-#define P11S_DECRYPT_OPTS_VERSION 2
+#define P11S_DECRYPT_OPTS_VERSION 3
+
+/**
+ * RFC 9788 header protection of a decrypted message (docs/envelope.md "Header protection"):
+ * what the Cryptographic Payload carries against the outer header. Free with
+ * p11s_header_protection_free().
+ */
+typedef struct p11s_header_protection {
+	const char *hp;                   /**< the payload's hp parameter ("cipher", "clear") */
+	const p11s_header_field *fields;  /**< the protected fields but HP-Outer, in order */
+	size_t n_fields;
+	const p11s_header_field *differs; /**< user-facing fields (From, To, Cc, Subject, Date,
+	                                       ...) whose outer value differs; `exposed` when an
+	                                       HP-Outer field names that outer value */
+	size_t n_differs;
+	int signed_payload;               /**< the payload is part 1 of a signed entity (wrap):
+	                                       its signature is not checked by decryption */
+} p11s_header_protection;
+
+P11S_EXTERN void p11s_header_protection_free(p11s_header_protection *r);
 
 /** Options of p11s_decrypt_message(). Initialise with P11S_DECRYPT_OPTS_INIT. */
 typedef struct p11s_decrypt_opts {
@@ -117,9 +137,11 @@ typedef struct p11s_decrypt_opts {
 	                                integrity, EFAIL) before any token operation, with
 	                                P11S_ERR_VERIFY "unauthenticated-encryption: ..."; only
 	                                AuthEnvelopedData is decrypted (docs/envelope.md) */
+	p11s_header_protection **header_protection; /**< (version 3) non-NULL: set on success to
+	                                the report of a payload with an hp parameter, or NULL */
 } p11s_decrypt_opts;
 
-#define P11S_DECRYPT_OPTS_INIT { P11S_DECRYPT_OPTS_VERSION, NULL, 0 }
+#define P11S_DECRYPT_OPTS_INIT { P11S_DECRYPT_OPTS_VERSION, NULL, 0, NULL }
 
 /** What p11s_decrypt_message() found; filled on success. */
 typedef struct p11s_decrypt_info {

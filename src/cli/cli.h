@@ -231,7 +231,14 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r);
 /* JSON output helpers (json.c). */
 void json_str(FILE *f, const char *s);
 void json_key(FILE *f, const char *key); /* "key": */
+void json_opt_str(FILE *f, const char *s); /* null when s is NULL */
 void json_hex(FILE *f, const unsigned char *p, size_t len);
+/*
+ * RFC 9788 header protection as verify and decrypt report it: null without `hp`, else
+ * {"hp", "fields": [{name, value}], "differs": [{name, protected, outer, exposed_by_sender}]}.
+ */
+void json_header_protection(FILE *f, const char *hp, const p11s_header_field *fields,
+    size_t n_fields, const p11s_header_field *differs, size_t n_differs);
 
 /* Certificate details for `keys` (certinfo.c). */
 void certinfo_text(FILE *f, X509 *cert, const char *indent);

@@ -7,7 +7,8 @@
 
 #include "cli.h"
 
-static void report_json(FILE *f, const p11s_decrypt_info *info)
+static void report_json(FILE *f, const p11s_decrypt_info *info,
+    const p11s_header_protection *hp)
 {
 	fputc('{', f);
 	json_key(f, "content_type");
@@ -28,6 +29,22 @@ static void report_json(FILE *f, const p11s_decrypt_info *info)
 	fputc(',', f);
 	json_key(f, "certificate_subject");
 	json_str(f, info->recipient);
+	fputc(',', f);
+	/*
+	 * RFC 9788 (docs/envelope.md "Header protection"): what the payload protects, and the
+	 * outer fields that differ; null when the payload has no hp parameter. For a payload that
+	 * is signed (wrap), "signed_payload": its signature is verify's or unwrap's to check.
+	 */
+	json_key(f, "header_protection");
+	if (hp != NULL) {
+		json_header_protection(f, hp->hp, hp->fields, hp->n_fields, hp->differs,
+		    hp->n_differs);
+		fputc(',', f);
+		json_key(f, "header_protection_signed_payload");
+		fputs(hp->signed_payload ? "true" : "false", f);
+	} else {
+		fputs("null", f);
+	}
 	fputs("}\n", f);
 }
 
@@ -44,6 +61,7 @@ static int run(cli_globals *g, int argc, char **argv)
 	};
 	p11s_decrypt_opts o = P11S_DECRYPT_OPTS_INIT;
 	p11s_decrypt_info info;
+	p11s_header_protection *hp = NULL;
 	cli_args a;
 	p11s_ctx *ctx = NULL;
 	p11s_key *key = NULL;
@@ -62,6 +80,7 @@ static int run(cli_globals *g, int argc, char **argv)
 		goto out;
 	}
 	o.require_authenticated = a.require_authenticated;
+	o.header_protection = &hp;
 	if (a.key_uri != NULL && o.token_uri != NULL) {
 		status = cli_usage_error("decrypt: --key and --token exclude each other");
 		goto out;
@@ -94,13 +113,24 @@ static int run(cli_globals *g, int argc, char **argv)
 		p11s_log(P11S_LOG_INFO, "decrypted %s (%s, %s); authentication tag verified",
 		    info.content_type, info.cipher, info.key_management);
 	}
+	/* Where an outer field differs and the sender did not say so (HP-Outer): a warning. */
+	for (size_t i = 0; hp != NULL && i < hp->n_differs; i++) {
+		const p11s_header_field *d = &hp->differs[i];
+
+		if (!d->exposed) {
+			p11s_log(P11S_LOG_WARN, "protected-header-differs: the outer %s (%s) is not the "
+			    "protected one (%s); the output has the protected one (RFC 9788 §4.5)",
+			    d->name, d->outer ? d->outer : "absent", d->value ? d->value : "absent");
+		}
+	}
 	if (g->json) {
-		report_json(stdout, &info);
+		report_json(stdout, &info, hp);
 		if (fflush(stdout) != 0) {
 			status = EXIT_USAGE;
 		}
 	}
 out:
+	p11s_header_protection_free(hp);
 	p11s_key_free(key);
 	cli_close(g, ctx);
 	cli_args_free(&a);

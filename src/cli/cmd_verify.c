@@ -189,15 +189,6 @@ static void json_reasons(FILE *f, const p11s_verify_reason *v, size_t n)
 	fputc(']', f);
 }
 
-static void json_opt_str(FILE *f, const char *s)
-{
-	if (s != NULL) {
-		json_str(f, s);
-	} else {
-		fputs("null", f);
-	}
-}
-
 static void json_strv(FILE *f, const char *const *v, size_t n)
 {
 	fputc('[', f);
@@ -300,44 +291,8 @@ void cli_verify_report_json(FILE *f, const p11s_verify_result *r)
 	fputc(',', f);
 	/* RFC 9788 (docs/verify.md "Header protection"): null without an hp parameter. */
 	json_key(f, "header_protection");
-	if (r->hp == NULL) {
-		fputs("null", f);
-	} else {
-		fputc('{', f);
-		json_key(f, "hp");
-		json_str(f, r->hp);
-		fputc(',', f);
-		json_key(f, "fields");
-		fputc('[', f);
-		for (size_t i = 0; i < r->n_protected_headers; i++) {
-			fprintf(f, "%s{", i ? "," : "");
-			json_key(f, "name");
-			json_str(f, r->protected_headers[i].name);
-			fputc(',', f);
-			json_key(f, "value");
-			json_str(f, r->protected_headers[i].value);
-			fputc('}', f);
-		}
-		fputs("],", f);
-		json_key(f, "differs");
-		fputc('[', f);
-		for (size_t i = 0; i < r->n_header_differs; i++) {
-			fprintf(f, "%s{", i ? "," : "");
-			json_key(f, "name");
-			json_str(f, r->header_differs[i].name);
-			fputc(',', f);
-			json_key(f, "protected");
-			json_opt_str(f, r->header_differs[i].value);
-			fputc(',', f);
-			json_key(f, "outer");
-			json_opt_str(f, r->header_differs[i].outer);
-			fputc(',', f);
-			json_key(f, "exposed_by_sender");
-			fputs(r->header_differs[i].exposed ? "true" : "false", f);
-			fputc('}', f);
-		}
-		fputs("]}", f);
-	}
+	json_header_protection(f, r->hp, r->protected_headers, r->n_protected_headers,
+	    r->header_differs, r->n_header_differs);
 	fputc(',', f);
 	json_key(f, "signers");
 	fputc('[', f);

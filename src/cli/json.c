@@ -46,3 +46,55 @@ void json_hex(FILE *f, const unsigned char *p, size_t len)
 	}
 	fputc('"', f);
 }
+
+void json_opt_str(FILE *f, const char *s)
+{
+	if (s == NULL) {
+		fputs("null", f);
+	} else {
+		json_str(f, s);
+	}
+}
+
+void json_header_protection(FILE *f, const char *hp, const p11s_header_field *fields,
+    size_t n_fields, const p11s_header_field *differs, size_t n_differs)
+{
+	if (hp == NULL) {
+		fputs("null", f);
+		return;
+	}
+	fputc('{', f);
+	json_key(f, "hp");
+	json_str(f, hp);
+	fputc(',', f);
+	json_key(f, "fields");
+	fputc('[', f);
+	for (size_t i = 0; i < n_fields; i++) {
+		fprintf(f, "%s{", i ? "," : "");
+		json_key(f, "name");
+		json_str(f, fields[i].name);
+		fputc(',', f);
+		json_key(f, "value");
+		json_str(f, fields[i].value);
+		fputc('}', f);
+	}
+	fputs("],", f);
+	json_key(f, "differs");
+	fputc('[', f);
+	for (size_t i = 0; i < n_differs; i++) {
+		fprintf(f, "%s{", i ? "," : "");
+		json_key(f, "name");
+		json_str(f, differs[i].name);
+		fputc(',', f);
+		json_key(f, "protected");
+		json_opt_str(f, differs[i].value);
+		fputc(',', f);
+		json_key(f, "outer");
+		json_opt_str(f, differs[i].outer);
+		fputc(',', f);
+		json_key(f, "exposed_by_sender");
+		fputs(differs[i].exposed ? "true" : "false", f);
+		fputc('}', f);
+	}
+	fputs("]}", f);
+}

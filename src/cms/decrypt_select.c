@@ -130,7 +130,10 @@ int p11s_decrypt_message_select_ex(p11s_ctx *ctx, p11s_key_select_fn select, voi
 	if ((rc = p11s_cms__decrypt(cms, pkey, p11s_key_cert(use), p11s_ctx_libctx(ctx), plain)) < 0) {
 		goto out;
 	}
-	if ((rc = p11s_mime__write_decrypted(out, &h, plain)) < 0) {
+	/* Version 3: the RFC 9788 report of a protected payload (docs/envelope.md). */
+	if ((rc = opts != NULL && opts->version >= 3 && opts->header_protection != NULL
+	              ? p11s_mime__write_decrypted_hp(out, &h, plain, opts->header_protection)
+	              : p11s_mime__write_decrypted(out, &h, plain)) < 0) {
 		goto out;
 	}
 	if (info != NULL) {

@@ -973,7 +973,7 @@ int p11s_decrypt_message(p11s_ctx *ctx, p11s_key *key, FILE *in, FILE *out,
 
 	/* Version 1 callers have no require_authenticated field: it is not read for them. */
 	if (ctx == NULL || in == NULL || out == NULL ||
-	    (opts != NULL && opts->version != 1 && opts->version != P11S_DECRYPT_OPTS_VERSION)) {
+	    (opts != NULL && (opts->version < 1 || opts->version > P11S_DECRYPT_OPTS_VERSION))) {
 		return p11s_error__set(P11S_ERR_INVALID_ARG, "p11s_decrypt_message: bad arguments");
 	}
 	if (info != NULL) {
@@ -1052,7 +1052,10 @@ int p11s_decrypt_message(p11s_ctx *ctx, p11s_key *key, FILE *in, FILE *out,
 	         plain)) < 0) {
 		goto out;
 	}
-	if ((rc = p11s_mime__write_decrypted(out, &h, plain)) < 0) {
+	/* Version 3: the RFC 9788 report of a protected payload (docs/envelope.md). */
+	if ((rc = opts != NULL && opts->version >= 3 && opts->header_protection != NULL
+	              ? p11s_mime__write_decrypted_hp(out, &h, plain, opts->header_protection)
+	              : p11s_mime__write_decrypted(out, &h, plain)) < 0) {
 		goto out;
 	}
 	if (info != NULL) {

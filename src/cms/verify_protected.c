@@ -20,63 +20,7 @@
 
 #include "cms/verify_int.h"
 #include "core/error_int.h"
-
-/* The fields a reader is shown and that are compared (RFC 9788 §4.5, §1.1). */
-static const char *const compared[] = {
-	"From", "To", "Cc", "Subject", "Date", "Reply-To", "Sender", "Message-ID",
-	"In-Reply-To", "References",
-};
-
-static int structural(const char *name)
-{
-	return strcasecmp(name, "MIME-Version") == 0 || strncasecmp(name, "Content-", 8) == 0;
-}
-
-/* Values compared as a reader sees them: white space runs are one space. */
-static int same_value(const char *a, const char *b)
-{
-	while (*a != '\0' && *b != '\0') {
-		if ((*a == ' ' || *a == '\t') && (*b == ' ' || *b == '\t')) {
-			while (*a == ' ' || *a == '\t') {
-				a++;
-			}
-			while (*b == ' ' || *b == '\t') {
-				b++;
-			}
-			continue;
-		}
-		if (*a++ != *b++) {
-			return 0;
-		}
-	}
-	return *a == '\0' && *b == '\0';
-}
-
-/*
- * Non-zero when an HP-Outer field (RFC 9788 §2.2) says the sender exposed `name` with the
- * value `outer`: then an outer value that differs from the protected one is the sender's own
- * choice (an obscured Subject), not a change in transit.
- */
-static int sender_exposed(const p11s_mime_fields *prot, const char *name, const char *outer)
-{
-	size_t nl = strlen(name);
-
-	for (size_t i = 0; outer != NULL && i < prot->n; i++) {
-		const char *v = prot->value[i];
-
-		if (strcasecmp(prot->name[i], "HP-Outer") == 0 && strncasecmp(v, name, nl) == 0 &&
-		    v[nl] == ':') {
-			v += nl + 1;
-			while (*v == ' ' || *v == '\t') {
-				v++;
-			}
-			if (same_value(v, outer)) {
-				return 1;
-			}
-		}
-	}
-	return 0;
-}
+#include "mime/hp_read.h"
 
 int p11s_cms__protected_headers(struct p11s_verify_priv *p)
 {
@@ -127,7 +71,7 @@ int p11s_cms__protected_headers(struct p11s_verify_priv *p)
 		goto nomem;
 	}
 	for (size_t i = 0; i < entity->n; i++) {
-		if (!structural(entity->name[i])) {
+		if (!p11s_mime__hp_structural(entity->name[i])) {
 			p->prot.name[p->prot.n] = entity->name[i];
 			p->prot.value[p->prot.n++] = entity->value[i];
 		}
@@ -135,32 +79,35 @@ int p11s_cms__protected_headers(struct p11s_verify_priv *p)
 	if (p->prot.n > 0 && (p->prot_view = calloc(p->prot.n, sizeof(*p->prot_view))) == NULL) {
 		goto nomem;
 	}
+	/* Reported: the protected fields but HP-Outer, which says what the sender exposed. */
+	p->n_prot = 0;
 	for (size_t i = 0; i < p->prot.n; i++) {
-		p->prot_view[i].name = p->prot.name[i];
-		p->prot_view[i].value = p->prot.value[i];
+		if (strcasecmp(p->prot.name[i], "HP-Outer") != 0) {
+			p->prot_view[p->n_prot].name = p->prot.name[i];
+			p->prot_view[p->n_prot++].value = p->prot.value[i];
+		}
 	}
-	p->n_prot = p->prot.n;
 	/* The outer message's header section, from the start of the input. */
 	if ((rc = p11s_mime__header_fields(p->in, 0, -1, &p->outer)) < 0) {
 		return rc;
 	}
-	if ((p->diff_view = calloc(sizeof(compared) / sizeof(compared[0]),
+	if ((p->diff_view = calloc(p11s_mime__hp_n_compared,
 	         sizeof(*p->diff_view))) == NULL) {
 		goto nomem;
 	}
-	for (size_t i = 0; i < sizeof(compared) / sizeof(compared[0]); i++) {
-		const char *in = p11s_mime__fields_get(&p->prot, compared[i]);
-		const char *out = p11s_mime__fields_get(&p->outer, compared[i]);
+	for (size_t i = 0; i < p11s_mime__hp_n_compared; i++) {
+		const char *in = p11s_mime__fields_get(&p->prot, p11s_mime__hp_compared[i]);
+		const char *out = p11s_mime__fields_get(&p->outer, p11s_mime__hp_compared[i]);
 
-		if ((in == NULL && out == NULL) || (in != NULL && out != NULL && same_value(in, out))) {
+		if ((in == NULL && out == NULL) || (in != NULL && out != NULL && p11s_mime__hp_same_value(in, out))) {
 			continue;
 		}
-		int exposed = strcmp(p->hp, "cipher") == 0 && sender_exposed(&p->prot, compared[i], out);
+		int exposed = strcmp(p->hp, "cipher") == 0 && p11s_mime__hp_exposed(&p->prot, p11s_mime__hp_compared[i], out);
 
-		p->diff_view[p->n_diff++] = (p11s_header_field){ compared[i], in, out, exposed };
+		p->diff_view[p->n_diff++] = (p11s_header_field){ p11s_mime__hp_compared[i], in, out, exposed };
 		if (!exposed && (rc = p11s_reasons__add(&p->warnings, "protected-header-differs",
 		         "the outer %s (%s) is not the signed one (%s): a reader should show the "
-		         "signed one (RFC 9788 §4.5)", compared[i], out ? out : "absent",
+		         "signed one (RFC 9788 §4.5)", p11s_mime__hp_compared[i], out ? out : "absent",
 		         in ? in : "absent")) < 0) {
 			return rc;
 		}

@@ -391,8 +391,8 @@ static int check(gw_config *cfg, const p11s_config *c, char *err, size_t errlen)
 		}
 	}
 	BOOL("outbound", "encrypt", encrypt, 0);
-	/* RFC 9788 header protection of what the gateway signs (off by default, as for sign). */
-	BOOL("outbound", "protect-headers", protect_headers, 0);
+	/* RFC 9788 header protection of what the gateway signs (on by default, as for sign). */
+	BOOL("outbound", "protect-headers", protect_headers, 1);
 	cfg->certs = dup_or_null(p11s_config_get(c, "outbound", "certs"));
 	cfg->store = dup_or_null(p11s_config_get(c, "outbound", "store"));
 	if (collect(c, "outbound", "ldap", &cfg->ldap, &cfg->nldap) < 0) {

@@ -16,6 +16,7 @@
 
 #include "core/error_int.h"
 #include "mime/enveloped.h"
+#include "mime/hp_read.h"
 #include "mime/signed.h"
 
 /* A header section larger than this is not a message we accept (bounded memory). */
@@ -891,7 +892,8 @@ out:
  * written untouched after the merged outer fields (*done 2, `plain` at its start). 0 in
  * *done: not protected, nothing written.
  */
-static int write_rendered_head(FILE *out, const p11s_mime_head *h, FILE *plain, int *done)
+static int write_rendered_head(FILE *out, const p11s_mime_head *h, FILE *plain, int *done,
+    p11s_header_protection **hpr)
 {
 	p11s_mime_fields f = { 0 }, prot;
 	const char *ct, *eol = h->crlf ? "\r\n" : "\n";
@@ -910,6 +912,12 @@ static int write_rendered_head(FILE *out, const p11s_mime_head *h, FILE *plain, 
 		 * is written untouched (its signature still verifies).
 		 */
 		if (ct != NULL && (rc = signed_payload_fields(plain, ct, &prot)) == 1) {
+			if (hpr != NULL && (rc = p11s_mime__hp_report(&prot, "cipher", h->outer,
+			                        h->outer_len, 1, hpr)) < 0) {
+				p11s_mime__fields_free(&prot);
+				p11s_mime__fields_free(&f);
+				return rc;
+			}
 			rc = write_merged_outer(out, h, &prot, eol);
 			p11s_mime__fields_free(&prot);
 			if (rc < 0 || (p11s_mime__fields_get(&f, "MIME-Version") == NULL &&
@@ -927,6 +935,11 @@ static int write_rendered_head(FILE *out, const p11s_mime_head *h, FILE *plain, 
 		}
 		return fseek(plain, 0, SEEK_SET) == 0 ? P11S_OK
 		                                      : p11s_error__set(P11S_ERR_IO, "cannot seek");
+	}
+	if (hpr != NULL && (rc = p11s_mime__hp_report(&f, hp, h->outer, h->outer_len, 0, hpr)) < 0) {
+		free(hp);
+		p11s_mime__fields_free(&f);
+		return rc;
 	}
 	free(hp);
 	if (write_merged_outer(out, h, &f, eol) < 0 || fprintf(out, "MIME-Version: 1.0%s", eol) < 0) {
@@ -946,7 +959,29 @@ wfail:
 	return p11s_error__set(P11S_ERR_IO, "writing the message: %s", strerror(errno));
 }
 
+static int write_decrypted(FILE *out, const p11s_mime_head *h, FILE *plain,
+    p11s_header_protection **hpr);
+
 int p11s_mime__write_decrypted(FILE *out, const p11s_mime_head *h, FILE *plain)
+{
+	return write_decrypted(out, h, plain, NULL);
+}
+
+int p11s_mime__write_decrypted_hp(FILE *out, const p11s_mime_head *h, FILE *plain,
+    p11s_header_protection **hpr)
+{
+	int rc;
+
+	*hpr = NULL;
+	if ((rc = write_decrypted(out, h, plain, hpr)) < 0) {
+		p11s_header_protection_free(*hpr);
+		*hpr = NULL;
+	}
+	return rc;
+}
+
+static int write_decrypted(FILE *out, const p11s_mime_head *h, FILE *plain,
+    p11s_header_protection **hpr)
 {
 	unsigned char buf[65536];
 	const char *eol = h->crlf ? "\r\n" : "\n";
@@ -963,7 +998,7 @@ int p11s_mime__write_decrypted(FILE *out, const p11s_mime_head *h, FILE *plain)
 	if (is_entity) {
 		int rendered, rc;
 
-		if ((rc = write_rendered_head(out, h, plain, &rendered)) < 0) {
+		if ((rc = write_rendered_head(out, h, plain, &rendered, hpr)) < 0) {
 			return rc;
 		}
 		if (rendered) {

@@ -8,6 +8,8 @@
 
 #include <stdio.h>
 
+#include "p11smime/envelope.h"
+
 #include <openssl/bio.h>
 
 /* The header section of a message, split for encryption or decryption. */
@@ -81,6 +83,12 @@ int p11s_mime__decode_body(FILE *in, const p11s_mime_head *h, BIO *der);
  * CRLF in the entity becomes LF.
  */
 int p11s_mime__write_decrypted(FILE *out, const p11s_mime_head *h, FILE *plain);
+/*
+ * The same; with `hpr` non-NULL, *hpr is set to the RFC 9788 report of a protected payload
+ * (the decrypted entity, or part 1 of the multipart/signed it is) or NULL.
+ */
+int p11s_mime__write_decrypted_hp(FILE *out, const p11s_mime_head *h, FILE *plain,
+    p11s_header_protection **hpr);
 
 /* The value of parameter `attr` of a structured field value (RFC 2045 §5.1), malloc'd; NULL if absent. */
 char *p11s_mime__param(const char *value, const char *attr);

@@ -612,10 +612,12 @@ expect 1 "audit log cut after two records: detected" -- \
 	"$P11S_BIN" audit verify "$tmp/audit-cut.log"
 check "no spool files left behind" sh -c "[ -z \"\$(ls -A '$W/spool')\" ]"
 
-# 15e. [outbound] protect-headers (RFC 9788, docs/gateway.md): signed and encrypted, the signed
-# entity is the Cryptographic Payload (hp="cipher", the outer Subject "[...]"); signed only,
-# hp="clear" and the Subject stays.
-sed -e 's/^encrypt = yes$/encrypt = yes\nprotect-headers = yes/' "$W/gateway-c.conf" >"$W/gateway-hp.conf"
+# 15e. [outbound] protect-headers (RFC 9788, docs/gateway.md), on by default: the
+# configuration does not name it. Signed and encrypted, the signed entity is the
+# Cryptographic Payload (hp="cipher", the outer Subject "[...]"); signed only, hp="clear" and
+# the Subject stays.
+grep -q '^protect-headers' "$W/gateway-c.conf" && not_ok "the configuration of 15e names protect-headers"
+cp "$W/gateway-c.conf" "$W/gateway-hp.conf"
 rm -f "$W/milter/gw.sock"
 (umask 0; exec "$GW" --config "$W/gateway-hp.conf" >>"$W/gateway.log" 2>&1) &
 gwpid=$!

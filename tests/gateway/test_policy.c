@@ -136,13 +136,14 @@ static void test_gateway__date_and_audit(void **state)
 	assert_string_equal(so.audit_log, "/tmp/gw-audit.log");
 	assert_int_equal((int)so.audit_checkpoint_every, 50);
 	gw_config_free(&cfg);
-	/* [outbound] protect-headers: off unless asked (the signing path reads cfg.protect_headers). */
-	assert_int_equal(parse("[outbound]\nprotect-headers = yes\n", &cfg, err), 0);
-	assert_int_equal(cfg.protect_headers, 1);
-	gw_config_free(&cfg);
-	assert_int_equal(parse("[outbound]\ntrusted-clients = 127.0.0.1\n", &cfg, err), 0);
+	/* [outbound] protect-headers: on unless turned off (the signing path reads it). */
+	assert_int_equal(parse("[outbound]\nprotect-headers = no\n", &cfg, err), 0);
 	assert_int_equal(cfg.protect_headers, 0);
 	gw_config_free(&cfg);
+	assert_int_equal(parse("[outbound]\ntrusted-clients = 127.0.0.1\n", &cfg, err), 0);
+	assert_int_equal(cfg.protect_headers, 1);
+	gw_config_free(&cfg);
+	assert_int_equal(parse("[outbound]\nprotect-headers = maybe\n", &cfg, err), -1);
 	/* Checkpoints without a log, or a count out of range, are configuration errors. */
 	assert_int_equal(parse("[outbound]\naudit-checkpoint-every = 50\n", &cfg, err), -1);
 	assert_int_equal(parse("[outbound]\naudit-log = /tmp/gw-audit.log\n"
