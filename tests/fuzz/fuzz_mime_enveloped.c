@@ -4,6 +4,8 @@
  * p11s_message_kind() and re-join (src/mime/kind.c), and the decrypted-entity writer, which
  * inspects attacker-chosen plaintext (p11s_mime__write_decrypted()).
  */
+#include <stdlib.h>
+
 #include <openssl/bio.h>
 
 #include <p11smime/message.h>
@@ -28,7 +30,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	BIO_free(der);
 	/* The same bytes as a decrypted entity, written under the outer fields just read. */
 	if ((g = p11s_fuzz_file(data, size)) != NULL) {
-		(void)p11s_mime__write_decrypted(p11s_fuzz_null(), &h, g);
+		p11s_header_protection *hp = NULL;
+
+		/* With the RFC 9788 report (hp_read.c), which must be complete or absent. */
+		if (p11s_mime__write_decrypted_hp(p11s_fuzz_null(), &h, g, &hp) == 0 && hp != NULL) {
+			for (size_t i = 0; i < hp->n_fields; i++) {
+				if (hp->fields[i].name == NULL || hp->fields[i].value == NULL) {
+					abort();
+				}
+			}
+		}
+		p11s_header_protection_free(hp);
 		fclose(g);
 	}
 	p11s_mime__head_clear(&h);

@@ -102,6 +102,22 @@ check "  ... one Subject, the protected one" sh -c "[ \$(grep -c '^Subject:' '$t
 check "  ... no HP-Outer left" sh -c "! grep -q '^HP-Outer:' '$tmp/dec.head'"
 check "  ... the trace field from outside stays" grep -q '^Received: ' "$tmp/dec.head"
 check "  ... the body" grep -q '^the figures' "$tmp/dec.eml"
+expect 0 "decrypt --json reports the header protection" -- p11s --json decrypt --key "$rsa" \
+	--in "$tmp/enc.eml" --out "$tmp/dec2.eml"
+check "  ... hp cipher, the protected Subject, no HP-Outer among the fields" jq -e \
+	'.header_protection.hp == "cipher" and .header_protection_signed_payload == false and
+	([.header_protection.fields[] | select(.name == "Subject") | .value] == ["quarterly figures"]) and
+	([.header_protection.fields[] | select(.name == "HP-Outer")] == [])' "$tmp/out"
+check "  ... the outer Subject [...] differs, exposed by the sender" jq -e \
+	'[.header_protection.differs[] | select(.name == "Subject") | [.outer, .exposed_by_sender]] == [["[...]", true]]' "$tmp/out"
+check "  ... no warning" sh -c "! grep -q 'protected-header-differs' '$tmp/err'"
+sed '0,/^To: /s/^To: .*/To: Mallory <mallory@example.org>/' "$tmp/enc.eml" >"$tmp/enc-to.eml"
+expect 0 "decrypt of a message whose outer To was changed in transit" -- p11s --json decrypt \
+	--key "$rsa" --in "$tmp/enc-to.eml" --out "$tmp/dec3.eml"
+check "  ... To differs, not exposed by the sender" jq -e \
+	'[.header_protection.differs[] | select(.name == "To") | [.outer, .exposed_by_sender]] == [["Mallory <mallory@example.org>", false]]' "$tmp/out"
+check "  ... a warning protected-header-differs naming To" grep -q 'protected-header-differs: the outer To' "$tmp/err"
+check "  ... the output has the protected To" sh -c "! grep -q 'Mallory' '$tmp/dec3.eml'"
 
 # wrap: the inner signed entity is the payload (hp="cipher"); the layers around add none.
 expect 0 "wrap --protect-headers" -- p11s wrap --protect-headers --key "$rsa" \
@@ -169,6 +185,9 @@ check "  ... not in the signed entity either" sh -c "! grep -q 'hp=' '$tmp/cfg-d
 expect 0 "encrypt --no-protect-headers" -- "$bin" encrypt --no-protect-headers \
 	--to "$pki/rsa2048.pem" --in "$m" --out "$tmp/enc-plain.eml"
 check "  ... the outer Subject stays" grep -q '^Subject: quarterly figures' "$tmp/enc-plain.eml"
+expect 0 "  ... decrypt --json" -- p11s --json decrypt --key "$rsa" --in "$tmp/enc-plain.eml" \
+	--out "$tmp/dec4.eml"
+check "  ... header_protection null" jq -e '.header_protection == null' "$tmp/out"
 printf 'protect-headers = maybe\n' >"$tmp/cfg/p11smime/config"
 expect 2 "config protect-headers = maybe: exit 2" -- env XDG_CONFIG_HOME="$tmp/cfg" \
 	"$bin" --backend "$backend" --module "$mod" --pin-source "file:$pinfile" sign --key "$rsa" \
