@@ -772,13 +772,14 @@ out:
 }
 
 /*
- * Take the hp parameter (RFC 9788 §2.1.1) out of a raw Content-Type field of `*n` octets,
- * folded or not: in the rendered message the entity is no longer a Cryptographic Payload.
- * The other parameters stay as they were written; quoted strings are skipped.
+ * Take the parameter `name` out of a raw Content-Type field of `*n` octets, folded or not:
+ * hp and hp-legacy-display (RFC 9788 §2.1.1, §2.1.2), since in the rendered message the
+ * entity is no longer a Cryptographic Payload. The other parameters stay as they were
+ * written; quoted strings are skipped.
  */
-static void drop_hp_param(char *f, size_t *n)
+static void drop_param(char *f, size_t *n, const char *name)
 {
-	size_t i = 0, len = *n;
+	size_t i = 0, len = *n, nl = strlen(name);
 	int quoted = 0;
 
 	for (; i < len; i++) {
@@ -801,10 +802,10 @@ static void drop_hp_param(char *f, size_t *n)
 		}
 		for (j = i + 1; j < len && strchr(" \t\r\n", f[j]) != NULL; j++) {
 		}
-		if (len - j < 3 || strncasecmp(f + j, "hp", 2) != 0) {
+		if (len - j < nl + 1 || strncasecmp(f + j, name, nl) != 0) {
 			continue;
 		}
-		for (k = j + 2; k < len && (f[k] == ' ' || f[k] == '\t'); k++) {
+		for (k = j + nl; k < len && (f[k] == ' ' || f[k] == '\t'); k++) {
 		}
 		if (k >= len || f[k] != '=') {
 			continue;
@@ -854,7 +855,8 @@ static int write_entity_content_fields(FILE *out, FILE *plain, const char *eol)
 
 			if (nl >= 8 && strncasecmp(field, "Content-", 8) == 0) {
 				if (nl == 12 && strncasecmp(field, "Content-Type", 12) == 0) {
-					drop_hp_param(field, &flen);
+					drop_param(field, &flen, "hp");
+					drop_param(field, &flen, "hp-legacy-display");
 				}
 				if (fwrite(field, 1, flen, out) != flen) {
 					goto out;
@@ -885,6 +887,51 @@ out:
 }
 
 /*
+ * RFC 9788 §4.5.3.2: a text/plain payload marked hp-legacy-display="1" begins with a Legacy
+ * Display Element, copies of the obscured fields ("Subject: ..." lines) and a blank line,
+ * for readers that cannot show protected fields. The rendered message shows the fields
+ * themselves, so the element goes. Only lines that are header fields are taken, up to the
+ * blank line; anything else leaves the body as it was (nothing of the text is lost).
+ */
+static int skip_legacy_display(FILE *plain)
+{
+	off_t at = ftello(plain);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int done = 0;
+
+	if (at < 0) {
+		return -1;
+	}
+	while (!done && (n = getline(&line, &cap, plain)) > 0) {
+		size_t s = strip_eol(line, (size_t)n);
+
+		if (s == 0) {
+			done = 1;
+		} else if (line[0] != ' ' && line[0] != '\t' && field_name_len(line, s) == 0) {
+			break;
+		}
+	}
+	free(line);
+	return done ? 0 : fseeko(plain, at, SEEK_SET);
+}
+
+/* The payload shows a Legacy Display Element we can take out: text/plain, not encoded. */
+static int has_legacy_display(const p11s_mime_fields *f, const char *ct)
+{
+	const char *cte = p11s_mime__fields_get(f, "Content-Transfer-Encoding");
+	char *v = p11s_mime__ctype_param(ct, "hp-legacy-display");
+	int yes = v != NULL && strcmp(v, "1") == 0 && strncasecmp(ct, "text/plain", 10) == 0 &&
+	    (ct[10] == '\0' || ct[10] == ';' || ct[10] == ' ' || ct[10] == '\t') &&
+	    (cte == NULL || strcasecmp(cte, "7bit") == 0 || strcasecmp(cte, "8bit") == 0 ||
+	        strcasecmp(cte, "binary") == 0);
+
+	free(v);
+	return yes;
+}
+
+/*
  * RFC 9788 §4.5 for a reader that knows nothing of it: with an hp parameter on the decrypted
  * entity, its header fields take the place of the outer ones (write_merged_outer()), then
  * come MIME-Version and the entity's Content-* fields without hp. Writes the header section
@@ -898,7 +945,7 @@ static int write_rendered_head(FILE *out, const p11s_mime_head *h, FILE *plain, 
 	p11s_mime_fields f = { 0 }, prot;
 	const char *ct, *eol = h->crlf ? "\r\n" : "\n";
 	char *hp;
-	int rc;
+	int rc, legacy;
 
 	*done = 0;
 	if ((rc = p11s_mime__header_fields(plain, 0, -1, &f)) < 0) {
@@ -942,6 +989,7 @@ static int write_rendered_head(FILE *out, const p11s_mime_head *h, FILE *plain, 
 		return rc;
 	}
 	free(hp);
+	legacy = has_legacy_display(&f, ct);
 	if (write_merged_outer(out, h, &f, eol) < 0 || fprintf(out, "MIME-Version: 1.0%s", eol) < 0) {
 		goto wfail;
 	}
@@ -951,6 +999,9 @@ static int write_rendered_head(FILE *out, const p11s_mime_head *h, FILE *plain, 
 	}
 	if (write_entity_content_fields(out, plain, eol) < 0) {
 		return p11s_error__set(P11S_ERR_IO, "writing the message: %s", strerror(errno));
+	}
+	if (legacy && skip_legacy_display(plain) < 0) {
+		return p11s_error__set(P11S_ERR_IO, "reading the decrypted content: %s", strerror(errno));
 	}
 	*done = 1;
 	return P11S_OK;

@@ -8,9 +8,9 @@
 
 #include <stdio.h>
 
-#include "p11smime/envelope.h"
-
 #include <openssl/bio.h>
+
+#include <p11smime/envelope.h>
 
 /* The header section of a message, split for encryption or decryption. */
 typedef struct p11s_mime_head {

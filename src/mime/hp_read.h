@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "p11smime/envelope.h"
+#include <p11smime/envelope.h>
 #include "mime/signed.h"
 
 /* The user-facing fields a reader compares, protected against outer. */

@@ -119,6 +119,61 @@ check "  ... To differs, not exposed by the sender" jq -e \
 check "  ... a warning protected-header-differs naming To" grep -q 'protected-header-differs: the outer To' "$tmp/err"
 check "  ... the output has the protected To" sh -c "! grep -q 'Mallory' '$tmp/dec3.eml'"
 
+# Another implementation's bytes: RFC 9788's own payloads (Appendix C.3.1.2, the payload of
+# smime-signed-enc-hp-baseline once its layers are off; Appendix E.1, a Legacy Display
+# Element), encrypted by openssl cms to the token's key under the outer header the RFC gives.
+rfc_msg() { # PAYLOAD OUTER OUT: openssl encrypts PAYLOAD; OUTER's fields go on top
+	openssl cms -encrypt -aes-256-cbc -in "$1" -out "$tmp/rfc.p7m" "$pki/rsa2048.pem"
+	{ cat "$2"; cat "$tmp/rfc.p7m"; } >"$3"
+}
+printf '%s\n' 'MIME-Version: 1.0' 'Content-Transfer-Encoding: 7bit' \
+	'Subject: smime-signed-enc-hp-baseline' 'Message-ID: <smime-signed-enc-hp-baseline@example>' \
+	'From: Alice <alice@smime.example>' 'To: Bob <bob@smime.example>' \
+	'Date: Sat, 20 Feb 2021 10:09:02 -0500' 'User-Agent: Sample MUA Version 1.0' \
+	'HP-Outer: Subject: [...]' 'HP-Outer: Message-ID: <smime-signed-enc-hp-baseline@example>' \
+	'HP-Outer: From: Alice <alice@smime.example>' 'HP-Outer: To: Bob <bob@smime.example>' \
+	'HP-Outer: Date: Sat, 20 Feb 2021 10:09:02 -0500' 'HP-Outer: User-Agent: Sample MUA Version 1.0' \
+	'Content-Type: text/plain; charset="utf-8"; hp="cipher"' '' 'This is the' \
+	'smime-signed-enc-hp-baseline' 'message.' >"$tmp/rfc-c312"
+printf '%s\n' 'Subject: [...]' 'Message-ID: <smime-signed-enc-hp-baseline@example>' \
+	'From: Alice <alice@smime.example>' 'To: Bob <bob@smime.example>' \
+	'Date: Sat, 20 Feb 2021 10:09:02 -0500' 'User-Agent: Sample MUA Version 1.0' >"$tmp/rfc-c312.outer"
+rfc_msg "$tmp/rfc-c312" "$tmp/rfc-c312.outer" "$tmp/rfc-c312.eml"
+expect 0 "RFC 9788 C.3.1.2 payload (encrypted by openssl): decrypt --json" -- p11s --json decrypt \
+	--key "$rsa" --in "$tmp/rfc-c312.eml" --out "$tmp/rfc-c312.dec"
+check "  ... hp cipher; Subject, From and User-Agent among the protected fields, no HP-Outer" jq -e \
+	'.header_protection.hp == "cipher" and
+	([.header_protection.fields[] | select(.name == "Subject" or .name == "User-Agent") | .value] ==
+	 ["smime-signed-enc-hp-baseline", "Sample MUA Version 1.0"]) and
+	([.header_protection.fields[] | select(.name == "HP-Outer")] == [])' "$tmp/out"
+check "  ... only the Subject differs outside, exposed by the sender" jq -e \
+	'[.header_protection.differs[] | [.name, .outer, .exposed_by_sender]] == [["Subject", "[...]", true]]' "$tmp/out"
+tr -d '\r' <"$tmp/rfc-c312.dec" | sed '/^$/q' >"$tmp/rfc-c312.head"
+check "  ... rendered: the real Subject in the obscured one's place, one of each field" sh -c \
+	"sed -n 1p '$tmp/rfc-c312.head' | grep -qx 'Subject: smime-signed-enc-hp-baseline' &&
+	[ \$(grep -c '^User-Agent:' '$tmp/rfc-c312.head') = 1 ] && ! grep -q 'HP-Outer\|hp=' '$tmp/rfc-c312.head'"
+check "  ... the body" grep -q '^smime-signed-enc-hp-baseline' "$tmp/rfc-c312.dec"
+printf '%s\n' 'Date: Fri, 21 Jan 2022 20:40:48 -0500' 'From: Alice <alice@example.net>' \
+	'To: Bob <bob@example.net>' 'Subject: Dinner plans' \
+	'Message-ID: <text-plain-legacy-display@lhp.example>' 'MIME-Version: 1.0' \
+	'Content-Type: text/plain; charset="us-ascii"; hp-legacy-display="1";' ' hp="cipher"' \
+	'HP-Outer: Date: Fri, 21 Jan 2022 20:40:48 -0500' 'HP-Outer: From: Alice <alice@example.net>' \
+	'HP-Outer: To: Bob <bob@example.net>' 'HP-Outer: Subject: [...]' \
+	'HP-Outer: Message-ID: <text-plain-legacy-display@lhp.example>' '' 'Subject: Dinner plans' '' \
+	"Let's meet at Rama's Roti Shop at 8pm and go to the park" 'from there.' >"$tmp/rfc-e1"
+printf '%s\n' 'Date: Fri, 21 Jan 2022 20:40:48 -0500' 'From: Alice <alice@example.net>' \
+	'To: Bob <bob@example.net>' 'Subject: [...]' \
+	'Message-ID: <text-plain-legacy-display@lhp.example>' >"$tmp/rfc-e1.outer"
+rfc_msg "$tmp/rfc-e1" "$tmp/rfc-e1.outer" "$tmp/rfc-e1.eml"
+expect 0 "RFC 9788 E.1 (a Legacy Display Element, encrypted by openssl): decrypt" -- p11s decrypt \
+	--key "$rsa" --in "$tmp/rfc-e1.eml" --out "$tmp/rfc-e1.dec"
+check "  ... the element is gone (§4.5.3.2), the text stays" bash -c "tr -d '\r' <'$tmp/rfc-e1.dec' |
+	sed '1,/^\$/d' | cmp -s - <(printf \"%s\\n\" \"Let's meet at Rama's Roti Shop at 8pm and go to the park\" 'from there.')"
+check "  ... the Subject is the real one, once, and no hp parameter is left" sh -c \
+	"tr -d '\r' <'$tmp/rfc-e1.dec' | sed '/^\$/q' >'$tmp/rfc-e1.head' &&
+	[ \$(grep -c '^Subject:' '$tmp/rfc-e1.head') = 1 ] && grep -qx 'Subject: Dinner plans' '$tmp/rfc-e1.head' &&
+	! grep -q 'hp=\\|hp-legacy-display=' '$tmp/rfc-e1.head'"
+
 # wrap: the inner signed entity is the payload (hp="cipher"); the layers around add none.
 expect 0 "wrap --protect-headers" -- p11s wrap --protect-headers --key "$rsa" \
 	--chain "$pki/intermediate.pem" --to "$pki/rsa2048.pem" --in "$m" --out "$tmp/wrap.eml"

@@ -504,6 +504,108 @@ static void test_envelope__head_split(void **state)
 	fclose(f);
 }
 
+/*
+ * RFC 9788 §4.5 rendering (docs/envelope.md "Header protection"): the protected fields take
+ * the outer ones' places, a trace field stays, a field that was not outside (Keywords)
+ * follows, HP-Outer goes, the hp parameter leaves a folded Content-Type and the other
+ * parameters stay; the report lists the protected fields but HP-Outer and the obscured
+ * Subject as exposed by the sender, a changed To as not.
+ */
+static void test_envelope__render_protected(void **state)
+{
+	static const char outer[] = "Received: from relay\nFrom: A <a@x>\nSubject: [...]\n"
+	    "To: Mallory <m@x>\nMIME-Version: 1.0\nContent-Type: application/pkcs7-mime;"
+	    " smime-type=authEnveloped-data\n\n";
+	static const char payload[] = "Content-Type: text/plain;\r\n charset=utf-8; hp=\"cipher\";"
+	    " format=flowed\r\nContent-Transfer-Encoding: 7bit\r\nFrom: A <a@x>\r\n"
+	    "Subject: Real one\r\nTo: B <b@x>\r\nKeywords: k\r\nHP-Outer: From: A <a@x>\r\n"
+	    "HP-Outer: Subject: [...]\r\nHP-Outer: To: B <b@x>\r\n\r\nbody\r\n";
+	FILE *f = file_with(outer, sizeof(outer) - 1), *plain = file_with(payload, sizeof(payload) - 1);
+	FILE *out = tmpfile();
+	p11s_header_protection *hp = NULL;
+	p11s_mime_head h;
+	size_t len;
+	char *res;
+
+	(void)state;
+	assert_int_equal(p11s_mime__read_head(f, &h), P11S_OK);
+	assert_int_equal(p11s_mime__write_decrypted_hp(out, &h, plain, &hp), P11S_OK);
+	res = slurp(out, &len);
+	assert_string_equal(res, "Received: from relay\nFrom: A <a@x>\nSubject: Real one\n"
+	    "To: B <b@x>\nKeywords: k\nMIME-Version: 1.0\nContent-Type: text/plain;\n"
+	    " charset=utf-8; format=flowed\nContent-Transfer-Encoding: 7bit\n\nbody\n");
+	assert_non_null(hp);
+	assert_string_equal(hp->hp, "cipher");
+	assert_false(hp->signed_payload);
+	assert_int_equal(hp->n_fields, 4);
+	assert_string_equal(hp->fields[3].name, "Keywords");
+	assert_int_equal(hp->n_differs, 2);
+	assert_string_equal(hp->differs[0].name, "To");
+	assert_string_equal(hp->differs[0].outer, "Mallory <m@x>");
+	assert_false(hp->differs[0].exposed);
+	assert_string_equal(hp->differs[1].name, "Subject");
+	assert_string_equal(hp->differs[1].value, "Real one");
+	assert_true(hp->differs[1].exposed);
+	p11s_header_protection_free(hp);
+	free(res);
+	fclose(out);
+	/*
+	 * RFC 9788 Appendix E.1's payload (hp-legacy-display="1" on a text/plain part): the Legacy
+	 * Display Element and the parameter go (§4.5.3.2), the two lines of text stay.
+	 */
+	static const char e1[] = "Date: Fri, 21 Jan 2022 20:40:48 -0500\nFrom: Alice <alice@example.net>\n"
+	    "To: Bob <bob@example.net>\nSubject: Dinner plans\n"
+	    "Message-ID: <text-plain-legacy-display@lhp.example>\nMIME-Version: 1.0\n"
+	    "Content-Type: text/plain; charset=\"us-ascii\"; hp-legacy-display=\"1\";\n hp=\"cipher\"\n"
+	    "HP-Outer: Date: Fri, 21 Jan 2022 20:40:48 -0500\n"
+	    "HP-Outer: From: Alice <alice@example.net>\nHP-Outer: To: Bob <bob@example.net>\n"
+	    "HP-Outer: Subject: [...]\n"
+	    "HP-Outer: Message-ID: <text-plain-legacy-display@lhp.example>\n\n"
+	    "Subject: Dinner plans\n\n"
+	    "Let's meet at Rama's Roti Shop at 8pm and go to the park\nfrom there.\n";
+	static const char e1_outer[] = "Date: Fri, 21 Jan 2022 20:40:48 -0500\n"
+	    "From: Alice <alice@example.net>\nTo: Bob <bob@example.net>\nSubject: [...]\n"
+	    "Message-ID: <text-plain-legacy-display@lhp.example>\nMIME-Version: 1.0\n"
+	    "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\n\n";
+	p11s_mime_head h1;
+	FILE *f1 = file_with(e1_outer, sizeof(e1_outer) - 1);
+
+	fclose(plain);
+	plain = file_with(e1, sizeof(e1) - 1);
+	out = tmpfile();
+	assert_int_equal(p11s_mime__read_head(f1, &h1), P11S_OK);
+	assert_int_equal(p11s_mime__write_decrypted_hp(out, &h1, plain, &hp), P11S_OK);
+	res = slurp(out, &len);
+	assert_string_equal(res, "Date: Fri, 21 Jan 2022 20:40:48 -0500\n"
+	    "From: Alice <alice@example.net>\nTo: Bob <bob@example.net>\nSubject: Dinner plans\n"
+	    "Message-ID: <text-plain-legacy-display@lhp.example>\nMIME-Version: 1.0\n"
+	    "Content-Type: text/plain; charset=\"us-ascii\"\n\n"
+	    "Let's meet at Rama's Roti Shop at 8pm and go to the park\nfrom there.\n");
+	assert_non_null(hp);
+	assert_int_equal(hp->n_differs, 1);
+	assert_true(hp->differs[0].exposed);
+	p11s_header_protection_free(hp);
+	free(res);
+	fclose(out);
+	p11s_mime__head_clear(&h1);
+	fclose(f1);
+	/* Without hp: the outer fields, then the entity as it is; no report. */
+	static const char bare[] = "Content-Type: text/plain\r\nSubject: inner\r\n\r\nx\r\n";
+	fclose(plain);
+	plain = file_with(bare, sizeof(bare) - 1);
+	out = tmpfile();
+	assert_int_equal(p11s_mime__write_decrypted_hp(out, &h, plain, &hp), P11S_OK);
+	assert_null(hp);
+	res = slurp(out, &len);
+	assert_string_equal(res, "Received: from relay\nFrom: A <a@x>\nSubject: [...]\n"
+	    "To: Mallory <m@x>\nMIME-Version: 1.0\nContent-Type: text/plain\nSubject: inner\n\nx\n");
+	free(res);
+	fclose(out);
+	fclose(plain);
+	p11s_mime__head_clear(&h);
+	fclose(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -517,6 +619,7 @@ int main(void)
 		cmocka_unit_test(test_envelope__xdh_wrong_key),
 		cmocka_unit_test(test_envelope__not_enveloped),
 		cmocka_unit_test(test_envelope__head_split),
+		cmocka_unit_test(test_envelope__render_protected),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
