@@ -391,7 +391,10 @@ check "SIGHUP reloads (the gateway keeps running)" sh -c "kill -0 $gwpid && grep
 N=${P11S_GW_LOAD:-500}
 PAR=8
 printf 'From: sender@example.com\r\nTo: alice-rsa2048@example.org\r\nSubject: load TEMPLATE\r\nMessage-ID: <load-TEMPLATE@gw.test>\r\n\r\nload body\r\n' >"$tmp/load.txt"
-"$P11S_BIN" encrypt --to "$PKI/rsa2048.pem" --in "$tmp/load.txt" --out "$tmp/load.eml"
+# --no-protect-headers: send.py numbers the copies in their outer fields, and a protected
+# Message-ID inside (RFC 9788, the default) would give every decrypted copy the template's.
+"$P11S_BIN" encrypt --no-protect-headers --to "$PKI/rsa2048.pem" --in "$tmp/load.txt" \
+	--out "$tmp/load.eml"
 python3 "$here/send.py" --load "$P_IN" sender@example.com alice-rsa2048@example.org "$N" "$PAR" \
 	"$tmp/load.eml" >"$tmp/ids" 2>"$tmp/load.err"
 check "load: all $N messages accepted" test "$(wc -l <"$tmp/ids")" -eq "$N"
@@ -540,11 +543,13 @@ check "store: 4 CLI importers beside the gateway's workers all succeed" test "$i
 check "store: ... every imported row is there (2 + 1 + 16)" test "$("$P11S_BIN" certs --store "$W/certs.db" list | wc -l)" = 19
 check "store: all $NS outbound messages accepted" test "$(wc -l <"$tmp/sids")" -eq "$NS"
 for _ in $(seq 1 300); do
-	n=$(grep -h -l "^Subject: storeout " "$W/mail/box/new/"* 2>/dev/null | wc -l)
+	n=$(grep -h -l "^Message-ID: <storeout-" "$W/mail/box/new/"* 2>/dev/null | wc -l)
 	[ "$n" -ge "$NS" ] && break
 	sleep 0.2
 done
-sfiles=$(grep -l "^Subject: storeout " "$W/mail/box/new/"* 2>/dev/null)
+# The gateway encrypts with header protection (the default): the outer Subject is "[...]",
+# the Message-ID stays outside (RFC 9788 hcp_baseline).
+sfiles=$(grep -l "^Message-ID: <storeout-" "$W/mail/box/new/"* 2>/dev/null)
 check "store: $NS delivered" test "$(echo "$sfiles" | grep -c .)" -eq "$NS"
 nenv=0
 for f in $sfiles; do
@@ -589,7 +594,8 @@ fi
 N2=${P11S_GW_LOAD2:-150}
 sed 's/load TEMPLATE/unixload TEMPLATE/; s/<load-TEMPLATE@/<unixload-TEMPLATE@/' "$tmp/load.txt" \
 	>"$tmp/uload.txt"
-"$P11S_BIN" encrypt --to "$PKI/rsa2048.pem" --in "$tmp/uload.txt" --out "$tmp/uload.eml"
+"$P11S_BIN" encrypt --no-protect-headers --to "$PKI/rsa2048.pem" --in "$tmp/uload.txt" \
+	--out "$tmp/uload.eml"
 python3 "$here/send.py" --load "$P_UNIX" sender@example.com alice-rsa2048@example.org "$N2" 8 \
 	"$tmp/uload.eml" >"$tmp/uids" 2>"$tmp/uload.err"
 check "unix-socket load: all $N2 messages accepted" test "$(wc -l <"$tmp/uids")" -eq "$N2"
