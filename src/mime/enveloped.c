@@ -733,13 +733,14 @@ static int write_merged_outer(FILE *out, const p11s_mime_head *h, const p11s_mim
     const char *eol)
 {
 	unsigned char *done = prot->n > 0 ? calloc(prot->n, 1) : NULL;
-	const char *p, *end = h->outer + h->outer_len;
+	/* No outer fields at all (a bare S/MIME part, as a mail client hands over): h->outer NULL. */
+	const char *p = h->outer, *end = h->outer != NULL ? h->outer + h->outer_len : NULL;
 	int rc = -1;
 
 	if (prot->n > 0 && done == NULL) {
 		return -1;
 	}
-	for (p = h->outer; p != NULL && p < end;) {
+	for (; p != NULL && p < end;) {
 		const char *e = field_stop(p, end);
 		size_t nl = field_name_len(p, (size_t)(e - p));
 
