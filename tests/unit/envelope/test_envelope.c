@@ -589,6 +589,20 @@ static void test_envelope__render_protected(void **state)
 	fclose(out);
 	p11s_mime__head_clear(&h1);
 	fclose(f1);
+	/* A part without outer fields (what a mail client hands to mua decrypt): no outer section. */
+	{
+		p11s_mime_head none = { 0 };
+		FILE *pl = file_with(payload, sizeof(payload) - 1), *o = tmpfile();
+
+		assert_int_equal(p11s_mime__write_decrypted_hp(o, &none, pl, &hp), P11S_OK);
+		res = slurp(o, &len);
+		assert_non_null(strstr(res, "Subject: Real one\n")); /* h.crlf 0: LF */
+		assert_non_null(hp);
+		p11s_header_protection_free(hp);
+		free(res);
+		fclose(o);
+		fclose(pl);
+	}
 	/* Without hp: the outer fields, then the entity as it is; no report. */
 	static const char bare[] = "Content-Type: text/plain\r\nSubject: inner\r\n\r\nx\r\n";
 	fclose(plain);
